@@ -1,0 +1,36 @@
+# enigm-recover — `make run` (the drill) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test bench tools clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $@ $(VENV)/.installed-run
+
+## run: make a drill (synthetic platform, keys, snapshots, damaged target) and walk it
+run: $(VENV)/.installed-run
+	$(BIN)/enigm-recover drill
+
+## tools: install the real programs the tests use (age, ssh-keygen, zstd, sqlite3) when missing
+tools:
+	@scripts/ensure-tools
+
+## test: the whole suite against the real tools
+test: $(VENV)/.installed-test tools
+	$(BIN)/python -m pytest
+
+## bench: speed and memory goals, as ratios against standard tools in the same run
+bench: $(VENV)/.installed-test tools
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache bench/out

@@ -1,0 +1,3 @@
+from enigm_recover.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Where the tool keeps its files, and the optional configuration file.
+
+Every location comes from, in order: a command-line flag, an environment
+variable, the configuration file (for defaults such as allowed_signers), and
+the platformdirs location for this user. The config is TOML, read with
+tomllib and written with tomli-w.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomli_w
+
+from enigm_recover.atomic import write_atomic
+from enigm_recover.errors import ConfigError
+
+APP = "enigm-recover"
+ENV_CONFIG = "ENIGM_RECOVER_CONFIG"
+ENV_STATE = "ENIGM_RECOVER_STATE_DIR"
+ENV_CACHE = "ENIGM_RECOVER_CACHE_DIR"
+
+# Settings the config file may hold: name -> (environment variable, description).
+SETTINGS: dict[str, tuple[str, str]] = {
+    "source": ("ENIGM_RECOVER_SOURCE", "default snapshot SOURCE (folder or URL)"),
+    "target": ("ENIGM_RECOVER_TARGET", "default target store URL"),
+    "allowed_signers": ("ENIGM_RECOVER_ALLOWED_SIGNERS", "OpenSSH allowed_signers file trusted for snapshots"),
+    "recipient": ("ENIGM_RECOVER_RECIPIENT", "recovery.pub of the configured recovery key"),
+}
+
+
+@dataclass(frozen=True)
+class Locations:
+    config_file: Path
+    state_dir: Path
+    cache_dir: Path
+
+
+def locations(config: str | None = None, state_dir: str | None = None, cache_dir: str | None = None) -> Locations:
+    return Locations(
+        config_file=Path(config or os.environ.get(ENV_CONFIG) or
+                         Path(platformdirs.user_config_dir(APP)) / "config.toml"),
+        state_dir=Path(state_dir or os.environ.get(ENV_STATE) or platformdirs.user_state_dir(APP)),
+        cache_dir=Path(cache_dir or os.environ.get(ENV_CACHE) or platformdirs.user_cache_dir(APP)),
+    )
+
+
+def load_config(path: Path) -> dict[str, str]:
+    """The config file's settings; an absent file is an empty config."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for key, value in doc.items():
+        if key not in SETTINGS:
+            raise ConfigError(f"config file {path} has unknown setting {key!r}",
+                              f"known settings: {', '.join(SETTINGS)}")
+        if not isinstance(value, str):
+            raise ConfigError(f"config file {path}: setting {key!r} must be a string")
+    return doc
+
+
+def save_setting(path: Path, key: str, value: str | None) -> None:
+    if key not in SETTINGS:
+        raise ConfigError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+    doc: dict[str, Any] = load_config(path)
+    if value is None:
+        doc.pop(key, None)
+    else:
+        doc[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, tomli_w.dumps(doc).encode(), overwrite=True)
+
+
+def setting(flag_value: str | None, key: str, config: dict[str, str]) -> str | None:
+    """A setting's effective value: flag, then environment, then config file."""
+    return flag_value or os.environ.get(SETTINGS[key][0]) or config.get(key)

@@ -1,0 +1,148 @@
+"""The error hierarchy. Every failure a user can cause is one of these.
+
+Each class carries a stable exit code (listed in the README) and a hint naming
+the next step. Messages must never contain share words, the recovery identity
+or decrypted records.
+"""
+
+from __future__ import annotations
+
+
+class EnigmError(Exception):
+    """Base of every failure the tool reports to a user (never with a traceback)."""
+
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def one_line(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class UsageError(EnigmError):
+    exit_code = 2
+    hint = "see --help"
+
+
+class InputFileError(EnigmError):
+    """A file the user named is missing, unreadable or malformed."""
+
+    exit_code = 3
+    hint = "check the path and the file's contents"
+
+
+class OutputExistsError(EnigmError):
+    exit_code = 3
+    hint = "choose another output path or remove the existing one"
+
+
+class ConfigError(EnigmError):
+    exit_code = 4
+    hint = "fix the configuration file or override the value with a flag"
+
+
+class TargetError(EnigmError):
+    """The target store URL is wrong or the store cannot be used."""
+
+    exit_code = 5
+    hint = "check the target URL (sqlite:///relative.db, sqlite:////absolute.db, postgresql://user@host/db)"
+
+
+class SnapshotNotFound(EnigmError):
+    exit_code = 6
+    hint = "run `enigm-recover snapshots list SOURCE` to see the ids"
+
+
+class SourceError(EnigmError):
+    exit_code = 7
+    hint = "check the SOURCE path or URL"
+
+
+# -- snapshot integrity: 10-19 ------------------------------------------------
+
+
+class SignatureError(EnigmError):
+    """The manifest signature is missing, invalid or by an untrusted key."""
+
+    exit_code = 10
+    hint = "do not use this snapshot; check allowed_signers and where the snapshot came from"
+
+
+class ManifestError(EnigmError):
+    exit_code = 11
+    hint = "the manifest is malformed or tampered with; do not use this snapshot"
+
+
+class PayloadIntegrityError(EnigmError):
+    exit_code = 12
+    hint = "the payload is truncated or altered; fetch it again from the backup host"
+
+
+class ScopeError(EnigmError):
+    """A field or record falls outside the allow-listed scope."""
+
+    exit_code = 13
+    hint = "snapshots may hold only the allow-listed kinds and fields (docs/FORMAT.md)"
+
+
+class DecryptionError(EnigmError):
+    exit_code = 14
+    hint = "the payload was sealed to another recovery key or is damaged"
+
+
+class UnsupportedFormat(EnigmError):
+    exit_code = 15
+    hint = "upgrade enigm-recover or check the snapshot's origin"
+
+
+# -- quorum: 20-29 -------------------------------------------------------------
+
+
+class ShareError(EnigmError):
+    """Base of share-entry failures."""
+
+    exit_code = 20
+    hint = "re-read the share card and type the share again"
+
+
+class ShareWordError(ShareError):
+    exit_code = 20
+
+
+class ShareChecksumError(ShareError):
+    exit_code = 21
+
+
+class ShareSetMismatch(ShareError):
+    exit_code = 22
+    hint = "this share belongs to another recovery key; ask for a card of this ceremony's set"
+
+
+class DuplicateShare(ShareError):
+    exit_code = 23
+    hint = "each custodian's share counts once; ask another custodian"
+
+
+class NotEnoughShares(ShareError):
+    exit_code = 24
+    hint = "gather shares from more custodians"
+
+
+class WrongRecoveryKey(ShareError):
+    """The combined key does not match the snapshot: a wrong passphrase or wrong set."""
+
+    exit_code = 25
+    hint = "check the SLIP-39 passphrase (a wrong one silently yields another key) and the share cards"
+
+
+class InterruptedByUser(EnigmError):
+    exit_code = 130
+    hint = "nothing was left half-written"

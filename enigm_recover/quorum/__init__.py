@@ -1,0 +1,1 @@
+"""Share cards, incremental share entry and the recovery identity."""

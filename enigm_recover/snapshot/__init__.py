@@ -1,0 +1,1 @@
+"""Manifest, signatures, sealing, unsealing and the scope allow-list."""

@@ -1,0 +1,120 @@
+"""Verify a snapshot before anything in it is trusted.
+
+Checks, in order: the manifest parses and its scope is allowed; its
+signature is by a principal trusted in allowed_signers for the manifest's
+producer; the payload's size and SHA-256 equal the signed values. Only a
+fully verified snapshot yields a ``VerifiedSnapshot``, which is what
+unsealing requires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from enigm_recover.errors import EnigmError, PayloadIntegrityError, SourceError
+from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.snapshot import signature
+from enigm_recover.snapshot.manifest import Manifest
+from enigm_recover.sources.base import SnapshotEntry, SnapshotSource
+
+HASH_BLOCK = 1 << 20
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    snapshot_id: str
+    checks: list[Check] = field(default_factory=list)
+    manifest: Manifest | None = None
+    error: EnigmError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "snapshot": self.snapshot_id,
+            "ok": self.ok,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "error": self.error.message if self.error else None,
+            "exit_code": self.error.exit_code if self.error else 0,
+        }
+
+
+@dataclass(frozen=True)
+class VerifiedSnapshot:
+    """A snapshot whose manifest, signature and payload hash all checked out."""
+
+    manifest: Manifest
+    payload_path: Path
+
+
+def hash_file(path: Path, progress: ProgressCallback = no_progress) -> tuple[int, str]:
+    hasher = hashlib.sha256()
+    size = 0
+    total = os.path.getsize(path)
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(HASH_BLOCK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            hasher.update(view[:n])
+            size += n
+            progress(Progress("hash payload", size, total, "bytes"))
+    return size, hasher.hexdigest()
+
+
+def verify_entry(
+    source: SnapshotSource,
+    entry: SnapshotEntry,
+    allowed: asyncssh.SSHAllowedSigners,
+    progress: ProgressCallback = no_progress,
+) -> tuple[VerifyReport, VerifiedSnapshot | None]:
+    report = VerifyReport(entry.id)
+
+    def fail(name: str, error: EnigmError) -> tuple[VerifyReport, None]:
+        report.checks.append(Check(name, False, error.message))
+        report.error = error
+        return report, None
+
+    if entry.manifest is None:
+        assert entry.error is not None
+        return fail("manifest", entry.error)
+    manifest = report.manifest = entry.manifest
+    report.checks.append(Check("manifest", True, "schema and scope are valid"))
+
+    verdict = signature.check(entry.manifest_bytes, entry.signature_bytes, manifest.producer, allowed)
+    if not verdict.trusted:
+        try:
+            signature.require_trusted(verdict)
+        except EnigmError as exc:
+            return fail("signature", exc)
+    report.checks.append(Check("signature", True, verdict.detail))
+
+    try:
+        path = source.payload(entry.id)
+    except SourceError as exc:
+        return fail("payload size", exc)
+    actual = os.path.getsize(path)
+    if actual != manifest.payload_size:
+        return fail("payload size", PayloadIntegrityError(
+            f"payload is {actual} bytes but the signed manifest says {manifest.payload_size}"))
+    report.checks.append(Check("payload size", True, f"{actual} bytes"))
+
+    size, digest = hash_file(path, progress)
+    if size != manifest.payload_size or digest != manifest.payload_sha256:
+        return fail("payload sha256", PayloadIntegrityError(
+            "payload SHA-256 does not match the signed manifest: the payload was altered"))
+    report.checks.append(Check("payload sha256", True, digest))
+    return report, VerifiedSnapshot(manifest, path)

@@ -1,0 +1,1 @@
+"""Where sealed snapshots live, behind one interface."""

@@ -1,0 +1,90 @@
+"""A local folder of snapshots: removable media in an air-gapped room, or a mount."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from enigm_recover.errors import EnigmError, SourceError
+from enigm_recover.snapshot.manifest import (
+    MAX_MANIFEST_BYTES,
+    SNAPSHOT_ID_RE,
+    Manifest,
+    payload_name,
+    signature_name,
+)
+from enigm_recover.sources.base import Listing, SnapshotEntry
+
+MANIFEST_SUFFIX = ".manifest.toml"
+
+
+class LocalFolderSource:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.description = str(folder)
+        if not folder.is_dir():
+            raise SourceError(f"snapshot folder {folder} does not exist or is not a folder")
+
+    def _safe_file(self, name: str) -> Path | None:
+        """The path of ``name`` inside the folder if it is a regular file that stays inside."""
+        path = self.folder / name
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            real = path.resolve()
+            if self.folder.resolve() not in real.parents:
+                raise SourceError(f"{name} is a symbolic link leading outside the snapshot folder; refused")
+            st = real.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceError(f"{name} is not a regular file; refused")
+        return path
+
+    def _read_small(self, path: Path) -> bytes:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+        return data
+
+    def list(self) -> Listing:
+        listing = Listing(entries=[])
+        try:
+            names = sorted(os.listdir(self.folder))
+        except OSError as exc:
+            raise SourceError(f"cannot read snapshot folder {self.folder}: {exc}") from None
+        for name in names:
+            if not name.endswith(MANIFEST_SUFFIX):
+                continue
+            snapshot_id = name[: -len(MANIFEST_SUFFIX)]
+            if not SNAPSHOT_ID_RE.match(snapshot_id):
+                listing.rejected.append(f"{name!r}: not a snapshot id")
+                continue
+            try:
+                manifest_path = self._safe_file(name)
+                sig_path = self._safe_file(signature_name(snapshot_id))
+            except SourceError as exc:
+                listing.rejected.append(f"{name!r}: {exc.message}")
+                continue
+            assert manifest_path is not None
+            entry = SnapshotEntry(
+                snapshot_id,
+                self._read_small(manifest_path),
+                self._read_small(sig_path) if sig_path else None,
+            )
+            try:
+                entry.manifest = Manifest.from_toml(entry.manifest_bytes)
+                if entry.manifest.id != snapshot_id:
+                    raise SourceError(f"manifest id {entry.manifest.id} does not match its file name")
+            except EnigmError as exc:
+                entry.manifest, entry.error = None, exc
+            listing.entries.append(entry)
+        return listing
+
+    def payload(self, snapshot_id: str) -> Path:
+        name = payload_name(snapshot_id)
+        path = self._safe_file(name)
+        if path is None:
+            raise SourceError(f"payload {name} is missing from {self.folder}",
+                              "copy the whole snapshot (manifest, signature and payload)")
+        return path

@@ -1,0 +1,1 @@
+"""The platform's record model and the target stores."""
