@@ -541,5 +541,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug: say so in one line; the traceback only on request
+        if os.environ.get("ENIGM_RECOVER_DEBUG"):
+            raise
+        print(f"enigm-recover: internal error: {type(exc).__name__}: {exc} — this is a bug; please report it "
+              "(set ENIGM_RECOVER_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
 
 

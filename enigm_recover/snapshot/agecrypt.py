@@ -48,13 +48,18 @@ class _IteratorReader(io.RawIOBase):
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = iter(chunks)
         self._pending = memoryview(b"")
+        self.error: BaseException | None = None
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._pending:
-            nxt = next(self._chunks, None)
+            try:
+                nxt = next(self._chunks, None)
+            except BaseException as exc:  # pyrage would wrap it in an EncryptError: keep the original
+                self.error = exc
+                raise
             if nxt is None:
                 return 0
             self._pending = memoryview(nxt)
@@ -66,8 +71,14 @@ class _IteratorReader(io.RawIOBase):
 
 def encrypt_stream(chunks: Iterable[bytes], recipient: str, out: BinaryIO) -> None:
     """Encrypt a stream of plaintext chunks to ``recipient`` (``age1...``) into ``out``."""
-    reader = io.BufferedReader(_IteratorReader(chunks), buffer_size=1 << 20)
-    pyrage.encrypt_io(reader, out, [pyrage.x25519.Recipient.from_str(recipient)])
+    source = _IteratorReader(chunks)
+    try:
+        pyrage.encrypt_io(io.BufferedReader(source, buffer_size=1 << 20), out,
+                          [pyrage.x25519.Recipient.from_str(recipient)])
+    except pyrage.EncryptError:
+        if source.error is not None:
+            raise source.error from None
+        raise
 
 
 # -- decryption ----------------------------------------------------------------

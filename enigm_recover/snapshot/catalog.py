@@ -7,22 +7,18 @@ from enigm_recover.sources.base import Listing, SnapshotEntry
 
 
 def newest_first(entries: list[SnapshotEntry]) -> list[SnapshotEntry]:
-    """Parsed manifests by creation time, newest first; unparseable ones last, by id."""
-    good = [e for e in entries if e.manifest is not None]
-    bad = [e for e in entries if e.manifest is None]
-    good.sort(key=lambda e: (e.manifest.created_at, e.id), reverse=True)  # type: ignore[union-attr]
-    bad.sort(key=lambda e: e.id, reverse=True)
-    return good + bad
+    """Entries newest first. Ids begin with the creation time (checked against the signed
+    manifest), so unreadable manifests keep their place instead of sinking out of sight."""
+    return sorted(entries, key=lambda e: e.id, reverse=True)
 
 
 def resolve(listing: Listing, ref: str) -> SnapshotEntry:
     if not listing.entries:
         raise SnapshotNotFound("the source holds no snapshots")
     if ref == "latest":
-        ordered = newest_first(listing.entries)
-        if ordered[0].manifest is None:
-            raise SnapshotNotFound("the source holds no readable manifest")
-        return ordered[0]
+        # The newest, even if damaged: verifying it then says what is wrong. Falling back to an
+        # older snapshot would hide tampering with the newest one.
+        return newest_first(listing.entries)[0]
     exact = [e for e in listing.entries if e.id == ref]
     if exact:
         return exact[0]

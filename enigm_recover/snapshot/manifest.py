@@ -145,6 +145,8 @@ def _parse(doc: dict[str, Any]) -> Manifest:
     created = top["created_at"]
     if created.tzinfo is None or created.utcoffset() != timezone.utc.utcoffset(None):
         raise ManifestError("manifest created_at must be a UTC time")
+    if top["id"][:16] != created.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ"):
+        raise ManifestError("manifest id does not begin with its created_at time")
     if not _ENV.match(top["environment"]):
         raise ManifestError("manifest environment is malformed")
     if not _PRINCIPAL.match(top["producer"]):

@@ -98,10 +98,12 @@ def seal(
     previous = _previous_id(out_dir, environment)
     digests: dict[str, KindDigest] = {}
 
+    for kind in KINDS:  # before any file is created
+        check_live_columns(kind, store.columns(kind))
+
     def compressed() -> Iterator[bytes]:
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1).compressobj()
         for kind in KINDS:
-            check_live_columns(kind, store.columns(kind))
             total = store.count(kind)
             digest = digests[kind.name] = KindDigest()
             for block in encode_rows(kind, store.stream(kind), digest):

@@ -1,0 +1,92 @@
+"""The drill scenario generator."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from enigm_recover.drill.scenario import DrillSpec, make_drill
+from enigm_recover.state.model import KINDS
+from enigm_recover.state.sqlite_store import SQLiteStore
+from tests.conftest import DRILL_AT
+from tests.helpers import read_manifest
+
+
+def dump(target_url: str) -> dict[str, list[tuple]]:
+    with SQLiteStore(Path(target_url.removeprefix("sqlite:///"))) as store:
+        return {kind.name: list(store.stream(kind)) for kind in KINDS}
+
+
+def test_drill_file_names_everything_that_exists(pristine_drill) -> None:
+    doc = tomllib.loads((pristine_drill.root / "drill.toml").read_text())
+    for key in ("snapshots", "allowed_signers", "recipient", "signing_key"):
+        assert Path(doc["paths"][key]).exists(), key
+    assert Path(doc["paths"]["target"].removeprefix("sqlite:///")).exists()
+    assert sorted(doc["custodians"]) == ["amara", "bastien", "chen", "dagny", "emeka"]
+    assert all(Path(p).exists() for p in doc["custodians"].values())
+    assert len(doc["snapshots"]["ids"]) == 3 and doc["snapshots"]["latest"] == doc["snapshots"]["ids"][-1]
+
+
+def test_same_seed_same_drill_other_seed_other_drill(tmp_path: Path) -> None:
+    spec = DrillSpec(identities=40, devices_per_identity=2, seed=11, snapshots=2, at=DRILL_AT)
+    a = make_drill(tmp_path / "a", spec)
+    b = make_drill(tmp_path / "b", spec)
+    c = make_drill(tmp_path / "c", DrillSpec(identities=40, devices_per_identity=2, seed=12, snapshots=2,
+                                             at=DRILL_AT))
+    assert a["snapshots"]["ids"] == b["snapshots"]["ids"]
+    assert dump(a["paths"]["target"]) == dump(b["paths"]["target"])
+    assert dump(a["paths"]["target"]) != dump(c["paths"]["target"])
+    card = lambda d: Path(d["custodians"]["amara"]).read_text().split("words:")[1]  # noqa: E731
+    assert card(a) == card(b) != card(c)
+    ma = read_manifest(Path(a["paths"]["snapshots"]), a["snapshots"]["latest"])
+    mb = read_manifest(Path(b["paths"]["snapshots"]), b["snapshots"]["latest"])
+    assert ma.scope == mb.scope  # identical records, hence identical per-kind digests
+
+
+def test_the_incident_damaged_the_target_after_the_last_snapshot(pristine_drill) -> None:
+    live = dump(pristine_drill.target)
+    manifest = read_manifest(pristine_drill.snapshots, pristine_drill.latest)
+    incident = pristine_drill.doc["incident"]
+    assert incident["devices_deleted"] > 0 and incident["identities_altered"] > 0
+    assert incident["devices_revoked_after_snapshot"] > 0 and incident["accounts_created_after_snapshot"] > 0
+    expected_devices = (manifest.counts["device"] - incident["devices_deleted"]
+                        + incident["accounts_created_after_snapshot"] * 3)
+    assert len(live["device"]) == expected_devices
+    assert any(r[0] == "ops.mallory" for r in live["role"])
+    assert dict((r[0], r[1]) for r in live["setting"])["auth.mfa_required"] == "false"
+    assert sum(1 for r in live["identity"] if r[4] == "suspended") >= incident["identities_altered"]
+
+
+def test_drill_command_refuses_a_foreign_folder_and_replaces_its_own(tmp_path: Path, cli) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("important")
+    code, _, err = cli("drill", "--no-tui", tmp_path / "mine", "--identities", "20")
+    assert code == 3 and "holds no drill" in err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "important"
+    args = ("drill", "--no-tui", tmp_path / "d", "--identities", "20", "--at", "2026-11-27T12:00:00Z")
+    assert cli(*args)[0] == 0
+    code, _, err = cli(*args)
+    assert code == 3 and "--replace" in err
+    code, out, err = cli(*args, "--replace", "--json")
+    assert code == 0, err
+    assert json.loads(out)["drill"]["identities"] == 20
+
+
+def test_drill_rejects_silly_sizes(tmp_path: Path, cli) -> None:
+    code, _, err = cli("drill", "--no-tui", tmp_path / "d", "--identities", "3")
+    assert code == 2 and "at least 10 identities" in err
+    code, _, err = cli("drill", "--no-tui", tmp_path / "d", "--at", "yesterday")
+    assert code == 2 and "--at" in err
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_drill_snapshot_verifies(tmp_path: Path, cli, seed: int) -> None:
+    doc = make_drill(tmp_path / "d", DrillSpec(identities=15, devices_per_identity=1, seed=seed, snapshots=2,
+                                                at=DRILL_AT))
+    for snapshot_id in doc["snapshots"]["ids"]:
+        code, _, err = cli("verify", doc["paths"]["snapshots"], snapshot_id, "--allowed-signers",
+                           doc["paths"]["allowed_signers"])
+        assert code == 0, err

@@ -1,0 +1,205 @@
+"""The key ceremony and incremental share entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import shamir_mnemonic
+from shamir_mnemonic.wordlist import WORDLIST
+
+from enigm_recover.errors import (
+    DuplicateShare,
+    NotEnoughShares,
+    OutputExistsError,
+    ShareChecksumError,
+    ShareSetMismatch,
+    ShareWordError,
+    UsageError,
+    WrongRecoveryKey,
+)
+from enigm_recover.quorum.cards import read_share_file
+from enigm_recover.quorum.entry import ShareEntry
+from enigm_recover.quorum.keygen import GroupSpec, create_recovery_key
+from enigm_recover.snapshot.seal import read_recipient_file
+
+NAMES = ["amara", "bastien", "chen", "dagny", "emeka"]
+
+
+@pytest.fixture(scope="module")
+def ceremony(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("ceremony")
+    identity, cards = create_recovery_key(custodians=NAMES, group_threshold=1, groups=[GroupSpec(3, 5)],
+                                          out_dir=out)
+    return identity, {name: read_share_file(out / f"{name}.share.txt").words for name in NAMES}, out
+
+
+def test_cards_and_recipient_are_written_but_never_the_secret(ceremony) -> None:
+    identity, words, out = ceremony
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.share.txt" for n in NAMES] + ["recovery.pub"])
+    assert read_recipient_file(out / "recovery.pub") == identity.recipient
+    secret_forms = [identity.age_identity_string(), identity.secret_bytes().hex()]
+    for path in out.iterdir():
+        text = path.read_text()
+        assert not any(s.lower() in text.lower() for s in secret_forms)
+    card = (out / "chen.share.txt").read_text()
+    assert "custodian: chen" in card and "member index: 3" in card and identity.fingerprint in card
+    assert (out / "chen.share.txt").stat().st_mode & 0o077 == 0
+    assert len(words["chen"].split()) == 33
+
+
+def test_any_three_of_five_recover_the_key(ceremony) -> None:
+    identity, words, _ = ceremony
+    for trio in (("amara", "bastien", "chen"), ("chen", "dagny", "emeka"), ("emeka", "amara", "dagny")):
+        entry = ShareEntry(identity.fingerprint)
+        for name in trio:
+            assert not entry.complete
+            entry.add(words[name], name)
+        assert entry.complete
+        assert entry.combine().recipient == identity.recipient
+
+
+def test_progress_is_reported_per_group(ceremony) -> None:
+    identity, words, _ = ceremony
+    entry = ShareEntry(identity.fingerprint)
+    assert entry.describe_progress() == "no share entered yet"
+    receipt = entry.add(words["dagny"], "dagny")
+    assert (receipt.custodian, receipt.group_index, receipt.member_index) == ("dagny", 0, 3)
+    assert [(g.entered, g.needed) for g in entry.groups()] == [(1, 3)]
+    assert "group 1: 1 of 3" in entry.describe_progress()
+
+
+def test_too_few_shares(ceremony) -> None:
+    identity, words, _ = ceremony
+    entry = ShareEntry(identity.fingerprint)
+    entry.add(words["amara"], "amara")
+    entry.add(words["bastien"], "bastien")
+    with pytest.raises(NotEnoughShares, match="2 of 3"):
+        entry.combine()
+
+
+def test_mistyped_word_names_its_position_without_echoing_it(ceremony) -> None:
+    _, words, _ = ceremony
+    ws = words["amara"].split()
+    ws[6] = ws[6][:-1] + ("q" if ws[6][-1] != "q" else "z") + "x"
+    with pytest.raises(ShareWordError) as exc:
+        ShareEntry().add(" ".join(ws), "amara")
+    assert "word 7" in exc.value.message
+    assert ws[6] not in exc.value.one_line()
+
+
+def test_four_letter_prefixes_are_enough(ceremony) -> None:
+    identity, words, _ = ceremony
+    entry = ShareEntry(identity.fingerprint)
+    for name in ("amara", "chen", "emeka"):
+        entry.add(" ".join(w[:4] for w in words[name].split()), name)
+    assert entry.combine().recipient == identity.recipient
+
+
+def test_swapped_words_fail_the_checksum(ceremony) -> None:
+    _, words, _ = ceremony
+    ws = words["bastien"].split()
+    i = next(i for i in range(10, 30) if ws[i] != ws[i + 1])
+    ws[i], ws[i + 1] = ws[i + 1], ws[i]
+    with pytest.raises(ShareChecksumError):
+        ShareEntry().add(" ".join(ws), "bastien")
+
+
+def test_a_replaced_valid_word_fails_the_checksum(ceremony) -> None:
+    _, words, _ = ceremony
+    ws = words["bastien"].split()
+    ws[20] = next(w for w in WORDLIST if w != ws[20])
+    with pytest.raises(ShareChecksumError):
+        ShareEntry().add(" ".join(ws), "bastien")
+
+
+def test_wrong_length(ceremony) -> None:
+    _, words, _ = ceremony
+    with pytest.raises(ShareWordError, match="32 words"):
+        ShareEntry().add(" ".join(words["chen"].split()[:-1]), "chen")
+
+
+def test_share_from_another_set_is_refused(ceremony, tmp_path: Path) -> None:
+    identity, words, _ = ceremony
+    create_recovery_key(custodians=NAMES, group_threshold=1, groups=[GroupSpec(3, 5)], out_dir=tmp_path)
+    foreign = read_share_file(tmp_path / "amara.share.txt").words
+    entry = ShareEntry(identity.fingerprint)
+    entry.add(words["chen"], "chen")
+    with pytest.raises(ShareSetMismatch):
+        entry.add(foreign, "mallory")
+    assert len(entry.receipts) == 1  # the refused share left no trace
+
+
+def test_same_share_twice_and_same_custodian_twice(ceremony) -> None:
+    _, words, _ = ceremony
+    entry = ShareEntry()
+    entry.add(words["chen"], "chen")
+    with pytest.raises(DuplicateShare, match="already entered by chen"):
+        entry.add(words["chen"], "dagny")
+    with pytest.raises(DuplicateShare, match="chen has already entered"):
+        entry.add(words["emeka"], "chen")
+    entry.add(words["emeka"], "emeka")
+    assert [r.custodian for r in entry.receipts] == ["chen", "emeka"]
+
+
+def test_wrong_passphrase_is_caught_by_the_fingerprint(tmp_path: Path) -> None:
+    identity, _ = create_recovery_key(custodians=NAMES[:3], group_threshold=1, groups=[GroupSpec(2, 3)],
+                                      out_dir=tmp_path, passphrase="correct horse")
+    entry = ShareEntry(identity.fingerprint)
+    for name in NAMES[:2]:
+        entry.add(read_share_file(tmp_path / f"{name}.share.txt").words, name)
+    with pytest.raises(WrongRecoveryKey) as exc:
+        entry.combine("battery staple")
+    assert "passphrase" in exc.value.one_line()
+    assert entry.combine("correct horse").recipient == identity.recipient
+
+
+def test_groups_need_the_group_threshold(tmp_path: Path) -> None:
+    names = ["s1", "s2", "s3", "x1", "x2"]
+    identity, _ = create_recovery_key(custodians=names, group_threshold=2,
+                                      groups=[GroupSpec(2, 3), GroupSpec(1, 1), GroupSpec(1, 1)], out_dir=tmp_path)
+    words = {n: read_share_file(tmp_path / f"{n}.share.txt").words for n in names}
+    entry = ShareEntry(identity.fingerprint)
+    entry.add(words["s1"], "s1")
+    entry.add(words["s2"], "s2")
+    assert not entry.complete  # one group of the two needed
+    assert "1 of 2 group(s) complete" in entry.describe_progress()
+    entry.add(words["x2"], "x2")
+    assert entry.complete
+    assert entry.combine().recipient == identity.recipient
+
+
+def test_combining_uses_exactly_the_threshold(ceremony) -> None:
+    """A fourth share is accepted but not needed; the library picks three."""
+    identity, words, _ = ceremony
+    entry = ShareEntry(identity.fingerprint)
+    for name in NAMES[:4]:
+        entry.add(words[name], name)
+    assert entry.combine().recipient == identity.recipient
+    ems = shamir_mnemonic.combine_mnemonics([words[n] for n in NAMES[:3]])
+    assert ems == identity.secret_bytes()
+
+
+def test_ceremony_refuses_bad_plans_and_never_overwrites(ceremony, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="5 shares need 5 custodians"):
+        create_recovery_key(custodians=NAMES[:4], group_threshold=1, groups=[GroupSpec(3, 5)], out_dir=tmp_path)
+    with pytest.raises(UsageError, match="threshold of 1"):
+        create_recovery_key(custodians=NAMES[:2], group_threshold=1, groups=[GroupSpec(1, 2)], out_dir=tmp_path)
+    with pytest.raises(UsageError, match="custodian name"):
+        create_recovery_key(custodians=["../evil", "b"], group_threshold=1, groups=[GroupSpec(2, 2)],
+                            out_dir=tmp_path)
+    _, _, out = ceremony
+    with pytest.raises(OutputExistsError):
+        create_recovery_key(custodians=NAMES, group_threshold=1, groups=[GroupSpec(3, 5)], out_dir=out)
+
+
+def test_keys_init_command(tmp_path: Path, cli) -> None:
+    code, out, err = cli("keys", "init", "--threshold", "2", "--group", "2/3", "--group", "1/1",
+                         "--custodian", "a", "--custodian", "b", "--custodian", "c", "--custodian", "d",
+                         "--out", tmp_path / "k", "--json")
+    assert code == 0, err
+    assert (tmp_path / "k" / "d.share.txt").exists()
+    code, out, err = cli("keys", "init", "--threshold", "3", "--shares", "5", "--custodian", "a",
+                         "--out", tmp_path / "k2")
+    assert code == 2 and "5 shares need 5 custodians" in err and "Traceback" not in err
+    assert not (tmp_path / "k2").exists()

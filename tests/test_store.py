@@ -1,0 +1,78 @@
+"""The record model, target URLs and the SQLite store."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from enigm_recover.errors import TargetError
+from enigm_recover.state.model import DEVICE, IDENTITY, ROLE, invalid_fields
+from enigm_recover.state.sqlite_store import SQLiteStore
+from enigm_recover.state.stores import open_store
+from enigm_recover.state.url import parse_target_url
+
+KEY = "A" * 43 + "="
+
+
+def test_sqlalchemy_style_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_target_url("sqlite:///rel/x.db").path == Path("rel/x.db")
+    assert parse_target_url("sqlite:////abs/x.db").path == Path("/abs/x.db")
+    for bad in ("sqlite://x.db", "sqlite:///", "mysql://h/db", "x.db"):
+        with pytest.raises(TargetError):
+            parse_target_url(bad)
+
+
+def test_password_never_shown() -> None:
+    from enigm_recover.state.url import TargetURL
+
+    assert TargetURL("postgresql", "postgresql://u:secret@h/db").display() == "postgresql://u:***@h/db"
+
+
+def test_target_init_creates_schema_relative_to_cwd(tmp_path: Path, monkeypatch, cli) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("target", "init", "sqlite:///live.db")
+    assert code == 0, err
+    with SQLiteStore(tmp_path / "live.db") as store:
+        assert store.columns(IDENTITY) == list(IDENTITY.field_names)
+        assert store.count(DEVICE) == 0
+
+
+def test_opening_a_missing_store_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(TargetError) as exc:
+        open_store(f"sqlite:///{tmp_path}/nope.db")
+    assert "target init" in exc.value.hint
+
+
+def test_stream_is_in_primary_key_order(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "s.db", create=True) as store:
+        store.init_schema()
+        with store.transaction():
+            store.insert_many(ROLE, [("ops.b", "auditor", "x", "2026-01-01T00:00:00Z"),
+                                     ("ops.a", "z-role", "x", "2026-01-01T00:00:00Z"),
+                                     ("ops.a", "admin", "x", "2026-01-01T00:00:00Z")])
+        keys = [row[:2] for row in store.stream(ROLE)]
+    assert keys == [("ops.a", "admin"), ("ops.a", "z-role"), ("ops.b", "auditor")]
+
+
+def test_store_refuses_values_outside_the_model(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "s.db", create=True) as store:
+        store.init_schema()
+        with pytest.raises(sqlite3.IntegrityError):
+            with store.transaction():
+                store.insert_many(DEVICE, [("d1", "a1", KEY, "stolen", "2026-01-01T00:00:00Z",
+                                            "2026-01-01T00:00:00Z", "")])
+        with pytest.raises(sqlite3.DatabaseError):  # STRICT: no text in an integer column
+            with store.transaction():
+                store.insert_many(IDENTITY, [("a1", "h", KEY, "one", "active",
+                                              "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")])
+
+
+def test_model_rejects_content_like_values() -> None:
+    record = {"device_id": "d1", "account_id": "a1", "device_key": KEY, "state": "revoked",
+              "enrolled_at": "2026-01-01T00:00:00Z", "state_changed_at": "2026-01-02T00:00:00Z",
+              "reason": "lost"}
+    assert invalid_fields(DEVICE, record) == []
+    record["reason"] = "Hi Bob, the meeting moved to 3pm. See you there!"
+    assert invalid_fields(DEVICE, record) == ["reason"]
