@@ -84,6 +84,22 @@ def ask_hidden(prompt: str) -> str:
     return getpass.getpass(prompt)
 
 
+class TerminalPrompter:
+    """Answers SSH prompts (key passphrases, one-time codes) on the terminal, never echoed."""
+
+    def ask_secret(self, prompt: str) -> str:
+        from enigm_recover.errors import AuthenticationFailed
+
+        try:
+            return getpass.getpass(prompt, stream=sys.stderr)
+        except (EOFError, OSError):
+            raise AuthenticationFailed(f"the SSH connection asked for input ({prompt.strip()}) "
+                                       "but there is no terminal to ask on") from None
+
+    def notice(self, message: str) -> None:
+        print(f"enigm-recover: {message}", file=sys.stderr)
+
+
 # -- shared option resolution --------------------------------------------------
 
 
@@ -110,6 +126,26 @@ class Context:
             raise UsageError(f"{option} is required",
                              f"pass {option}, set {SETTINGS[key][0]}, or `enigm-recover config set {key} VALUE`")
         return value
+
+    def ssh_settings(self) -> Any:
+        from enigm_recover.sources.ssh import SSHSettings
+
+        args = self.args
+        config = self.setting(getattr(args, "ssh_config", None), "ssh_config")
+        known_hosts = self.setting(getattr(args, "known_hosts", None), "known_hosts")
+        return SSHSettings(
+            config_files=[Path(config)] if config else None,
+            known_hosts=Path(known_hosts) if known_hosts else None,
+            identities=[Path(p) for p in (getattr(args, "identity", None) or [])],
+            accept_host_key=getattr(args, "accept_new_host_key", None),
+            prompter=TerminalPrompter(),
+        )
+
+    def open_source(self) -> Any:
+        from enigm_recover.sources.open import open_source
+
+        spec = self.required(self.args.source, "source", "SOURCE")
+        return open_source(spec, self.ssh_settings(), self.locations.cache_dir)
 
     def allowed_signers(self) -> Any:
         from enigm_recover.snapshot.signature import load_allowed_signers
@@ -203,56 +239,61 @@ def cmd_seal(ctx: Context) -> int:
     return 0
 
 
+def _print_listing(summaries: list[Any], signers_checked: bool) -> None:
+    from enigm_recover.render import human_age, human_size, table
+
+    if not summaries:
+        print("no snapshots")
+        return
+    now = datetime.now(timezone.utc)
+    rows = []
+    for s in summaries:
+        key = "-" if s.recipient_matches is None else ("yes" if s.recipient_matches else "NO")
+        counts = " ".join(f"{k[0]}:{n:,}" for k, n in s.counts.items()) or "-"
+        rows.append([s.id, s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
+                     human_age(s.age_seconds(now)), s.environment or "-", s.producer or "-", counts,
+                     human_size(s.payload_size), s.signature.value, key])
+    print(table(["ID", "CREATED (UTC)", "AGE", "ENV", "PRODUCER", "COUNTS", "PAYLOAD", "SIGNATURE", "KEY"], rows))
+    if not signers_checked:
+        print("signatures were checked for validity only: pass --allowed-signers to check trust")
+
+
 def cmd_snapshots_list(ctx: Context) -> int:
     from enigm_recover.quorum.recovery_key import recipient_fingerprint
-    from enigm_recover.render import human_age, human_size, table
     from enigm_recover.snapshot.listing import summarize
     from enigm_recover.snapshot.seal import read_recipient_file
     from enigm_recover.snapshot.signature import load_allowed_signers
-    from enigm_recover.sources.open import open_source
 
     args = ctx.args
-    source = open_source(ctx.required(args.source, "source", "SOURCE"))
     signers_path = ctx.setting(args.allowed_signers, "allowed_signers")
     allowed = load_allowed_signers(Path(signers_path)) if signers_path else None
     recipient_path = ctx.setting(args.recipient, "recipient")
     fingerprint = recipient_fingerprint(read_recipient_file(Path(recipient_path))) if recipient_path else None
-    listing = source.list()
+    with ctx.open_source() as source:
+        listing = source.list()
+        description = source.description
     summaries = summarize(listing, allowed, fingerprint)
-    now = datetime.now(timezone.utc)
     if args.json:
-        emit_json({"source": source.description, "snapshots": [s.as_dict(now) for s in summaries],
+        now = datetime.now(timezone.utc)
+        emit_json({"source": description, "snapshots": [s.as_dict(now) for s in summaries],
                    "rejected": listing.rejected})
         return 0
-    if not summaries:
-        print(f"no snapshots in {source.description}")
-    else:
-        rows = []
-        for s in summaries:
-            key = "-" if s.recipient_matches is None else ("yes" if s.recipient_matches else "NO")
-            counts = " ".join(f"{k[0]}:{n:,}" for k, n in s.counts.items()) or "-"
-            rows.append([s.id, s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
-                         human_age(s.age_seconds(now)), s.environment or "-", s.producer or "-", counts,
-                         human_size(s.payload_size), s.signature.value, key])
-        print(table(["ID", "CREATED (UTC)", "AGE", "ENV", "PRODUCER", "COUNTS", "PAYLOAD", "SIGNATURE", "KEY"],
-                    rows))
-        if allowed is None:
-            print("signatures were checked for validity only: pass --allowed-signers to check trust")
+    print(f"source {description}")
+    _print_listing(summaries, allowed is not None)
     for reason in listing.rejected:
         print(f"refused: {reason}", file=sys.stderr)
     return 0
 
 
 def _verify(ctx: Context) -> tuple[Any, Any]:
+    """Verify the chosen snapshot, fetching its payload into the cache if the source is remote."""
     from enigm_recover.snapshot.catalog import resolve
     from enigm_recover.snapshot.verify import verify_entry
-    from enigm_recover.sources.open import open_source
 
-    args = ctx.args
     allowed = ctx.allowed_signers()
-    source = open_source(ctx.required(args.source, "source", "SOURCE"))
-    entry = resolve(source.list(), args.id)
-    return verify_entry(source, entry, allowed, progress_for(args))
+    with ctx.open_source() as source:
+        entry = resolve(source.list(), ctx.args.id)
+        return verify_entry(source, entry, allowed, progress_for(ctx.args))
 
 
 def cmd_verify(ctx: Context) -> int:
@@ -334,11 +375,62 @@ def cmd_unseal(ctx: Context) -> int:
     return 0
 
 
+def _drill_over_ssh(ctx: Context, folder: Path) -> None:
+    """Serve the drill over the in-process SFTP server and list and verify its newest snapshot through it."""
+    from enigm_recover.drill.serve import serve_drill
+    from enigm_recover.snapshot.catalog import resolve
+    from enigm_recover.snapshot.listing import summarize
+    from enigm_recover.snapshot.signature import load_allowed_signers
+    from enigm_recover.snapshot.verify import verify_entry
+    from enigm_recover.sources.open import open_source
+    from enigm_recover.sources.ssh import SSHSettings
+
+    server, doc = serve_drill(folder)
+    try:
+        settings = SSHSettings(config_files=[Path(doc["ssh"]["config"])], prompter=TerminalPrompter())
+        allowed = load_allowed_signers(Path(doc["paths"]["allowed_signers"]))
+        with open_source(doc["ssh"]["source"], settings, ctx.locations.cache_dir) as source:
+            print(f"Over SSH ({doc['ssh']['source']}, host key pinned in {doc['ssh']['known_hosts']}):")
+            listing = source.list()
+            _print_listing(summarize(listing, allowed, doc["recovery"]["fingerprint"]), True)
+            report, _ = verify_entry(source, resolve(listing, "latest"), allowed, progress_for(ctx.args))
+        for check in report.checks:
+            print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        if report.error:
+            raise report.error
+    finally:
+        server.stop()
+
+
+def _serve_until_interrupted(folder: Path) -> int:
+    import threading
+
+    from enigm_recover.drill.serve import serve_drill
+
+    server, doc = serve_drill(folder)
+    ssh = doc["ssh"]
+    print(f"serving {doc['paths']['snapshots']} read-only at {ssh['source']} (127.0.0.1:{ssh['port']})")
+    print(f"  host key  {ssh['host_key']}")
+    print(f"  try       enigm-recover snapshots list {ssh['source']} --ssh-config {ssh['config']} "
+          f"--allowed-signers {doc['paths']['allowed_signers']}")
+    print("press Ctrl-C to stop", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    print("stopped")
+    return 0
+
+
 def cmd_drill(ctx: Context) -> int:
     from enigm_recover.drill.scenario import DrillSpec, describe, make_drill
 
     args = ctx.args
     folder = Path(args.dir) if args.dir else ctx.locations.state_dir / "drill"
+    if args.serve:
+        return _serve_until_interrupted(folder)
     replace = args.replace or args.dir is None
     at = None
     if args.at:
@@ -357,7 +449,9 @@ def cmd_drill(ctx: Context) -> int:
     print(describe(doc))
     print(f"(made in {time.monotonic() - started:.1f} s; drill file {folder / 'drill.toml'})")
     if not args.no_tui:
-        print("The guided recovery app is not part of this version; continue with the commands above.")
+        print()
+        _drill_over_ssh(ctx, folder)
+        print(f"\nServe it over SSH for the exercise with: enigm-recover drill --serve {folder}")
     return 0
 
 
@@ -395,6 +489,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+
+
+def _add_ssh_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SFTP sources (sftp://[user@]host[:port]/path, host may be a ~/.ssh/config alias)")
+    g.add_argument("--ssh-config", metavar="F", help="OpenSSH client config (env ENIGM_RECOVER_SSH_CONFIG; "
+                                                     "default ~/.ssh/config)")
+    g.add_argument("--known-hosts", metavar="F", help="known_hosts file (env ENIGM_RECOVER_KNOWN_HOSTS; default "
+                                                      "the config's UserKnownHostsFile or ~/.ssh/known_hosts)")
+    g.add_argument("--identity", action="append", metavar="F",
+                   help="private key to authenticate with (repeat; default IdentityFile, then ~/.ssh/id_*; "
+                        "the ssh-agent is used too)")
+    g.add_argument("--accept-new-host-key", metavar="FINGERPRINT",
+                   help="trust an unknown host whose key has this SHA256 fingerprint, and record it in "
+                        "known_hosts (a changed key is never accepted)")
 
 
 def _add_shares_options(p: argparse.ArgumentParser) -> None:
@@ -465,20 +573,23 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = snaps.add_subparsers(dest="snapshots_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = ssub.add_parser("list", help="list snapshots, newest first, with signature status",
                         description="Read only manifests and signatures (never payloads).")
-    p.add_argument("source", nargs="?", metavar="SOURCE", help="a folder or file:// URL")
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
     p.add_argument("--allowed-signers", metavar="F", help="check trust against this allowed_signers file")
     p.add_argument("--recipient", metavar="FILE", help="recovery.pub to compare each snapshot's recipient with")
     p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
     p.set_defaults(func=cmd_snapshots_list)
 
     id_help = "a snapshot id, a unique prefix of one, or `latest`"
     p = sub.add_parser("verify", help="verify a snapshot's signature, manifest and payload",
                        description="Check the manifest schema, its SSHSIG signature against allowed_signers "
-                                   "for the manifest's producer, and the payload's size and SHA-256.")
+                                   "for the manifest's producer, and the payload's size and SHA-256. A remote "
+                                   "payload is fetched into the cache first (resumable; reused once verified).")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("id", metavar="ID", help=id_help)
     p.add_argument("--allowed-signers", metavar="F")
     p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("unseal", help="verify, then decrypt a snapshot to JSON Lines (break-glass, drills)",
@@ -492,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.jsonl")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
     p.set_defaults(func=cmd_unseal)
 
     p = sub.add_parser("drill", help="make a complete tabletop exercise",
@@ -505,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, metavar="S")
     p.add_argument("--at", metavar="TIME", help="the incident time (ISO UTC; default now): fixes every date")
     p.add_argument("--replace", action="store_true", help="replace an earlier drill in DIR")
+    p.add_argument("--serve", action="store_true",
+                   help="only serve the drill in DIR read-only over SFTP on 127.0.0.1 until interrupted")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drill)
 

@@ -31,6 +31,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "target": ("ENIGM_RECOVER_TARGET", "default target store URL"),
     "allowed_signers": ("ENIGM_RECOVER_ALLOWED_SIGNERS", "OpenSSH allowed_signers file trusted for snapshots"),
     "recipient": ("ENIGM_RECOVER_RECIPIENT", "recovery.pub of the configured recovery key"),
+    "ssh_config": ("ENIGM_RECOVER_SSH_CONFIG", "OpenSSH client config for SFTP sources (default ~/.ssh/config)"),
+    "known_hosts": ("ENIGM_RECOVER_KNOWN_HOSTS", "known_hosts file (default: from the ssh config, ~/.ssh/known_hosts)"),
 }
 
 

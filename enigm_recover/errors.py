@@ -66,6 +66,31 @@ class SourceError(EnigmError):
     hint = "check the SOURCE path or URL"
 
 
+# -- reaching a remote source: 30-39 -----------------------------------------------
+
+
+class ConnectionFailed(SourceError):
+    exit_code = 30
+    hint = "check the host, port and network path (ProxyJump), then try again"
+
+
+class HostKeyUnknown(SourceError):
+    exit_code = 31
+    hint = ("compare the fingerprint with the one the host's owner gives you out of band, then pass "
+            "--accept-new-host-key FINGERPRINT")
+
+
+class HostKeyChanged(SourceError):
+    exit_code = 32
+    hint = ("the host's key differs from the one in known_hosts: this may be an attack; do not go on until "
+            "the host's owner confirms a key change, then remove the old line from known_hosts")
+
+
+class AuthenticationFailed(SourceError):
+    exit_code = 33
+    hint = "check the user name, the key (--identity, IdentityFile, the ssh-agent) and its authorization on the host"
+
+
 # -- snapshot integrity: 10-19 ------------------------------------------------
 
 

@@ -298,9 +298,13 @@ def test_refuses_hostile_names_and_escaping_symlinks(drill, cli, tmp_path: Path)
     (tmp_path / "secret.toml").write_text("x")
     (drill.snapshots / "20261127T000000Z-deadbeef.manifest.toml").symlink_to(tmp_path / "secret.toml")
     (drill.snapshots / "..evil.manifest.toml").write_text("x")
+    (drill.snapshots / "20261127T000000Z-0000\x1b[2J.manifest.toml").write_text("x")
+    (drill.snapshots / "notes.manifest.toml").write_text("x")
     code, out, err = cli("snapshots", "list", drill.snapshots, "--json")
     assert code == 0
     listing = json.loads(out)
     assert len(listing["snapshots"]) == 3
-    assert any("outside the snapshot folder" in r for r in listing["rejected"])
-    assert any("not a snapshot id" in r for r in listing["rejected"])
+    reasons = "\n".join(listing["rejected"])
+    assert "outside the snapshot folder" in reasons and "parent folder" in reasons
+    assert "control characters" in reasons and "not a snapshot id" in reasons
+    assert "\x1b" not in reasons  # refused names are shown escaped, never raw

@@ -9,7 +9,6 @@ unsealing requires.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +16,11 @@ from pathlib import Path
 import asyncssh
 
 from enigm_recover.errors import EnigmError, PayloadIntegrityError, SourceError
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.hashing import hash_file
+from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.sources.base import SnapshotEntry, SnapshotSource
-
-HASH_BLOCK = 1 << 20
-
 
 @dataclass
 class Check:
@@ -61,20 +58,6 @@ class VerifiedSnapshot:
     payload_path: Path
 
 
-def hash_file(path: Path, progress: ProgressCallback = no_progress) -> tuple[int, str]:
-    hasher = hashlib.sha256()
-    size = 0
-    total = os.path.getsize(path)
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(HASH_BLOCK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            hasher.update(view[:n])
-            size += n
-            progress(Progress("hash payload", size, total, "bytes"))
-    return size, hasher.hexdigest()
-
-
 def verify_entry(
     source: SnapshotSource,
     entry: SnapshotEntry,
@@ -103,7 +86,7 @@ def verify_entry(
     report.checks.append(Check("signature", True, verdict.detail))
 
     try:
-        path = source.payload(entry.id)
+        path = source.payload(entry, progress)
     except SourceError as exc:
         return fail("payload size", exc)
     actual = os.path.getsize(path)

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from enigm_recover.errors import EnigmError
+from enigm_recover.errors import EnigmError, SourceError
+from enigm_recover.progress import ProgressCallback
 from enigm_recover.snapshot.manifest import Manifest
 
 
@@ -27,11 +28,27 @@ class Listing:
     rejected: list[str] = field(default_factory=list)  # names refused, with the reason
 
 
+def parse_entry(snapshot_id: str, manifest_bytes: bytes, signature_bytes: bytes | None) -> SnapshotEntry:
+    """An entry with its manifest parsed, or the parse error kept for the listing to show."""
+    entry = SnapshotEntry(snapshot_id, manifest_bytes, signature_bytes)
+    try:
+        entry.manifest = Manifest.from_toml(manifest_bytes)
+        if entry.manifest.id != snapshot_id:
+            raise SourceError(f"manifest id {entry.manifest.id} does not match its file name")
+    except EnigmError as exc:
+        entry.manifest, entry.error = None, exc
+    return entry
+
+
 class SnapshotSource(Protocol):
     description: str
 
-    def list(self) -> Listing: ...
+    def list(self) -> Listing:
+        """Read manifests and signatures only, never payloads."""
+        ...
 
-    def payload(self, snapshot_id: str) -> Path:
+    def payload(self, entry: SnapshotEntry, progress: ProgressCallback) -> Path:
         """A local path to the snapshot's payload (fetched into the cache if remote)."""
         ...
+
+    def close(self) -> None: ...

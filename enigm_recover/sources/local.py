@@ -6,17 +6,11 @@ import os
 import stat
 from pathlib import Path
 
-from enigm_recover.errors import EnigmError, SourceError
-from enigm_recover.snapshot.manifest import (
-    MAX_MANIFEST_BYTES,
-    SNAPSHOT_ID_RE,
-    Manifest,
-    payload_name,
-    signature_name,
-)
-from enigm_recover.sources.base import Listing, SnapshotEntry
-
-MANIFEST_SUFFIX = ".manifest.toml"
+from enigm_recover.errors import SourceError
+from enigm_recover.progress import ProgressCallback, no_progress
+from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
+from enigm_recover.sources.base import Listing, SnapshotEntry, parse_entry
+from enigm_recover.sources.names import classify
 
 
 class LocalFolderSource:
@@ -25,6 +19,15 @@ class LocalFolderSource:
         self.description = str(folder)
         if not folder.is_dir():
             raise SourceError(f"snapshot folder {folder} does not exist or is not a folder")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "LocalFolderSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _safe_file(self, name: str) -> Path | None:
         """The path of ``name`` inside the folder if it is a regular file that stays inside."""
@@ -42,10 +45,10 @@ class LocalFolderSource:
             raise SourceError(f"{name} is not a regular file; refused")
         return path
 
-    def _read_small(self, path: Path) -> bytes:
+    @staticmethod
+    def _read_small(path: Path) -> bytes:
         with open(path, "rb") as f:
-            data = f.read(MAX_MANIFEST_BYTES + 1)
-        return data
+            return f.read(MAX_MANIFEST_BYTES + 1)
 
     def list(self) -> Listing:
         listing = Listing(entries=[])
@@ -54,35 +57,24 @@ class LocalFolderSource:
         except OSError as exc:
             raise SourceError(f"cannot read snapshot folder {self.folder}: {exc}") from None
         for name in names:
-            if not name.endswith(MANIFEST_SUFFIX):
-                continue
-            snapshot_id = name[: -len(MANIFEST_SUFFIX)]
-            if not SNAPSHOT_ID_RE.match(snapshot_id):
-                listing.rejected.append(f"{name!r}: not a snapshot id")
+            verdict = classify(name)
+            if verdict.refusal:
+                listing.rejected.append(verdict.refusal)
+            if verdict.snapshot_id is None:
                 continue
             try:
                 manifest_path = self._safe_file(name)
-                sig_path = self._safe_file(signature_name(snapshot_id))
+                sig_path = self._safe_file(signature_name(verdict.snapshot_id))
             except SourceError as exc:
                 listing.rejected.append(f"{name!r}: {exc.message}")
                 continue
             assert manifest_path is not None
-            entry = SnapshotEntry(
-                snapshot_id,
-                self._read_small(manifest_path),
-                self._read_small(sig_path) if sig_path else None,
-            )
-            try:
-                entry.manifest = Manifest.from_toml(entry.manifest_bytes)
-                if entry.manifest.id != snapshot_id:
-                    raise SourceError(f"manifest id {entry.manifest.id} does not match its file name")
-            except EnigmError as exc:
-                entry.manifest, entry.error = None, exc
-            listing.entries.append(entry)
+            listing.entries.append(parse_entry(verdict.snapshot_id, self._read_small(manifest_path),
+                                               self._read_small(sig_path) if sig_path else None))
         return listing
 
-    def payload(self, snapshot_id: str) -> Path:
-        name = payload_name(snapshot_id)
+    def payload(self, entry: SnapshotEntry, progress: ProgressCallback = no_progress) -> Path:
+        name = payload_name(entry.id)
         path = self._safe_file(name)
         if path is None:
             raise SourceError(f"payload {name} is missing from {self.folder}",

@@ -6,18 +6,23 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from enigm_recover.errors import SourceError
+from enigm_recover.sources.base import SnapshotSource
 from enigm_recover.sources.local import LocalFolderSource
+from enigm_recover.sources.sftp import SftpSource, SftpURL
+from enigm_recover.sources.ssh import SSHSettings
 
 
-def open_source(spec: str) -> LocalFolderSource:
+def open_source(spec: str, ssh: SSHSettings | None = None, cache_dir: Path | None = None) -> SnapshotSource:
+    """A folder path, ``file://`` URL or ``sftp://[user@]host[:port]/path`` (host may be a config alias)."""
     if spec.startswith("file://"):
         parts = urlsplit(spec)
         if parts.netloc not in ("", "localhost"):
             raise SourceError(f"file URL {spec!r} names a remote host")
         return LocalFolderSource(Path(unquote(parts.path)))
     if spec.startswith("sftp://"):
-        raise SourceError(f"SFTP sources are not available in this version: {spec}",
-                          "copy the snapshots to a local folder and give its path")
+        if cache_dir is None:
+            raise SourceError("an SFTP source needs a cache folder")
+        return SftpSource(SftpURL.parse(spec), ssh or SSHSettings(), cache_dir)
     if "://" in spec:
-        raise SourceError(f"unknown source scheme in {spec!r}", "give a folder path or a file:// URL")
+        raise SourceError(f"unknown source scheme in {spec!r}", "give a folder path, file:// or sftp:// URL")
     return LocalFolderSource(Path(spec))
