@@ -73,6 +73,7 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(_quiet_connection_errors)
         self.thread = threading.Thread(target=self.loop.run_forever, name="enigm-sftp", daemon=True)
         self.thread.start()
 
@@ -89,6 +90,14 @@ class _LoopThread:
         self.thread.join(timeout=5)
         if not self.thread.is_alive():
             self.loop.close()
+
+
+def _quiet_connection_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """After a dropped connection, asyncssh's parallel readers leave failed tasks behind; the
+    download already reports the drop, so do not print their tracebacks on the terminal."""
+    if isinstance(context.get("exception"), (asyncssh.Error, OSError)):
+        return
+    loop.default_exception_handler(context)
 
 
 def _cache_key(url: SftpURL) -> str:
@@ -172,9 +181,8 @@ class SftpSource:
             sig_file = signature_name(snapshot_id)
             try:
                 async with gate:
-                    manifest, sig = await asyncio.gather(
-                        self._read_small(sftp, manifest_file, present[manifest_file]),
-                        self._read_small(sftp, sig_file, present[sig_file]) if sig_file in present else _none())
+                    manifest = await self._read_small(sftp, manifest_file, present[manifest_file])
+                    sig = await self._read_small(sftp, sig_file, present[sig_file]) if sig_file in present else None
             except SourceError as exc:
                 return f"{manifest_file!r}: {exc.message}"
             return parse_entry(snapshot_id, manifest, sig)
@@ -191,7 +199,11 @@ class SftpSource:
         assert self._folder is not None
         path = posixpath.join(self._folder, name)
         if attrs.type == asyncssh.FILEXFER_TYPE_SYMLINK:
-            real = await sftp.realpath(path)
+            try:
+                real = await sftp.realpath(path)
+            except asyncssh.SFTPError:
+                raise SourceError(f"{name} is a symbolic link that does not resolve inside the snapshot folder; "
+                                  "refused") from None
             if not real.startswith(self._folder.rstrip("/") + "/"):
                 raise SourceError(f"{name} is a symbolic link leading outside the snapshot folder; refused")
             path = real
@@ -229,8 +241,8 @@ class SftpSource:
             try:
                 await self._download(entry.id, partial, manifest.payload_size, progress)
                 break
-            except (asyncssh.DisconnectError, asyncssh.ConnectionLost, OSError, asyncio.TimeoutError,
-                    asyncssh.SFTPConnectionLost) as exc:
+            except (asyncssh.DisconnectError, OSError, asyncio.TimeoutError,
+                    asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:
                 attempt += 1
                 await self._disconnect()
                 if attempt >= self.settings.attempts:
@@ -273,7 +285,3 @@ class SftpSource:
                     offset += len(data)
                     progress(Progress(f"fetch {name}", offset, size, "bytes"))
             os.fsync(out.fileno())
-
-
-async def _none() -> None:
-    return None

@@ -33,6 +33,7 @@ from enigm_recover.errors import (
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 MAX_JUMP_DEPTH = 4
+MAX_KBDINT_ROUNDS = 3  # a server may keep asking; we stop, as OpenSSH's client would
 
 
 class Prompter(Protocol):
@@ -166,6 +167,7 @@ class _Client(asyncssh.SSHClient):
         self.encrypted_keys = list(encrypted_keys)
         self.prompter = prompter
         self.password_asked = False
+        self.kbdint_rounds = 0
 
     async def _ask(self, prompt: str) -> str:
         return await asyncio.get_running_loop().run_in_executor(None, self.prompter.ask_secret, prompt)
@@ -186,8 +188,9 @@ class _Client(asyncssh.SSHClient):
                     self.prompter.notice(f"wrong passphrase for {path}")
         return None
 
-    def kbdint_auth_requested(self) -> str:
-        return ""
+    def kbdint_auth_requested(self) -> str | None:
+        self.kbdint_rounds += 1
+        return "" if self.kbdint_rounds <= MAX_KBDINT_ROUNDS else None
 
     async def kbdint_challenge_received(self, name: str, instructions: str, lang: str,  # type: ignore[override]
                                         prompts: list[tuple[str, bool]]) -> list[str]:

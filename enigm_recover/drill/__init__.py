@@ -1,0 +1,1 @@
+"""Synthetic platforms and incident scenarios for tabletop exercises."""
