@@ -111,6 +111,12 @@ class PayloadIntegrityError(EnigmError):
     hint = "the payload is truncated or altered; fetch it again from the backup host"
 
 
+class SnapshotContentError(PayloadIntegrityError):
+    """The payload arrived intact (its signed hash matches) but its records are wrong: a producer fault."""
+
+    hint = "the producer sealed records that break the format; use an earlier snapshot and report this one"
+
+
 class ScopeError(EnigmError):
     """A field or record falls outside the allow-listed scope."""
 
@@ -126,6 +132,14 @@ class DecryptionError(EnigmError):
 class UnsupportedFormat(EnigmError):
     exit_code = 15
     hint = "upgrade enigm-recover or check the snapshot's origin"
+
+
+class RecordInvalid(EnigmError):
+    """The live store holds a record the platform model does not allow; sealing it would make an
+    unrestorable snapshot."""
+
+    exit_code = 16
+    hint = "fix the record in the store (or the process that wrote it), then seal again"
 
 
 # -- quorum: 20-29 -------------------------------------------------------------

@@ -308,3 +308,49 @@ def test_refuses_hostile_names_and_escaping_symlinks(drill, cli, tmp_path: Path)
     assert "outside the snapshot folder" in reasons and "parent folder" in reasons
     assert "control characters" in reasons and "not a snapshot id" in reasons
     assert "\x1b" not in reasons  # refused names are shown escaped, never raw
+
+
+def test_seal_refuses_a_record_that_breaks_the_model(drill, cli, tmp_path: Path) -> None:
+    """A record unseal would refuse must be refused when sealing, not discovered during an incident."""
+    db = Path(drill.target.removeprefix("sqlite:///"))
+    with SQLiteStore(db) as store:
+        account = store.conn.execute("SELECT account_id FROM identities ORDER BY account_id LIMIT 1").fetchone()[0]
+        store.conn.execute("UPDATE identities SET handle='Not.Lowercase' WHERE account_id=?", (account,))
+    out = tmp_path / "snaps"
+    out.mkdir()
+    code, _, err = cli("seal", "--from", drill.target, "--recipient", drill.recipient, "--sign-key",
+                       drill.signing_key, "--environment", "drill", "--out", out)
+    assert code == 16, err
+    assert f"identity '{account}': handle is not a lowercase handle" in err and "Not.Lowercase" not in err
+    assert list(out.iterdir()) == []
+
+
+def test_data_after_the_zstd_stream_is_refused(drill, cli, tmp_path: Path) -> None:
+    import io
+
+    import zstandard
+
+    from enigm_recover.snapshot.agecrypt import encrypt_stream
+
+    lines = _latest_lines(drill, cli, tmp_path)
+    manifest = read_manifest(drill.snapshots, drill.latest)
+    frames = zstandard.ZstdCompressor().compress(b"".join(lines)) + zstandard.ZstdCompressor().compress(b"{}\n")
+    buffer = io.BytesIO()
+    encrypt_stream([frames], manifest.recipient, buffer)
+    (drill.snapshots / payload_name(drill.latest)).write_bytes(buffer.getvalue())
+    import hashlib
+
+    text = manifest_path(drill.snapshots, drill.latest).read_text()
+    text = text.replace(f"size = {manifest.payload_size}", f"size = {len(buffer.getvalue())}")
+    text = text.replace(manifest.payload_sha256, hashlib.sha256(buffer.getvalue()).hexdigest())
+    sign_as_producer(drill.snapshots, drill.latest, text.encode(), drill.signing_key)
+    err = assert_refused(cli, drill, tmp_path, PayloadIntegrityError.exit_code, "after the end of its zstd stream")
+    assert "earlier snapshot" in err  # a producer fault: fetching again would not help
+
+
+def test_manifest_fields_are_matched_whole_and_in_ascii() -> None:
+    from enigm_recover.snapshot.manifest import SNAPSHOT_ID_RE
+
+    assert SNAPSHOT_ID_RE.fullmatch("20261126T120000Z-df6af1d8")
+    assert not SNAPSHOT_ID_RE.fullmatch("20261126T120000Z-df6af1d8\n")
+    assert not SNAPSHOT_ID_RE.fullmatch("٢٠٢٦1126T120000Z-df6af1d8")

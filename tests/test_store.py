@@ -76,3 +76,15 @@ def test_model_rejects_content_like_values() -> None:
     assert invalid_fields(DEVICE, record) == []
     record["reason"] = "Hi Bob, the meeting moved to 3pm. See you there!"
     assert invalid_fields(DEVICE, record) == ["reason"]
+
+
+def test_model_fields_are_strict_ascii_and_json() -> None:
+    from enigm_recover.state.model import SETTING
+
+    identity = {"account_id": "a1", "handle": "h", "identity_key": KEY, "key_version": 1, "status": "active",
+                "created_at": "２０２６-11-26T12:00:00Z", "updated_at": "2026-11-26T12:00:00Z\n"}
+    assert invalid_fields(IDENTITY, identity) == ["created_at", "updated_at"]
+    setting = {"key": "auth.mfa_required", "value": "NaN", "updated_at": "2026-11-26T12:00:00Z"}
+    assert invalid_fields(SETTING, setting) == ["value"]
+    setting["value"] = '{"threshold": 3}'
+    assert invalid_fields(SETTING, setting) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 from enigm_recover.errors import InputFileError
 
 CARD_TITLE = "ENIGM-RECOVER SHARE CARD"
-_NUMBERED_WORD = re.compile(r"^\s*\d+\.?\s+([A-Za-z]+)\s*$")
+_NUMBERED_WORD = re.compile(r"\s*[0-9]+\.?\s+([A-Za-z]+)\s*")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def parse_share_text(text: str) -> ShareText:
                 in_words = True
             elif in_words and line.strip():
                 for cell in re.split(r"\s{2,}", line.strip()):
-                    match = _NUMBERED_WORD.match(cell)
+                    match = _NUMBERED_WORD.fullmatch(cell)
                     if match:
                         words.append(match.group(1))
                     else:

@@ -55,7 +55,7 @@ def validate_plan(group_threshold: int, groups: list[GroupSpec], custodians: lis
     if len(custodians) != total:
         raise UsageError(f"{total} shares need {total} custodians; {len(custodians)} were named")
     for name in custodians:
-        if not CUSTODIAN_RE.match(name):
+        if not CUSTODIAN_RE.fullmatch(name):
             raise UsageError(f"custodian name {name!r}: use letters, digits, '.', '_' or '-' (it names the card file)")
     if len(set(custodians)) != len(custodians):
         raise UsageError("custodian names must be distinct")

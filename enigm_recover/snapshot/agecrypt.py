@@ -90,7 +90,7 @@ def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
 
 def _b64(data: bytes, expected_len: int | None, what: str) -> bytes:
     """Strict unpadded base64 (canonical, no padding), as the age spec requires."""
-    if not _B64_NOPAD.match(data):
+    if not _B64_NOPAD.fullmatch(data):
         raise DecryptionError(f"age header: {what} is not unpadded base64")
     try:
         raw = base64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
@@ -130,7 +130,7 @@ def _parse_header(buf: bytes) -> tuple[_Header, int]:
     line = next_line()
     while line.startswith(b"-> "):
         args = line[3:].split(b" ")
-        if not args or any(not _ARG.match(a) for a in args):
+        if not args or any(not _ARG.fullmatch(a) for a in args):
             raise DecryptionError("age header: malformed stanza line")
         body = bytearray()
         while True:

@@ -21,7 +21,7 @@ from enigm_recover.snapshot.scope import check_manifest_scope
 from enigm_recover.state.model import KIND_ORDER
 
 FORMAT = "enigm-snapshot/1"
-SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+SNAPSHOT_ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
 ENCODING = "jsonl+zstd+age"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -138,18 +138,18 @@ def _parse(doc: dict[str, Any]) -> Manifest:
          "previous_id": str, "recovery": dict, "payload": dict, "scope": dict},
         optional=frozenset({"previous_id"}),
     )
-    if not SNAPSHOT_ID_RE.match(top["id"]):
+    if not SNAPSHOT_ID_RE.fullmatch(top["id"]):
         raise ManifestError(f"manifest id {top['id']!r} is malformed")
-    if "previous_id" in top and not SNAPSHOT_ID_RE.match(top["previous_id"]):
+    if "previous_id" in top and not SNAPSHOT_ID_RE.fullmatch(top["previous_id"]):
         raise ManifestError("manifest previous_id is malformed")
     created = top["created_at"]
     if created.tzinfo is None or created.utcoffset() != timezone.utc.utcoffset(None):
         raise ManifestError("manifest created_at must be a UTC time")
     if top["id"][:16] != created.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ"):
         raise ManifestError("manifest id does not begin with its created_at time")
-    if not _ENV.match(top["environment"]):
+    if not _ENV.fullmatch(top["environment"]):
         raise ManifestError("manifest environment is malformed")
-    if not _PRINCIPAL.match(top["producer"]):
+    if not _PRINCIPAL.fullmatch(top["producer"]):
         raise ManifestError("manifest producer is malformed")
     recovery = _take(top["recovery"], "[recovery] ", {"recipient": str, "fingerprint": str})
     try:
@@ -163,7 +163,7 @@ def _parse(doc: dict[str, Any]) -> Manifest:
         raise ManifestError(f"manifest payload file must be {payload_name(top['id'])!r}")
     if payload["encoding"] != ENCODING:
         raise UnsupportedFormat(f"payload encoding {payload['encoding']!r} is not supported")
-    if payload["size"] < 0 or not _HEX64.match(payload["sha256"]):
+    if payload["size"] < 0 or not _HEX64.fullmatch(payload["sha256"]):
         raise ManifestError("manifest payload size or sha256 is malformed")
     scope: dict[str, KindScope] = {}
     if not top["scope"]:
@@ -175,7 +175,7 @@ def _parse(doc: dict[str, Any]) -> Manifest:
         if not all(isinstance(f, str) for f in entry["fields"]):
             raise ManifestError(f"manifest [scope.{kind}] fields must be strings")
         check_manifest_scope(kind, entry["fields"])
-        if entry["count"] < 0 or not _HEX64.match(entry["sha256"]):
+        if entry["count"] < 0 or not _HEX64.fullmatch(entry["sha256"]):
             raise ManifestError(f"manifest [scope.{kind}] count or sha256 is malformed")
         scope[kind] = KindScope(tuple(entry["fields"]), entry["count"], entry["sha256"])
     if list(scope) != sorted(scope, key=KIND_ORDER.__getitem__):

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from enigm_recover.errors import PayloadIntegrityError, ScopeError
+from enigm_recover.errors import RecordInvalid, ScopeError, SnapshotContentError
 from enigm_recover.snapshot.manifest import KindScope, Manifest
 from enigm_recover.state.model import KIND_BY_NAME, KIND_ORDER, Kind, invalid_fields
 
@@ -21,10 +21,9 @@ MAX_LINE_BYTES = 64 * 1024
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-def canonical_line(kind: Kind, values: Iterable[Any]) -> bytes:
-    record = {"kind": kind.name}
-    record.update(zip(kind.field_names, values))
-    return (_encode(record) + "\n").encode("utf-8")
+def canonical_line(kind: Kind, record: dict[str, Any]) -> bytes:
+    """The record's payload line: ``kind`` first, then the fields in model order."""
+    return (_encode({"kind": kind.name, **record}) + "\n").encode("utf-8")
 
 
 @dataclass
@@ -42,10 +41,19 @@ class KindDigest:
 
 def encode_rows(kind: Kind, rows: Iterable[tuple[Any, ...]], digest: KindDigest,
                 batch: int = 2048) -> Iterator[bytes]:
-    """Canonical lines of ``rows`` joined in batches, updating ``digest``."""
+    """Canonical lines of ``rows`` joined in batches, updating ``digest``.
+
+    Every record is checked against the model first: a snapshot that could not be
+    unsealed later is refused now, naming the record and field.
+    """
     lines: list[bytes] = []
     for row in rows:
-        line = canonical_line(kind, row)
+        record = dict(zip(kind.field_names, row))
+        bad = invalid_fields(kind, record)
+        if bad:
+            key = "/".join(str(v) for v in kind.key_of(record))
+            raise RecordInvalid(f"{kind.name} {key!r}: {bad[0]} is not {_describe(kind, bad[0])}; nothing was sealed")
+        line = canonical_line(kind, record)
         digest.add(line)
         lines.append(line)
         if len(lines) >= batch:
@@ -76,13 +84,13 @@ class RecordChecker:
         self.line_no += 1
         where = f"payload record {self.line_no}"
         if len(line) > MAX_LINE_BYTES:
-            raise PayloadIntegrityError(f"{where} is longer than {MAX_LINE_BYTES} bytes")
+            raise SnapshotContentError(f"{where} is longer than {MAX_LINE_BYTES} bytes")
         try:
             record = json.loads(line)
         except (ValueError, UnicodeDecodeError):
-            raise PayloadIntegrityError(f"{where} is not a JSON object") from None
+            raise SnapshotContentError(f"{where} is not a JSON object") from None
         if not isinstance(record, dict):
-            raise PayloadIntegrityError(f"{where} is not a JSON object")
+            raise SnapshotContentError(f"{where} is not a JSON object")
         kind_name = record.pop("kind", None)
         if kind_name != (self.kind.name if self.kind else None):
             self._switch(kind_name, where)
@@ -92,13 +100,13 @@ class RecordChecker:
             extra = [k for k in record if k not in kind.field_names]
             if extra:
                 raise ScopeError(f"{where} has field {kind.name}.{extra[0]}, which is outside the snapshot scope")
-            raise PayloadIntegrityError(f"{where} does not have exactly the fields of a {kind.name}")
+            raise SnapshotContentError(f"{where} does not have exactly the fields of a {kind.name}")
         bad = invalid_fields(kind, record)
         if bad:
-            raise PayloadIntegrityError(f"{where}: {kind.name}.{bad[0]} is not {_describe(kind, bad[0])}")
+            raise SnapshotContentError(f"{where}: {kind.name}.{bad[0]} is not {_describe(kind, bad[0])}")
         key = kind.key_of(record)
         if self.last_key is not None and key <= self.last_key:
-            raise PayloadIntegrityError(f"{where}: {kind.name} records are not in strictly increasing key order")
+            raise SnapshotContentError(f"{where}: {kind.name} records are not in strictly increasing key order")
         self.last_key = key
         self.digest.add(line if line.endswith(b"\n") else line + b"\n")
         return kind, record
@@ -111,7 +119,7 @@ class RecordChecker:
         if kind_name not in self.manifest.scope:
             raise ScopeError(f"{where} is a {kind_name}, which the manifest's scope does not include")
         if kind_name in self.seen or (self.seen and KIND_ORDER[kind_name] < KIND_ORDER[self.seen[-1]]):
-            raise PayloadIntegrityError(f"{where}: kinds are not grouped in the fixed order")
+            raise SnapshotContentError(f"{where}: kinds are not grouped in the fixed order")
         self.kind = KIND_BY_NAME[kind_name]
         self.seen.append(kind_name)
         self.digest = KindDigest()
@@ -121,18 +129,18 @@ class RecordChecker:
         assert self.kind is not None
         expected = self.manifest.scope[self.kind.name]
         if self.digest.count != expected.count:
-            raise PayloadIntegrityError(
+            raise SnapshotContentError(
                 f"the payload holds {self.digest.count} {self.kind.name} records but the manifest "
                 f"says {expected.count}")
         if self.digest.hasher.hexdigest() != expected.sha256:
-            raise PayloadIntegrityError(f"the {self.kind.name} records do not match the manifest's digest")
+            raise SnapshotContentError(f"the {self.kind.name} records do not match the manifest's digest")
 
     def finish(self) -> None:
         if self.kind is not None:
             self._close_kind()
         missing = [k for k in self.manifest.scope if k not in self.seen and self.manifest.scope[k].count]
         if missing:
-            raise PayloadIntegrityError(
+            raise SnapshotContentError(
                 f"the payload holds no {missing[0]} records but the manifest says "
                 f"{self.manifest.scope[missing[0]].count}")
 

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Iterator
 import zstandard
 
 from enigm_recover.atomic import atomic_output
-from enigm_recover.errors import PayloadIntegrityError, WrongRecoveryKey
+from enigm_recover.errors import PayloadIntegrityError, SnapshotContentError, WrongRecoveryKey
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.agecrypt import decrypt_chunks
@@ -54,15 +54,19 @@ def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     with open(verified.payload_path, "rb") as f:
         reader = _HashingReader(f)
         for block in decrypt_chunks(reader, identity):  # type: ignore[arg-type]
+            if decompressor.eof:
+                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
             try:
                 out = decompressor.decompress(block)
             except zstandard.ZstdError:
-                raise PayloadIntegrityError("the decrypted payload is not a valid zstd stream") from None
+                raise SnapshotContentError("the decrypted payload is not a valid zstd stream") from None
+            if decompressor.eof and decompressor.unused_data:
+                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
             if out:
                 yield out
             progress(Progress("decrypt payload", reader.size, manifest.payload_size, "bytes"))
     if not decompressor.eof:
-        raise PayloadIntegrityError("the decrypted payload's zstd stream is truncated")
+        raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
     if reader.size != manifest.payload_size or reader.hasher.hexdigest() != manifest.payload_sha256:
         raise PayloadIntegrityError("the payload changed after it was verified; verify and try again")
 
@@ -76,11 +80,11 @@ def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
         end = block.rfind(b"\n") + 1
         tail = block[end:]
         if len(tail) > MAX_LINE_BYTES:
-            raise PayloadIntegrityError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
+            raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
         if end:
             yield from block[:end].splitlines(keepends=True)
     if tail:
-        raise PayloadIntegrityError("the payload's last record is not terminated by a newline")
+        raise SnapshotContentError("the payload's last record is not terminated by a newline")
 
 
 def records(verified: VerifiedSnapshot, identity: RecoveryIdentity,

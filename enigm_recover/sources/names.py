@@ -44,6 +44,6 @@ def classify(name: str | bytes) -> NameVerdict:
     if not text.endswith(MANIFEST_SUFFIX):
         return NameVerdict(None, None)
     snapshot_id = text[: -len(MANIFEST_SUFFIX)]
-    if not SNAPSHOT_ID_RE.match(snapshot_id):
+    if not SNAPSHOT_ID_RE.fullmatch(snapshot_id):
         return NameVerdict(None, f"{shown}: not a snapshot id")
     return NameVerdict(snapshot_id, None)

@@ -18,7 +18,7 @@ IDENTITY_STATUSES = ("active", "suspended", "deleted")
 DEVICE_STATES = ("pending", "active", "suspended", "revoked", "retired")
 TERMINAL_DEVICE_STATES = frozenset({"revoked", "retired"})
 
-TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 KEY_RE = re.compile(r"^[A-Za-z0-9+/]{43}=$")  # base64 of 32 bytes
@@ -68,10 +68,14 @@ def _json_text(v: Any) -> bool:
     if not isinstance(v, str) or len(v.encode()) > MAX_SETTING_VALUE_BYTES:
         return False
     try:
-        json.loads(v)
+        json.loads(v, parse_constant=_reject_constant)
     except ValueError:
         return False
     return True
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
 
 
 _ts = _matches(TIMESTAMP_RE)
