@@ -285,7 +285,7 @@ def cmd_snapshots_list(ctx: Context) -> int:
     return 0
 
 
-def _verify(ctx: Context) -> tuple[Any, Any]:
+def _verify(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any]:
     """Verify the chosen snapshot, fetching its payload into the cache if the source is remote."""
     from enigm_recover.snapshot.catalog import resolve
     from enigm_recover.snapshot.verify import verify_entry
@@ -293,7 +293,11 @@ def _verify(ctx: Context) -> tuple[Any, Any]:
     allowed = ctx.allowed_signers()
     with ctx.open_source() as source:
         entry = resolve(source.list(), ctx.args.id)
-        return verify_entry(source, entry, allowed, progress_for(ctx.args))
+        return verify_entry(source, entry, allowed, progress_for(ctx.args), hash_payload=hash_payload)
+
+
+def _mark(ok: bool | None) -> str:
+    return {True: "ok  ", False: "FAIL", None: "... "}[ok]
 
 
 def cmd_verify(ctx: Context) -> int:
@@ -302,7 +306,7 @@ def cmd_verify(ctx: Context) -> int:
         emit_json(report.as_dict())
     else:
         for check in report.checks:
-            print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+            print(f"{_mark(check.ok)}  {check.name}: {check.detail}")
         print(f"snapshot {report.snapshot_id} is {'verified' if report.ok else 'NOT verified'}")
     if report.error:
         if ctx.args.json:
@@ -361,7 +365,7 @@ def cmd_unseal(ctx: Context) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} already exists", "choose another --out or pass --force")
-    report, verified = _verify(ctx)
+    report, verified = _verify(ctx, hash_payload=False)  # unsealing hashes in its decryption pass
     if verified is None:
         raise report.error
     identity = gather_shares(ctx, verified.manifest.recipient_fingerprint)
@@ -395,7 +399,7 @@ def _drill_over_ssh(ctx: Context, folder: Path) -> None:
             _print_listing(summarize(listing, allowed, doc["recovery"]["fingerprint"]), True)
             report, _ = verify_entry(source, resolve(listing, "latest"), allowed, progress_for(ctx.args))
         for check in report.checks:
-            print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+            print(f"{_mark(check.ok)}  {check.name}: {check.detail}")
         if report.error:
             raise report.error
     finally:

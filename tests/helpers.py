@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import io
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import zstandard
 
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.agecrypt import encrypt_stream
-from enigm_recover.snapshot.manifest import Manifest, manifest_name, payload_name, signature_name
+from enigm_recover.snapshot.manifest import (
+    KindScope,
+    Manifest,
+    manifest_name,
+    new_snapshot_id,
+    payload_name,
+    signature_name,
+)
+from enigm_recover.state.model import KINDS
 
 
 def manifest_path(folder: Path, snapshot_id: str) -> Path:
@@ -36,3 +45,18 @@ def write_payload(folder: Path, snapshot_id: str, plaintext: bytes, recipient: s
     data = out.getvalue()
     (folder / payload_name(snapshot_id)).write_bytes(data)
     return len(data), hashlib.sha256(data).hexdigest()
+
+
+def write_signed_manifests(folder: Path, key_path: Path, count: int, recipient: str) -> None:
+    """Write ``count`` manifests, an hour apart from 2024-01-01, each with a valid signature by the key at
+    ``key_path`` (producer ``backup@drill``); their payloads do not exist (size 1, a fake SHA-256)."""
+    key = signature.load_signing_key(key_path)
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    for i in range(count):
+        created = start + timedelta(hours=i)
+        m = Manifest(id=new_snapshot_id(created, f"{i:08x}"), created_at=created, environment="prod",
+                     producer="backup@drill", recipient=recipient, payload_size=1, payload_sha256="0" * 64,
+                     scope={k.name: KindScope(k.field_names, i, "0" * 64) for k in KINDS})
+        data = m.to_toml()
+        (folder / manifest_name(m.id)).write_bytes(data)
+        (folder / signature_name(m.id)).write_bytes(signature.sign(data, key))

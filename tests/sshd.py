@@ -94,3 +94,11 @@ LogLevel {log_level}
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config), "-E", str(log)])
     wait_for_port(port, process)
     return Sshd(root, port, host_key, log, process)
+
+
+def wait_for_socket(path: Path, process: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear")
+        time.sleep(0.02)

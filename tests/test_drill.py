@@ -90,3 +90,45 @@ def test_every_drill_snapshot_verifies(tmp_path: Path, cli, seed: int) -> None:
         code, _, err = cli("verify", doc["paths"]["snapshots"], snapshot_id, "--allowed-signers",
                            doc["paths"]["allowed_signers"])
         assert code == 0, err
+
+
+def test_drill_exercises_the_real_ssh_path(tmp_path: Path, cli) -> None:
+    code, out, err = cli("--cache-dir", tmp_path / "cache", "drill", tmp_path / "d", "--identities", "15",
+                         "--devices-per-identity", "1", "--snapshots", "2", "--at", "2026-11-27T12:00:00Z")
+    assert code == 0, err
+    assert "Over SSH (sftp://enigm-drill/" in out
+    assert "ok    payload sha256" in out
+    doc = tomllib.loads((tmp_path / "d" / "drill.toml").read_text())
+    assert doc["ssh"]["source"] == "sftp://enigm-drill/"
+    assert doc["ssh"]["host_key"].startswith(f"[127.0.0.1]:{doc['ssh']['port']} ssh-ed25519 ")
+    assert (tmp_path / "d" / "ssh" / "known_hosts").read_text().strip() == doc["ssh"]["host_key"]
+
+
+def test_drill_serve_until_interrupted(tmp_path: Path, cli) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    assert cli("drill", "--no-tui", tmp_path / "d", "--identities", "12", "--devices-per-identity", "1",
+               "--snapshots", "1")[0] == 0
+    script = Path(sys.executable).parent / "enigm-recover"
+    server = subprocess.Popen([script, "drill", "--serve", str(tmp_path / "d")], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in server.stdout:  # wait for the server to say it is ready
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        assert any(line.startswith("serving ") for line in lines), lines
+        doc = tomllib.loads((tmp_path / "d" / "drill.toml").read_text())
+        code, out, err = cli("--cache-dir", tmp_path / "cache", "verify", doc["ssh"]["source"], "latest",
+                             "--ssh-config", doc["ssh"]["config"], "--allowed-signers",
+                             doc["paths"]["allowed_signers"], "--json")
+        assert code == 0, err
+        assert json.loads(out)["ok"]
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=20) == 0
+        assert "stopped" in server.stdout.read()
+    finally:
+        if server.poll() is None:
+            server.kill()

@@ -19,6 +19,7 @@ from enigm_recover.snapshot.signature import load_allowed_signers
 from enigm_recover.snapshot.verify import verify_entry
 from enigm_recover.sources.sftp import SftpSource, SftpURL
 from enigm_recover.sources.ssh import SSHSettings
+from tests.helpers import read_manifest, write_signed_manifests
 from tests.sshd import Sshd, keygen, start_sshd
 
 pytestmark = pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="needs ssh-keygen")
@@ -164,32 +165,11 @@ def test_unknown_jump_host_is_refused_too(drill, sshd, jump_sshd, ssh_home, cli,
     assert code == 31 and jump_sshd.fingerprint() in err
 
 
-def _signed_manifests(folder: Path, key_path: Path, count: int, recipient: str) -> None:
-    from datetime import datetime, timedelta, timezone
-
-    from enigm_recover.snapshot import signature
-    from enigm_recover.snapshot.manifest import KindScope, Manifest, manifest_name, new_snapshot_id, signature_name
-    from enigm_recover.state.model import KINDS
-
-    key = signature.load_signing_key(key_path)
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    for i in range(count):
-        created = start + timedelta(hours=i)
-        m = Manifest(id=new_snapshot_id(created, f"{i:08x}"), created_at=created, environment="prod",
-                     producer="backup@drill", recipient=recipient, payload_size=1, payload_sha256="0" * 64,
-                     scope={k.name: KindScope(k.field_names, i, "0" * 64) for k in KINDS})
-        data = m.to_toml()
-        (folder / manifest_name(m.id)).write_bytes(data)
-        (folder / signature_name(m.id)).write_bytes(signature.sign(data, key))
-
-
 def test_a_thousand_snapshots_list_over_openssh(drill, backup, tmp_path: Path, cli) -> None:
     config, _, _ = backup
     folder = tmp_path / "many"
     folder.mkdir()
-    from tests.helpers import read_manifest
-
-    _signed_manifests(folder, drill.signing_key, 1000, read_manifest(drill.snapshots, drill.latest).recipient)
+    write_signed_manifests(folder, drill.signing_key, 1000, read_manifest(drill.snapshots, drill.latest).recipient)
     code, out, err = cli("--cache-dir", tmp_path / "c", "snapshots", "list", f"sftp://backup{folder}",
                          "--ssh-config", config, "--allowed-signers", drill.allowed_signers, "--json")
     assert code == 0, err
@@ -383,3 +363,31 @@ def test_sftp_urls() -> None:
     assert (url.target.user, url.target.host, url.target.port, url.path) == ("ops", "backup-prod", 2222, "/srv/snapshots")
     assert SftpURL.parse("sftp://backup-prod/~/snaps").path == "snaps"
     assert str(SftpURL.parse("sftp://h/~/snaps")) == "sftp://h/~/snaps"
+
+
+def test_ssh_agent_is_used(drill, sshd, ssh_home, cli, tmp_path: Path, monkeypatch) -> None:
+    """No identity file at all: the key comes from a real ssh-agent."""
+    import subprocess
+
+    if not shutil.which("ssh-agent") or not shutil.which("ssh-add"):
+        pytest.skip("needs ssh-agent")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        from tests.sshd import wait_for_socket
+
+        wait_for_socket(sock, agent)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        subprocess.run(["ssh-add", "-q", str(ssh_home / "client")], check=True, env={"SSH_AUTH_SOCK": str(sock)})
+        known = tmp_path / "known_hosts"
+        known.write_text(sshd.known_hosts_line + "\n")
+        config = write_config(tmp_path / "ssh_config", {"backup": {
+            "HostName": "127.0.0.1", "Port": sshd.port, "User": getpass.getuser(),
+            "IdentityFile": tmp_path / "no-such-key", "UserKnownHostsFile": known}})
+        code, out, err = cli("--cache-dir", tmp_path / "c", "snapshots", "list", f"sftp://backup{drill.snapshots}",
+                             "--ssh-config", config, "--json")
+        assert code == 0, err
+        assert len(json.loads(out)["snapshots"]) == 3
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)

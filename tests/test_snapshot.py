@@ -354,3 +354,25 @@ def test_manifest_fields_are_matched_whole_and_in_ascii() -> None:
     assert SNAPSHOT_ID_RE.fullmatch("20261126T120000Z-df6af1d8")
     assert not SNAPSHOT_ID_RE.fullmatch("20261126T120000Z-df6af1d8\n")
     assert not SNAPSHOT_ID_RE.fullmatch("٢٠٢٦1126T120000Z-df6af1d8")
+
+
+def test_a_payload_re_encrypted_by_an_attacker_is_reported_as_altered(drill, cli, tmp_path: Path) -> None:
+    """Anyone can encrypt to the public recipient: the signed SHA-256, not age, proves provenance.
+    Even when the forged payload decrypts and its content is what fails first, the report names the
+    alteration (checked in the same pass), not a producer fault."""
+    import dataclasses
+
+    from enigm_recover.quorum.cards import read_share_file
+    from enigm_recover.quorum.entry import ShareEntry
+    from enigm_recover.snapshot.unseal import plaintext_blocks
+    from enigm_recover.snapshot.verify import VerifiedSnapshot
+
+    manifest = read_manifest(drill.snapshots, drill.latest)
+    size, _ = write_payload(drill.snapshots, drill.latest, b"\x00not zstd at all" * 1000, manifest.recipient)
+    forged = VerifiedSnapshot(dataclasses.replace(manifest, payload_size=size), drill.snapshots / payload_name(drill.latest))
+    entry = ShareEntry(manifest.recipient_fingerprint)
+    for name in THREE:
+        entry.add(read_share_file(drill.card(name)).words, name)
+    with pytest.raises(PayloadIntegrityError, match="the payload was altered"):
+        for _ in plaintext_blocks(forged, entry.combine()):
+            pass

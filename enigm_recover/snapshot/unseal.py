@@ -1,22 +1,24 @@
 """Decrypt and decompress a verified snapshot into a stream of checked records.
 
 Nothing here trusts the payload until the stream ends: the ciphertext is
-hashed again as it is read (so a payload swapped after verification is
-caught), age authenticates every chunk, and the record checker compares
-counts and digests with the signed manifest at the end. Consumers therefore
-commit only after the iterator is exhausted without error.
+hashed as it is read and compared with the signed SHA-256 at the end, age
+authenticates every chunk, and the record checker compares counts and
+digests with the signed manifest. Consumers therefore commit only after the
+iterator is exhausted without error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import zstandard
 
 from enigm_recover.atomic import atomic_output
-from enigm_recover.errors import PayloadIntegrityError, SnapshotContentError, WrongRecoveryKey
+from enigm_recover.errors import DecryptionError, PayloadIntegrityError, SnapshotContentError, WrongRecoveryKey
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.agecrypt import decrypt_chunks
@@ -37,6 +39,16 @@ class _HashingReader:
         self.size += len(data)
         return data
 
+    def drain(self) -> None:
+        while self.read(READ_BLOCK):
+            pass
+
+
+READ_BLOCK = 1 << 20
+DECOMPRESSED_BLOCK = 1 << 20
+QUEUE_BLOCKS = 8
+_END = object()
+
 
 def require_matching_identity(verified: VerifiedSnapshot, identity: RecoveryIdentity) -> None:
     if identity.fingerprint != verified.manifest.recipient_fingerprint:
@@ -45,30 +57,111 @@ def require_matching_identity(verified: VerifiedSnapshot, identity: RecoveryIden
             f"sealed to ({verified.manifest.recipient_fingerprint})")
 
 
+class _Decrypter(threading.Thread):
+    """Reads, hashes and decrypts the payload on its own thread.
+
+    Hashing and ChaCha20-Poly1305 release the GIL, as does the consumer's zstd,
+    so the two threads use two cores. The thread always hashes the whole file:
+    when anything fails, a payload that does not match its signed SHA-256 is
+    reported as altered, whatever else went wrong.
+    """
+
+    def __init__(self, verified: VerifiedSnapshot, identity: RecoveryIdentity) -> None:
+        super().__init__(name="enigm-decrypt", daemon=True)
+        self.verified = verified
+        self.identity = identity
+        self.blocks: queue.Queue[object] = queue.Queue(maxsize=QUEUE_BLOCKS)
+        self.draining = threading.Event()  # the consumer failed: only finish hashing
+        self.abandoned = threading.Event()  # the consumer went away: stop
+
+    def _put(self, item: object) -> None:
+        while not self.abandoned.is_set():
+            try:
+                self.blocks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _altered(self, reader: _HashingReader) -> PayloadIntegrityError | None:
+        manifest = self.verified.manifest
+        if reader.size == manifest.payload_size and reader.hasher.hexdigest() == manifest.payload_sha256:
+            return None
+        return PayloadIntegrityError("payload SHA-256 does not match the signed manifest: the payload was altered")
+
+    def run(self) -> None:
+        try:
+            with open(self.verified.payload_path, "rb") as f:
+                reader = _HashingReader(f)
+                try:
+                    for block in decrypt_chunks(reader, self.identity, READ_BLOCK):  # type: ignore[arg-type]
+                        if self.abandoned.is_set():
+                            return
+                        if not self.draining.is_set():
+                            self._put((block, reader.size))
+                except DecryptionError as exc:
+                    reader.drain()
+                    self._put(self._altered(reader) or exc)
+                    return
+                self._put(self._altered(reader) or _END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(exc)
+
+
 def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                      progress: ProgressCallback = no_progress) -> Iterator[bytes]:
-    """Decompressed payload bytes, in blocks; raises at the end if anything is off."""
+    """Decompressed payload bytes, in blocks; raises at the end if anything is off.
+
+    The payload's SHA-256 is checked here, in the same pass as decryption, so a
+    caller may skip hashing it beforehand; nothing is trusted until the end.
+    """
     require_matching_identity(verified, identity)
-    manifest = verified.manifest
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    with open(verified.payload_path, "rb") as f:
-        reader = _HashingReader(f)
-        for block in decrypt_chunks(reader, identity):  # type: ignore[arg-type]
-            if decompressor.eof:
-                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
+    total = verified.manifest.payload_size
+    decrypter = _Decrypter(verified, identity)
+    decompressor = zstandard.ZstdDecompressor().decompressobj(write_size=DECOMPRESSED_BLOCK)
+    decrypter.start()
+    try:
+        while True:
+            item = decrypter.blocks.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            block, done = item  # type: ignore[misc]
             try:
-                out = decompressor.decompress(block)
-            except zstandard.ZstdError:
-                raise SnapshotContentError("the decrypted payload is not a valid zstd stream") from None
-            if decompressor.eof and decompressor.unused_data:
-                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
+                out = _decompress(decompressor, block)
+            except SnapshotContentError as content_error:
+                decrypter.draining.set()
+                raise _final_verdict(decrypter) or content_error from None
             if out:
                 yield out
-            progress(Progress("decrypt payload", reader.size, manifest.payload_size, "bytes"))
-    if not decompressor.eof:
-        raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
-    if reader.size != manifest.payload_size or reader.hasher.hexdigest() != manifest.payload_sha256:
-        raise PayloadIntegrityError("the payload changed after it was verified; verify and try again")
+            progress(Progress("decrypt payload", done, total, "bytes"))
+        if not decompressor.eof:
+            raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
+    finally:
+        decrypter.abandoned.set()
+        decrypter.join()
+
+
+def _decompress(decompressor: Any, block: bytes) -> bytes:
+    if decompressor.eof:
+        raise SnapshotContentError("the payload holds data after the end of its zstd stream")
+    try:
+        out = decompressor.decompress(block)
+    except zstandard.ZstdError:
+        raise SnapshotContentError("the decrypted payload is not a valid zstd stream") from None
+    if decompressor.eof and decompressor.unused_data:
+        raise SnapshotContentError("the payload holds data after the end of its zstd stream")
+    return out
+
+
+def _final_verdict(decrypter: _Decrypter) -> BaseException | None:
+    """Wait for the decrypter to finish hashing; the altered-payload error if that is what it found."""
+    while True:
+        item = decrypter.blocks.get()
+        if item is _END:
+            return None
+        if isinstance(item, BaseException):
+            return item
 
 
 def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
