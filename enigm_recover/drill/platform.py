@@ -68,14 +68,24 @@ class SyntheticPlatform:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self._key = hashlib.sha256(f"enigm-drill-{self.seed}".encode()).digest()[:16]
+        self._epoch = int(self.genesis.timestamp())
+        self._dates: dict[int, str] = {}
         self.next_account = self.identities
         self.next_device = self.identities * self.devices_per_identity
 
     # -- naming ------------------------------------------------------------
 
     def _token(self, label: bytes, index: int) -> str:
-        digest = hashlib.blake2b(label + index.to_bytes(8, "big"), key=self._key, digest_size=8).digest()
-        return base64.b32encode(digest).decode().rstrip("=").lower()
+        return hashlib.blake2b(label + index.to_bytes(8, "big"), key=self._key, digest_size=8).hexdigest()
+
+    def _stamp(self, seconds: int) -> str:
+        """The UTC time ``seconds`` after genesis, formatted without datetime arithmetic (hot path)."""
+        day, rest = divmod(self._epoch + seconds, 86400)  # days since 1970-01-01, seconds into the day
+        date = self._dates.get(day)
+        if date is None:
+            date = self._dates[day] = datetime.fromtimestamp(day * 86400, timezone.utc).strftime("%Y-%m-%d")
+        hours, rest = divmod(rest, 3600)
+        return f"{date}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
 
     def account_id(self, index: int) -> str:
         return "acct_" + self._token(b"a", index)
@@ -95,28 +105,28 @@ class SyntheticPlatform:
     def _identity_rows(self) -> Iterator[tuple[object, ...]]:
         span = 86400 * 365
         for i in range(self.identities):
-            created = self.genesis + timedelta(seconds=self.rng.randrange(span))
-            yield (self.account_id(i), self.handle(i), self.public_key(), 1, "active", ts(created), ts(created))
+            created = self._stamp(self.rng.randrange(span))
+            yield (self.account_id(i), self.handle(i), self.public_key(), 1, "active", created, created)
 
     def _device_rows(self) -> Iterator[tuple[object, ...]]:
-        span = 86400 * 365
+        span, day = 86400 * 365, 86400
         rng = self.rng
         for d in range(self.identities * self.devices_per_identity):
-            enrolled = self.genesis + timedelta(seconds=rng.randrange(span))
+            enrolled = rng.randrange(span)
             roll = rng.random()
             if roll < 0.86:
                 state, reason, changed = "active", "", enrolled
             elif roll < 0.93:
-                state, reason, changed = "retired", "replaced", enrolled + timedelta(days=rng.randrange(1, 200))
+                state, reason, changed = "retired", "replaced", enrolled + day * rng.randrange(1, 200)
             elif roll < 0.96:
-                state, reason, changed = "revoked", rng.choice(("lost", "compromised", "user-request")), \
-                    enrolled + timedelta(days=rng.randrange(1, 200))
+                state, reason = "revoked", rng.choice(("lost", "compromised", "user-request"))
+                changed = enrolled + day * rng.randrange(1, 200)
             elif roll < 0.98:
-                state, reason, changed = "suspended", "admin-review", enrolled + timedelta(days=rng.randrange(1, 60))
+                state, reason, changed = "suspended", "admin-review", enrolled + day * rng.randrange(1, 60)
             else:
                 state, reason, changed = "pending", "", enrolled
             yield (self.device_id(d), self.account_id(d // self.devices_per_identity), self.public_key(),
-                   state, ts(enrolled), ts(changed), reason)
+                   state, self._stamp(enrolled), self._stamp(changed), reason)
 
     def build(self, store: SQLiteStore) -> None:
         store.init_schema()
