@@ -86,7 +86,7 @@ class RecordChecker:
         if len(line) > MAX_LINE_BYTES:
             raise SnapshotContentError(f"{where} is longer than {MAX_LINE_BYTES} bytes")
         try:
-            record = json.loads(line)
+            record = json.loads(line.decode("utf-8"))  # decoding first skips json's encoding sniffing
         except (ValueError, UnicodeDecodeError):
             raise SnapshotContentError(f"{where} is not a JSON object") from None
         if not isinstance(record, dict):
