@@ -376,3 +376,10 @@ def test_a_payload_re_encrypted_by_an_attacker_is_reported_as_altered(drill, cli
     with pytest.raises(PayloadIntegrityError, match="the payload was altered"):
         for _ in plaintext_blocks(forged, entry.combine()):
             pass
+
+
+def test_a_record_not_in_canonical_encoding_is_refused(drill, cli, tmp_path: Path) -> None:
+    lines = _latest_lines(drill, cli, tmp_path)
+    lines[0] = lines[0].replace(b'","', b'", "', 1)  # same JSON, other bytes
+    _forge_payload(drill, lines)
+    assert_refused(cli, drill, tmp_path, PayloadIntegrityError.exit_code, "canonical encoding")

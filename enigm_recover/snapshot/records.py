@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from enigm_recover.errors import RecordInvalid, ScopeError, SnapshotContentError
 from enigm_recover.snapshot.manifest import KindScope, Manifest
-from enigm_recover.state.model import KIND_BY_NAME, KIND_ORDER, Kind, invalid_fields
+from enigm_recover.state.model import KIND_BY_NAME, KIND_ORDER, KINDS, Field, Kind, invalid_fields
 
 MAX_LINE_BYTES = 64 * 1024
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -63,6 +64,24 @@ def encode_rows(kind: Kind, rows: Iterable[tuple[Any, ...]], digest: KindDigest,
         yield b"".join(lines)
 
 
+def _line_pattern(kind: Kind) -> re.Pattern[str]:
+    """The whole canonical line of a ``kind`` record, capturing each field's value."""
+    parts = [re.escape('{"kind":' + json.dumps(kind.name))]
+    for f in kind.fields:
+        if f.sql_type == "INTEGER":
+            value = r"([1-9][0-9]{0,9})"
+        elif f.json_text:
+            value = r'"((?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*)"'
+        else:
+            value = f'"({f.syntax})"'
+        parts.append(re.escape(f",{json.dumps(f.name)}:") + value)
+    return re.compile("".join(parts) + r"\}\n?")
+
+
+_LINE_PATTERNS: dict[str, re.Pattern[str]] = {k.name: _line_pattern(k) for k in KINDS}
+_KIND_PREFIX = re.compile(r'\{"kind":"([a-z]+)"')
+
+
 class RecordChecker:
     """Checks a stream of payload lines against the model and the signed manifest.
 
@@ -70,46 +89,78 @@ class RecordChecker:
     scope, fields outside the scope, values that break the model, keys out of
     order or repeated, and (at ``finish``) counts or digests that differ from
     the manifest. Messages never quote record values.
+
+    A canonical line is checked by one regular expression for its kind, which
+    validates every field and captures the values; only a line that does not
+    match is parsed as JSON, to say precisely what is wrong with it.
     """
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.kind: Kind | None = None
+        self.pattern: re.Pattern[str] | None = None
+        self.conversions: tuple[tuple[int, Callable[[str], Any]], ...] = ()  # fields that are not plain text
         self.digest = KindDigest()
         self.last_key: tuple[Any, ...] | None = None
         self.seen: list[str] = []
         self.line_no = 0
 
-    def check(self, line: bytes) -> tuple[Kind, dict[str, Any]]:
+    def check(self, line: bytes) -> tuple[Kind, tuple[Any, ...]]:
+        """The record's kind and its values in field order."""
         self.line_no += 1
-        where = f"payload record {self.line_no}"
         if len(line) > MAX_LINE_BYTES:
-            raise SnapshotContentError(f"{where} is longer than {MAX_LINE_BYTES} bytes")
+            raise SnapshotContentError(f"payload record {self.line_no} is longer than {MAX_LINE_BYTES} bytes")
         try:
-            record = json.loads(line.decode("utf-8"))  # decoding first skips json's encoding sniffing
-        except (ValueError, UnicodeDecodeError):
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SnapshotContentError(f"payload record {self.line_no} is not UTF-8") from None
+        match = self.pattern.fullmatch(text) if self.pattern else None
+        if match is None:
+            kind_match = _KIND_PREFIX.match(text)
+            kind_name = kind_match.group(1) if kind_match else None
+            if self.kind is None or kind_name != self.kind.name:
+                self._switch(kind_name, f"payload record {self.line_no}")
+                assert self.pattern is not None
+                match = self.pattern.fullmatch(text)
+            if match is None:
+                self._explain(text)
+        assert self.kind is not None and match is not None
+        values = match.groups()
+        if self.conversions:
+            converted = list(values)
+            for position, convert in self.conversions:
+                converted[position] = convert(converted[position])
+            values = tuple(converted)
+        kind = self.kind
+        key = kind.key_of_row(values)
+        if self.last_key is not None and key <= self.last_key:
+            raise SnapshotContentError(
+                f"payload record {self.line_no}: {kind.name} records are not in strictly increasing key order")
+        self.last_key = key
+        self.digest.add(line if line.endswith(b"\n") else line + b"\n")
+        return kind, values
+
+    def _explain(self, text: str) -> None:
+        """Raise the precise reason a line is not a canonical record of the current kind."""
+        kind = self.kind
+        assert kind is not None
+        where = f"payload record {self.line_no}"
+        try:
+            record = json.loads(text)
+        except ValueError:
             raise SnapshotContentError(f"{where} is not a JSON object") from None
         if not isinstance(record, dict):
             raise SnapshotContentError(f"{where} is not a JSON object")
-        kind_name = record.pop("kind", None)
-        if kind_name != (self.kind.name if self.kind else None):
-            self._switch(kind_name, where)
-        kind = self.kind
-        assert kind is not None
+        record.pop("kind", None)
+        extra = [k for k in record if k not in kind.field_names]
+        if extra:
+            raise ScopeError(f"{where} has field {kind.name}.{extra[0]}, which is outside the snapshot scope")
         if tuple(record) != kind.field_names:
-            extra = [k for k in record if k not in kind.field_names]
-            if extra:
-                raise ScopeError(f"{where} has field {kind.name}.{extra[0]}, which is outside the snapshot scope")
-            raise SnapshotContentError(f"{where} does not have exactly the fields of a {kind.name}")
+            raise SnapshotContentError(f"{where} does not have exactly the fields of a {kind.name}, in order")
         bad = invalid_fields(kind, record)
         if bad:
             raise SnapshotContentError(f"{where}: {kind.name}.{bad[0]} is not {_describe(kind, bad[0])}")
-        key = kind.key_of(record)
-        if self.last_key is not None and key <= self.last_key:
-            raise SnapshotContentError(f"{where}: {kind.name} records are not in strictly increasing key order")
-        self.last_key = key
-        self.digest.add(line if line.endswith(b"\n") else line + b"\n")
-        return kind, record
+        raise SnapshotContentError(f"{where} is not in the canonical encoding")
 
     def _switch(self, kind_name: Any, where: str) -> None:
         if self.kind is not None:
@@ -121,6 +172,9 @@ class RecordChecker:
         if kind_name in self.seen or (self.seen and KIND_ORDER[kind_name] < KIND_ORDER[self.seen[-1]]):
             raise SnapshotContentError(f"{where}: kinds are not grouped in the fixed order")
         self.kind = KIND_BY_NAME[kind_name]
+        self.pattern = _LINE_PATTERNS[kind_name]
+        self.conversions = tuple((i, convert) for i, f in enumerate(self.kind.fields)
+                                 if (convert := _decoder(f)) is not str)
         self.seen.append(kind_name)
         self.digest = KindDigest()
         self.last_key = None
@@ -143,6 +197,31 @@ class RecordChecker:
             raise SnapshotContentError(
                 f"the payload holds no {missing[0]} records but the manifest says "
                 f"{self.manifest.scope[missing[0]].count}")
+
+
+_JSON_TEXT_FIELD = next(f for k in KINDS for f in k.fields if f.json_text)
+
+
+def _decode_json_text(escaped: str) -> str:
+    value = json.loads('"' + escaped + '"')
+    if not _JSON_TEXT_FIELD.check(value):
+        raise SnapshotContentError(f"a payload value is not {_JSON_TEXT_FIELD.describe}")
+    return value
+
+
+def _decoder(f: Field) -> Callable[[str], Any]:
+    if f.sql_type == "INTEGER":
+        return _bounded_int
+    if f.json_text:
+        return _decode_json_text
+    return str
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if value >= 2**31:
+        raise SnapshotContentError("an integer in the payload is out of range")
+    return value
 
 
 def _describe(kind: Kind, name: str) -> str:

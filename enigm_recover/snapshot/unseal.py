@@ -181,12 +181,12 @@ def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
 
 
 def records(verified: VerifiedSnapshot, identity: RecoveryIdentity,
-            progress: ProgressCallback = no_progress) -> Iterator[tuple[Kind, dict[str, Any], bytes]]:
-    """Checked records in payload order: (kind, record, canonical line)."""
+            progress: ProgressCallback = no_progress) -> Iterator[tuple[Kind, tuple[Any, ...], bytes]]:
+    """Checked records in payload order: (kind, values in field order, canonical line)."""
     checker = RecordChecker(verified.manifest)
     for line in payload_lines(verified, identity, progress):
-        kind, record = checker.check(line)
-        yield kind, record, line
+        kind, values = checker.check(line)
+        yield kind, values, line
     checker.finish()
 
 
@@ -195,7 +195,7 @@ def unseal_to_file(verified: VerifiedSnapshot, identity: RecoveryIdentity, out: 
     """Write the checked records as JSON Lines to ``out`` (mode 0600), whole or not at all."""
     counts: dict[str, int] = {}
     with atomic_output(out, mode=0o600, overwrite=overwrite) as f:
-        for kind, _record, line in records(verified, identity, progress):
+        for kind, _values, line in records(verified, identity, progress):
             f.write(line)
             counts[kind.name] = counts.get(kind.name, 0) + 1
     return counts

@@ -27,7 +27,7 @@ _CHECKS: dict[tuple[str, str], str] = {
 
 
 def schema_sql(kind: Kind) -> str:
-    cols = [f"{f.name} {f.sql_type}" + ("" if f.nullable else " NOT NULL") for f in kind.fields]
+    cols = [f"{f.name} {f.sql_type} NOT NULL" for f in kind.fields]
     cols += [f"CHECK ({c})" for (k, _), c in _CHECKS.items() if k == kind.name]
     cols.append(f"PRIMARY KEY ({', '.join(kind.primary_key)})")
     return f"CREATE TABLE IF NOT EXISTS {kind.table} (\n  " + ",\n  ".join(cols) + "\n) STRICT"
