@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import os
@@ -93,6 +94,7 @@ def test_list_verify_and_unseal_over_real_openssh(drill, backup, cli, tmp_path: 
                          "--allowed-signers", drill.allowed_signers, "--recipient", drill.recipient, "--json")
     assert code == 0, err
     listed = json.loads(out)
+    assert listed["rejected"] == []  # OpenSSH's "." and ".." are not hostile names
     assert [s["id"] for s in listed["snapshots"]] == list(reversed(drill.doc["snapshots"]["ids"]))
     assert all(s["signature"] == "trusted" and s["recipient_matches"] for s in listed["snapshots"])
     assert not list(cache.rglob("*.payload.age"))  # listing never reads payloads
@@ -219,12 +221,14 @@ class DroppingSFTP(ReadOnlySFTPServer):
     dropped = False
     reads: list[tuple[str, int]] = []  # (file name, offset)
 
-    def read(self, file_obj, offset, size):
+    async def read(self, file_obj, offset, size):
         name = Path(os.fsdecode(file_obj.name)).name
         DroppingSFTP.reads.append((name, offset))
-        if not DroppingSFTP.dropped and offset >= 4096 and name.endswith(".payload.age"):
+        if not DroppingSFTP.dropped and offset >= 3 * 4096 and name.endswith(".payload.age"):
             DroppingSFTP.dropped = True
+            await asyncio.sleep(0.3)  # let the client take in the blocks already sent
             self.connection.abort()
+            raise asyncssh.SFTPConnectionLost("dropped")
         return super().read(file_obj, offset, size)
 
 
@@ -233,21 +237,22 @@ def test_dropped_connection_mid_download_resumes(drill, served, tmp_path: Path) 
     config = served(sftp_factory=lambda chan: DroppingSFTP(chan, drill.snapshots))
     from enigm_recover import sources
 
-    sources.sftp.FETCH_BLOCK = 4096  # several reads for a small payload
+    sources.sftp.FETCH_READ_SIZE = 4096  # several reads for a small payload
     try:
         prompter = RecordingPrompter()
         with open_drill_source(config, tmp_path, prompter, retry_delay=0.01) as source:
             entry = resolve(source.list(), "latest")
             report, verified = verify_entry(source, entry, load_allowed_signers(drill.allowed_signers))
     finally:
-        sources.sftp.FETCH_BLOCK = 8 << 20
+        sources.sftp.FETCH_READ_SIZE = -1
     assert report.ok, report.as_dict()
     assert DroppingSFTP.dropped and any("resuming" in n for n in prompter.notices)
     assert verified.payload_path.read_bytes() == (drill.snapshots / payload_name(drill.latest)).read_bytes()
     # The second connection continued where the first stopped instead of starting over.
     payload_offsets = [o for name, o in DroppingSFTP.reads if name.endswith(".payload.age")]
-    drop = payload_offsets.index(4096)
-    assert payload_offsets[drop + 1] >= 4096 and 0 not in payload_offsets[drop + 1:]
+    drop = payload_offsets.index(3 * 4096)
+    resumed = payload_offsets[drop + 1:]
+    assert min(resumed) > 0 and min(resumed) <= 3 * 4096, payload_offsets
 
 
 def test_verified_cached_payload_is_reused(drill, served, tmp_path: Path) -> None:
@@ -270,7 +275,7 @@ class HostileSFTP(ReadOnlySFTPServer):
         async def entries():
             async for entry in super(HostileSFTP, self).scandir(path):
                 yield entry
-            for name in (b"../../etc/passwd.manifest.toml", b"x/y.manifest.toml", b"\x1b]0;pwned\x07.manifest.toml",
+            for name in (b"../../etc/passwd.manifest.toml", b"x/y.manifest.toml", b"\x1b]0;pwned\x07.manifest.toml", b"..evil.manifest.toml",
                          b"a" * 300 + b".manifest.toml"):
                 yield asyncssh.SFTPName(name, b"", asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_REGULAR))
         return entries()

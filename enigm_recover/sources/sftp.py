@@ -38,7 +38,7 @@ from enigm_recover.sources.names import classify, hostile_name_reason
 from enigm_recover.sources.ssh import SSHSettings, SSHTarget, connect
 
 LIST_CONCURRENCY = 64
-FETCH_BLOCK = 8 << 20  # per read call; asyncssh splits it into parallel SFTP requests
+FETCH_READ_SIZE = -1  # bytes per SFTP read request; -1: the largest the server allows
 T = TypeVar("T")
 
 
@@ -154,29 +154,33 @@ class SftpSource:
     # -- listing -----------------------------------------------------------
 
     def list(self) -> Listing:
-        return self._loop.run(self._list())
+        raw, rejected = self._loop.run(self._list())
+        # Parse here, on the caller's thread, so the event loop only moves bytes.
+        return Listing([parse_entry(*item) for item in raw], rejected)
 
-    async def _list(self) -> Listing:
+    async def _list(self) -> tuple[list[tuple[str, bytes, bytes | None]], list[str]]:
         sftp = await self._client()
         assert self._folder is not None
         try:
             names = await sftp.readdir(self._folder.encode())
         except asyncssh.SFTPError as exc:
             raise SourceError(f"cannot list {self._folder} on {self.url.target}: {exc.reason}") from None
-        listing = Listing(entries=[])
+        rejected: list[str] = []
         present: dict[str, asyncssh.SFTPAttrs] = {}
         wanted: list[str] = []
         for entry in names:
+            if entry.filename in (b".", b".."):
+                continue
             verdict = classify(entry.filename)
             if verdict.refusal:
-                listing.rejected.append(verdict.refusal)
+                rejected.append(verdict.refusal)
             if hostile_name_reason(entry.filename) is None:
                 present[entry.filename.decode()] = entry.attrs
             if verdict.snapshot_id:
                 wanted.append(verdict.snapshot_id)
         gate = asyncio.Semaphore(LIST_CONCURRENCY)
 
-        async def fetch(snapshot_id: str) -> SnapshotEntry | str:
+        async def fetch(snapshot_id: str) -> tuple[str, bytes, bytes | None] | str:
             manifest_file = f"{snapshot_id}.manifest.toml"
             sig_file = signature_name(snapshot_id)
             try:
@@ -185,14 +189,15 @@ class SftpSource:
                     sig = await self._read_small(sftp, sig_file, present[sig_file]) if sig_file in present else None
             except SourceError as exc:
                 return f"{manifest_file!r}: {exc.message}"
-            return parse_entry(snapshot_id, manifest, sig)
+            return snapshot_id, manifest, sig
 
+        raw = []
         for result in await asyncio.gather(*(fetch(i) for i in sorted(wanted))):
             if isinstance(result, str):
-                listing.rejected.append(result)
+                rejected.append(result)
             else:
-                listing.entries.append(result)
-        return listing
+                raw.append(result)
+        return raw, rejected
 
     async def _inside(self, sftp: asyncssh.SFTPClient, name: str, attrs: asyncssh.SFTPAttrs) -> str:
         """The remote path of ``name``; a symlink must resolve inside the folder, to a regular file."""
@@ -213,9 +218,13 @@ class SftpSource:
 
     async def _read_small(self, sftp: asyncssh.SFTPClient, name: str, attrs: asyncssh.SFTPAttrs) -> bytes:
         path = await self._inside(sftp, name, attrs)
+        if attrs.size is not None and attrs.size > MAX_MANIFEST_BYTES:
+            raise SourceError(f"{name} is {attrs.size} bytes, more than a manifest may be; refused")
+        # The size from the listing saves the read that would only find the end of the file.
+        want = attrs.size if attrs.size and attrs.type != asyncssh.FILEXFER_TYPE_SYMLINK else MAX_MANIFEST_BYTES + 1
         try:
             async with sftp.open(path, "rb") as f:
-                return await f.read(MAX_MANIFEST_BYTES + 1)
+                return await f.read(want)
         except asyncssh.SFTPError as exc:
             raise SourceError(f"cannot read {name}: {exc.reason}") from None
 
@@ -231,15 +240,17 @@ class SftpSource:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         dest = self.cache_dir / payload_name(entry.id)
         partial = dest.with_name(dest.name + ".partial")
+        expected = (manifest.payload_size, manifest.payload_sha256)
         if dest.exists():
-            if hash_file(dest) == (manifest.payload_size, manifest.payload_sha256):
+            if hash_file(dest) == expected:
                 progress(Progress("payload (cached)", manifest.payload_size, manifest.payload_size, "bytes"))
                 return dest
             dest.unlink()
+        download = _Download(partial, manifest.payload_size)
         attempt = 0
         while True:
             try:
-                await self._download(entry.id, partial, manifest.payload_size, progress)
+                await self._download(entry.id, download, progress)
                 break
             except (asyncssh.DisconnectError, OSError, asyncio.TimeoutError,
                     asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:
@@ -249,19 +260,18 @@ class SftpSource:
                     raise ConnectionFailed(
                         f"download of {payload_name(entry.id)} failed: {exc or type(exc).__name__} "
                         f"({attempt} attempts; the partial download is kept and resumes next time)") from None
-                have = partial.stat().st_size if partial.exists() else 0
                 self.settings.prompter.notice(
-                    f"connection lost after {have:,} bytes; resuming (attempt {attempt + 1} of "
+                    f"connection lost after {download.size:,} bytes; resuming (attempt {attempt + 1} of "
                     f"{self.settings.attempts})")
                 await asyncio.sleep(self.settings.retry_delay * attempt)
-        if hash_file(partial) != (manifest.payload_size, manifest.payload_sha256):
+        if (download.size, download.hasher.hexdigest()) != expected:
             partial.unlink()
             raise PayloadIntegrityError(
                 f"the downloaded payload of {entry.id} does not match the signed size and SHA-256")
         os.replace(partial, dest)
         return dest
 
-    async def _download(self, snapshot_id: str, partial: Path, size: int, progress: ProgressCallback) -> None:
+    async def _download(self, snapshot_id: str, download: "_Download", progress: ProgressCallback) -> None:
         sftp = await self._client()
         name = payload_name(snapshot_id)
         assert self._folder is not None
@@ -270,18 +280,41 @@ class SftpSource:
         except asyncssh.SFTPNoSuchFile:
             raise SourceError(f"payload {name} is missing on {self.url.target}") from None
         path = await self._inside(sftp, name, attrs)
-        offset = partial.stat().st_size if partial.exists() else 0
-        if offset > size:
+        with open(download.partial, "ab") as out:
+            try:
+                async with sftp.open(path, "rb", block_size=FETCH_READ_SIZE) as remote:
+                    # One pipeline of parallel reads for the whole file. Blocks may arrive out of order;
+                    # they are appended and hashed in order, so the partial file is always a prefix.
+                    blocks = await remote.read_parallel(download.total - download.size, download.size)
+                    async for offset, data in blocks:
+                        download.arrive(offset, data, out)
+                        progress(Progress(f"fetch {name}", download.size, download.total, "bytes"))
+            finally:
+                download.waiting.clear()  # blocks past a gap are fetched again on resume
+                out.flush()
+                os.fsync(out.fileno())
+
+
+class _Download:
+    """A payload download in progress: a prefix on disk, its hash, and blocks waiting their turn."""
+
+    def __init__(self, partial: Path, total: int) -> None:
+        self.partial = partial
+        self.total = total
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.waiting: dict[int, bytes] = {}
+        if partial.exists() and partial.stat().st_size > total:
             partial.unlink()
-            offset = 0
-        with open(partial, "ab") as out:
-            async with sftp.open(path, "rb") as remote:
-                while offset < size:
-                    data = await remote.read(min(FETCH_BLOCK, size - offset), offset)
-                    if not data:
-                        break  # shorter than the manifest says: the size check reports it
-                    out.write(data)
-                    out.flush()
-                    offset += len(data)
-                    progress(Progress(f"fetch {name}", offset, size, "bytes"))
-            os.fsync(out.fileno())
+        if partial.exists():
+            with open(partial, "rb") as f:
+                while block := f.read(1 << 20):
+                    self.hasher.update(block)
+                    self.size += len(block)
+
+    def arrive(self, offset: int, data: bytes, out: Any) -> None:
+        self.waiting[offset] = data
+        while (block := self.waiting.pop(self.size, None)) is not None:
+            out.write(block)
+            self.hasher.update(block)
+            self.size += len(block)

@@ -1,19 +1,25 @@
 """The SQLite target store: the embedded default.
 
 Tables are STRICT and carry CHECK constraints, so a damaged or hand-edited
-store is caught by SQLite itself. Reads stream in primary-key order, which is
-the order the snapshot payload uses, so a diff can run in one merge pass.
+store is caught by SQLite itself. Reads stream in primary-key order (SQLite's
+binary collation, the payload's order) on a connection of their own, so a
+restore can read a table in one merge pass while it writes batches to it; in
+WAL mode the reader keeps a consistent view.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from enigm_recover.errors import TargetError
+from enigm_recover.state.journal import Batch, RestoreRun, StepPosition, decode_key, encode_key
 from enigm_recover.state.model import (
     DEVICE_STATES,
+    IDENTITY,
     IDENTITY_STATUSES,
     KINDS,
     Kind,
@@ -24,6 +30,21 @@ _CHECKS: dict[tuple[str, str], str] = {
     ("identity", "key_version"): "key_version >= 1",
     ("device", "state"): "state IN (" + ",".join(f"'{s}'" for s in DEVICE_STATES) + ")",
 }
+
+
+JOURNAL_SQL = (
+    "CREATE TABLE IF NOT EXISTS enigm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
+    """CREATE TABLE IF NOT EXISTS enigm_restore_runs (
+  run_id TEXT PRIMARY KEY, snapshot_id TEXT NOT NULL, payload_sha256 TEXT NOT NULL, plan TEXT NOT NULL,
+  started_at TEXT NOT NULL, status TEXT NOT NULL) STRICT""",
+    """CREATE TABLE IF NOT EXISTS enigm_restore_batches (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, batch INTEGER NOT NULL, last_key TEXT NOT NULL,
+  inserted INTEGER NOT NULL, updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
+  PRIMARY KEY (run_id, step, batch)) STRICT""",
+    """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
+  PRIMARY KEY (run_id, step)) STRICT""",
+)
 
 
 def schema_sql(kind: Kind) -> str:
@@ -51,11 +72,20 @@ class SQLiteStore:
             self.conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot open target database {path}: {exc}") from None
+        self._reader: sqlite3.Connection | None = None
+        self.display = f"sqlite:///{path}"
 
     # -- lifecycle ---------------------------------------------------------
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self.conn.close()
+
+    def _read_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = sqlite3.connect(self.path, isolation_level=None)
+        return self._reader
 
     def __enter__(self) -> "SQLiteStore":
         return self
@@ -68,6 +98,8 @@ class SQLiteStore:
             with self.transaction():
                 for kind in KINDS:
                     self.conn.execute(schema_sql(kind))
+                for statement in JOURNAL_SQL:
+                    self.conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot create the schema in {self.path}: {exc}") from None
 
@@ -90,11 +122,11 @@ class SQLiteStore:
         return int(self._query(f"SELECT count(*) FROM {kind.table}")[0][0])
 
     def stream(self, kind: Kind, columns: Iterable[str] | None = None) -> Iterator[tuple[Any, ...]]:
-        """Rows of `kind` in primary-key order, as tuples in `columns` order."""
+        """Rows of `kind` in primary-key order, as tuples in `columns` order (its own read view)."""
         cols = ", ".join(columns or kind.field_names)
         order = ", ".join(kind.primary_key)
         try:
-            cursor = self.conn.execute(f"SELECT {cols} FROM {kind.table} ORDER BY {order}")
+            cursor = self._read_conn().execute(f"SELECT {cols} FROM {kind.table} ORDER BY {order}")
             while batch := cursor.fetchmany(4096):
                 yield from batch
         except sqlite3.DatabaseError as exc:
@@ -107,11 +139,86 @@ class SQLiteStore:
         marks = ", ".join("?" for _ in kind.fields)
         self.conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks})", rows)
 
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+    def account_exists(self, account_id: str) -> bool:
+        row = self._read_conn().execute(f"SELECT 1 FROM {IDENTITY.table} WHERE account_id=?", (account_id,))
+        return row.fetchone() is not None
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self.conn.execute(sql).fetchall()
+            return self.conn.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot read target {self.path}: {exc}") from None
+
+    # -- the restore journal -----------------------------------------------
+
+    def _ensure_journal(self) -> None:
+        try:
+            for statement in JOURNAL_SQL:
+                self.conn.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            raise TargetError(f"cannot create the restore journal in {self.path}: {exc}") from None
+
+    def target_id(self) -> str:
+        """A random id this store keeps for life, so a resume can tell one target from another."""
+        self._ensure_journal()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM enigm_meta WHERE key='target_id'").fetchone()
+            if row:
+                return str(row[0])
+            value = secrets.token_hex(8)
+            conn.execute("INSERT INTO enigm_meta VALUES ('target_id', ?)", (value,))
+            return value
+
+    def unfinished_run(self) -> RestoreRun | None:
+        self._ensure_journal()
+        row = self.conn.execute("SELECT run_id, snapshot_id, payload_sha256, plan, started_at, status "
+                                "FROM enigm_restore_runs WHERE status='running'").fetchone()
+        return RestoreRun(*row) if row else None
+
+    def start_run(self, run: RestoreRun) -> None:
+        self._ensure_journal()
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO enigm_restore_runs VALUES (?, ?, ?, ?, ?, ?)",
+                         (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE enigm_restore_runs SET status=? WHERE run_id=?", (status, run_id))
+
+    def step_position(self, run_id: str, step: str) -> StepPosition:
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(inserted),0), coalesce(sum(updated),0), coalesce(sum(deleted),0), "
+            "(SELECT last_key FROM enigm_restore_batches WHERE run_id=? AND step=? ORDER BY batch DESC LIMIT 1) "
+            "FROM enigm_restore_batches WHERE run_id=? AND step=?", (run_id, step, run_id, step)).fetchone()
+        done = self.conn.execute("SELECT status, result FROM enigm_restore_steps WHERE run_id=? AND step=?",
+                                 (run_id, step)).fetchone()
+        return StepPosition(batches=row[0], inserted=row[1], updated=row[2], deleted=row[3],
+                            last_key=decode_key(row[4]) if row[4] else None,
+                            status=done[0] if done else None, result=json.loads(done[1]) if done else {})
+
+    def apply_batch(self, run_id: str, batch: Batch) -> None:
+        """The batch's rows and its journal row, in one transaction: all or nothing."""
+        kind = batch.kind
+        cols = ", ".join(kind.field_names)
+        marks = ", ".join("?" for _ in kind.fields)
+        keys = ", ".join(kind.primary_key)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in kind.field_names if c not in kind.primary_key)
+        where = " AND ".join(f"{c}=?" for c in kind.primary_key)
+        with self.transaction() as conn:
+            if batch.upserts:
+                conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
+                                 f"ON CONFLICT ({keys}) DO UPDATE SET {updates}", batch.upserts)
+            if batch.deletes:
+                conn.executemany(f"DELETE FROM {kind.table} WHERE {where}", batch.deletes)
+            conn.execute("INSERT INTO enigm_restore_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
+                          batch.updated, batch.deleted))
+
+    def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO enigm_restore_steps VALUES (?, ?, ?, ?) ON CONFLICT (run_id, step) "
+                         "DO UPDATE SET status=excluded.status, result=excluded.result",
+                         (run_id, step, status, json.dumps(result, sort_keys=True)))
 
 
 class _Transaction:

@@ -1,0 +1,67 @@
+"""What a target store keeps about restores into it: runs, batches and steps.
+
+A batch's rows and its journal row commit in one transaction, so after a crash
+the journal says exactly how far each step got: resuming continues after the
+last committed batch, and nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from enigm_recover.state.model import Kind
+
+
+@dataclass(frozen=True)
+class RestoreRun:
+    run_id: str
+    snapshot_id: str
+    payload_sha256: str
+    plan: str  # JSON: the steps and their policies
+    started_at: str
+    status: str = "running"  # running | completed | aborted
+
+
+@dataclass
+class Batch:
+    """One atomic unit of a step: rows to write, keys to delete, and where the step has got to."""
+
+    step: str
+    number: int  # 1-based within the step
+    kind: Kind
+    last_key: tuple[Any, ...]  # the merge position this batch covers up to, inclusive
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)  # whole rows in field order
+    deletes: list[tuple[Any, ...]] = field(default_factory=list)  # primary keys
+    inserted: int = 0
+    updated: int = 0
+
+    @property
+    def deleted(self) -> int:
+        return len(self.deletes)
+
+    def __len__(self) -> int:
+        return len(self.upserts) + len(self.deletes)
+
+
+@dataclass(frozen=True)
+class StepPosition:
+    batches: int = 0
+    last_key: tuple[Any, ...] | None = None
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    status: str | None = None  # None while applying; then applied | verified | not-verified | failed
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_key(key: tuple[Any, ...]) -> str:
+    return json.dumps(list(key), separators=(",", ":"))
+
+
+def decode_key(text: str) -> tuple[Any, ...]:
+    return tuple(json.loads(text))
+
+
+JOURNAL_TABLES = ("enigm_meta", "enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps")
