@@ -13,11 +13,12 @@ private event loop thread, so the CLI and the app's workers can use it alike.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import os
 import posixpath
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Coroutine, TypeVar
@@ -38,6 +39,7 @@ from enigm_recover.sources.names import classify, hostile_name_reason
 from enigm_recover.sources.ssh import SSHSettings, SSHTarget, connect
 
 LIST_CONCURRENCY = 64
+WRITES_IN_FLIGHT = 64  # blocks handed to the writer thread and not yet written
 FETCH_READ_SIZE = -1  # bytes per SFTP read request; -1: the largest the server allows
 T = TypeVar("T")
 
@@ -260,6 +262,7 @@ class SftpSource:
                     raise ConnectionFailed(
                         f"download of {payload_name(entry.id)} failed: {exc or type(exc).__name__} "
                         f"({attempt} attempts; the partial download is kept and resumes next time)") from None
+                download.received = download.size
                 self.settings.prompter.notice(
                     f"connection lost after {download.size:,} bytes; resuming (attempt {attempt + 1} of "
                     f"{self.settings.attempts})")
@@ -280,19 +283,27 @@ class SftpSource:
         except asyncssh.SFTPNoSuchFile:
             raise SourceError(f"payload {name} is missing on {self.url.target}") from None
         path = await self._inside(sftp, name, attrs)
-        with open(download.partial, "ab") as out:
+        loop = asyncio.get_running_loop()
+        pending: collections.deque[asyncio.Future[None]] = collections.deque()
+        with open(download.partial, "ab") as out, ThreadPoolExecutor(1, "enigm-fetch-writer") as writer:
             try:
                 async with sftp.open(path, "rb", block_size=FETCH_READ_SIZE) as remote:
                     # One pipeline of parallel reads for the whole file. Blocks may arrive out of order;
-                    # they are appended and hashed in order, so the partial file is always a prefix.
-                    blocks = await remote.read_parallel(download.total - download.size, download.size)
+                    # they are written and hashed in order on a writer thread (so the network is never
+                    # kept waiting on the disk), and the partial file is always a prefix.
+                    blocks = await remote.read_parallel(download.total - download.received, download.received)
                     async for offset, data in blocks:
-                        download.arrive(offset, data, out)
-                        progress(Progress(f"fetch {name}", download.size, download.total, "bytes"))
+                        for block in download.in_order(offset, data):
+                            pending.append(loop.run_in_executor(writer, download.persist, out, block))
+                        while len(pending) > WRITES_IN_FLIGHT:
+                            await pending.popleft()
+                        progress(Progress(f"fetch {name}", download.received, download.total, "bytes"))
             finally:
                 download.waiting.clear()  # blocks past a gap are fetched again on resume
-                out.flush()
-                os.fsync(out.fileno())
+                for write in pending:
+                    await write
+                # No fsync: a partial or cached payload is never used without its SHA-256 being checked
+                # against the signed manifest, so a write torn by a power cut is caught and fetched again.
 
 
 class _Download:
@@ -302,19 +313,27 @@ class _Download:
         self.partial = partial
         self.total = total
         self.hasher = hashlib.sha256()
-        self.size = 0
+        self.size = 0  # bytes written to the partial file (and hashed)
         self.waiting: dict[int, bytes] = {}
         if partial.exists() and partial.stat().st_size > total:
             partial.unlink()
         if partial.exists():
             with open(partial, "rb") as f:
                 while block := f.read(1 << 20):
-                    self.hasher.update(block)
-                    self.size += len(block)
+                    self.persist(None, block)
+        self.received = self.size  # bytes taken in order from the network
 
-    def arrive(self, offset: int, data: bytes, out: Any) -> None:
+    def in_order(self, offset: int, data: bytes) -> list[bytes]:
+        """The blocks that now follow the received prefix, in order."""
         self.waiting[offset] = data
-        while (block := self.waiting.pop(self.size, None)) is not None:
+        ready = []
+        while (block := self.waiting.pop(self.received, None)) is not None:
+            ready.append(block)
+            self.received += len(block)
+        return ready
+
+    def persist(self, out: Any, block: bytes) -> None:
+        if out is not None:
             out.write(block)
-            self.hasher.update(block)
-            self.size += len(block)
+        self.hasher.update(block)
+        self.size += len(block)
