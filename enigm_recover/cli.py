@@ -428,6 +428,117 @@ def _serve_until_interrupted(folder: Path) -> int:
     return 0
 
 
+def _open_sealed(ctx: Context) -> tuple[Any, Any]:
+    """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares."""
+    report, verified = _verify(ctx, hash_payload=False)
+    if verified is None:
+        raise report.error
+    return verified, gather_shares(ctx, verified.manifest.recipient_fingerprint)
+
+
+def _print_diff(result: Any, limit: int) -> None:
+    from enigm_recover.recovery.assess import REASONS, Finding
+    from enigm_recover.render import table
+
+    print(f"dry run of snapshot {result.snapshot_id} (taken {result.snapshot_time}) against {result.target}")
+    rows = [[k, f"{s.snapshot:,}", f"{s.live:,}", f"{s.missing:,}", f"{s.extra:,}", f"{s.changed:,}",
+             f"{s.unchanged:,}"] for k, s in result.kinds.items()]
+    print(table(["KIND", "SNAPSHOT", "LIVE", "MISSING", "EXTRA", "CHANGED", "UNCHANGED"], rows))
+    findings = result.findings()
+    if findings:
+        print("\nsafety findings:")
+        for code, count in findings.most_common():
+            print(f"  {count:>8,}  {code}: {REASONS[Finding(code)]}")
+    shown = sorted(result.changes, key=lambda c: not c.findings)[:limit]
+    if shown:
+        print(f"\nchanges (first {len(shown):,} of {len(result.changes):,}; findings first; --limit shows more):")
+    for change in shown:
+        key = "/".join(str(k) for k in change.key)
+        notes = f"  [{', '.join(f.value for f in change.findings)}]" if change.findings else ""
+        print(f"  {change.change.value:<8} {change.kind} {key}{notes}")
+        for name, live, snap in change.fields:
+            print(f"             {name}: live {live!r} -> snapshot {snap!r}")
+
+
+def cmd_diff(ctx: Context) -> int:
+    from enigm_recover.recovery.diff import diff
+    from enigm_recover.state.model import kind_named
+    from enigm_recover.state.stores import open_store
+
+    args = ctx.args
+    kinds = []
+    for name in args.kind or []:
+        try:
+            kinds.append(kind_named(name).name)
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0])) from None
+    target = ctx.required(args.target, "target", "--target")
+    verified, identity = _open_sealed(ctx)
+    with open_store(target) as store:
+        result = diff(verified, identity, store, kinds=kinds, progress=progress_for(args))
+    if args.json:
+        emit_json(result.as_dict(limit=args.limit))
+    else:
+        _print_diff(result, args.limit if args.limit is not None else 20)
+    return 0
+
+
+def _ask_step(step: Any, preview: Any) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError("restore asks before each step on a terminal", "pass --yes to run the plan unattended")
+    answer = input(f"run step {step.name} ({step.describe()}): {preview.inserts:,} to insert, "
+                   f"{preview.updates:,} to overwrite, {preview.deletes:,} to delete? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_restore(ctx: Context) -> int:
+    from enigm_recover.errors import RestoreNotVerified
+    from enigm_recover.recovery.apply import Restorer
+    from enigm_recover.recovery.diff import diff
+    from enigm_recover.recovery.plan import make_plan, preview
+    from enigm_recover.state.stores import open_store
+
+    args = ctx.args
+    plan = make_plan(args.policy or [], args.step or [])
+    target = ctx.required(args.target, "target", "--target")
+    verified, identity = _open_sealed(ctx)
+    with open_store(target) as store:
+        result = diff(verified, identity, store, progress=progress_for(args))
+        previews = {step.name: preview(step, result) for step in plan.steps}
+        if not args.json:
+            _print_diff(result, 0)
+            print("\nplan:")
+            for step in plan.steps:
+                p = previews[step.name]
+                print(f"  {step.name:<11} {step.describe():<45} insert {p.inserts:,}, overwrite {p.updates:,}, "
+                      f"delete {p.deletes:,}; kept by safety rules {p.protected:,}; left by policy {p.left:,}")
+        if args.dry_run:
+            if args.json:
+                emit_json({"dry_run": True, "diff": result.as_dict(limit=0), "plan": plan.as_dict(),
+                           "previews": {k: v.__dict__ for k, v in previews.items()}})
+            return 0
+        confirm = (lambda step: True) if args.yes else (lambda step: _ask_step(step, previews[step.name]))
+        restorer = Restorer(verified, identity, store, plan, result, batch_size=args.batch_size,
+                            progress=progress_for(args))
+        outcome = restorer.run(resume=args.resume, confirm=confirm)
+    if args.json:
+        emit_json(outcome.as_dict())
+    else:
+        print(f"\nrestore {outcome.run_id}{' (resumed)' if outcome.resumed else ''}: {outcome.status}")
+        for o in outcome.steps:
+            detail = ""
+            if o.verification:
+                v = o.verification
+                detail = (f"; {v.get('equal', 0):,} equal to the snapshot, {v.get('protected', 0):,} kept by safety "
+                          f"rules, {v.get('changed_left', 0):,} changed and {v.get('extra_left', 0):,} extra left")
+            print(f"  {o.step:<11} {o.status:<13} inserted {o.inserted:,}, overwritten {o.updated:,}, "
+                  f"deleted {o.deleted:,}{detail}")
+    if any(o.status == "not-verified" for o in outcome.steps):
+        failed = [o.step for o in outcome.steps if o.status == "not-verified"]
+        raise RestoreNotVerified(f"the restore ran but step(s) {', '.join(failed)} did not verify")
+    return 0
+
+
 def cmd_drill(ctx: Context) -> int:
     from enigm_recover.drill.scenario import DrillSpec, describe, make_drill
 
@@ -609,6 +720,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)
     p.set_defaults(func=cmd_unseal)
+
+    target_help = "the live target store (sqlite:///PATH; env ENIGM_RECOVER_TARGET)"
+    p = sub.add_parser("diff", help="dry run: compare a snapshot with the live target, with safety findings",
+                       description="Verify the snapshot, combine the custodians' shares, and compare its records "
+                                   "with the live target kind by kind: missing, extra, changed (field by field) "
+                                   "and unchanged, with the safety findings first. Writes nothing.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("id", metavar="ID", help=id_help)
+    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument("--allowed-signers", metavar="F")
+    p.add_argument("--kind", action="append", metavar="K", help="only this kind (repeat): identity, device, "
+                                                               "setting, role")
+    p.add_argument("--limit", type=int, metavar="N", help="changes to show (default 20; with --json: all)")
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser(
+        "restore", help="restore step by step: journaled, resumable, verified",
+        description="Dry-run first, show the plan, then apply it step by step (identities, devices, settings, "
+                    "roles). Each batch commits with its journal row, so an interrupted restore resumes "
+                    "(--resume) without losing or repeating anything. Each step is verified afterwards.",
+        epilog="Policies: restore-missing (always), overwrite-changed, delete-extra; e.g. "
+               "--policy device=overwrite-changed --policy role=overwrite-changed,delete-extra. The safety rules "
+               "(revocations kept, identity keys never rolled back, no orphan devices) hold under every policy.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("id", metavar="ID", help=id_help)
+    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument("--allowed-signers", metavar="F")
+    p.add_argument("--step", action="append", metavar="NAME", help="only this step (repeat): identities, "
+                                                                   "devices, settings, roles")
+    p.add_argument("--policy", action="append", metavar="KIND=POLICY", help="add a policy to a step (repeat)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan and write nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask before each step")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted restore in the target")
+    p.add_argument("--batch-size", type=int, default=5000, metavar="N", help=argparse.SUPPRESS)
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("drill", help="make a complete tabletop exercise",
                        description="Build a synthetic platform, keys, five custodian cards, snapshots over "

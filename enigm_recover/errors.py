@@ -142,6 +142,20 @@ class RecordInvalid(EnigmError):
     hint = "fix the record in the store (or the process that wrote it), then seal again"
 
 
+class RestoreRefused(EnigmError):
+    """A restore cannot start or resume as asked (another run in progress, another snapshot, nothing to resume)."""
+
+    exit_code = 17
+    hint = "resume the interrupted restore with the same snapshot (--resume), or start a new one without it"
+
+
+class RestoreNotVerified(EnigmError):
+    """A restore ran but a step's verification did not hold: the target does not match what was promised."""
+
+    exit_code = 18
+    hint = "inspect the step's verification in the output, then run the restore again with --resume or investigate"
+
+
 # -- quorum: 20-29 -------------------------------------------------------------
 
 

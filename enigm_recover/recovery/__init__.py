@@ -1,0 +1,1 @@
+"""Diff, plan, apply (journaled) and verify a restore."""

@@ -1,0 +1,128 @@
+"""The safety rules of restore, applied to one record at a time.
+
+A snapshot is older than the live state. For each key, ``assess`` says how the
+snapshot and live records differ, which findings a human should see, and
+whether the safety rules forbid touching the live side:
+
+- revocation is monotonic: a device revoked or retired in live is never
+  re-activated, changed or deleted by a restore;
+- an identity key never rolls back to an older version;
+- a device is never restored under an account that exists nowhere;
+- a live record changed after the snapshot was taken, or that the snapshot
+  never had, is flagged (and kept unless the operator chose otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Iterator
+
+from enigm_recover.state.model import DEVICE, IDENTITY, TERMINAL_DEVICE_STATES, Kind
+
+Row = tuple[Any, ...]
+
+
+class ChangeType(str, Enum):
+    MISSING = "missing"  # in the snapshot, not in live
+    EXTRA = "extra"  # in live, not in the snapshot
+    CHANGED = "changed"  # in both, different
+
+
+class Finding(str, Enum):
+    REVOCATION_KEPT = "revocation-kept"
+    KEY_VERSION_KEPT = "key-version-kept"
+    CHANGED_AFTER_SNAPSHOT = "changed-after-snapshot"
+    ORPHAN_DEVICE = "orphan-device"
+    ONLY_IN_LIVE = "only-in-live"
+
+
+REASONS: dict[Finding, str] = {
+    Finding.REVOCATION_KEPT: "the device is revoked or retired in live; revocation is never undone by a restore",
+    Finding.KEY_VERSION_KEPT: "the live identity key is newer than the snapshot's; identity keys never roll back",
+    Finding.CHANGED_AFTER_SNAPSHOT: "the live record changed after the snapshot was taken; overwriting it loses "
+                                    "that change",
+    Finding.ORPHAN_DEVICE: "the device's account exists neither in live nor in the snapshot",
+    Finding.ONLY_IN_LIVE: "the snapshot never had this record (created after it, or removed before it); "
+                          "kept unless delete-extra is chosen",
+}
+
+_STATE = DEVICE.position("state")
+_DEVICE_ACCOUNT = DEVICE.position("account_id")
+_KEY_VERSION = IDENTITY.position("key_version")
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    change: ChangeType | None  # None: unchanged
+    findings: tuple[Finding, ...] = ()
+    protected: bool = False  # the safety rules forbid acting on this key
+
+
+UNCHANGED = Assessment(None)
+
+
+class Assessor:
+    """Assesses keys of one kind against a snapshot taken at ``snapshot_time`` (ISO UTC)."""
+
+    def __init__(self, kind: Kind, snapshot_time: str, account_known: Callable[[str], bool]) -> None:
+        self.kind = kind
+        self.snapshot_time = snapshot_time
+        self.account_known = account_known
+        self.changed_at = kind.position(kind.changed_at)
+
+    def __call__(self, snap: Row | None, live: Row | None) -> Assessment:
+        kind = self.kind
+        if live is None:
+            assert snap is not None
+            if kind is DEVICE and not self.account_known(snap[_DEVICE_ACCOUNT]):
+                return Assessment(ChangeType.MISSING, (Finding.ORPHAN_DEVICE,), protected=True)
+            return Assessment(ChangeType.MISSING)
+        if snap is None:
+            findings = [Finding.ONLY_IN_LIVE]
+            protected = False
+            if kind is DEVICE:
+                if live[_STATE] in TERMINAL_DEVICE_STATES:
+                    findings.append(Finding.REVOCATION_KEPT)
+                    protected = True
+                if not self.account_known(live[_DEVICE_ACCOUNT]):
+                    findings.append(Finding.ORPHAN_DEVICE)
+            return Assessment(ChangeType.EXTRA, tuple(findings), protected)
+        if snap == live:
+            return UNCHANGED
+        findings = []
+        protected = False
+        if kind is DEVICE and live[_STATE] in TERMINAL_DEVICE_STATES:
+            findings.append(Finding.REVOCATION_KEPT)
+            protected = True
+        if kind is IDENTITY and live[_KEY_VERSION] > snap[_KEY_VERSION]:
+            findings.append(Finding.KEY_VERSION_KEPT)
+            protected = True
+        if live[self.changed_at] > self.snapshot_time:
+            findings.append(Finding.CHANGED_AFTER_SNAPSHOT)
+        return Assessment(ChangeType.CHANGED, tuple(findings), protected)
+
+
+def merge(kind: Kind, snapshot: Iterator[Row], live: Iterator[Row]) -> Iterator[tuple[tuple[Any, ...], Row | None, Row | None]]:
+    """Join two streams sorted by primary key: (key, snapshot row or None, live row or None)."""
+    key = kind.key_of_row
+    s = next(snapshot, None)
+    l = next(live, None)  # noqa: E741
+    while s is not None or l is not None:
+        ks = key(s) if s is not None else None
+        kl = key(l) if l is not None else None
+        if kl is None or (ks is not None and ks < kl):
+            yield ks, s, None  # type: ignore[misc]
+            s = next(snapshot, None)
+        elif ks is None or kl < ks:
+            yield kl, None, l
+            l = next(live, None)  # noqa: E741
+        else:
+            yield ks, s, l
+            s = next(snapshot, None)
+            l = next(live, None)  # noqa: E741
+
+
+def differing_fields(kind: Kind, snap: Row, live: Row) -> tuple[tuple[str, Any, Any], ...]:
+    """(field, live value, snapshot value) for each field that differs."""
+    return tuple((name, lv, sv) for name, sv, lv in zip(kind.field_names, snap, live) if sv != lv)

@@ -1,0 +1,148 @@
+"""The dry-run diff: what a restore would change in the live target, and what it must not.
+
+Both sides stream sorted by primary key (the payload is sorted; the store reads
+in key order), so the diff is one merge pass per kind: linear in records, with
+memory bounded by the changes it keeps — and those are compact (keys and the
+differing fields), never whole copies of both sides.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import Any, Iterable, Iterator
+
+from enigm_recover.progress import ProgressCallback, no_progress
+from enigm_recover.quorum.recovery_key import RecoveryIdentity
+from enigm_recover.recovery.assess import REASONS, Assessor, ChangeType, Finding, differing_fields, merge
+from enigm_recover.recovery.snapshot_rows import AccountIndex, rows_by_kind
+from enigm_recover.snapshot.verify import VerifiedSnapshot
+from enigm_recover.state.model import IDENTITY, KIND_BY_NAME, KINDS
+from enigm_recover.state.store import TargetStore
+
+
+@dataclass(slots=True)
+class Change:
+    kind: str
+    key: tuple[Any, ...]
+    change: ChangeType
+    fields: tuple[tuple[str, Any, Any], ...] = ()  # (field, live value, snapshot value) when changed
+    findings: tuple[Finding, ...] = ()
+    protected: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "key": list(self.key),
+            "change": self.change.value,
+            "fields": [{"field": f, "live": live, "snapshot": snap} for f, live, snap in self.fields],
+            "findings": [f.value for f in self.findings],
+            "protected": self.protected,
+        }
+
+
+@dataclass
+class KindSummary:
+    snapshot: int = 0
+    live: int = 0
+    missing: int = 0
+    extra: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    findings: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "live": self.live, "missing": self.missing, "extra": self.extra,
+                "changed": self.changed, "unchanged": self.unchanged, "findings": dict(self.findings)}
+
+
+@dataclass
+class DiffResult:
+    snapshot_id: str
+    snapshot_time: str
+    target: str
+    kinds: dict[str, KindSummary]
+    changes: list[Change] = field(default_factory=list)
+
+    def findings(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for summary in self.kinds.values():
+            total.update(summary.findings)
+        return total
+
+    def select(self, *, kind: str | None = None, change: str | None = None,
+               finding: str | None = None) -> Iterator[Change]:
+        for c in self.changes:
+            if kind and c.kind != kind:
+                continue
+            if change and c.change.value != change:
+                continue
+            if finding and finding not in {f.value for f in c.findings}:
+                continue
+            yield c
+
+    def page(self, offset: int, limit: int, **filters: str | None) -> list[Change]:
+        """A window of the (filtered) changes, for views that show a few at a time."""
+        out = []
+        for i, c in enumerate(self.select(**filters)):
+            if i >= offset + limit:
+                break
+            if i >= offset:
+                out.append(c)
+        return out
+
+    def as_dict(self, limit: int | None = None) -> dict[str, Any]:
+        ordered = sorted(self.changes, key=lambda c: (not c.findings, KIND_BY_NAME[c.kind].name))
+        shown = ordered if limit is None else ordered[:limit]
+        return {
+            "snapshot": self.snapshot_id,
+            "snapshot_time": self.snapshot_time,
+            "target": self.target,
+            "kinds": {k: s.as_dict() for k, s in self.kinds.items()},
+            "findings": {code: {"count": n, "reason": REASONS[Finding(code)]} for code, n in self.findings().items()},
+            "changes": [c.as_dict() for c in shown],
+            "changes_total": len(self.changes),
+            "changes_shown": len(shown),
+        }
+
+
+def snapshot_time_of(verified: VerifiedSnapshot) -> str:
+    return verified.manifest.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def account_lookup(accounts: AccountIndex, store: TargetStore) -> Any:
+    """An account exists if the snapshot or the live store has it (asks the store only when needed)."""
+    return lambda account_id: account_id in accounts or store.account_exists(account_id)
+
+
+def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetStore, *,
+         kinds: Iterable[str] | None = None, progress: ProgressCallback = no_progress) -> DiffResult:
+    """Compare the snapshot with the live target, kind by kind, in one pass over the payload."""
+    selected = set(kinds) if kinds else {k.name for k in KINDS}
+    snapshot_time = snapshot_time_of(verified)
+    result = DiffResult(verified.manifest.id, snapshot_time, store.display,
+                        {k.name: KindSummary() for k in KINDS if k.name in selected})
+    accounts = AccountIndex()
+    known = account_lookup(accounts, store)
+    for kind, rows in rows_by_kind(verified, identity, progress):
+        if kind is IDENTITY:
+            rows = accounts.collect(rows)
+        if kind.name not in selected:
+            for _ in rows:
+                pass
+            continue
+        summary = result.kinds[kind.name]
+        assess = Assessor(kind, snapshot_time, known)
+        for key, snap, live in merge(kind, rows, store.stream(kind)):
+            summary.snapshot += snap is not None
+            summary.live += live is not None
+            verdict = assess(snap, live)
+            if verdict.change is None:
+                summary.unchanged += 1
+                continue
+            setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
+            summary.findings.update(f.value for f in verdict.findings)
+            fields = differing_fields(kind, snap, live) if verdict.change is ChangeType.CHANGED else ()
+            result.changes.append(Change(kind.name, key, verdict.change, fields, verdict.findings, verdict.protected))
+    return result

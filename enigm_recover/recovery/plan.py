@@ -1,0 +1,120 @@
+"""A restore plan: ordered steps, each with the policies the operator chose.
+
+Non-destructive by default: every step restores what is missing. Overwriting
+changed records and deleting extra ones are explicit per-step choices, shown
+with their counts before they run. The safety rules hold under every policy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Iterable
+
+from enigm_recover.errors import UsageError
+from enigm_recover.recovery.assess import ChangeType
+from enigm_recover.recovery.diff import DiffResult
+from enigm_recover.state.model import DEVICE, IDENTITY, ROLE, SETTING, Kind
+
+
+class Policy(str, Enum):
+    RESTORE_MISSING = "restore-missing"
+    OVERWRITE_CHANGED = "overwrite-changed"
+    DELETE_EXTRA = "delete-extra"
+
+
+STEP_KINDS: dict[str, Kind] = {"identities": IDENTITY, "devices": DEVICE, "settings": SETTING, "roles": ROLE}
+_STEP_OF_KIND = {kind.name: step for step, kind in STEP_KINDS.items()}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    policies: frozenset[Policy]
+
+    @property
+    def kind(self) -> Kind:
+        return STEP_KINDS[self.name]
+
+    def describe(self) -> str:
+        return ", ".join(p.value for p in Policy if p in self.policies)
+
+
+@dataclass(frozen=True)
+class StepPreview:
+    """What a step would do, from the dry run."""
+
+    inserts: int
+    updates: int
+    deletes: int
+    protected: int
+    left: int  # changes the chosen policies leave alone
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+
+    def to_json(self) -> str:
+        return json.dumps([{"step": s.name, "policies": sorted(p.value for p in s.policies)} for s in self.steps])
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        return cls(tuple(Step(item["step"], frozenset(Policy(p) for p in item["policies"]))
+                         for item in json.loads(text)))
+
+    def as_dict(self) -> list[dict[str, Any]]:
+        return json.loads(self.to_json())
+
+
+def step_named(text: str) -> str:
+    name = _STEP_OF_KIND.get(text, text)
+    if name not in STEP_KINDS:
+        raise UsageError(f"unknown step {text!r}; steps are {', '.join(STEP_KINDS)} (or kinds "
+                         f"{', '.join(_STEP_OF_KIND)})")
+    return name
+
+
+def make_plan(policy_args: Iterable[str] = (), only_steps: Iterable[str] = ()) -> Plan:
+    """From ``--policy KIND=POLICY[,POLICY]`` and ``--step NAME`` options."""
+    chosen: dict[str, set[Policy]] = {name: {Policy.RESTORE_MISSING} for name in STEP_KINDS}
+    for arg in policy_args:
+        target, sep, values = arg.partition("=")
+        if not sep or not values:
+            raise UsageError(f"--policy {arg!r} is not of the form KIND=POLICY (e.g. device=overwrite-changed)")
+        for value in values.split(","):
+            try:
+                chosen[step_named(target.strip())].add(Policy(value.strip()))
+            except ValueError:
+                raise UsageError(f"unknown policy {value!r}; policies are "
+                                 f"{', '.join(p.value for p in Policy)}") from None
+    names = [step_named(s) for s in only_steps] or list(STEP_KINDS)
+    ordered = [name for name in STEP_KINDS if name in names]  # identities before devices before the rest
+    return Plan(tuple(Step(name, frozenset(chosen[name])) for name in ordered))
+
+
+def decide(change: ChangeType | None, protected: bool, policies: frozenset[Policy]) -> str | None:
+    """The write a change gets under these policies: insert, update, delete or nothing."""
+    if change is None or protected:
+        return None
+    if change is ChangeType.MISSING:
+        return "insert"
+    if change is ChangeType.CHANGED and Policy.OVERWRITE_CHANGED in policies:
+        return "update"
+    if change is ChangeType.EXTRA and Policy.DELETE_EXTRA in policies:
+        return "delete"
+    return None
+
+
+def preview(step: Step, result: DiffResult) -> StepPreview:
+    counts = {"insert": 0, "update": 0, "delete": 0, "protected": 0, "left": 0}
+    for change in result.select(kind=step.kind.name):
+        action = decide(change.change, change.protected, step.policies)
+        if action:
+            counts[action] += 1
+        elif change.protected:
+            counts["protected"] += 1
+        else:
+            counts["left"] += 1
+    return StepPreview(counts["insert"], counts["update"], counts["delete"], counts["protected"], counts["left"])

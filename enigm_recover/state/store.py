@@ -1,0 +1,43 @@
+"""What the recovery engine needs of a target store (SQLite and PostgreSQL provide it)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Protocol
+
+from enigm_recover.state.journal import Batch, RestoreRun, StepPosition
+from enigm_recover.state.model import Kind
+
+
+class TargetStore(Protocol):
+    display: str  # the target's URL, without secrets
+
+    def close(self) -> None: ...
+
+    def init_schema(self) -> None: ...
+
+    def columns(self, kind: Kind) -> list[str]: ...
+
+    def count(self, kind: Kind) -> int: ...
+
+    def stream(self, kind: Kind, columns: Iterable[str] | None = None) -> Iterator[tuple[Any, ...]]:
+        """Rows in primary-key order (byte order of the UTF-8 keys), on a read view of their own."""
+        ...
+
+    def account_exists(self, account_id: str) -> bool: ...
+
+    # the restore journal
+    def target_id(self) -> str: ...
+
+    def unfinished_run(self) -> RestoreRun | None: ...
+
+    def start_run(self, run: RestoreRun) -> None: ...
+
+    def finish_run(self, run_id: str, status: str) -> None: ...
+
+    def step_position(self, run_id: str, step: str) -> StepPosition: ...
+
+    def apply_batch(self, run_id: str, batch: Batch) -> None:
+        """The batch's writes and its journal row in one transaction."""
+        ...
+
+    def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None: ...

@@ -1,0 +1,114 @@
+"""Kill the restoring process with SIGKILL at many random points; resuming must reach the same end state."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from enigm_recover.drill.scenario import DrillSpec, make_drill
+from tests.conftest import DRILL_AT, Drill
+from tests.test_restore import state_of
+
+KILLS = 30  # kills that must land inside a started restore
+MAX_TRIALS = 90
+POLICIES = ("--policy", "device=overwrite-changed,delete-extra", "--policy", "identity=overwrite-changed",
+            "--policy", "setting=overwrite-changed", "--policy", "role=overwrite-changed,delete-extra")
+SCRIPT = Path(sys.executable).parent / "enigm-recover"
+
+
+@pytest.fixture(scope="module")
+def crash_drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
+    root = tmp_path_factory.mktemp("crash") / "drill"
+    doc = make_drill(root, DrillSpec(identities=400, devices_per_identity=3, seed=3, snapshots=1, at=DRILL_AT))
+    return Drill(root, doc)
+
+
+def restore_argv(drill: Drill, target: Path, *extra: str) -> list[str]:
+    argv = [str(SCRIPT), "restore", str(drill.snapshots), "latest", "--target", f"sqlite:///{target}",
+            "--allowed-signers", str(drill.allowed_signers), "--yes", "--json", "--batch-size", "4", *POLICIES]
+    for name in ("amara", "chen", "emeka"):
+        argv += ["--share-file", str(drill.card(name))]
+    return argv + list(extra)
+
+
+def journal_position(target: Path) -> tuple[str, int]:
+    """Where the killed run had got to: "not started" (no run in the journal), "finished", or the step
+    it was in, with the batches committed in all."""
+    with sqlite3.connect(target) as conn:
+        try:
+            run = conn.execute("SELECT status FROM enigm_restore_runs").fetchone()
+            batches = conn.execute("SELECT step, count(*) FROM enigm_restore_batches GROUP BY step").fetchall()
+            steps = [r[0] for r in conn.execute("SELECT step FROM enigm_restore_steps")]
+        except sqlite3.OperationalError:
+            return "not started", 0
+    if run is None:
+        return "not started", 0
+    if run[0] != "running":
+        return "finished", sum(n for _, n in batches)
+    order = ["identities", "devices", "settings", "roles"]
+    current = next((s for s in order if s not in steps), "roles")
+    return current, sum(n for _, n in batches)
+
+
+def writing_window(argv: list[str], target: Path) -> tuple[float, float]:
+    """When, after it starts, an uninterrupted restore begins and ends its journaled run (watched from outside)."""
+    started = time.monotonic()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    begin = end = None
+    while process.poll() is None:
+        position, _ = journal_position(target)
+        now = time.monotonic() - started
+        if begin is None and position != "not started":
+            begin = now
+        if position == "finished":
+            end = now
+            break
+        time.sleep(0.005)
+    assert process.wait() == 0
+    finished = time.monotonic() - started
+    return (begin if begin is not None else 0.0), (end if end is not None else finished)
+
+
+def test_sigkill_at_random_points_then_resume_reaches_the_same_end_state(crash_drill: Drill, tmp_path: Path) -> None:
+    pristine = Path(crash_drill.target.removeprefix("sqlite:///"))
+    reference = tmp_path / "reference.db"
+    shutil.copy(pristine, reference)
+    window = writing_window(restore_argv(crash_drill, reference), reference)
+    expected = state_of(f"sqlite:///{reference}")
+
+    rng = random.Random(20261127)
+    reached: Counter[str] = Counter()
+    for trial in range(MAX_TRIALS):
+        if sum(n for s, n in reached.items() if s not in ("not started", "finished")) >= KILLS:
+            break
+        target = tmp_path / f"trial{trial}.db"
+        shutil.copy(pristine, target)
+        process = subprocess.Popen(restore_argv(crash_drill, target), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(*window))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        step, batches = journal_position(target)
+        reached[step] += 1
+        resumed = subprocess.run(restore_argv(crash_drill, target, "--resume"), capture_output=True, text=True)
+        if resumed.returncode == 17 and "no interrupted restore" in resumed.stderr:  # killed before it began,
+            resumed = subprocess.run(restore_argv(crash_drill, target), capture_output=True, text=True)  # or after
+        assert resumed.returncode == 0, (trial, step, batches, resumed.stderr)
+        outcome = json.loads(resumed.stdout)
+        assert all(s["status"] == "verified" for s in outcome["steps"]), (trial, outcome)
+        assert state_of(f"sqlite:///{target}") == expected, (trial, step, batches)
+        target.unlink()
+    print("kill points reached:", dict(reached))
+    inside = {s: n for s, n in reached.items() if s not in ("not started", "finished")}
+    assert sum(inside.values()) >= KILLS, reached
+    assert len(inside) >= 2, reached  # across steps
