@@ -518,7 +518,7 @@ def cmd_restore(ctx: Context) -> int:
                            "previews": {k: v.__dict__ for k, v in previews.items()}})
             return 0
         confirm = (lambda step: True) if args.yes else (lambda step: _ask_step(step, previews[step.name]))
-        restorer = Restorer(verified, identity, store, plan, result, batch_size=args.batch_size,
+        restorer = Restorer(verified, store, plan, result, batch_size=args.batch_size,
                             progress=progress_for(args))
         outcome = restorer.run(resume=args.resume, confirm=confirm)
     if args.json:

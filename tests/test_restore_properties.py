@@ -105,7 +105,7 @@ def test_restore_reaches_the_promised_state_and_keeps_the_safety_rules(keys, sna
                 assert (got.missing, got.extra, got.changed, got.unchanged) == tuple(
                     expected_counts[kind.name][c] for c in ("missing", "extra", "changed", "unchanged"))
             plan = make_plan([f"{k}={','.join(sorted(p))}" for k, p in policies.items() if p])
-            outcome = Restorer(verified, identity, store, plan, result, batch_size=2).run()
+            outcome = Restorer(verified, store, plan, result, batch_size=2).run()
             assert all(step.status == "verified" for step in outcome.steps), outcome.as_dict()
             end = by_key({k.name: list(store.stream(k)) for k in KINDS})
         assert end == expected_end_state(snapshot_state, live_state, policies)

@@ -1,13 +1,15 @@
 """Apply a restore plan step by step: journaled, exactly once, verified honestly.
 
-Each step merges the snapshot's rows of its kind with the live rows, decides
-each key under the step's policies and the safety rules, and writes batches.
-A batch commits in the same transaction as its journal row, so after a crash
-(even SIGKILL) ``resume`` continues after the last committed batch: keys up to
-its position are skipped, and keys after it are still as they were, so the end
-state is the same as without the crash. After a step, a verification pass
-re-reads live and checks what the policies promised; a step is reported
-"verified" only when that pass finished and held.
+A restore works from the dry run that checked the whole payload just before:
+its change list holds, in key order, every key a step may act on. A step
+takes those changes in batches, re-reads the live rows of each batch (one
+keyed query), decides each key again under the step's policies and the safety
+rules, and writes the batch in the same transaction as its journal row. After
+a crash (even SIGKILL), ``resume`` continues after the last committed batch;
+keys after it are still as they were, so the end state is the same as without
+the crash. After a step, its keys are read back and compared with the
+snapshot's records (counts and a canonical digest); a step is reported
+"verified" only when that check finished and held.
 """
 
 from __future__ import annotations
@@ -16,19 +18,25 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from enigm_recover.errors import RestoreRefused
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
-from enigm_recover.quorum.recovery_key import RecoveryIdentity
-from enigm_recover.recovery.assess import Assessor, ChangeType, merge
-from enigm_recover.recovery.diff import DiffResult, account_lookup, snapshot_time_of
+from enigm_recover.recovery.assess import (
+    UNCHANGED,
+    Assessment,
+    Assessor,
+    ChangeType,
+    Row,
+    device_account,
+    orphan_assessment,
+)
+from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
 from enigm_recover.recovery.plan import Plan, Policy, Step, decide
-from enigm_recover.recovery.snapshot_rows import AccountIndex, rows_by_kind
-from enigm_recover.snapshot.records import canonical_line
+from enigm_recover.snapshot.records import canonical_line, parse_checked_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import Batch, RestoreRun, StepPosition
-from enigm_recover.state.model import IDENTITY, Kind
+from enigm_recover.state.model import DEVICE, Kind
 from enigm_recover.state.store import TargetStore
 
 DEFAULT_BATCH = 5000
@@ -69,18 +77,17 @@ def _now() -> str:
 
 
 class Restorer:
-    """Runs a plan against a store. ``checked`` is the dry run of the same snapshot: it read and checked
-    the whole payload (hash, records, counts, digests), which must happen before any batch is written."""
+    """Runs a plan against a store from ``checked``, the dry run of the same snapshot just before, which read
+    and checked the whole payload (hash, records, counts, digests) before anything is written."""
 
-    def __init__(self, verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetStore, plan: Plan,
-                 checked: DiffResult, *, batch_size: int = DEFAULT_BATCH,
-                 progress: ProgressCallback = no_progress) -> None:
+    def __init__(self, verified: VerifiedSnapshot, store: TargetStore, plan: Plan, checked: DiffResult, *,
+                 batch_size: int = DEFAULT_BATCH, progress: ProgressCallback = no_progress) -> None:
         if checked.snapshot_id != verified.manifest.id:
             raise ValueError("the dry run is of another snapshot")
         self.verified = verified
-        self.identity = identity
         self.store = store
         self.plan = plan
+        self.checked = checked
         self.batch_size = batch_size
         self.progress = progress
         self.snapshot_time = snapshot_time_of(verified)
@@ -130,74 +137,79 @@ class Restorer:
 
     # -- one step --------------------------------------------------------------
 
-    def _step_rows(self, kind: Kind, accounts: AccountIndex) -> Any:
-        """The snapshot's rows of ``kind``, reading (and checking) the whole payload around them."""
-        for each, rows in rows_by_kind(self.verified, self.identity):
-            if each is IDENTITY:
-                rows = accounts.collect(rows)
-            if each is kind:
-                yield from rows
-            else:
-                for _ in rows:
-                    pass
+    def _changes(self, kind: Kind, after: tuple[Any, ...] | None = None) -> list[Change]:
+        return [c for c in self.checked.changes if c.kind == kind.name and (after is None or c.key > after)]
+
+    def _reassess(self, kind: Kind, chunk: list[Change]) -> Iterator[tuple[Change, Row | None, Row | None, Assessment]]:
+        """Each change judged again against live as it is now (one keyed read for the whole chunk)."""
+        assess = Assessor(kind, self.snapshot_time)
+        live_now = self.store.rows_by_key(kind, [c.key for c in chunk])
+        snaps = {c.key: parse_checked_line(kind, c.snapshot_line) if c.snapshot_line else None for c in chunk}
+        known: set[str] = set()
+        if kind is DEVICE:
+            accounts = {device_account(snaps[c.key], live_now.get(c.key)) for c in chunk
+                        if snaps[c.key] is not None or c.key in live_now}
+            known = self.store.existing_accounts(accounts)
+        for change in chunk:
+            snap, live = snaps[change.key], live_now.get(change.key)
+            if snap is None and live is None:  # an extra record that is gone
+                yield change, None, None, UNCHANGED
+                continue
+            verdict = assess(snap, live)
+            if (kind is DEVICE and verdict.change in (ChangeType.MISSING, ChangeType.EXTRA)
+                    and device_account(snap, live) not in known):
+                verdict = orphan_assessment(verdict)
+            yield change, snap, live, verdict
 
     def apply_step(self, run_id: str, step: Step, position: StepPosition) -> StepPosition:
         kind = step.kind
-        accounts = AccountIndex()
-        assess = Assessor(kind, self.snapshot_time, account_lookup(accounts, self.store))
-        start_after = position.last_key
-        batch = Batch(step.name, position.batches + 1, kind, last_key=())
-        done = 0
-        for key, snap, live in merge(kind, self._step_rows(kind, accounts), self.store.stream(kind)):
-            if start_after is not None and key <= start_after:
-                continue
-            verdict = assess(snap, live)
-            action = decide(verdict.change, verdict.protected, step.policies)
-            if action == "insert" or action == "update":
-                batch.upserts.append(snap)  # type: ignore[arg-type]
-                if action == "insert":
-                    batch.inserted += 1
-                else:
-                    batch.updated += 1
-            elif action == "delete":
-                batch.deletes.append(key)
-            batch.last_key = key
-            if len(batch) >= self.batch_size:
+        changes = self._changes(kind, position.last_key)
+        number = position.batches
+        for start in range(0, len(changes), self.batch_size):
+            chunk = changes[start:start + self.batch_size]
+            batch = Batch(step.name, number + 1, kind, last_key=chunk[-1].key)
+            for change, snap, _live, verdict in self._reassess(kind, chunk):
+                action = decide(verdict.change, verdict.protected, step.policies)
+                if action in ("insert", "update"):
+                    batch.upserts.append(snap)  # type: ignore[arg-type]
+                    batch.inserted += action == "insert"
+                    batch.updated += action == "update"
+                elif action == "delete":
+                    batch.deletes.append(change.key)
+            if len(batch):
+                number += 1
                 self.store.apply_batch(run_id, batch)
-                done += len(batch)
-                self.progress(Progress(f"restore {step.name}", done, None, "records"))
-                batch = Batch(step.name, batch.number + 1, kind, last_key=())
-        if len(batch):
-            self.store.apply_batch(run_id, batch)
+            self.progress(Progress(f"restore {step.name}", start + len(chunk), len(changes), "records"))
         return self.store.step_position(run_id, step.name)
 
     def verify_step(self, step: Step) -> dict[str, Any]:
-        """Re-read live and check what the step's policies promised, with digests of both sides."""
+        """Read the step's keys back and check what its policies promised; the records that now equal the
+        snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed)."""
         kind = step.kind
-        accounts = AccountIndex()
-        assess = Assessor(kind, self.snapshot_time, account_lookup(accounts, self.store))
-        counts = {"missing": 0, "changed_left": 0, "extra_left": 0, "protected": 0, "equal": 0}
+        counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0}
         unmet = {"missing": 0, "changed": 0, "extra": 0}
         live_digest, snapshot_digest = hashlib.sha256(), hashlib.sha256()
-        for _key, snap, live in merge(kind, self._step_rows(kind, accounts), self.store.stream(kind)):
-            verdict = assess(snap, live)
-            if verdict.change is None:
-                counts["equal"] += 1
-                snapshot_digest.update(canonical_line(kind, dict(zip(kind.field_names, snap))))  # type: ignore[arg-type]
-                live_digest.update(canonical_line(kind, dict(zip(kind.field_names, live))))  # type: ignore[arg-type]
-                continue
-            if verdict.protected:
-                counts["protected"] += 1
-                continue
-            if verdict.change is ChangeType.MISSING:
-                unmet["missing"] += 1
-            elif verdict.change is ChangeType.CHANGED:
-                counts["changed_left"] += 1
-                unmet["changed"] += Policy.OVERWRITE_CHANGED in step.policies
-            else:
-                counts["extra_left"] += 1
-                unmet["extra"] += Policy.DELETE_EXTRA in step.policies
-        counts["missing"] = unmet["missing"]
+        changes = self._changes(kind)
+        for start in range(0, len(changes), self.batch_size):
+            for change, _snap, live, verdict in self._reassess(kind, changes[start:start + self.batch_size]):
+                if verdict.change is None:
+                    if live is None:
+                        counts["deleted"] += 1
+                        continue
+                    counts["equal"] += 1
+                    snapshot_digest.update(change.snapshot_line or b"")
+                    live_digest.update(canonical_line(kind, dict(zip(kind.field_names, live))))
+                elif verdict.protected:
+                    counts["protected"] += 1
+                elif verdict.change is ChangeType.MISSING:
+                    counts["missing"] += 1
+                    unmet["missing"] += 1
+                elif verdict.change is ChangeType.CHANGED:
+                    counts["changed_left"] += 1
+                    unmet["changed"] += Policy.OVERWRITE_CHANGED in step.policies
+                else:
+                    counts["extra_left"] += 1
+                    unmet["extra"] += Policy.DELETE_EXTRA in step.policies
         verified = not any(unmet.values()) and live_digest.digest() == snapshot_digest.digest()
         return {"verified": verified, "unmet": unmet, **counts, "digest": live_digest.hexdigest()}
 

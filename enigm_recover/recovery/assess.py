@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from enigm_recover.state.model import DEVICE, IDENTITY, TERMINAL_DEVICE_STATES, Kind
 
@@ -63,31 +63,25 @@ UNCHANGED = Assessment(None)
 
 
 class Assessor:
-    """Assesses keys of one kind against a snapshot taken at ``snapshot_time`` (ISO UTC)."""
+    """Assesses keys of one kind against a snapshot taken at ``snapshot_time`` (ISO UTC).
 
-    def __init__(self, kind: Kind, snapshot_time: str, account_known: Callable[[str], bool]) -> None:
+    Whether a device's account exists is not known here (it needs the store, and
+    is asked in batches): see ``orphan_assessment``.
+    """
+
+    def __init__(self, kind: Kind, snapshot_time: str) -> None:
         self.kind = kind
         self.snapshot_time = snapshot_time
-        self.account_known = account_known
         self.changed_at = kind.position(kind.changed_at)
 
     def __call__(self, snap: Row | None, live: Row | None) -> Assessment:
         kind = self.kind
         if live is None:
-            assert snap is not None
-            if kind is DEVICE and not self.account_known(snap[_DEVICE_ACCOUNT]):
-                return Assessment(ChangeType.MISSING, (Finding.ORPHAN_DEVICE,), protected=True)
             return Assessment(ChangeType.MISSING)
         if snap is None:
-            findings = [Finding.ONLY_IN_LIVE]
-            protected = False
-            if kind is DEVICE:
-                if live[_STATE] in TERMINAL_DEVICE_STATES:
-                    findings.append(Finding.REVOCATION_KEPT)
-                    protected = True
-                if not self.account_known(live[_DEVICE_ACCOUNT]):
-                    findings.append(Finding.ORPHAN_DEVICE)
-            return Assessment(ChangeType.EXTRA, tuple(findings), protected)
+            if kind is DEVICE and live[_STATE] in TERMINAL_DEVICE_STATES:
+                return Assessment(ChangeType.EXTRA, (Finding.ONLY_IN_LIVE, Finding.REVOCATION_KEPT), True)
+            return Assessment(ChangeType.EXTRA, (Finding.ONLY_IN_LIVE,))
         if snap == live:
             return UNCHANGED
         findings = []
@@ -103,22 +97,35 @@ class Assessor:
         return Assessment(ChangeType.CHANGED, tuple(findings), protected)
 
 
-def merge(kind: Kind, snapshot: Iterator[Row], live: Iterator[Row]) -> Iterator[tuple[tuple[Any, ...], Row | None, Row | None]]:
-    """Join two streams sorted by primary key: (key, snapshot row or None, live row or None)."""
+def device_account(snap: Row | None, live: Row | None) -> str:
+    row = snap if snap is not None else live
+    assert row is not None
+    return str(row[_DEVICE_ACCOUNT])
+
+
+def orphan_assessment(verdict: Assessment) -> Assessment:
+    """A missing or extra device whose account exists nowhere: flagged, and a missing one is not restored."""
+    findings = verdict.findings + (Finding.ORPHAN_DEVICE,)
+    return Assessment(verdict.change, findings, verdict.protected or verdict.change is ChangeType.MISSING)
+
+
+def merge(kind: Kind, snapshot: Iterator[tuple[Row, bytes]],
+          live: Iterator[Row]) -> Iterator[tuple[tuple[Any, ...], Row | None, bytes | None, Row | None]]:
+    """Join two streams sorted by primary key: (key, snapshot row, its line, live row), Nones where absent."""
     key = kind.key_of_row
     s = next(snapshot, None)
     l = next(live, None)  # noqa: E741
     while s is not None or l is not None:
-        ks = key(s) if s is not None else None
+        ks = key(s[0]) if s is not None else None
         kl = key(l) if l is not None else None
         if kl is None or (ks is not None and ks < kl):
-            yield ks, s, None  # type: ignore[misc]
+            yield ks, s[0], s[1], None  # type: ignore[index,misc]
             s = next(snapshot, None)
         elif ks is None or kl < ks:
-            yield kl, None, l
+            yield kl, None, None, l
             l = next(live, None)  # noqa: E741
         else:
-            yield ks, s, l
+            yield ks, s[0], s[1], l  # type: ignore[index]
             s = next(snapshot, None)
             l = next(live, None)  # noqa: E741
 

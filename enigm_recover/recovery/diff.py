@@ -2,8 +2,10 @@
 
 Both sides stream sorted by primary key (the payload is sorted; the store reads
 in key order), so the diff is one merge pass per kind: linear in records, with
-memory bounded by the changes it keeps — and those are compact (keys and the
-differing fields), never whole copies of both sides.
+memory bounded by the changes it keeps. A change keeps its key, the differing
+fields and, where a restore would write it, the record's canonical line (one
+compact bytes object): the restore applies the change list without reading
+the payload again. Decrypted records stay in memory only.
 """
 
 from __future__ import annotations
@@ -15,10 +17,20 @@ from typing import Any, Iterable, Iterator
 
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
-from enigm_recover.recovery.assess import REASONS, Assessor, ChangeType, Finding, differing_fields, merge
-from enigm_recover.recovery.snapshot_rows import AccountIndex, rows_by_kind
+from enigm_recover.recovery.assess import (
+    REASONS,
+    Assessment,
+    Assessor,
+    ChangeType,
+    Finding,
+    device_account,
+    differing_fields,
+    merge,
+    orphan_assessment,
+)
+from enigm_recover.recovery.snapshot_rows import rows_by_kind
 from enigm_recover.snapshot.verify import VerifiedSnapshot
-from enigm_recover.state.model import IDENTITY, KIND_BY_NAME, KINDS
+from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS
 from enigm_recover.state.store import TargetStore
 
 
@@ -30,6 +42,8 @@ class Change:
     fields: tuple[tuple[str, Any, Any], ...] = ()  # (field, live value, snapshot value) when changed
     findings: tuple[Finding, ...] = ()
     protected: bool = False
+    snapshot_line: bytes | None = None  # the canonical record a restore would write (missing, changed)
+    account: str | None = None  # a missing or extra device's account, for the orphan check
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -111,9 +125,16 @@ def snapshot_time_of(verified: VerifiedSnapshot) -> str:
     return verified.manifest.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def account_lookup(accounts: AccountIndex, store: TargetStore) -> Any:
-    """An account exists if the snapshot or the live store has it (asks the store only when needed)."""
-    return lambda account_id: account_id in accounts or store.account_exists(account_id)
+def resolve_orphans(changes: list[Change], restorable_accounts: set[str], store: TargetStore) -> None:
+    """Flag missing or extra devices whose account exists neither in live nor among the snapshot's
+    missing identities (a missing one is then not restored). One batched lookup, not one per device."""
+    pending = [c for c in changes if c.account is not None]
+    wanted = {c.account for c in pending} - restorable_accounts  # type: ignore[misc]
+    known = restorable_accounts | store.existing_accounts(wanted)  # type: ignore[arg-type]
+    for change in pending:
+        if change.account not in known:
+            verdict = orphan_assessment(Assessment(change.change, change.findings, change.protected))
+            change.findings, change.protected = verdict.findings, verdict.protected
 
 
 def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetStore, *,
@@ -123,18 +144,17 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     snapshot_time = snapshot_time_of(verified)
     result = DiffResult(verified.manifest.id, snapshot_time, store.display,
                         {k.name: KindSummary() for k in KINDS if k.name in selected})
-    accounts = AccountIndex()
-    known = account_lookup(accounts, store)
-    for kind, rows in rows_by_kind(verified, identity, progress):
-        if kind is IDENTITY:
-            rows = accounts.collect(rows)
-        if kind.name not in selected:
-            for _ in rows:
+    missing_accounts: set[str] = set()  # the snapshot's identities that live lacks: a restore brings them back
+    for kind, items in rows_by_kind(verified, identity, progress):
+        wanted = kind.name in selected or (kind is IDENTITY and DEVICE.name in selected)
+        if not wanted:
+            for _ in items:
                 pass
             continue
-        summary = result.kinds[kind.name]
-        assess = Assessor(kind, snapshot_time, known)
-        for key, snap, live in merge(kind, rows, store.stream(kind)):
+        summary = KindSummary()
+        changes: list[Change] = []
+        assess = Assessor(kind, snapshot_time)
+        for key, snap, line, live in merge(kind, items, store.stream(kind)):
             summary.snapshot += snap is not None
             summary.live += live is not None
             verdict = assess(snap, live)
@@ -142,7 +162,18 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
                 summary.unchanged += 1
                 continue
             setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
-            summary.findings.update(f.value for f in verdict.findings)
-            fields = differing_fields(kind, snap, live) if verdict.change is ChangeType.CHANGED else ()
-            result.changes.append(Change(kind.name, key, verdict.change, fields, verdict.findings, verdict.protected))
+            changed = verdict.change is ChangeType.CHANGED
+            fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
+            account = device_account(snap, live) if kind is DEVICE and not changed else None
+            changes.append(Change(kind.name, key, verdict.change, fields, verdict.findings, verdict.protected,
+                                  line, account))
+            if kind is IDENTITY and verdict.change is ChangeType.MISSING:
+                missing_accounts.add(key[0])
+        if kind is DEVICE:
+            resolve_orphans(changes, missing_accounts, store)
+        if kind.name in selected:
+            for change in changes:
+                summary.findings.update(f.value for f in change.findings)
+            result.kinds[kind.name] = summary
+            result.changes.extend(changes)
     return result

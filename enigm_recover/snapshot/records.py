@@ -226,3 +226,16 @@ def _bounded_int(text: str) -> int:
 
 def _describe(kind: Kind, name: str) -> str:
     return next(f.describe for f in kind.fields if f.name == name)
+
+
+def parse_checked_line(kind: Kind, line: bytes) -> tuple[Any, ...]:
+    """The values of a line that a RecordChecker already accepted (kept in memory since)."""
+    match = _LINE_PATTERNS[kind.name].fullmatch(line.decode("utf-8"))
+    if match is None:  # pragma: no cover - only lines that passed the checker get here
+        raise SnapshotContentError(f"a {kind.name} record changed in memory")
+    values = list(match.groups())
+    for position, f in enumerate(kind.fields):
+        convert = _decoder(f)
+        if convert is not str:
+            values[position] = convert(values[position])
+    return tuple(values)

@@ -32,6 +32,8 @@ _CHECKS: dict[tuple[str, str], str] = {
 }
 
 
+IN_CHUNK = 500  # keys per IN (...) lookup, well under SQLite's parameter limit
+
 JOURNAL_SQL = (
     "CREATE TABLE IF NOT EXISTS enigm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
     """CREATE TABLE IF NOT EXISTS enigm_restore_runs (
@@ -139,9 +141,29 @@ class SQLiteStore:
         marks = ", ".join("?" for _ in kind.fields)
         self.conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks})", rows)
 
-    def account_exists(self, account_id: str) -> bool:
-        row = self._read_conn().execute(f"SELECT 1 FROM {IDENTITY.table} WHERE account_id=?", (account_id,))
-        return row.fetchone() is not None
+    def rows_by_key(self, kind: Kind, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """The live rows of these keys (absent keys are missing from the result)."""
+        cols = ", ".join(kind.field_names)
+        found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        conn = self._read_conn()
+        if len(kind.primary_key) == 1:
+            for start in range(0, len(keys), IN_CHUNK):
+                chunk = [k[0] for k in keys[start:start + IN_CHUNK]]
+                marks = ", ".join("?" for _ in chunk)
+                for row in conn.execute(f"SELECT {cols} FROM {kind.table} WHERE {kind.primary_key[0]} IN ({marks})",
+                                        chunk):
+                    found[kind.key_of_row(row)] = row
+        else:
+            where = " AND ".join(f"{c}=?" for c in kind.primary_key)
+            for key in keys:
+                row = conn.execute(f"SELECT {cols} FROM {kind.table} WHERE {where}", key).fetchone()
+                if row is not None:
+                    found[key] = row
+        return found
+
+    def existing_accounts(self, account_ids: set[str]) -> set[str]:
+        return {row[IDENTITY.position("account_id")]
+                for row in self.rows_by_key(IDENTITY, [(a,) for a in account_ids]).values()}
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
