@@ -1,0 +1,43 @@
+"""The headless command line: argument parsing and presentation only.
+
+Every command calls the engine (state, snapshot, quorum, sources, recovery,
+drill) and formats what it returns. A user-caused failure is an
+``EnigmError``: it prints one line naming the cause and the next step, and
+exits with the error's stable code (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from enigm_recover.cli.context import Context
+from enigm_recover.cli.parser import build_parser
+from enigm_recover.errors import EnigmError, InterruptedByUser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        return args.func(Context(args))
+    except EnigmError as exc:
+        print(f"enigm-recover: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err = InterruptedByUser("interrupted")
+        print(f"\nenigm-recover: {err.one_line()}", file=sys.stderr)
+        return err.exit_code
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a bug: say so in one line; the traceback only on request
+        if os.environ.get("ENIGM_RECOVER_DEBUG"):
+            raise
+        print(f"enigm-recover: internal error: {type(exc).__name__}: {exc} — this is a bug; please report it "
+              "(set ENIGM_RECOVER_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,90 @@
+"""The dry run and the restore."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from enigm_recover.cli.commands_snapshots import open_sealed
+from enigm_recover.cli.context import Context
+from enigm_recover.cli.output import emit_json, print_diff, progress_for
+from enigm_recover.errors import UsageError
+
+
+def cmd_diff(ctx: Context) -> int:
+    from enigm_recover.recovery.diff import diff
+    from enigm_recover.state.model import kind_named
+    from enigm_recover.state.stores import open_store
+
+    args = ctx.args
+    kinds = []
+    for name in args.kind or []:
+        try:
+            kinds.append(kind_named(name).name)
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0])) from None
+    target = ctx.required(args.target, "target", "--target")
+    verified, identity = open_sealed(ctx)
+    with open_store(target) as store:
+        result = diff(verified, identity, store, kinds=kinds, progress=progress_for(args))
+    if args.json:
+        emit_json(result.as_dict(limit=args.limit))
+    else:
+        print_diff(result, args.limit if args.limit is not None else 20)
+    return 0
+
+
+def _ask_step(step: Any, preview: Any) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError("restore asks before each step on a terminal", "pass --yes to run the plan unattended")
+    answer = input(f"run step {step.name} ({step.describe()}): {preview.inserts:,} to insert, "
+                   f"{preview.updates:,} to overwrite, {preview.deletes:,} to delete? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_restore(ctx: Context) -> int:
+    from enigm_recover.errors import RestoreNotVerified
+    from enigm_recover.recovery.apply import Restorer
+    from enigm_recover.recovery.diff import diff
+    from enigm_recover.recovery.plan import make_plan, preview
+    from enigm_recover.state.stores import open_store
+
+    args = ctx.args
+    plan = make_plan(args.policy or [], args.step or [])
+    target = ctx.required(args.target, "target", "--target")
+    verified, identity = open_sealed(ctx)
+    with open_store(target) as store:
+        result = diff(verified, identity, store, progress=progress_for(args))
+        previews = {step.name: preview(step, result) for step in plan.steps}
+        if not args.json:
+            print_diff(result, 0)
+            print("\nplan:")
+            for step in plan.steps:
+                p = previews[step.name]
+                print(f"  {step.name:<11} {step.describe():<45} insert {p.inserts:,}, overwrite {p.updates:,}, "
+                      f"delete {p.deletes:,}; kept by safety rules {p.protected:,}; left by policy {p.left:,}")
+        if args.dry_run:
+            if args.json:
+                emit_json({"dry_run": True, "diff": result.as_dict(limit=0), "plan": plan.as_dict(),
+                           "previews": {k: v.__dict__ for k, v in previews.items()}})
+            return 0
+        confirm = (lambda step: True) if args.yes else (lambda step: _ask_step(step, previews[step.name]))
+        restorer = Restorer(verified, store, plan, result, batch_size=args.batch_size,
+                            progress=progress_for(args))
+        outcome = restorer.run(resume=args.resume, confirm=confirm)
+    if args.json:
+        emit_json(outcome.as_dict())
+    else:
+        print(f"\nrestore {outcome.run_id}{' (resumed)' if outcome.resumed else ''}: {outcome.status}")
+        for o in outcome.steps:
+            detail = ""
+            if o.verification:
+                v = o.verification
+                detail = (f"; {v.get('equal', 0):,} equal to the snapshot, {v.get('protected', 0):,} kept by safety "
+                          f"rules, {v.get('changed_left', 0):,} changed and {v.get('extra_left', 0):,} extra left")
+            print(f"  {o.step:<11} {o.status:<13} inserted {o.inserted:,}, overwritten {o.updated:,}, "
+                  f"deleted {o.deleted:,}{detail}")
+    if any(o.status == "not-verified" for o in outcome.steps):
+        failed = [o.step for o in outcome.steps if o.status == "not-verified"]
+        raise RestoreNotVerified(f"the restore ran but step(s) {', '.join(failed)} did not verify")
+    return 0

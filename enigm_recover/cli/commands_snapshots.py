@@ -1,0 +1,120 @@
+"""Commands that seal, list, verify and unseal snapshots."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from enigm_recover.cli.context import Context, ask_hidden, gather_shares
+from enigm_recover.cli.output import check_mark, emit_json, print_listing, progress_for
+from enigm_recover.errors import InputFileError, UsageError
+
+
+def cmd_seal(ctx: Context) -> int:
+    from enigm_recover.snapshot.seal import read_recipient_file, seal
+    from enigm_recover.snapshot.signature import load_signing_key
+    from enigm_recover.state.stores import open_store
+
+    args = ctx.args
+    recipient = read_recipient_file(Path(ctx.required(args.recipient, "recipient", "--recipient")))
+    key = load_signing_key(Path(args.sign_key), ask_hidden)
+    producer = args.producer or (key.get_comment() or "")
+    if not producer:
+        raise UsageError("the signing key has no comment to name the producer", "pass --producer PRINCIPAL")
+    out = Path(args.out)
+    if not out.is_dir():
+        raise InputFileError(f"output folder {out} does not exist", "create it first")
+    with open_store(ctx.required(args.from_url, "target", "--from")) as store:
+        manifest = seal(store, recipient=recipient, signing_key=key, environment=args.environment,
+                        producer=producer, out_dir=out, progress=progress_for(args))
+    if args.json:
+        emit_json({"id": manifest.id, "counts": manifest.counts, "payload_size": manifest.payload_size,
+                   "payload_sha256": manifest.payload_sha256, "previous_id": manifest.previous_id})
+    else:
+        counts = ", ".join(f"{n:,} {k}" for k, n in manifest.counts.items())
+        print(f"sealed {manifest.id}: {counts}; payload {manifest.payload_size:,} bytes")
+    return 0
+
+
+def cmd_snapshots_list(ctx: Context) -> int:
+    from enigm_recover.quorum.recovery_key import recipient_fingerprint
+    from enigm_recover.snapshot.listing import summarize
+    from enigm_recover.snapshot.seal import read_recipient_file
+    from enigm_recover.snapshot.signature import load_allowed_signers
+
+    args = ctx.args
+    signers_path = ctx.setting(args.allowed_signers, "allowed_signers")
+    allowed = load_allowed_signers(Path(signers_path)) if signers_path else None
+    recipient_path = ctx.setting(args.recipient, "recipient")
+    fingerprint = recipient_fingerprint(read_recipient_file(Path(recipient_path))) if recipient_path else None
+    with ctx.open_source() as source:
+        listing = source.list()
+        description = source.description
+    summaries = summarize(listing, allowed, fingerprint)
+    if args.json:
+        now = datetime.now(timezone.utc)
+        emit_json({"source": description, "snapshots": [s.as_dict(now) for s in summaries],
+                   "rejected": listing.rejected})
+        return 0
+    print(f"source {description}")
+    print_listing(summaries, allowed is not None)
+    for reason in listing.rejected:
+        print(f"refused: {reason}", file=sys.stderr)
+    return 0
+
+
+def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any]:
+    """Verify the chosen snapshot, fetching its payload into the cache if the source is remote."""
+    from enigm_recover.snapshot.catalog import resolve
+    from enigm_recover.snapshot.verify import verify_entry
+
+    allowed = ctx.allowed_signers()
+    with ctx.open_source() as source:
+        entry = resolve(source.list(), ctx.args.id)
+        return verify_entry(source, entry, allowed, progress_for(ctx.args), hash_payload=hash_payload)
+
+
+def cmd_verify(ctx: Context) -> int:
+    report, _verified = verify_chosen(ctx)
+    if ctx.args.json:
+        emit_json(report.as_dict())
+    else:
+        for check in report.checks:
+            print(f"{check_mark(check.ok)}  {check.name}: {check.detail}")
+        print(f"snapshot {report.snapshot_id} is {'verified' if report.ok else 'NOT verified'}")
+    if report.error:
+        if ctx.args.json:
+            return report.error.exit_code
+        raise report.error
+    return 0
+
+
+def cmd_unseal(ctx: Context) -> int:
+    from enigm_recover.snapshot.unseal import unseal_to_file
+
+    args = ctx.args
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} already exists", "choose another --out or pass --force")
+    report, verified = verify_chosen(ctx, hash_payload=False)  # unsealing hashes in its decryption pass
+    if verified is None:
+        raise report.error
+    identity = gather_shares(ctx, verified.manifest.recipient_fingerprint)
+    counts = unseal_to_file(verified, identity, out, overwrite=args.force, progress=progress_for(args))
+    if args.json:
+        emit_json({"snapshot": verified.manifest.id, "out": str(out), "counts": counts})
+    else:
+        shown = ", ".join(f"{n:,} {k}" for k, n in counts.items())
+        print(f"unsealed {verified.manifest.id} to {out} ({shown}); the file holds decrypted records: "
+              "keep it on protected storage and delete it when done")
+    return 0
+
+
+def open_sealed(ctx: Context) -> tuple[Any, Any]:
+    """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares."""
+    report, verified = verify_chosen(ctx, hash_payload=False)
+    if verified is None:
+        raise report.error
+    return verified, gather_shares(ctx, verified.manifest.recipient_fingerprint)

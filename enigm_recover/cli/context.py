@@ -1,0 +1,148 @@
+"""What every command needs: settings, locations, the terminal's prompts and the custodians' shares."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+from enigm_recover.errors import InputFileError, ShareError, UsageError
+
+
+def ask_hidden(prompt: str) -> str:
+    if not sys.stdin.isatty():
+        raise UsageError(f"{prompt.strip()} needs a terminal", "give it with a --*-file option instead")
+    return getpass.getpass(prompt)
+
+
+class TerminalPrompter:
+    """Answers SSH prompts (key passphrases, one-time codes) on the terminal, never echoed."""
+
+    def ask_secret(self, prompt: str) -> str:
+        from enigm_recover.errors import AuthenticationFailed
+
+        try:
+            return getpass.getpass(prompt, stream=sys.stderr)
+        except (EOFError, OSError):
+            raise AuthenticationFailed(f"the SSH connection asked for input ({prompt.strip()}) "
+                                       "but there is no terminal to ask on") from None
+
+    def notice(self, message: str) -> None:
+        print(f"enigm-recover: {message}", file=sys.stderr)
+
+
+# -- shared option resolution --------------------------------------------------
+
+
+class Context:
+    """What every command may need: locations, the config file, and resolved settings."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from enigm_recover import config
+
+        self.args = args
+        self.locations = config.locations(args.config, args.state_dir, args.cache_dir)
+        self.config = config.load_config(self.locations.config_file)
+
+    def setting(self, flag: str | None, key: str) -> str | None:
+        from enigm_recover import config
+
+        return config.setting(flag, key, self.config)
+
+    def required(self, flag: str | None, key: str, option: str) -> str:
+        value = self.setting(flag, key)
+        if not value:
+            from enigm_recover.config import SETTINGS
+
+            raise UsageError(f"{option} is required",
+                             f"pass {option}, set {SETTINGS[key][0]}, or `enigm-recover config set {key} VALUE`")
+        return value
+
+    def ssh_settings(self) -> Any:
+        from enigm_recover.sources.ssh import SSHSettings
+
+        args = self.args
+        config = self.setting(getattr(args, "ssh_config", None), "ssh_config")
+        known_hosts = self.setting(getattr(args, "known_hosts", None), "known_hosts")
+        return SSHSettings(
+            config_files=[Path(config)] if config else None,
+            known_hosts=Path(known_hosts) if known_hosts else None,
+            identities=[Path(p) for p in (getattr(args, "identity", None) or [])],
+            accept_host_key=getattr(args, "accept_new_host_key", None),
+            prompter=TerminalPrompter(),
+        )
+
+    def open_source(self) -> Any:
+        from enigm_recover.sources.open import open_source
+
+        spec = self.required(self.args.source, "source", "SOURCE")
+        return open_source(spec, self.ssh_settings(), self.locations.cache_dir)
+
+    def allowed_signers(self) -> Any:
+        from enigm_recover.snapshot.signature import load_allowed_signers
+
+        return load_allowed_signers(Path(self.required(self.args.allowed_signers, "allowed_signers",
+                                                       "--allowed-signers")))
+
+
+def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
+    if getattr(args, "passphrase_file", None):
+        try:
+            text = Path(args.passphrase_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputFileError(f"cannot read passphrase file {args.passphrase_file}: {exc}") from None
+        return text.rstrip("\r\n")
+    if getattr(args, "ask_passphrase", False):
+        first = ask_hidden("SLIP-39 passphrase: ")
+        if confirm and ask_hidden("Repeat the passphrase: ") != first:
+            raise UsageError("the two passphrases differ", "run the command again")
+        return first
+    return ""
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def gather_shares(ctx: Context, expected_fingerprint: str) -> Any:
+    """Feed shares into a ShareEntry from files, stdin lines, or the terminal."""
+    from enigm_recover.quorum.cards import parse_share_text, read_share_file
+    from enigm_recover.quorum.entry import ShareEntry
+
+    args = ctx.args
+    entry = ShareEntry(expected_fingerprint)
+    say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    if args.share_file:
+        for path in args.share_file:
+            share = read_share_file(Path(path))
+            try:
+                receipt = entry.add(share.words, share.custodian)
+            except ShareError as exc:
+                raise type(exc)(f"{path}: {exc.message}", exc.hint) from None
+            say(f"accepted share of {receipt.custodian}: {entry.describe_progress()}")
+            if entry.complete:
+                break
+    elif not sys.stdin.isatty():
+        for number, line in enumerate(sys.stdin, 1):
+            if not line.strip():
+                continue
+            try:
+                entry.add(parse_share_text(line).words, f"stdin share {number}")
+            except ShareError as exc:
+                raise type(exc)(f"share on stdin line {number}: {exc.message}", exc.hint) from None
+            if entry.complete:
+                break
+    else:
+        print(f"Recovery key {expected_fingerprint}. Each custodian enters their share; input is hidden.",
+              file=sys.stderr)
+        while not entry.complete:
+            name = input("Custodian name: ").strip()
+            words = getpass.getpass(f"Share words of {name or 'custodian'}: ")
+            try:
+                entry.add(words, name or None)
+            except ShareError as exc:
+                print(f"rejected: {exc.one_line()}", file=sys.stderr)
+                continue
+            print(f"accepted: {entry.describe_progress()}", file=sys.stderr)
+    return entry.combine(read_passphrase(args))

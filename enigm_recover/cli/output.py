@@ -1,0 +1,103 @@
+"""How the command line shows things: progress on the terminal, JSON, listings and dry runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from enigm_recover.progress import Progress, ProgressCallback, no_progress
+
+
+class ProgressPrinter:
+    """Draws progress (done, rate, ETA) on a terminal's stderr, at most ten times a second."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.stage = ""
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if p.stage != self.stage:
+            self.stage, self.started = p.stage, now
+        if now - self.last < 0.1 and p.done != p.total:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = p.done / elapsed
+        from enigm_recover.render import human_size
+
+        done = human_size(p.done) if p.unit == "bytes" else f"{p.done:,}"
+        rate_s = f"{human_size(int(rate))}/s" if p.unit == "bytes" else f"{rate:,.0f}/s"
+        line = f"{p.stage}: {done}"
+        if p.total:
+            eta = (p.total - p.done) / rate if rate > 0 else 0
+            line += f" of {human_size(p.total) if p.unit == 'bytes' else f'{p.total:,}'}" \
+                    f" ({100 * p.done / p.total:.0f}%), {rate_s}, ETA {eta:.0f} s"
+        self.stream.write("\r\033[K" + line)
+        if p.total and p.done >= p.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def progress_for(args: argparse.Namespace) -> ProgressCallback:
+    if getattr(args, "json", False) or not sys.stderr.isatty():
+        return no_progress
+    return ProgressPrinter(sys.stderr)
+
+
+def emit_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def print_listing(summaries: list[Any], signers_checked: bool) -> None:
+    from enigm_recover.render import human_age, human_size, table
+
+    if not summaries:
+        print("no snapshots")
+        return
+    now = datetime.now(timezone.utc)
+    rows = []
+    for s in summaries:
+        key = "-" if s.recipient_matches is None else ("yes" if s.recipient_matches else "NO")
+        counts = " ".join(f"{k[0]}:{n:,}" for k, n in s.counts.items()) or "-"
+        rows.append([s.id, s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
+                     human_age(s.age_seconds(now)), s.environment or "-", s.producer or "-", counts,
+                     human_size(s.payload_size), s.signature.value, key])
+    print(table(["ID", "CREATED (UTC)", "AGE", "ENV", "PRODUCER", "COUNTS", "PAYLOAD", "SIGNATURE", "KEY"], rows))
+    if not signers_checked:
+        print("signatures were checked for validity only: pass --allowed-signers to check trust")
+
+
+def check_mark(ok: bool | None) -> str:
+    return {True: "ok  ", False: "FAIL", None: "... "}[ok]
+
+
+def print_diff(result: Any, limit: int) -> None:
+    from enigm_recover.recovery.assess import REASONS, Finding
+    from enigm_recover.render import table
+
+    print(f"dry run of snapshot {result.snapshot_id} (taken {result.snapshot_time}) against {result.target}")
+    rows = [[k, f"{s.snapshot:,}", f"{s.live:,}", f"{s.missing:,}", f"{s.extra:,}", f"{s.changed:,}",
+             f"{s.unchanged:,}"] for k, s in result.kinds.items()]
+    print(table(["KIND", "SNAPSHOT", "LIVE", "MISSING", "EXTRA", "CHANGED", "UNCHANGED"], rows))
+    findings = result.findings()
+    if findings:
+        print("\nsafety findings:")
+        for code, count in findings.most_common():
+            print(f"  {count:>8,}  {code}: {REASONS[Finding(code)]}")
+    shown = sorted(result.changes, key=lambda c: not c.findings)[:limit]
+    if shown:
+        print(f"\nchanges (first {len(shown):,} of {len(result.changes):,}; findings first; --limit shows more):")
+    for change in shown:
+        key = "/".join(str(k) for k in change.key)
+        notes = f"  [{', '.join(f.value for f in change.findings)}]" if change.findings else ""
+        print(f"  {change.change.value:<8} {change.kind} {key}{notes}")
+        for name, live, snap in change.fields:
+            print(f"             {name}: live {live!r} -> snapshot {snap!r}")

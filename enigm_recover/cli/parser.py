@@ -1,0 +1,213 @@
+"""The argument parser: every command, its options and its help."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from enigm_recover import __version__
+from enigm_recover.cli.commands_drill import cmd_drill
+from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
+from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
+from enigm_recover.cli.commands_snapshots import cmd_seal, cmd_snapshots_list, cmd_unseal, cmd_verify
+from enigm_recover.errors import UsageError
+
+
+EPILOG_EXIT_CODES = "Exit codes are listed in the README; 0 means success."
+
+
+# -- presentation helpers ------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors raise UsageError (one line, exit code 2)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+
+
+def _add_ssh_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SFTP sources (sftp://[user@]host[:port]/path, host may be a ~/.ssh/config alias)")
+    g.add_argument("--ssh-config", metavar="F", help="OpenSSH client config (env ENIGM_RECOVER_SSH_CONFIG; "
+                                                     "default ~/.ssh/config)")
+    g.add_argument("--known-hosts", metavar="F", help="known_hosts file (env ENIGM_RECOVER_KNOWN_HOSTS; default "
+                                                      "the config's UserKnownHostsFile or ~/.ssh/known_hosts)")
+    g.add_argument("--identity", action="append", metavar="F",
+                   help="private key to authenticate with (repeat; default IdentityFile, then ~/.ssh/id_*; "
+                        "the ssh-agent is used too)")
+    g.add_argument("--accept-new-host-key", metavar="FINGERPRINT",
+                   help="trust an unknown host whose key has this SHA256 fingerprint, and record it in "
+                        "known_hosts (a changed key is never accepted)")
+
+
+def _add_shares_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--share-file", action="append", metavar="F",
+                   help="a custodian's share card (repeat per custodian); without it, shares are read "
+                        "from stdin one per line, or asked for on the terminal with input hidden")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ask-passphrase", action="store_true", help="ask for the SLIP-39 passphrase (hidden)")
+    g.add_argument("--passphrase-file", metavar="F", help="read the SLIP-39 passphrase from a file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="enigm-recover",
+        description="Recover the Enigm platform's identities, devices, security settings and operator roles "
+                    "from sealed (encrypted, signed) snapshots, with a k-of-n custodian quorum.",
+        epilog="Start with `enigm-recover drill` for a complete tabletop exercise. " + EPILOG_EXIT_CODES,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="config file (env ENIGM_RECOVER_CONFIG)")
+    parser.add_argument("--state-dir", metavar="DIR", help="state folder (env ENIGM_RECOVER_STATE_DIR)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="cache folder (env ENIGM_RECOVER_CACHE_DIR)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    target = sub.add_parser("target", help="manage target stores")
+    tsub = target.add_subparsers(dest="target_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = tsub.add_parser("init", help="create the platform schema in a target store",
+                        description="Create the identity, device, setting and role tables.")
+    p.add_argument("url", metavar="URL", help="sqlite:///relative.db or sqlite:////absolute/path.db")
+    p.set_defaults(func=cmd_target_init)
+
+    keys = sub.add_parser("keys", help="the recovery key ceremony")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = ksub.add_parser(
+        "init", help="create a recovery key split among custodians",
+        description="Create an age X25519 recovery identity, split its secret with SLIP-39 and write one "
+                    "share card per custodian plus recovery.pub. The secret itself is never written.",
+        epilog="Examples: --threshold 3 --shares 5 --custodian a --custodian b ... (3 of 5);  "
+               "--threshold 2 --group 2/3 --group 1/1 --group 2/2 (2 of 3 groups). Custodians are "
+               "assigned to groups in order.")
+    p.add_argument("--threshold", type=int, required=True, metavar="K",
+                   help="shares needed (one group) or groups needed (with --group)")
+    p.add_argument("--shares", type=int, metavar="N", help="number of shares in a single group")
+    p.add_argument("--group", action="append", metavar="K/N", help="a group needing K of its N shares")
+    p.add_argument("--custodian", action="append", required=True, metavar="NAME",
+                   help="a custodian, in share order (repeat)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the cards and recovery.pub")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ask-passphrase", action="store_true", help="protect the shares with a SLIP-39 passphrase")
+    g.add_argument("--passphrase-file", metavar="F", help="read the SLIP-39 passphrase from a file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_init)
+
+    p = sub.add_parser("seal", help="seal a store into a signed, encrypted snapshot",
+                       description="Stream the store's records into <id>.payload.age (JSON Lines, zstd, age), "
+                                   "then write and sign <id>.manifest.toml.")
+    p.add_argument("--from", dest="from_url", metavar="URL", help="the store to seal (sqlite:///...)")
+    p.add_argument("--recipient", metavar="FILE", help="recovery.pub (env ENIGM_RECOVER_RECIPIENT)")
+    p.add_argument("--sign-key", required=True, metavar="SSH_KEY", help="OpenSSH private key signing the manifest")
+    p.add_argument("--producer", metavar="PRINCIPAL",
+                   help="principal named in the manifest and allowed_signers (default: the key's comment)")
+    p.add_argument("--environment", required=True, metavar="NAME", help="e.g. prod, staging, drill")
+    p.add_argument("--out", required=True, metavar="DIR", help="snapshot folder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_seal)
+
+    snaps = sub.add_parser("snapshots", help="list snapshots in a source")
+    ssub = snaps.add_subparsers(dest="snapshots_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = ssub.add_parser("list", help="list snapshots, newest first, with signature status",
+                        description="Read only manifests and signatures (never payloads).")
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
+    p.add_argument("--allowed-signers", metavar="F", help="check trust against this allowed_signers file")
+    p.add_argument("--recipient", metavar="FILE", help="recovery.pub to compare each snapshot's recipient with")
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_snapshots_list)
+
+    id_help = "a snapshot id, a unique prefix of one, or `latest`"
+    p = sub.add_parser("verify", help="verify a snapshot's signature, manifest and payload",
+                       description="Check the manifest schema, its SSHSIG signature against allowed_signers "
+                                   "for the manifest's producer, and the payload's size and SHA-256. A remote "
+                                   "payload is fetched into the cache first (resumable; reused once verified).")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("id", metavar="ID", help=id_help)
+    p.add_argument("--allowed-signers", metavar="F")
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("unseal", help="verify, then decrypt a snapshot to JSON Lines (break-glass, drills)",
+                       description="Verify the snapshot, combine the custodians' shares in memory, then "
+                                   "decrypt, decompress and check every record into --out (mode 0600), "
+                                   "written whole or not at all.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("id", metavar="ID", help=id_help)
+    p.add_argument("--allowed-signers", metavar="F")
+    _add_shares_options(p)
+    p.add_argument("--out", required=True, metavar="FILE.jsonl")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_unseal)
+
+    target_help = "the live target store (sqlite:///PATH; env ENIGM_RECOVER_TARGET)"
+    p = sub.add_parser("diff", help="dry run: compare a snapshot with the live target, with safety findings",
+                       description="Verify the snapshot, combine the custodians' shares, and compare its records "
+                                   "with the live target kind by kind: missing, extra, changed (field by field) "
+                                   "and unchanged, with the safety findings first. Writes nothing.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("id", metavar="ID", help=id_help)
+    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument("--allowed-signers", metavar="F")
+    p.add_argument("--kind", action="append", metavar="K", help="only this kind (repeat): identity, device, "
+                                                               "setting, role")
+    p.add_argument("--limit", type=int, metavar="N", help="changes to show (default 20; with --json: all)")
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser(
+        "restore", help="restore step by step: journaled, resumable, verified",
+        description="Dry-run first, show the plan, then apply it step by step (identities, devices, settings, "
+                    "roles). Each batch commits with its journal row, so an interrupted restore resumes "
+                    "(--resume) without losing or repeating anything. Each step is verified afterwards.",
+        epilog="Policies: restore-missing (always), overwrite-changed, delete-extra; e.g. "
+               "--policy device=overwrite-changed --policy role=overwrite-changed,delete-extra. The safety rules "
+               "(revocations kept, identity keys never rolled back, no orphan devices) hold under every policy.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("id", metavar="ID", help=id_help)
+    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument("--allowed-signers", metavar="F")
+    p.add_argument("--step", action="append", metavar="NAME", help="only this step (repeat): identities, "
+                                                                   "devices, settings, roles")
+    p.add_argument("--policy", action="append", metavar="KIND=POLICY", help="add a policy to a step (repeat)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan and write nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask before each step")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted restore in the target")
+    p.add_argument("--batch-size", type=int, default=5000, metavar="N", help=argparse.SUPPRESS)
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("drill", help="make a complete tabletop exercise",
+                       description="Build a synthetic platform, keys, five custodian cards, snapshots over "
+                                   "simulated days and a live target damaged by an incident.")
+    p.add_argument("dir", nargs="?", metavar="DIR", help="drill folder (default: <state dir>/drill, replaced)")
+    p.add_argument("--no-tui", action="store_true", help="only build the drill and print what it made")
+    p.add_argument("--identities", type=int, default=200, metavar="N")
+    p.add_argument("--devices-per-identity", type=int, default=3, metavar="M")
+    p.add_argument("--snapshots", type=int, default=3, metavar="K", help="snapshots over K simulated days")
+    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--at", metavar="TIME", help="the incident time (ISO UTC; default now): fixes every date")
+    p.add_argument("--replace", action="store_true", help="replace an earlier drill in DIR")
+    p.add_argument("--serve", action="store_true",
+                   help="only serve the drill in DIR read-only over SFTP on 127.0.0.1 until interrupted")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_drill)
+
+    cfg = sub.add_parser("config", help="show or change the configuration file")
+    csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = csub.add_parser("show", help="effective settings and locations")
+    p.add_argument("--json", action="store_true")
+    csub.add_parser("path", help="where the config file is")
+    p = csub.add_parser("set", help="set a default (source, target, allowed_signers, recipient)")
+    p.add_argument("key")
+    p.add_argument("value")
+    p = csub.add_parser("unset", help="remove a default")
+    p.add_argument("key")
+    for action in ("show", "path", "set", "unset"):
+        csub.choices[action].set_defaults(func=cmd_config)
+    return parser
