@@ -156,6 +156,11 @@ class RestoreNotVerified(EnigmError):
     hint = "inspect the step's verification in the output, then run the restore again with --resume or investigate"
 
 
+class AuditLogTampered(EnigmError):
+    exit_code = 19
+    hint = "the audit log was altered after it was written; keep this copy as evidence and compare with backups"
+
+
 # -- quorum: 20-29 -------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from enigm_recover import __version__
+from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
@@ -197,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only serve the drill in DIR read-only over SFTP on 127.0.0.1 until interrupted")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drill)
+
+    audit = sub.add_parser("audit", help="the audit logs of recoveries")
+    asub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = asub.add_parser("verify", help="check that an audit log is intact",
+                        description="Recompute the hash chain and compare it with the signed head: any edited, "
+                                    "deleted, inserted or reordered entry, and a truncated tail, is named. "
+                                    "Exit 0 only when the log is intact.")
+    p.add_argument("file", metavar="FILE", help="an audit.jsonl")
+    p.add_argument("--allowed-signers", metavar="F", help="check the head's signature against these signers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_verify)
 
     cfg = sub.add_parser("config", help="show or change the configuration file")
     csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True, parser_class=_Parser)

@@ -78,9 +78,9 @@ def load_signing_key(path: Path, ask_passphrase: PassphraseCallback | None = Non
         raise InputFileError(f"wrong passphrase for signing key {path}", "try again") from None
 
 
-def sign(data: bytes, key: asyncssh.SSHKey) -> bytes:
-    """An armored SSHSIG signature of ``data`` in the enigm-snapshot namespace."""
-    return asyncssh.create_sshsig(key, data, namespace=NAMESPACE, hash_name="sha512")
+def sign(data: bytes, key: asyncssh.SSHKey, namespace: str = NAMESPACE) -> bytes:
+    """An armored SSHSIG signature of ``data`` (by default in the enigm-snapshot namespace)."""
+    return asyncssh.create_sshsig(key, data, namespace=namespace, hash_name="sha512")
 
 
 def _dearmor(sig: bytes) -> bytes:
@@ -91,8 +91,8 @@ def _dearmor(sig: bytes) -> bytes:
 
 
 def check(data: bytes, sig: bytes | None, principal: str,
-          allowed: asyncssh.SSHAllowedSigners | None) -> SignatureVerdict:
-    """Check an SSHSIG over ``data`` claimed by ``principal``; never raises for bad input."""
+          allowed: asyncssh.SSHAllowedSigners | None, *, namespace: str = NAMESPACE) -> SignatureVerdict:
+    """Check an SSHSIG over ``data`` claimed by ``principal`` in ``namespace``; never raises for bad input."""
     if sig is None:
         return SignatureVerdict(SignatureStatus.MISSING, "no signature file")
     try:
@@ -100,7 +100,7 @@ def check(data: bytes, sig: bytes | None, principal: str,
         if packet.get_bytes(6) != _MAGIC or packet.get_uint32() != 1:
             raise ValueError("not an SSHSIG v1 blob")
         key = decode_ssh_public_key(packet.get_string())
-        namespace = packet.get_string()
+        signed_namespace = packet.get_string()
         packet.get_string()  # reserved
         hash_name = packet.get_string()
         signature = packet.get_string()
@@ -108,13 +108,13 @@ def check(data: bytes, sig: bytes | None, principal: str,
     except (ValueError, PacketDecodeError, asyncssh.KeyImportError, binascii.Error) as exc:
         return SignatureVerdict(SignatureStatus.INVALID, f"malformed signature: {exc}")
     fingerprint = key.get_fingerprint()
-    if namespace != NAMESPACE.encode():
+    if signed_namespace != namespace.encode():
         return SignatureVerdict(SignatureStatus.INVALID,
-                                f"signed for namespace {namespace.decode(errors='replace')!r}, not {NAMESPACE!r}",
-                                fingerprint)
+                                f"signed for namespace {signed_namespace.decode(errors='replace')!r}, "
+                                f"not {namespace!r}", fingerprint)
     if hash_name not in _HASHES:
         return SignatureVerdict(SignatureStatus.INVALID, "unsupported signature hash", fingerprint)
-    signed = (_MAGIC + String(namespace) + String(b"") + String(hash_name)
+    signed = (_MAGIC + String(signed_namespace) + String(b"") + String(hash_name)
               + String(_HASHES[hash_name](data).digest()))
     if not key.verify(signed, signature):
         return SignatureVerdict(SignatureStatus.INVALID,
@@ -123,7 +123,7 @@ def check(data: bytes, sig: bytes | None, principal: str,
     if allowed is None:
         return SignatureVerdict(SignatureStatus.UNCHECKED,
                                 f"valid signature by {fingerprint}; no allowed_signers given", fingerprint)
-    if allowed.validate(key, principal, NAMESPACE):
+    if allowed.validate(key, principal, namespace):
         return SignatureVerdict(SignatureStatus.TRUSTED, f"signed by trusted principal {principal}", fingerprint)
     return SignatureVerdict(SignatureStatus.UNKNOWN_SIGNER,
                             f"signer {fingerprint} is not in allowed_signers for principal {principal}",
