@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from enigm_recover.cli.commands_snapshots import open_sealed
-from enigm_recover.cli.context import Context
+from enigm_recover.cli.commands_snapshots import open_sealed, recovery_facts
+from enigm_recover.cli.context import Context, open_recovery
 from enigm_recover.cli.output import emit_json, print_diff, progress_for
 from enigm_recover.errors import UsageError
 
@@ -24,14 +24,25 @@ def cmd_diff(ctx: Context) -> int:
         except KeyError as exc:
             raise UsageError(str(exc.args[0])) from None
     target = ctx.required(args.target, "target", "--target")
-    verified, identity = open_sealed(ctx)
-    with open_store(target) as store:
-        result = diff(verified, identity, store, kinds=kinds, progress=progress_for(args))
+    with open_recovery(ctx, "diff") as recovery:
+        verified, identity = open_sealed(ctx, recovery)
+        with open_store(target) as store:
+            result = diff(verified, identity, store, kinds=kinds, progress=progress_for(args))
+        record_dry_run(recovery, result)
+        folder = recovery.close("completed")
     if args.json:
-        emit_json(result.as_dict(limit=args.limit))
+        emit_json({**result.as_dict(limit=args.limit), "recovery": recovery_facts(recovery)})
     else:
         print_diff(result, args.limit if args.limit is not None else 20)
+        print(f"\nreport {folder / 'report.md'}")
     return 0
+
+
+def record_dry_run(recovery: Any, result: Any) -> None:
+    totals = {change: sum(getattr(s, change) for s in result.kinds.values())
+              for change in ("missing", "extra", "changed", "unchanged")}
+    recovery.findings = dict(result.findings())
+    recovery.record("dry-run", step="dry-run", inputs={"target": result.target}, counts=totals)
 
 
 def _ask_step(step: Any, preview: Any) -> bool:
@@ -52,9 +63,10 @@ def cmd_restore(ctx: Context) -> int:
     args = ctx.args
     plan = make_plan(args.policy or [], args.step or [])
     target = ctx.required(args.target, "target", "--target")
-    verified, identity = open_sealed(ctx)
-    with open_store(target) as store:
+    with open_recovery(ctx, "restore") as recovery, open_store(target) as store:
+        verified, identity = open_sealed(ctx, recovery)
         result = diff(verified, identity, store, progress=progress_for(args))
+        record_dry_run(recovery, result)
         previews = {step.name: preview(step, result) for step in plan.steps}
         if not args.json:
             print_diff(result, 0)
@@ -64,16 +76,23 @@ def cmd_restore(ctx: Context) -> int:
                 print(f"  {step.name:<11} {step.describe():<45} insert {p.inserts:,}, overwrite {p.updates:,}, "
                       f"delete {p.deletes:,}; kept by safety rules {p.protected:,}; left by policy {p.left:,}")
         if args.dry_run:
+            recovery.close("completed", "dry run: nothing written")
             if args.json:
                 emit_json({"dry_run": True, "diff": result.as_dict(limit=0), "plan": plan.as_dict(),
-                           "previews": {k: v.__dict__ for k, v in previews.items()}})
+                           "previews": {k: v.__dict__ for k, v in previews.items()},
+                           "recovery": recovery_facts(recovery)})
             return 0
         confirm = (lambda step: True) if args.yes else (lambda step: _ask_step(step, previews[step.name]))
         restorer = Restorer(verified, store, plan, result, batch_size=args.batch_size,
                             progress=progress_for(args))
         outcome = restorer.run(resume=args.resume, confirm=confirm)
+        for o in outcome.steps:
+            recovery.record("restore-step", step=o.step, outcome=o.status,
+                            counts={"inserted": o.inserted, "updated": o.updated, "deleted": o.deleted})
+        incomplete = [o.step for o in outcome.steps if o.status != "verified"]
+        folder = recovery.close(outcome.status, f"not verified: {', '.join(incomplete)}" if incomplete else "")
     if args.json:
-        emit_json(outcome.as_dict())
+        emit_json({**outcome.as_dict(), "recovery": recovery_facts(recovery)})
     else:
         print(f"\nrestore {outcome.run_id}{' (resumed)' if outcome.resumed else ''}: {outcome.status}")
         for o in outcome.steps:
@@ -84,6 +103,7 @@ def cmd_restore(ctx: Context) -> int:
                           f"rules, {v.get('changed_left', 0):,} changed and {v.get('extra_left', 0):,} extra left")
             print(f"  {o.step:<11} {o.status:<13} inserted {o.inserted:,}, overwritten {o.updated:,}, "
                   f"deleted {o.deleted:,}{detail}")
+        print(f"report {folder / 'report.md'}; audit head {recovery.audit.head}")
     if any(o.status == "not-verified" for o in outcome.steps):
         failed = [o.step for o in outcome.steps if o.status == "not-verified"]
         raise RestoreNotVerified(f"the restore ran but step(s) {', '.join(failed)} did not verify")

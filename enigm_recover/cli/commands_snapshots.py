@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from enigm_recover.cli.context import Context, ask_hidden, gather_shares
+from enigm_recover.cli.context import Context, ask_hidden, gather_shares, open_recovery
 from enigm_recover.cli.output import check_mark, emit_json, print_listing, progress_for
 from enigm_recover.errors import InputFileError, UsageError
 
@@ -98,23 +98,32 @@ def cmd_unseal(ctx: Context) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} already exists", "choose another --out or pass --force")
-    report, verified = verify_chosen(ctx, hash_payload=False)  # unsealing hashes in its decryption pass
-    if verified is None:
-        raise report.error
-    identity = gather_shares(ctx, verified.manifest.recipient_fingerprint)
-    counts = unseal_to_file(verified, identity, out, overwrite=args.force, progress=progress_for(args))
+    with open_recovery(ctx, "unseal") as recovery:
+        verified, identity = open_sealed(ctx, recovery)
+        counts = unseal_to_file(verified, identity, out, overwrite=args.force, progress=progress_for(args))
+        recovery.record("unseal", step="unseal", inputs={"out": str(out)}, counts=counts)
+        folder = recovery.close("completed")
     if args.json:
-        emit_json({"snapshot": verified.manifest.id, "out": str(out), "counts": counts})
+        emit_json({"snapshot": verified.manifest.id, "out": str(out), "counts": counts,
+                   "recovery": recovery_facts(recovery)})
     else:
         shown = ", ".join(f"{n:,} {k}" for k, n in counts.items())
         print(f"unsealed {verified.manifest.id} to {out} ({shown}); the file holds decrypted records: "
               "keep it on protected storage and delete it when done")
+        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'} (head {recovery.audit.head})")
     return 0
 
 
-def open_sealed(ctx: Context) -> tuple[Any, Any]:
+def recovery_facts(recovery: Any) -> dict[str, Any]:
+    return {"ceremony": recovery.ceremony, "report": str(recovery.folder / "report.md"),
+            "audit_log": str(recovery.folder / "audit.jsonl"), "audit_head": recovery.audit.head}
+
+
+def open_sealed(ctx: Context, recovery: Any) -> tuple[Any, Any]:
     """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares."""
     report, verified = verify_chosen(ctx, hash_payload=False)
     if verified is None:
+        recovery.record("verify-snapshot", outcome="failed", inputs={"snapshot": report.snapshot_id})
         raise report.error
-    return verified, gather_shares(ctx, verified.manifest.recipient_fingerprint)
+    recovery.snapshot(verified.manifest, ctx.args.source)
+    return verified, gather_shares(ctx, verified.manifest.recipient_fingerprint, recovery)

@@ -6,7 +6,8 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from enigm_recover.errors import InputFileError, ShareError, UsageError
 
@@ -105,22 +106,28 @@ def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
 # -- commands ------------------------------------------------------------------
 
 
-def gather_shares(ctx: Context, expected_fingerprint: str) -> Any:
-    """Feed shares into a ShareEntry from files, stdin lines, or the terminal."""
+def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any:
+    """Feed shares into a ShareEntry from files, stdin lines, or the terminal; each accepted share
+    (never its words) goes into the recovery's audit log."""
     from enigm_recover.quorum.cards import parse_share_text, read_share_file
     from enigm_recover.quorum.entry import ShareEntry
 
     args = ctx.args
     entry = ShareEntry(expected_fingerprint)
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    say(f"ceremony {recovery.ceremony}: recovery key {expected_fingerprint}")
+
+    def add(words: str, custodian: str | None) -> None:
+        recovery.share_accepted(entry.add(words, custodian))
+
     if args.share_file:
         for path in args.share_file:
             share = read_share_file(Path(path))
             try:
-                receipt = entry.add(share.words, share.custodian)
+                add(share.words, share.custodian)
             except ShareError as exc:
                 raise type(exc)(f"{path}: {exc.message}", exc.hint) from None
-            say(f"accepted share of {receipt.custodian}: {entry.describe_progress()}")
+            say(f"accepted share of {entry.receipts[-1].custodian}: {entry.describe_progress()}")
             if entry.complete:
                 break
     elif not sys.stdin.isatty():
@@ -128,21 +135,45 @@ def gather_shares(ctx: Context, expected_fingerprint: str) -> Any:
             if not line.strip():
                 continue
             try:
-                entry.add(parse_share_text(line).words, f"stdin share {number}")
+                add(parse_share_text(line).words, f"stdin share {number}")
             except ShareError as exc:
                 raise type(exc)(f"share on stdin line {number}: {exc.message}", exc.hint) from None
             if entry.complete:
                 break
     else:
-        print(f"Recovery key {expected_fingerprint}. Each custodian enters their share; input is hidden.",
-              file=sys.stderr)
+        print(f"Ceremony {recovery.ceremony}. Custodians: check that this is the ceremony you were called for, "
+              "then enter your share; input is hidden.", file=sys.stderr)
         while not entry.complete:
             name = input("Custodian name: ").strip()
             words = getpass.getpass(f"Share words of {name or 'custodian'}: ")
             try:
-                entry.add(words, name or None)
+                add(words, name or None)
             except ShareError as exc:
                 print(f"rejected: {exc.one_line()}", file=sys.stderr)
                 continue
             print(f"accepted: {entry.describe_progress()}", file=sys.stderr)
-    return entry.combine(read_passphrase(args))
+    identity = entry.combine(read_passphrase(args))
+    recovery.key_combined(identity.fingerprint)
+    return identity
+
+
+@contextmanager
+def open_recovery(ctx: Context, command: str) -> Iterator[Any]:
+    """A recovery for a command that combines shares or writes to a target: its ceremony, audit log and
+    report. An error closes it as aborted, naming the cause; the command closes it otherwise."""
+    from enigm_recover.errors import EnigmError
+    from enigm_recover.recovery.session import Recovery
+    from enigm_recover.snapshot.signature import load_signing_key
+
+    args = ctx.args
+    key = load_signing_key(Path(args.audit_key), ask_hidden) if args.audit_key else None
+    recovery = Recovery.open(ctx.locations.state_dir, command, args.operator)
+    recovery.signing_key = key
+    try:
+        yield recovery
+    except EnigmError as exc:
+        recovery.close("aborted", exc.message, key)
+        raise
+    except KeyboardInterrupt:
+        recovery.close("aborted", "interrupted by the operator", key)
+        raise

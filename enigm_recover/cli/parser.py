@@ -48,6 +48,9 @@ def _add_shares_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ask-passphrase", action="store_true", help="ask for the SLIP-39 passphrase (hidden)")
     g.add_argument("--passphrase-file", metavar="F", help="read the SLIP-39 passphrase from a file")
+    a = p.add_argument_group("accountability (each run leaves an audit log and a report in the state folder)")
+    a.add_argument("--operator", metavar="NAME", help="who runs the recovery (default: the login name)")
+    a.add_argument("--audit-key", metavar="SSH_KEY", help="the operator's SSH key, to sign the audit log's head")
 
 
 def build_parser() -> argparse.ArgumentParser:
