@@ -49,6 +49,15 @@ class Drill:
         return self.doc["snapshots"]["latest"]
 
 
+@pytest.fixture(autouse=True)
+def private_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recoveries leave audit logs and reports in the state folder: never the real one in tests."""
+    root = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("ENIGM_RECOVER_STATE_DIR", str(root / "state"))
+    monkeypatch.setenv("ENIGM_RECOVER_CACHE_DIR", str(root / "cache"))
+    monkeypatch.setenv("ENIGM_RECOVER_CONFIG", str(root / "config.toml"))
+
+
 @pytest.fixture(scope="session")
 def pristine_drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
     root = tmp_path_factory.mktemp("drill-pristine") / "drill"
@@ -76,3 +85,40 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return run
+
+
+# -- target stores: a throwaway PostgreSQL cluster, and the drill's live data on every store ------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A PostgreSQL cluster of its own on 127.0.0.1 for the session (skipped only without server binaries)."""
+    from tests.postgres import find_server_bindir, start_cluster
+
+    bindir = find_server_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH or in "
+                    "/usr/lib/postgresql/*/bin: run scripts/ensure-tools (Debian package postgresql)")
+    cluster = start_cluster(bindir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """The URL of a fresh, empty database, dropped after the test."""
+    name = postgres_cluster.create_database()
+    yield postgres_cluster.url_for(name)
+    postgres_cluster.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def live_target(drill: Drill, request: pytest.FixtureRequest) -> str:
+    """A target URL holding the drill's live (damaged) data, on each kind of store."""
+    if request.param == "sqlite":
+        return drill.target
+    from tests.postgres import copy_store
+
+    url = request.getfixturevalue("postgres_url")
+    copy_store(drill.target, url)
+    return url

@@ -60,3 +60,11 @@ def write_signed_manifests(folder: Path, key_path: Path, count: int, recipient: 
         data = m.to_toml()
         (folder / manifest_name(m.id)).write_bytes(data)
         (folder / signature_name(m.id)).write_bytes(signature.sign(data, key))
+
+
+def dump(url: str) -> dict[str, list[tuple]]:
+    """Every kind's rows in a target store, in stream order (to compare end states across stores)."""
+    from enigm_recover.state.stores import open_store
+
+    with open_store(url) as store:
+        return {kind.name: list(store.stream(kind)) for kind in KINDS}

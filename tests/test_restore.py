@@ -128,8 +128,3 @@ def test_a_second_restore_finds_nothing_to_do(drill, live_target, cli) -> None:
     assert all(s["inserted"] == s["updated"] == s["deleted"] == 0 for s in json.loads(out)["steps"])
     assert state_of(live_target) == once
 
-
-if "live_target" not in globals():  # until the store-parametrized fixture lands in conftest
-    @pytest.fixture
-    def live_target(drill) -> str:
-        return drill.target

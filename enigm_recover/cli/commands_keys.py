@@ -14,7 +14,7 @@ def cmd_target_init(ctx: Context) -> int:
 
     with open_store(ctx.args.url, create=True) as store:
         store.init_schema()
-    print(f"created the schema in {ctx.args.url}")
+        print(f"created the schema in {store.display}")
     return 0
 
 

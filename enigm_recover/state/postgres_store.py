@@ -1,0 +1,407 @@
+"""The PostgreSQL target store, through psycopg 3: the same interface and semantics as the SQLite store.
+
+Tables carry the same columns, primary keys and CHECK constraints. Text
+columns are created with the "C" collation, and every read orders by
+``key COLLATE "C"`` as well, so rows stream in byte order of their UTF-8 keys
+(the payload's order, SQLite's, Python's) whatever the database's default
+collation is, and also from tables the platform created itself. A linguistic
+collation (en_US, ICU) would put "a" before "B" and "a-b" before "a.b" and
+break every merge pass.
+
+Reads stream through a server-side cursor on a connection of their own, in a
+REPEATABLE READ read-only transaction: a restore reads a table in one merge
+pass from a fixed view while it writes batches to the same table on the main
+connection. A batch is loaded with COPY into a temporary staging table, then
+upserted (INSERT ... ON CONFLICT DO UPDATE) and deleted (DELETE ... USING)
+from there, and its journal row inserted, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+import psycopg
+from psycopg import sql
+from psycopg.errors import UndefinedTable
+
+from enigm_recover.errors import TargetError
+from enigm_recover.state.journal import JOURNAL_TABLES, Batch, RestoreRun, StepPosition, decode_key, encode_key
+from enigm_recover.state.model import IDENTITY, KINDS, Kind
+from enigm_recover.state.sqlite_store import _CHECKS
+from enigm_recover.state.url import TargetURL, parse_target_url
+
+STREAM_CHUNK = 5000  # rows per FETCH from a server-side cursor
+KEYS_CHUNK = 10000  # keys per keyed lookup
+
+_TYPES = {"TEXT": 'text COLLATE "C"', "INTEGER": "integer"}
+
+JOURNAL_SQL = (
+    'CREATE TABLE IF NOT EXISTS enigm_meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL)',
+    """CREATE TABLE IF NOT EXISTS enigm_restore_runs (
+  run_id text COLLATE "C" PRIMARY KEY, snapshot_id text NOT NULL, payload_sha256 text NOT NULL, plan text NOT NULL,
+  started_at text NOT NULL, status text NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS enigm_restore_batches (
+  run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, batch integer NOT NULL, last_key text NOT NULL,
+  inserted bigint NOT NULL, updated bigint NOT NULL, deleted bigint NOT NULL,
+  PRIMARY KEY (run_id, step, batch))""",
+    """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
+  run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, status text NOT NULL, result text NOT NULL,
+  PRIMARY KEY (run_id, step))""",
+)
+
+
+def schema_sql(kind: Kind) -> str:
+    cols = [f"{f.name} {_TYPES[f.sql_type]} NOT NULL" for f in kind.fields]
+    cols += [f"CHECK ({c})" for (k, _), c in _CHECKS.items() if k == kind.name]
+    cols.append(f"PRIMARY KEY ({', '.join(kind.primary_key)})")
+    return f"CREATE TABLE IF NOT EXISTS {kind.table} (\n  " + ",\n  ".join(cols) + "\n)"
+
+
+def _ids(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, in one line, never with row contents (PostgreSQL's DETAIL shows failing rows)."""
+    diag = getattr(exc, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    if primary:
+        return primary.strip()
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _connect_cause(exc: BaseException, password: str | None) -> tuple[str, str]:
+    """The cause of a failed connection and the hint that goes with it."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    for prefix in ("connection failed: ", "connection is bad: "):
+        first = first.removeprefix(prefix)
+    if " failed: " in first and first.startswith("connection to server"):
+        first = first.rpartition(" failed: ")[2]
+    first = first.replace("FATAL:  ", "").replace("FATAL: ", "").strip()
+    if password:
+        first = first.replace(password, "***")
+    low = first.lower()
+    if "database" in low and "does not exist" in low:
+        hint = "create the database first (createdb, or CREATE DATABASE), then run `enigm-recover target init URL`"
+    elif any(s in low for s in ("authentication failed", "no password supplied", "pg_hba.conf", "role ")):
+        hint = ("check the user name and its password (in the URL, ~/.pgpass or PGPASSWORD) and that pg_hba.conf "
+                "lets this user connect from here")
+    else:
+        hint = "check the host and port, that the server is running and that the network lets you reach it"
+    return first, hint
+
+
+class PostgresStore:
+    """A platform state store in one PostgreSQL database."""
+
+    def __init__(self, url: str | TargetURL, *, create: bool = False) -> None:
+        self.url = url if isinstance(url, TargetURL) else parse_target_url(url)
+        if self.url.scheme != "postgresql":
+            raise TargetError(f"target URL {self.url.display()!r} is not a PostgreSQL URL")
+        self.display = self.url.display()
+        self._kwargs: dict[str, Any] = {"application_name": "enigm-recover", **self.url.connect_kwargs()}
+        self._idle_reader: psycopg.Connection[Any] | None = None
+        self._readers: list[psycopg.Connection[Any]] = []
+        self._staged: set[str] = set()  # staging tables that exist in this session
+        self._journal_ready = False
+        self.conn = self._connect(autocommit=True)
+        if not create:
+            try:
+                missing = self._missing_tables([k.table for k in KINDS])
+            except BaseException:
+                self.conn.close()
+                raise
+            if len(missing) == len(KINDS):
+                self.conn.close()
+                raise TargetError(f"target {self.display} holds no platform schema (no table {KINDS[0].table!r})",
+                                  f"create it with `enigm-recover target init {self.display}`")
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(**self._kwargs, autocommit=autocommit)
+        except psycopg.Error as exc:
+            cause, hint = _connect_cause(exc, self._kwargs.get("password"))
+            raise TargetError(f"cannot connect to {self.display}: {cause}", hint) from None
+
+    def close(self) -> None:
+        for conn in self._readers:
+            conn.close()
+        self._readers.clear()
+        self._idle_reader = None
+        self.conn.close()
+
+    def __enter__(self) -> "PostgresStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _error(self, doing: str, exc: BaseException, hint: str | None = None) -> TargetError:
+        if isinstance(exc, UndefinedTable):
+            return TargetError(f"cannot {doing} in {self.display}: {_cause(exc)}",
+                               f"create the schema with `enigm-recover target init {self.display}`")
+        return TargetError(f"cannot {doing} in {self.display}: {_cause(exc)}", hint)
+
+    def init_schema(self) -> None:
+        try:
+            with self.conn.transaction():
+                for kind in KINDS:
+                    self.conn.execute(schema_sql(kind))  # type: ignore[arg-type]
+                for statement in JOURNAL_SQL:
+                    self.conn.execute(statement)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise self._error("create the schema", exc) from None
+        self._journal_ready = True
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction on the main connection (nested ones become savepoints)."""
+        with self.conn.transaction():
+            yield self.conn
+
+    # -- reading -----------------------------------------------------------
+
+    def _query(self, doing: str, query: Any, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(query, args).fetchall()
+        except psycopg.Error as exc:
+            raise self._error(doing, exc) from None
+
+    def _missing_tables(self, tables: list[str]) -> list[str]:
+        rows = self._query("read the catalog", "SELECT t FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i) "
+                                               "WHERE to_regclass(t) IS NULL ORDER BY i", (tables,))
+        return [r[0] for r in rows]
+
+    def columns(self, kind: Kind) -> list[str]:
+        """The columns the live table really has (may differ from the model)."""
+        rows = self._query("read the catalog",
+                           "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s::text) "
+                           "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (kind.table,))
+        if not rows:
+            raise TargetError(
+                f"target {self.display} has no table {kind.table!r}",
+                f"create the schema with `enigm-recover target init {self.display}`",
+            )
+        return [r[0] for r in rows]
+
+    def count(self, kind: Kind) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(kind.table))
+        return int(self._query(f"count {kind.table}", query)[0][0])
+
+    def stream(self, kind: Kind, columns: Iterable[str] | None = None) -> Iterator[tuple[Any, ...]]:
+        """Rows of `kind` in primary-key byte order, as tuples in `columns` order (its own read view)."""
+        order = sql.SQL(", ").join(sql.SQL('{} COLLATE "C"').format(sql.Identifier(k)) for k in kind.primary_key)
+        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+            _ids(list(columns or kind.field_names)), sql.Identifier(kind.table), order)
+        conn = None
+        try:
+            conn = self._take_reader()
+            with conn.cursor(name="enigm_stream") as cursor:
+                cursor.itersize = STREAM_CHUNK
+                cursor.execute(query)
+                while rows := cursor.fetchmany(STREAM_CHUNK):
+                    yield from rows
+        except psycopg.Error as exc:
+            raise self._error(f"read {kind.table}", exc) from None
+        finally:
+            if conn is not None:
+                self._release_reader(conn)
+
+    def _take_reader(self) -> psycopg.Connection[Any]:
+        """A connection for one stream: the idle one if there is one, else a new one."""
+        conn, self._idle_reader = self._idle_reader, None
+        if conn is None or conn.closed:
+            conn = self._connect(autocommit=False)
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            self._readers.append(conn)
+        return conn
+
+    def _release_reader(self, conn: psycopg.Connection[Any]) -> None:
+        """End the stream's read transaction; keep one healthy connection for the next stream."""
+        try:
+            if not conn.closed:
+                conn.rollback()
+        except psycopg.Error:
+            conn.close()
+        if conn.closed or conn.broken or self._idle_reader is not None or self.conn.closed:
+            conn.close()
+            if conn in self._readers:
+                self._readers.remove(conn)
+        else:
+            self._idle_reader = conn
+
+    # -- writing (drills, tests and restore) --------------------------------
+
+    def insert_many(self, kind: Kind, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Load rows with COPY (psycopg errors, such as a CHECK violation, propagate as they are)."""
+        with self.conn.cursor() as cursor:
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(kind.table), _ids(kind.field_names))
+            with cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+    def rows_by_key(self, kind: Kind, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """The live rows of these keys, as committed now (absent keys are missing from the result).
+
+        One query per KEYS_CHUNK keys: the keys travel as one array per key column, joined on the table."""
+        found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        if not keys:
+            return found
+        types = {f.name: f.sql_type.lower() for f in kind.fields}
+        arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[c])) for c in kind.primary_key)
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = k.{0}").format(sql.Identifier(c)) for c in kind.primary_key)
+        query = sql.SQL("SELECT {} FROM {} AS t JOIN unnest({}) AS k({}) ON {}").format(
+            sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in kind.field_names),
+            sql.Identifier(kind.table), arrays, _ids(kind.primary_key), match)
+        for start in range(0, len(keys), KEYS_CHUNK):
+            chunk = keys[start:start + KEYS_CHUNK]
+            columns = tuple([key[i] for key in chunk] for i in range(len(kind.primary_key)))
+            for row in self._query(f"read {kind.table}", query, columns):
+                found[kind.key_of_row(row)] = row
+        return found
+
+    def existing_accounts(self, account_ids: set[str]) -> set[str]:
+        """Which of these accounts the live store has."""
+        if not account_ids:
+            return set()
+        query = sql.SQL("SELECT account_id FROM {} WHERE account_id = ANY(%s::text[])").format(
+            sql.Identifier(IDENTITY.table))
+        wanted = sorted(account_ids)
+        found: set[str] = set()
+        for start in range(0, len(wanted), KEYS_CHUNK):
+            chunk = wanted[start:start + KEYS_CHUNK]
+            found.update(r[0] for r in self._query(f"read {IDENTITY.table}", query, (chunk,)))
+        return found
+
+    # -- the restore journal -----------------------------------------------
+
+    def _ensure_journal(self) -> None:
+        if self._journal_ready:
+            return
+        # Only create what is missing: CREATE TABLE IF NOT EXISTS needs the CREATE privilege even when the
+        # table exists, and a restore role may have none.
+        if self._missing_tables(list(JOURNAL_TABLES)):
+            try:
+                with self.conn.transaction():
+                    for statement in JOURNAL_SQL:
+                        self.conn.execute(statement)  # type: ignore[arg-type]
+            except psycopg.Error as exc:
+                raise self._error("create the restore journal", exc) from None
+        self._journal_ready = True
+
+    def target_id(self) -> str:
+        """A random id this store keeps for life, so a resume can tell one target from another."""
+        self._ensure_journal()
+        try:
+            with self.conn.transaction():
+                self.conn.execute("INSERT INTO enigm_meta (key, value) VALUES ('target_id', %s) "
+                                  "ON CONFLICT (key) DO NOTHING", (secrets.token_hex(8),))
+                row = self.conn.execute("SELECT value FROM enigm_meta WHERE key = 'target_id'").fetchone()
+        except psycopg.Error as exc:
+            raise self._error("read the target id", exc) from None
+        assert row is not None
+        return str(row[0])
+
+    def unfinished_run(self) -> RestoreRun | None:
+        self._ensure_journal()
+        rows = self._query("read the restore journal",
+                           "SELECT run_id, snapshot_id, payload_sha256, plan, started_at, status "
+                           "FROM enigm_restore_runs WHERE status = 'running' ORDER BY started_at, run_id LIMIT 1")
+        return RestoreRun(*rows[0]) if rows else None
+
+    def start_run(self, run: RestoreRun) -> None:
+        self._ensure_journal()
+        self._query("record the restore run",
+                    "INSERT INTO enigm_restore_runs (run_id, snapshot_id, payload_sha256, plan, started_at, status) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING run_id",
+                    (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self._ensure_journal()
+        self._query("record the end of the restore run",
+                    "UPDATE enigm_restore_runs SET status = %s WHERE run_id = %s RETURNING run_id", (status, run_id))
+
+    def step_position(self, run_id: str, step: str) -> StepPosition:
+        self._ensure_journal()
+        row = self._query(
+            "read the restore journal",
+            "SELECT count(*), coalesce(sum(inserted), 0)::bigint, coalesce(sum(updated), 0)::bigint, "
+            "coalesce(sum(deleted), 0)::bigint, (SELECT last_key FROM enigm_restore_batches WHERE run_id = %s "
+            "AND step = %s ORDER BY batch DESC LIMIT 1) FROM enigm_restore_batches WHERE run_id = %s AND step = %s",
+            (run_id, step, run_id, step))[0]
+        done = self._query("read the restore journal",
+                           "SELECT status, result FROM enigm_restore_steps WHERE run_id = %s AND step = %s",
+                           (run_id, step))
+        return StepPosition(batches=int(row[0]), inserted=int(row[1]), updated=int(row[2]), deleted=int(row[3]),
+                            last_key=decode_key(row[4]) if row[4] else None,
+                            status=done[0][0] if done else None, result=json.loads(done[0][1]) if done else {})
+
+    def _stage(self, kind: Kind, columns: tuple[str, ...], suffix: str, created: list[str],
+               nested: bool) -> sql.Identifier:
+        """An empty session-temporary table with the live table's `columns` (types and collations)."""
+        name = f"enigm_stage_{kind.table}_{suffix}"
+        stage = sql.Identifier(name)
+        if name not in self._staged:
+            self.conn.execute(sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
+                                      "SELECT {} FROM {} WITH NO DATA").format(stage, _ids(columns),
+                                                                               sql.Identifier(kind.table)))
+            created.append(name)
+        if nested or name not in self._staged:
+            # Every commit or rollback empties it: it can hold rows only inside a caller's transaction
+            # (or if it outlived our bookkeeping).
+            self.conn.execute(sql.SQL("DELETE FROM {}").format(stage))
+        return stage
+
+    def apply_batch(self, run_id: str, batch: Batch) -> None:
+        """The batch's rows and its journal row, in one transaction: all or nothing."""
+        self._ensure_journal()
+        kind = batch.kind
+        table = sql.Identifier(kind.table)
+        created: list[str] = []
+        nested = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cursor:
+                if batch.upserts:
+                    stage = self._stage(kind, kind.field_names, "rows", created, nested)
+                    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _ids(kind.field_names))) as copy:
+                        for row in batch.upserts:
+                            copy.write_row(row)
+                    updates = sql.SQL(", ").join(
+                        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+                        for c in kind.field_names if c not in kind.primary_key)
+                    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}")
+                                   .format(table, _ids(kind.field_names), _ids(kind.field_names), stage,
+                                           _ids(kind.primary_key), updates))
+                if batch.deletes:
+                    stage = self._stage(kind, kind.primary_key, "keys", created, nested)
+                    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _ids(kind.primary_key))) as copy:
+                        for key in batch.deletes:
+                            copy.write_row(key)
+                    match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(c))
+                                                  for c in kind.primary_key)
+                    cursor.execute(sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {}").format(table, stage, match))
+                cursor.execute("INSERT INTO enigm_restore_batches (run_id, step, batch, last_key, inserted, updated, "
+                               "deleted) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                               (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
+                                batch.updated, batch.deleted))
+        except psycopg.Error as exc:
+            raise self._error(f"write batch {batch.number} of step {batch.step}", exc,
+                              "the batch was rolled back; the restore journal says how far the step got: "
+                              "run the restore again with --resume once the target is usable") from None
+        if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self._staged.update(created)  # committed (a rollback would have taken the CREATE TABLE with it)
+
+    def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
+        self._ensure_journal()
+        self._query("record the step in the restore journal",
+                    "INSERT INTO enigm_restore_steps (run_id, step, status, result) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (run_id, step) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result "
+                    "RETURNING run_id", (run_id, step, status, json.dumps(result, sort_keys=True)))
