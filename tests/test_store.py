@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -59,11 +58,12 @@ def test_stream_is_in_primary_key_order(tmp_path: Path) -> None:
 def test_store_refuses_values_outside_the_model(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "s.db", create=True) as store:
         store.init_schema()
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(TargetError, match="CHECK constraint failed") as exc:
             with store.transaction():
                 store.insert_many(DEVICE, [("d1", "a1", KEY, "stolen", "2026-01-01T00:00:00Z",
                                             "2026-01-01T00:00:00Z", "")])
-        with pytest.raises(sqlite3.DatabaseError):  # STRICT: no text in an integer column
+        assert "rolled back" in exc.value.message and store.count(DEVICE) == 0
+        with pytest.raises(TargetError, match="cannot store TEXT value in INTEGER column"):  # STRICT tables
             with store.transaction():
                 store.insert_many(IDENTITY, [("a1", "h", KEY, "one", "active",
                                               "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")])
@@ -88,3 +88,18 @@ def test_model_fields_are_strict_ascii_and_json() -> None:
     assert invalid_fields(SETTING, setting) == ["value"]
     setting["value"] = '{"threshold": 3}'
     assert invalid_fields(SETTING, setting) == []
+
+
+def test_consistent_reads_see_one_snapshot_of_the_store(live_target: str) -> None:
+    """Sealing reads every kind inside one view: a change committed meanwhile is not half in it."""
+    from enigm_recover.state.model import SETTING
+
+    with open_store(live_target) as reader, open_store(live_target) as writer:
+        with reader.consistent_reads():
+            before = list(reader.stream(IDENTITY))
+            with writer.transaction() as conn:
+                conn.execute("DELETE FROM settings")
+                conn.execute("DELETE FROM identities")
+            assert list(reader.stream(IDENTITY)) == before
+            assert len(list(reader.stream(SETTING))) > 0
+        assert list(reader.stream(IDENTITY)) == []

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = target.add_subparsers(dest="target_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = tsub.add_parser("init", help="create the platform schema in a target store",
                         description="Create the identity, device, setting and role tables.")
-    p.add_argument("url", metavar="URL", help="sqlite:///relative.db or sqlite:////absolute/path.db")
+    p.add_argument("url", metavar="URL", help="sqlite:///relative.db, sqlite:////absolute/path.db or "
+                                              "postgresql://user@host[:port]/db")
     p.set_defaults(func=cmd_target_init)
 
     keys = sub.add_parser("keys", help="the recovery key ceremony")
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("seal", help="seal a store into a signed, encrypted snapshot",
                        description="Stream the store's records into <id>.payload.age (JSON Lines, zstd, age), "
                                    "then write and sign <id>.manifest.toml.")
-    p.add_argument("--from", dest="from_url", metavar="URL", help="the store to seal (sqlite:///...)")
+    p.add_argument("--from", dest="from_url", metavar="URL",
+                   help="the store to seal (sqlite:///PATH or postgresql://user@host/db)")
     p.add_argument("--recipient", metavar="FILE", help="recovery.pub (env ENIGM_RECOVER_RECIPIENT)")
     p.add_argument("--sign-key", required=True, metavar="SSH_KEY", help="OpenSSH private key signing the manifest")
     p.add_argument("--producer", metavar="PRINCIPAL",
@@ -145,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ssh_options(p)
     p.set_defaults(func=cmd_unseal)
 
-    target_help = "the live target store (sqlite:///PATH; env ENIGM_RECOVER_TARGET)"
+    target_help = "the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET)"
     p = sub.add_parser("diff", help="dry run: compare a snapshot with the live target, with safety findings",
                        description="Verify the snapshot, combine the custodians' shares, and compare its records "
                                    "with the live target kind by kind: missing, extra, changed (field by field) "

@@ -35,7 +35,7 @@ from enigm_recover.snapshot.scope import check_live_columns
 from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.snapshot.catalog import newest_first
 from enigm_recover.state.model import KIND_BY_NAME, KINDS
-from enigm_recover.state.sqlite_store import SQLiteStore
+from enigm_recover.state.store import TargetStore
 
 ZSTD_LEVEL = 3
 
@@ -82,7 +82,7 @@ def _previous_id(out_dir: Path, environment: str) -> str | None:
 
 
 def seal(
-    store: SQLiteStore,
+    store: TargetStore,
     *,
     recipient: str,
     signing_key: asyncssh.SSHKey,
@@ -114,13 +114,9 @@ def seal(
         yield compressor.flush()
 
     payload_path = out_dir / payload_name(snapshot_id)
-    store.conn.execute("BEGIN")  # one consistent read view across all kinds
-    try:
-        with atomic_output(payload_path, mode=0o644) as f:
-            writer = _HashingWriter(f)
-            encrypt_stream(compressed(), recipient, writer)  # type: ignore[arg-type]
-    finally:
-        store.conn.execute("COMMIT")
+    with store.consistent_reads(), atomic_output(payload_path, mode=0o644) as f:  # one view across all kinds
+        writer = _HashingWriter(f)
+        encrypt_stream(compressed(), recipient, writer)  # type: ignore[arg-type]
 
     manifest = Manifest(
         id=snapshot_id,

@@ -106,6 +106,7 @@ class PostgresStore:
         self.display = self.url.display()
         self._kwargs: dict[str, Any] = {"application_name": "enigm-recover", **self.url.connect_kwargs()}
         self._idle_reader: psycopg.Connection[Any] | None = None
+        self._pinned_reader: psycopg.Connection[Any] | None = None  # inside consistent_reads()
         self._readers: list[psycopg.Connection[Any]] = []
         self._staged: set[str] = set()  # staging tables that exist in this session
         self._journal_ready = False
@@ -202,7 +203,7 @@ class PostgresStore:
             _ids(list(columns or kind.field_names)), sql.Identifier(kind.table), order)
         conn = None
         try:
-            conn = self._take_reader()
+            conn = self._pinned_reader or self._take_reader()
             with conn.cursor(name="enigm_stream") as cursor:
                 cursor.itersize = STREAM_CHUNK
                 cursor.execute(query)
@@ -211,8 +212,18 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise self._error(f"read {kind.table}", exc) from None
         finally:
-            if conn is not None:
+            if conn is not None and conn is not self._pinned_reader:
                 self._release_reader(conn)
+
+    @contextmanager
+    def consistent_reads(self) -> Iterator[None]:
+        """Every stream inside reads one snapshot of the store (one REPEATABLE READ transaction)."""
+        self._pinned_reader = self._take_reader()
+        try:
+            yield
+        finally:
+            conn, self._pinned_reader = self._pinned_reader, None
+            self._release_reader(conn)
 
     def _take_reader(self) -> psycopg.Connection[Any]:
         """A connection for one stream: the idle one if there is one, else a new one."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -84,6 +85,16 @@ class SQLiteStore:
             self._reader.close()
         self.conn.close()
 
+    @contextmanager
+    def consistent_reads(self) -> Iterator[None]:
+        """Every stream inside reads one snapshot of the store (a single read transaction)."""
+        conn = self._read_conn()
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
     def _read_conn(self) -> sqlite3.Connection:
         if self._reader is None:
             self._reader = sqlite3.connect(self.path, isolation_level=None)
@@ -106,7 +117,7 @@ class SQLiteStore:
             raise TargetError(f"cannot create the schema in {self.path}: {exc}") from None
 
     def transaction(self) -> "_Transaction":
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self.path)
 
     # -- reading -----------------------------------------------------------
 
@@ -244,12 +255,29 @@ class SQLiteStore:
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error; SQLite's own errors become TargetError."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
+        self.path = path
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise TargetError(f"cannot write to {self.path}: {exc}") from None
         return self.conn
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return False
+            except sqlite3.Error as commit_error:
+                exc = commit_error
+        self.conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise TargetError(f"writing to {self.path} failed and was rolled back: {exc}",
+                              "nothing of this batch was kept; fix the cause, then run again (a restore "
+                              "continues with --resume)") from None
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, Iterable, Iterator, Protocol
 
 from enigm_recover.state.journal import Batch, RestoreRun, StepPosition
@@ -21,6 +22,10 @@ class TargetStore(Protocol):
 
     def stream(self, kind: Kind, columns: Iterable[str] | None = None) -> Iterator[tuple[Any, ...]]:
         """Rows in primary-key order (byte order of the UTF-8 keys), on a read view of their own."""
+        ...
+
+    def consistent_reads(self) -> AbstractContextManager[None]:
+        """A context in which every stream reads the same snapshot of the store (for sealing)."""
         ...
 
     def rows_by_key(self, kind: Kind, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
