@@ -29,13 +29,13 @@ SCRIPT = Path(sys.executable).parent / "enigm-recover"
 @pytest.fixture(scope="module")
 def crash_drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
     root = tmp_path_factory.mktemp("crash") / "drill"
-    doc = make_drill(root, DrillSpec(identities=400, devices_per_identity=3, seed=3, snapshots=1, at=DRILL_AT))
+    doc = make_drill(root, DrillSpec(identities=800, devices_per_identity=3, seed=3, snapshots=1, at=DRILL_AT))
     return Drill(root, doc)
 
 
 def restore_argv(drill: Drill, target: Path, *extra: str) -> list[str]:
     argv = [str(SCRIPT), "restore", str(drill.snapshots), "latest", "--target", f"sqlite:///{target}",
-            "--allowed-signers", str(drill.allowed_signers), "--yes", "--json", "--batch-size", "4", *POLICIES]
+            "--allowed-signers", str(drill.allowed_signers), "--yes", "--json", "--batch-size", "1", *POLICIES]
     for name in ("amara", "chen", "emeka"):
         argv += ["--share-file", str(drill.card(name))]
     return argv + list(extra)
