@@ -20,7 +20,7 @@ from tests.conftest import DRILL_AT, Drill
 from tests.test_restore import state_of
 
 KILLS = 30  # kills that must land inside a started restore
-MAX_TRIALS = 90
+MAX_TRIALS = 150  # a loaded machine shifts the timing; only as many as needed are run
 POLICIES = ("--policy", "device=overwrite-changed,delete-extra", "--policy", "identity=overwrite-changed",
             "--policy", "setting=overwrite-changed", "--policy", "role=overwrite-changed,delete-extra")
 SCRIPT = Path(sys.executable).parent / "enigm-recover"

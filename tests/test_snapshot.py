@@ -15,7 +15,6 @@ from enigm_recover.errors import (
     PayloadIntegrityError,
     ScopeError,
     SignatureError,
-    SnapshotNotFound,
     UnsupportedFormat,
     WrongRecoveryKey,
 )

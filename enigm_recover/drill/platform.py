@@ -12,7 +12,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Iterator
 
 from enigm_recover.state.model import DEVICE, IDENTITY, ROLE, SETTING

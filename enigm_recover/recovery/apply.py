@@ -140,10 +140,10 @@ class Restorer:
     def _changes(self, kind: Kind, after: tuple[Any, ...] | None = None) -> list[Change]:
         return [c for c in self.checked.changes if c.kind == kind.name and (after is None or c.key > after)]
 
-    def _reassess(self, kind: Kind, chunk: list[Change]) -> Iterator[tuple[Change, Row | None, Row | None, Assessment]]:
-        """Each change judged again against live as it is now (one keyed read for the whole chunk)."""
+    def _reassess(self, kind: Kind, chunk: list[Change],
+                  live_now: dict[tuple[Any, ...], Row]) -> Iterator[tuple[Change, Row | None, Row | None, Assessment]]:
+        """Each change judged again against the live rows as they are now."""
         assess = Assessor(kind, self.snapshot_time)
-        live_now = self.store.rows_by_key(kind, [c.key for c in chunk])
         snaps = {c.key: parse_checked_line(kind, c.snapshot_line) if c.snapshot_line else None for c in chunk}
         known: set[str] = set()
         if kind is DEVICE:
@@ -167,18 +167,22 @@ class Restorer:
         number = position.batches
         for start in range(0, len(changes), self.batch_size):
             chunk = changes[start:start + self.batch_size]
-            batch = Batch(step.name, number + 1, kind, last_key=chunk[-1].key)
-            for change, snap, _live, verdict in self._reassess(kind, chunk):
-                action = decide(verdict.change, verdict.protected, step.policies)
-                if action in ("insert", "update"):
-                    batch.upserts.append(snap)  # type: ignore[arg-type]
-                    batch.inserted += action == "insert"
-                    batch.updated += action == "update"
-                elif action == "delete":
-                    batch.deletes.append(change.key)
-            if len(batch):
+
+            def build(live_now: dict[tuple[Any, ...], Row], chunk: list[Change] = chunk) -> Batch:
+                batch = Batch(step.name, number + 1, kind, last_key=chunk[-1].key)
+                for change, snap, _live, verdict in self._reassess(kind, chunk, live_now):
+                    action = decide(verdict.change, verdict.protected, step.policies)
+                    if action in ("insert", "update"):
+                        batch.upserts.append(snap)  # type: ignore[arg-type]
+                        batch.inserted += action == "insert"
+                        batch.updated += action == "update"
+                    elif action == "delete":
+                        batch.deletes.append(change.key)
+                return batch
+
+            # The live rows are read inside the batch's own transaction, locked until it commits.
+            if len(self.store.apply_with(run_id, kind, [c.key for c in chunk], build)):
                 number += 1
-                self.store.apply_batch(run_id, batch)
             self.progress(Progress(f"restore {step.name}", start + len(chunk), len(changes), "records"))
         return self.store.step_position(run_id, step.name)
 
@@ -191,7 +195,9 @@ class Restorer:
         live_digest, snapshot_digest = hashlib.sha256(), hashlib.sha256()
         changes = self._changes(kind)
         for start in range(0, len(changes), self.batch_size):
-            for change, _snap, live, verdict in self._reassess(kind, changes[start:start + self.batch_size]):
+            chunk = changes[start:start + self.batch_size]
+            live_now = self.store.rows_by_key(kind, [c.key for c in chunk])
+            for change, _snap, live, verdict in self._reassess(kind, chunk, live_now):
                 if verdict.change is None:
                     if live is None:
                         counts["deleted"] += 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -260,24 +260,47 @@ class PostgresStore:
                     copy.write_row(row)
 
     def rows_by_key(self, kind: Kind, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-        """The live rows of these keys, as committed now (absent keys are missing from the result).
+        """The live rows of these keys, as committed now (absent keys are missing from the result)."""
+        return self._rows_by_key(kind, keys, lock=False)
 
-        One query per KEYS_CHUNK keys: the keys travel as one array per key column, joined on the table."""
+    def _rows_by_key(self, kind: Kind, keys: list[tuple[Any, ...]], *,
+                     lock: bool) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """One query per KEYS_CHUNK keys: the keys travel as one array per key column, joined on the table.
+        With ``lock``, on the write connection and FOR UPDATE, inside the caller's transaction."""
         found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         if not keys:
             return found
         types = {f.name: f.sql_type.lower() for f in kind.fields}
         arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[c])) for c in kind.primary_key)
         match = sql.SQL(" AND ").join(sql.SQL("t.{0} = k.{0}").format(sql.Identifier(c)) for c in kind.primary_key)
-        query = sql.SQL("SELECT {} FROM {} AS t JOIN unnest({}) AS k({}) ON {}").format(
+        query = sql.SQL("SELECT {} FROM {} AS t JOIN unnest({}) AS k({}) ON {}{}").format(
             sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in kind.field_names),
-            sql.Identifier(kind.table), arrays, _ids(kind.primary_key), match)
+            sql.Identifier(kind.table), arrays, _ids(kind.primary_key), match,
+            sql.SQL(" FOR UPDATE OF t") if lock else sql.SQL(""))
         for start in range(0, len(keys), KEYS_CHUNK):
             chunk = keys[start:start + KEYS_CHUNK]
             columns = tuple([key[i] for key in chunk] for i in range(len(kind.primary_key)))
-            for row in self._query(f"read {kind.table}", query, columns):
+            if lock:
+                with self.conn.cursor() as cursor:
+                    rows = cursor.execute(query, columns).fetchall()
+            else:
+                rows = self._query(f"read {kind.table}", query, columns)
+            for row in rows:
                 found[kind.key_of_row(row)] = row
         return found
+
+    def apply_with(self, run_id: str, kind: Kind, keys: list[tuple[Any, ...]],
+                   build: Callable[[dict[tuple[Any, ...], tuple[Any, ...]]], Batch]) -> Batch:
+        """Lock and read the keys' live rows, and write the batch ``build`` makes of them, in ONE transaction,
+        so the platform cannot change a row between the read the decisions rest on and the commit."""
+        try:
+            with self.conn.transaction():
+                batch = build(self._rows_by_key(kind, keys, lock=True))
+                if len(batch):
+                    self.apply_batch(run_id, batch)
+        except psycopg.Error as exc:
+            raise self._error(f"read and lock {kind.table}", exc) from None
+        return batch
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
         """Which of these accounts the live store has."""

@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from enigm_recover.errors import TargetError
 from enigm_recover.state.journal import Batch, RestoreRun, StepPosition, decode_key, encode_key
@@ -154,23 +154,7 @@ class SQLiteStore:
 
     def rows_by_key(self, kind: Kind, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
         """The live rows of these keys (absent keys are missing from the result)."""
-        cols = ", ".join(kind.field_names)
-        found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        conn = self._read_conn()
-        if len(kind.primary_key) == 1:
-            for start in range(0, len(keys), IN_CHUNK):
-                chunk = [k[0] for k in keys[start:start + IN_CHUNK]]
-                marks = ", ".join("?" for _ in chunk)
-                for row in conn.execute(f"SELECT {cols} FROM {kind.table} WHERE {kind.primary_key[0]} IN ({marks})",
-                                        chunk):
-                    found[kind.key_of_row(row)] = row
-        else:
-            where = " AND ".join(f"{c}=?" for c in kind.primary_key)
-            for key in keys:
-                row = conn.execute(f"SELECT {cols} FROM {kind.table} WHERE {where}", key).fetchone()
-                if row is not None:
-                    found[key] = row
-        return found
+        return _rows_by_key(self._read_conn(), kind, keys)
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
         return {row[IDENTITY.position("account_id")]
@@ -231,21 +215,36 @@ class SQLiteStore:
 
     def apply_batch(self, run_id: str, batch: Batch) -> None:
         """The batch's rows and its journal row, in one transaction: all or nothing."""
+        with self.transaction() as conn:
+            self._write_batch(conn, run_id, batch)
+
+    def apply_with(self, run_id: str, kind: Kind, keys: list[tuple[Any, ...]],
+                   build: Callable[[dict[tuple[Any, ...], tuple[Any, ...]]], Batch]) -> Batch:
+        """Read the keys' live rows and write the batch ``build`` makes of them, in ONE transaction.
+
+        BEGIN IMMEDIATE takes SQLite's write lock first, so nothing can change those rows between the
+        read the decisions rest on and the commit (a device revoked meanwhile is never overwritten)."""
+        with self.transaction() as conn:
+            batch = build(_rows_by_key(conn, kind, keys))
+            if len(batch):
+                self._write_batch(conn, run_id, batch)
+        return batch
+
+    def _write_batch(self, conn: sqlite3.Connection, run_id: str, batch: Batch) -> None:
         kind = batch.kind
         cols = ", ".join(kind.field_names)
         marks = ", ".join("?" for _ in kind.fields)
         keys = ", ".join(kind.primary_key)
         updates = ", ".join(f"{c}=excluded.{c}" for c in kind.field_names if c not in kind.primary_key)
         where = " AND ".join(f"{c}=?" for c in kind.primary_key)
-        with self.transaction() as conn:
-            if batch.upserts:
-                conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
-                                 f"ON CONFLICT ({keys}) DO UPDATE SET {updates}", batch.upserts)
-            if batch.deletes:
-                conn.executemany(f"DELETE FROM {kind.table} WHERE {where}", batch.deletes)
-            conn.execute("INSERT INTO enigm_restore_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
-                          batch.updated, batch.deleted))
+        if batch.upserts:
+            conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
+                             f"ON CONFLICT ({keys}) DO UPDATE SET {updates}", batch.upserts)
+        if batch.deletes:
+            conn.executemany(f"DELETE FROM {kind.table} WHERE {where}", batch.deletes)
+        conn.execute("INSERT INTO enigm_restore_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
+                      batch.updated, batch.deleted))
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         with self.transaction() as conn:
@@ -281,3 +280,23 @@ class _Transaction:
                               "nothing of this batch was kept; fix the cause, then run again (a restore "
                               "continues with --resume)") from None
         return False
+
+
+def _rows_by_key(conn: sqlite3.Connection, kind: Kind,
+                 keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    cols = ", ".join(kind.field_names)
+    found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    if len(kind.primary_key) == 1:
+        for start in range(0, len(keys), IN_CHUNK):
+            chunk = [k[0] for k in keys[start:start + IN_CHUNK]]
+            marks = ", ".join("?" for _ in chunk)
+            for row in conn.execute(f"SELECT {cols} FROM {kind.table} WHERE {kind.primary_key[0]} IN ({marks})",
+                                    chunk):
+                found[kind.key_of_row(row)] = row
+    else:
+        where = " AND ".join(f"{c}=?" for c in kind.primary_key)
+        for key in keys:
+            row = conn.execute(f"SELECT {cols} FROM {kind.table} WHERE {where}", key).fetchone()
+            if row is not None:
+                found[key] = row
+    return found

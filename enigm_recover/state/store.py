@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from enigm_recover.state.journal import Batch, RestoreRun, StepPosition
 from enigm_recover.state.model import Kind
@@ -47,6 +47,12 @@ class TargetStore(Protocol):
 
     def apply_batch(self, run_id: str, batch: Batch) -> None:
         """The batch's writes and its journal row in one transaction."""
+        ...
+
+    def apply_with(self, run_id: str, kind: Kind, keys: list[tuple[Any, ...]],
+                   build: Callable[[dict[tuple[Any, ...], tuple[Any, ...]]], Batch]) -> Batch:
+        """Read (and lock) the keys' live rows and write the batch ``build`` makes of them, in one
+        transaction: the decisions rest on rows nobody can change before the commit."""
         ...
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None: ...
