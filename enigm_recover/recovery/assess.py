@@ -97,6 +97,11 @@ class Assessor:
         return Assessment(ChangeType.CHANGED, tuple(findings), protected)
 
 
+def as_key(kind: Kind, key: Any) -> tuple[Any, ...]:
+    """A merge key as the tuple the rest of the engine uses."""
+    return key if len(kind.primary_key) > 1 else (key,)
+
+
 def device_account(snap: Row | None, live: Row | None) -> str:
     row = snap if snap is not None else live
     assert row is not None
@@ -111,8 +116,10 @@ def orphan_assessment(verdict: Assessment) -> Assessment:
 
 def merge(kind: Kind, snapshot: Iterator[tuple[Row, bytes]],
           live: Iterator[Row]) -> Iterator[tuple[tuple[Any, ...], Row | None, bytes | None, Row | None]]:
-    """Join two streams sorted by primary key: (key, snapshot row, its line, live row), Nones where absent."""
-    key = kind.key_of_row
+    """Join two streams sorted by primary key: (key, snapshot row, its line, live row), Nones where absent.
+
+    The key is yielded as ``Kind.sort_key`` gives it (the value itself for one-column keys): see ``as_key``."""
+    key = kind.sort_key
     s = next(snapshot, None)
     l = next(live, None)  # noqa: E741
     while s is not None or l is not None:

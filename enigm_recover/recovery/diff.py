@@ -22,6 +22,7 @@ from enigm_recover.recovery.assess import (
     Assessment,
     Assessor,
     ChangeType,
+    as_key,
     Finding,
     device_account,
     differing_fields,
@@ -29,6 +30,7 @@ from enigm_recover.recovery.assess import (
     orphan_assessment,
 )
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
+from enigm_recover.snapshot.records import parse_checked_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS
 from enigm_recover.state.store import TargetStore
@@ -43,7 +45,7 @@ class Change:
     findings: tuple[Finding, ...] = ()
     protected: bool = False
     snapshot_line: bytes | None = None  # the canonical record a restore would write (missing, changed)
-    account: str | None = None  # a missing or extra device's account, for the orphan check
+    account: str | None = None  # an extra device's account, for the orphan check (a missing one's is in its line)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,14 +127,22 @@ def snapshot_time_of(verified: VerifiedSnapshot) -> str:
     return verified.manifest.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _account_of(change: Change) -> str | None:
+    if change.account is not None:
+        return change.account
+    if change.change is ChangeType.MISSING and change.snapshot_line is not None:
+        return device_account(parse_checked_line(DEVICE, change.snapshot_line), None)
+    return None
+
+
 def resolve_orphans(changes: list[Change], restorable_accounts: set[str], store: TargetStore) -> None:
     """Flag missing or extra devices whose account exists neither in live nor among the snapshot's
     missing identities (a missing one is then not restored). One batched lookup, not one per device."""
-    pending = [c for c in changes if c.account is not None]
-    wanted = {c.account for c in pending} - restorable_accounts  # type: ignore[misc]
-    known = restorable_accounts | store.existing_accounts(wanted)  # type: ignore[arg-type]
-    for change in pending:
-        if change.account not in known:
+    pending = [(c, account) for c in changes if (account := _account_of(c)) is not None]
+    wanted = {account for _, account in pending} - restorable_accounts
+    known = restorable_accounts | store.existing_accounts(wanted)
+    for change, account in pending:
+        if account not in known:
             verdict = orphan_assessment(Assessment(change.change, change.findings, change.protected))
             change.findings, change.protected = verdict.findings, verdict.protected
 
@@ -164,11 +174,11 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
             setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
             changed = verdict.change is ChangeType.CHANGED
             fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
-            account = device_account(snap, live) if kind is DEVICE and not changed else None
-            changes.append(Change(kind.name, key, verdict.change, fields, verdict.findings, verdict.protected,
-                                  line, account))
+            account = device_account(snap, live) if kind is DEVICE and verdict.change is ChangeType.EXTRA else None
+            changes.append(Change(kind.name, as_key(kind, key), verdict.change, fields, verdict.findings,
+                                  verdict.protected, line, account))
             if kind is IDENTITY and verdict.change is ChangeType.MISSING:
-                missing_accounts.add(key[0])
+                missing_accounts.add(key)
         if kind is DEVICE:
             resolve_orphans(changes, missing_accounts, store)
         if kind.name in selected:

@@ -132,7 +132,7 @@ class RecordChecker:
                 converted[position] = convert(converted[position])
             values = tuple(converted)
         kind = self.kind
-        key = kind.key_of_row(values)
+        key = kind.sort_key(values)
         if self.last_key is not None and key <= self.last_key:
             raise SnapshotContentError(
                 f"payload record {self.line_no}: {kind.name} records are not in strictly increasing key order")
@@ -173,8 +173,7 @@ class RecordChecker:
             raise SnapshotContentError(f"{where}: kinds are not grouped in the fixed order")
         self.kind = KIND_BY_NAME[kind_name]
         self.pattern = _LINE_PATTERNS[kind_name]
-        self.conversions = tuple((i, convert) for i, f in enumerate(self.kind.fields)
-                                 if (convert := _decoder(f)) is not str)
+        self.conversions = _CONVERSIONS[kind_name]
         self.seen.append(kind_name)
         self.digest = KindDigest()
         self.last_key = None
@@ -234,8 +233,10 @@ def parse_checked_line(kind: Kind, line: bytes) -> tuple[Any, ...]:
     if match is None:  # pragma: no cover - only lines that passed the checker get here
         raise SnapshotContentError(f"a {kind.name} record changed in memory")
     values = list(match.groups())
-    for position, f in enumerate(kind.fields):
-        convert = _decoder(f)
-        if convert is not str:
-            values[position] = convert(values[position])
+    for position, convert in _CONVERSIONS[kind.name]:
+        values[position] = convert(values[position])
     return tuple(values)
+
+
+_CONVERSIONS: dict[str, tuple[tuple[int, Callable[[str], Any]], ...]] = {
+    k.name: tuple((i, c) for i, f in enumerate(k.fields) if (c := _decoder(f)) is not str) for k in KINDS}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -70,17 +71,22 @@ class Kind:
     changed_at: str  # the field that says when a record last changed (conflict detection)
     field_names: tuple[str, ...] = field(init=False)
     key_positions: tuple[int, ...] = field(init=False)
+    sort_key: Callable[[tuple[Any, ...]], Any] = field(init=False, repr=False, compare=False)
+    key_of_row: Callable[[tuple[Any, ...]], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = tuple(f.name for f in self.fields)
+        positions = tuple(names.index(k) for k in self.primary_key)
         object.__setattr__(self, "field_names", names)
-        object.__setattr__(self, "key_positions", tuple(names.index(k) for k in self.primary_key))
+        object.__setattr__(self, "key_positions", positions)
+        # sort_key: a C-level getter ordering rows like key_of_row (the bare value for one-column keys);
+        # key_of_row: the key as a tuple, as the engine passes keys around.
+        getter = itemgetter(*positions)
+        object.__setattr__(self, "sort_key", getter)
+        object.__setattr__(self, "key_of_row", (lambda row: (getter(row),)) if len(positions) == 1 else getter)
 
     def key_of(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(record[name] for name in self.primary_key)
-
-    def key_of_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(row[i] for i in self.key_positions)
 
     def position(self, name: str) -> int:
         return self.field_names.index(name)
