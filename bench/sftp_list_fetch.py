@@ -29,17 +29,17 @@ import getpass
 import hashlib
 import json
 import os
-import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from time import perf_counter
 from typing import Any, Callable
+
+from bench.common import Sample, interleaved, log, peak_rss_mib, spawn, summary, verdict
 
 SNAPSHOTS = 1_000
 PAYLOAD_BYTES = 256 << 20
@@ -76,20 +76,7 @@ class Setup:
     setup_s: float
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One child process: its wall and CPU time (user+sys, its children included), and its report."""
-
-    wall_s: float
-    cpu_s: float
-    child: dict[str, float] = field(default_factory=dict)  # what the child reports about itself
-
-
 # -- setup ---------------------------------------------------------------------
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 def child_env() -> dict[str, str]:
@@ -146,7 +133,7 @@ def make_setup(work: Path, snapshots: int, payload_bytes: int) -> Setup:
     from tests.sshd import keygen
 
     start = perf_counter()
-    client_key = keygen(work / "client", "bench-client")
+    keygen(work / "client", "bench-client")
     producer_key = keygen(work / "producer", PRODUCER)
     allowed_signers = work / "allowed_signers"
     allowed_signers.write_text(f'{PRODUCER} namespaces="{NAMESPACE}" '
@@ -170,18 +157,6 @@ def make_setup(work: Path, snapshots: int, payload_bytes: int) -> Setup:
 # -- measuring -----------------------------------------------------------------
 
 
-def spawn(argv: list[str], stdout: Path) -> Sample:
-    """Run ``argv`` with stdout to a file; time it (and its children) alone with wait4."""
-    start = perf_counter()
-    pid = os.posix_spawnp(argv[0], argv, child_env(), file_actions=[
-        (os.POSIX_SPAWN_OPEN, 1, str(stdout), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)])
-    _, status, usage = os.wait4(pid, 0)
-    wall = perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{shlex.join(argv)} failed with status {os.waitstatus_to_exitcode(status)}")
-    return Sample(wall, usage.ru_utime + usage.ru_stime)
-
-
 def fresh(folder: Path) -> Path:
     """An empty ``folder``, with the file system synced: the next run starts without write-back to pay."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -193,13 +168,14 @@ def fresh(folder: Path) -> Path:
 def child(s: Setup, mode: str, *args: str) -> Sample:
     """This module as a child process in ``mode``; its JSON report in ``child``."""
     out = s.work / f"child-{mode}.json"
-    sample = spawn([sys.executable, "-m", "bench.sftp_list_fetch", mode, str(s.ssh_config), *args], out)
+    sample = spawn([sys.executable, "-m", "bench.sftp_list_fetch", mode, str(s.ssh_config), *args], out, child_env())
     return replace(sample, child=json.loads(out.read_text()))
 
 
 def sftp(s: Setup, batch: Path, stdout: Path) -> Sample:
     """OpenSSH's sftp running ``batch`` with the same config, key and known_hosts; no agent, no prompts."""
-    return spawn(["sftp", "-q", "-F", str(s.ssh_config), "-o", "BatchMode=yes", "-b", str(batch), ALIAS], stdout)
+    return spawn(["sftp", "-q", "-F", str(s.ssh_config), "-o", "BatchMode=yes", "-b", str(batch), ALIAS], stdout,
+                 child_env())
 
 
 def list_cli(s: Setup) -> Sample:
@@ -209,7 +185,7 @@ def list_cli(s: Setup) -> Sample:
             "--cache-dir", str(s.work / "cache-list"), "snapshots", "list", f"sftp://{ALIAS}{s.list_folder}",
             "--ssh-config", str(s.ssh_config), "--allowed-signers", str(s.allowed_signers), "--json"]
     os.sync()
-    sample = spawn(argv, out)
+    sample = spawn(argv, out, child_env())
     doc = json.loads(out.read_text())
     trusted = sum(snap["signature"] == "trusted" for snap in doc["snapshots"])
     refused = [r for r in doc["rejected"] if r not in DOT_ENTRIES_REFUSED]
@@ -278,18 +254,6 @@ def fetch_baseline(s: Setup) -> Sample:
     return sample
 
 
-def interleaved(jobs: dict[str, Callable[[], Sample]]) -> dict[str, list[Sample]]:
-    """One untimed warm-up of each job, then REPEATS rounds, alternating the order."""
-    for job in jobs.values():
-        job()
-    samples: dict[str, list[Sample]] = {name: [] for name in jobs}
-    for round_no in range(REPEATS):
-        order = list(jobs) if round_no % 2 == 0 else list(reversed(jobs))
-        for name in order:
-            samples[name].append(jobs[name]())
-    return samples
-
-
 def sftp_cipher(s: Setup) -> str:
     """The cipher OpenSSH's client negotiates with this sshd (from ``sftp -v``)."""
     batch = s.work / "empty.batch"
@@ -303,14 +267,6 @@ def sftp_cipher(s: Setup) -> str:
 
 
 # -- the child process ---------------------------------------------------------
-
-
-def peak_rss_mib() -> float:
-    """This process's own peak resident set (VmHWM); see unseal_worker."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def worker(argv: list[str]) -> dict[str, Any]:
@@ -366,17 +322,6 @@ def worker(argv: list[str]) -> dict[str, Any]:
 # -- summarizing and reporting -------------------------------------------------
 
 
-def summary(samples: list[Sample]) -> dict[str, Any]:
-    """Medians of the times and of the child's numeric report, and all raw runs."""
-    numeric = [k for k, v in samples[0].child.items() if isinstance(v, (int, float))]
-    return {
-        "wall_s": statistics.median(s.wall_s for s in samples),
-        "cpu_s": statistics.median(s.cpu_s for s in samples),
-        "child": {k: statistics.median(s.child[k] for s in samples) for k in numeric},
-        "runs": [asdict(s) for s in samples],
-    }
-
-
 def tool_versions() -> dict[str, str]:
     """The OpenSSH behind both the server and the baseline (``ssh -V`` prints to stderr)."""
     out = subprocess.run(["ssh", "-V"], capture_output=True, text=True, check=True)
@@ -400,10 +345,6 @@ def goals(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "fetch_cpu_ratio": measured["fetch_ours"]["cpu_s"] / measured["fetch_baseline"]["cpu_s"],
         "fetch_transfer_ratio": measured["fetch_baseline"]["wall_s"] / (fetch["connect_s"] + fetch["transfer_s"]),
     }
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def _goal_row(label: str, factor: float, note: str) -> str:
@@ -445,11 +386,11 @@ def report(result: dict[str, Any]) -> str:
         + f"   hash {fc['hash_s']:.2f} s (informational)",
         "",
         _goal_row("ratio listing ours/baseline, wall", g["list_ratio"],
-                  f"goal <= {GOAL_LIST_RATIO}x   {_verdict(g['list_ok'])}"),
+                  f"goal <= {GOAL_LIST_RATIO}x   {verdict(g['list_ok'])}"),
         _goal_row("ratio listing SftpSource.list()/baseline", g["list_worker_ratio"], "informational"),
         _goal_row("ratio listing ours/baseline, CPU", g["list_cpu_ratio"], "informational"),
         _goal_row("ratio fetch throughput ours/baseline", g["fetch_ratio"],
-                  f"goal >= {GOAL_FETCH_RATIO}x   {_verdict(g['fetch_ok'])}"),
+                  f"goal >= {GOAL_FETCH_RATIO}x   {verdict(g['fetch_ok'])}"),
         _goal_row("ratio fetch, ours without fsync+hash", g["fetch_transfer_ratio"],
                   "informational (ours' connect+transfer only, start-up excluded)"),
         _goal_row("ratio fetch CPU ours/baseline", g["fetch_cpu_ratio"], "informational"),
@@ -474,11 +415,12 @@ def measure(work: Path, snapshots: int, payload_bytes: int) -> dict[str, Any]:
         ciphers = {"sftp": sftp_cipher(s)}
         log(f"  timing the listing: CLI, SftpSource.list() and sftp -b ({REPEATS} rounds + warm-up) ...")
         samples = interleaved({"list_cli": lambda: list_cli(s), "list_worker": lambda: list_worker(s),
-                               "list_baseline": lambda: list_baseline(s)})
+                               "list_baseline": lambda: list_baseline(s)}, REPEATS)
         ciphers["ours"] = samples["list_worker"][0].child["cipher"]
         shutil.rmtree(work / "sftp-list")
         log(f"  timing the fetch: SftpSource.payload() and sftp -b ({REPEATS} rounds + warm-up) ...")
-        samples |= interleaved({"fetch_ours": lambda: fetch_ours(s), "fetch_baseline": lambda: fetch_baseline(s)})
+        samples |= interleaved({"fetch_ours": lambda: fetch_ours(s), "fetch_baseline": lambda: fetch_baseline(s)},
+                               REPEATS)
         shutil.rmtree(work / "sftp-fetch")
         log("  timing the reuse of the cached payload ...")
         samples["fetch_cached"] = [fetch_cached(s)]

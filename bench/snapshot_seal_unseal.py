@@ -12,18 +12,18 @@ shown bounded by unsealing a snapshot 1/10 the size as well.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Callable
+from typing import Any
+
+from bench.common import Sample, interleaved, log, spawn, summary, verdict
 
 import asyncssh
 
@@ -70,20 +70,7 @@ class Snapshot:
     seal_s: float
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One child process: its wall and CPU time (user+sys, its children included), and its report."""
-
-    wall_s: float
-    cpu_s: float
-    child: dict[str, float] = field(default_factory=dict)  # what unseal_worker reports about itself
-
-
 # -- setup ---------------------------------------------------------------------
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 def make_keys(work: Path) -> Keys:
@@ -120,18 +107,6 @@ def make_snapshot(work: Path, name: str, identities: int, keys: Keys) -> Snapsho
 # -- measuring -----------------------------------------------------------------
 
 
-def spawn(argv: list[str], stdout: Path) -> Sample:
-    """Run ``argv`` with stdout to a file; time it (and its children) alone with wait4."""
-    start = perf_counter()
-    pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
-        (os.POSIX_SPAWN_OPEN, 1, str(stdout), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)])
-    _, status, usage = os.wait4(pid, 0)
-    wall = perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{shlex.join(argv)} failed with status {os.waitstatus_to_exitcode(status)}")
-    return Sample(wall, usage.ru_utime + usage.ru_stime)
-
-
 def ours(snapshot: Snapshot, keys: Keys, mode: str = "blocks") -> Sample:
     """Our pipeline in a fresh interpreter: verify, then unseal (see unseal_worker)."""
     out = snapshot.folder.parent / "worker.json"
@@ -148,29 +123,7 @@ def baseline(snapshot: Snapshot, keys: Keys) -> Sample:
     return spawn(["bash", "-c", pipeline], snapshot.folder.parent / "baseline.out")
 
 
-def interleaved(jobs: dict[str, Callable[[], Sample]]) -> dict[str, list[Sample]]:
-    """One untimed warm-up of each job, then REPEATS rounds, alternating the order."""
-    for job in jobs.values():
-        job()
-    samples: dict[str, list[Sample]] = {name: [] for name in jobs}
-    for round_no in range(REPEATS):
-        order = list(jobs) if round_no % 2 == 0 else list(reversed(jobs))
-        for name in order:
-            samples[name].append(jobs[name]())
-    return samples
-
-
 # -- summarizing and reporting -------------------------------------------------
-
-
-def summary(samples: list[Sample]) -> dict[str, Any]:
-    """Medians of the times and of the child's own report, and all raw runs."""
-    return {
-        "wall_s": statistics.median(s.wall_s for s in samples),
-        "cpu_s": statistics.median(s.cpu_s for s in samples),
-        "child": {k: statistics.median(s.child[k] for s in samples) for k in samples[0].child},
-        "runs": [asdict(s) for s in samples],
-    }
 
 
 def tool_versions() -> dict[str, str]:
@@ -203,10 +156,6 @@ def goals(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "rss_factor_goal": GOAL_RSS_FACTOR,
         "rss_ok": rss_factor <= GOAL_RSS_FACTOR,
     }
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def _rate_row(label: str, records: int, seconds: float) -> str:
@@ -248,12 +197,12 @@ def report(result: dict[str, Any]) -> str:
         _row(f"OURS at 1/{SMALL_DIVISOR} size", m["ours_small"]),
         _row("full record check (records())", m["records"]) + "   (once, informational)",
         "",
-        _goal_row("ratio ours/baseline, wall", g["ratio"], f"goal <= {GOAL_RATIO}x   {_verdict(g['ratio_ok'])}"),
+        _goal_row("ratio ours/baseline, wall", g["ratio"], f"goal <= {GOAL_RATIO}x   {verdict(g['ratio_ok'])}"),
         _goal_row("ratio ours/baseline, CPU", g["cpu_ratio"], "informational"),
         _goal_row("ratio ours in-process/baseline", g["in_process_ratio"],
                   "informational (ours without interpreter start-up)"),
         _goal_row(f"peak RSS full / 1/{SMALL_DIVISOR} size", g["rss_factor"],
-                  f"goal <= {GOAL_RSS_FACTOR}x   {_verdict(g['rss_ok'])}   ({ours_rss:.1f} / {small_rss:.1f} MiB)"),
+                  f"goal <= {GOAL_RSS_FACTOR}x   {verdict(g['rss_ok'])}   ({ours_rss:.1f} / {small_rss:.1f} MiB)"),
         "",
     ])
 
@@ -273,7 +222,7 @@ def measure(work: Path, identities: int) -> dict[str, Any]:
         "ours": lambda: ours(full, keys),
         "baseline": lambda: baseline(full, keys),
         "ours_small": lambda: ours(small, keys),
-    })
+    }, REPEATS)
     log("  timing the full record check ...")
     measured: dict[str, Any] = {name: summary(runs) for name, runs in samples.items()}
     measured["records"] = summary([ours(full, keys, mode="records")])
