@@ -27,6 +27,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
 
 
+ID_HELP = "a snapshot id, a unique prefix of one, or `latest`"
+
+
+def _add_snapshot_arguments(p: argparse.ArgumentParser) -> None:
+    """SOURCE, ID and --allowed-signers: how every command names the snapshot it trusts."""
+    p.add_argument("source", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
+    p.add_argument("id", metavar="ID", help=ID_HELP)
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+
+
 def _add_ssh_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("SFTP sources (sftp://[user@]host[:port]/path, host may be a ~/.ssh/config alias)")
     g.add_argument("--ssh-config", metavar="F", help="OpenSSH client config (env ENIGM_RECOVER_SSH_CONFIG; "
@@ -121,14 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ssh_options(p)
     p.set_defaults(func=cmd_snapshots_list)
 
-    id_help = "a snapshot id, a unique prefix of one, or `latest`"
     p = sub.add_parser("verify", help="verify a snapshot's signature, manifest and payload",
                        description="Check the manifest schema, its SSHSIG signature against allowed_signers "
                                    "for the manifest's producer, and the payload's size and SHA-256. A remote "
                                    "payload is fetched into the cache first (resumable; reused once verified).")
-    p.add_argument("source", metavar="SOURCE")
-    p.add_argument("id", metavar="ID", help=id_help)
-    p.add_argument("--allowed-signers", metavar="F")
+    _add_snapshot_arguments(p)
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)
     p.set_defaults(func=cmd_verify)
@@ -137,9 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Verify the snapshot, combine the custodians' shares in memory, then "
                                    "decrypt, decompress and check every record into --out (mode 0600), "
                                    "written whole or not at all.")
-    p.add_argument("source", metavar="SOURCE")
-    p.add_argument("id", metavar="ID", help=id_help)
-    p.add_argument("--allowed-signers", metavar="F")
+    _add_snapshot_arguments(p)
     _add_shares_options(p)
     p.add_argument("--out", required=True, metavar="FILE.jsonl")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -152,10 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Verify the snapshot, combine the custodians' shares, and compare its records "
                                    "with the live target kind by kind: missing, extra, changed (field by field) "
                                    "and unchanged, with the safety findings first. Writes nothing.")
-    p.add_argument("source", metavar="SOURCE")
-    p.add_argument("id", metavar="ID", help=id_help)
+    _add_snapshot_arguments(p)
     p.add_argument("--target", metavar="URL", help=target_help)
-    p.add_argument("--allowed-signers", metavar="F")
     p.add_argument("--kind", action="append", metavar="K", help="only this kind (repeat): identity, device, "
                                                                "setting, role")
     p.add_argument("--limit", type=int, metavar="N", help="changes to show (default 20; with --json: all)")
@@ -172,10 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Policies: restore-missing (always), overwrite-changed, delete-extra; e.g. "
                "--policy device=overwrite-changed --policy role=overwrite-changed,delete-extra. The safety rules "
                "(revocations kept, identity keys never rolled back, no orphan devices) hold under every policy.")
-    p.add_argument("source", metavar="SOURCE")
-    p.add_argument("id", metavar="ID", help=id_help)
+    _add_snapshot_arguments(p)
     p.add_argument("--target", metavar="URL", help=target_help)
-    p.add_argument("--allowed-signers", metavar="F")
     p.add_argument("--step", action="append", metavar="NAME", help="only this step (repeat): identities, "
                                                                    "devices, settings, roles")
     p.add_argument("--policy", action="append", metavar="KIND=POLICY", help="add a policy to a step (repeat)")
