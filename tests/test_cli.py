@@ -74,5 +74,5 @@ def test_default_drill_goes_to_the_state_dir(cli, tmp_path: Path) -> None:
     code, out, err = cli(*args)
     assert code == 0, err
     assert (tmp_path / "state" / "drill" / "drill.toml").exists()
-    assert "enigm-recover unseal" in out
+    assert "enigm-recover restore" in out and "--share-file" in out
     assert cli(*args)[0] == 0  # the default drill is replaced on each run

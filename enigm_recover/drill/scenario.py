@@ -180,6 +180,7 @@ def describe(doc: dict[str, Any]) -> str:
     """What the drill made and how a facilitator continues, as plain text."""
     paths, inc = doc["paths"], doc["incident"]
     cards = "\n".join(f"    {name:<8} {path}" for name, path in doc["custodians"].items())
+    cards_args = " ".join(f"--share-file {doc['custodians'][name]}" for name in ("amara", "chen", "emeka"))
     return f"""Drill ready (seed {doc['drill']['seed']}).
 
   snapshots        {paths['snapshots']}  ({len(doc['snapshots']['ids'])} sealed, latest {doc['snapshots']['latest']})
@@ -194,10 +195,13 @@ The incident: {inc['devices_deleted']} devices deleted, {inc['identities_altered
 After the last snapshot, {inc['devices_revoked_after_snapshot']} devices were legitimately revoked and
 {inc['accounts_created_after_snapshot']} accounts created: a restore must not undo those.
 
-Continue the exercise:
+Continue the exercise (any three custodians' cards will do):
   enigm-recover snapshots list {paths['snapshots']} --allowed-signers {paths['allowed_signers']}
   enigm-recover verify {paths['snapshots']} latest --allowed-signers {paths['allowed_signers']}
-  enigm-recover unseal {paths['snapshots']} latest --allowed-signers {paths['allowed_signers']} \\
-      --share-file {doc['custodians']['amara']} --share-file {doc['custodians']['chen']} \\
-      --share-file {doc['custodians']['emeka']} --out recovered.jsonl
+  enigm-recover diff {paths['snapshots']} latest --target {paths['target']} \\
+      --allowed-signers {paths['allowed_signers']} {cards_args}
+  enigm-recover restore {paths['snapshots']} latest --target {paths['target']} \\
+      --allowed-signers {paths['allowed_signers']} {cards_args} \\
+      --policy identity=overwrite-changed --policy setting=overwrite-changed \\
+      --policy role=overwrite-changed,delete-extra
 """
