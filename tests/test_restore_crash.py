@@ -60,44 +60,53 @@ def journal_position(target: Path) -> tuple[str, int]:
     return current, sum(n for _, n in batches)
 
 
-def writing_window(argv: list[str], target: Path) -> tuple[float, float]:
-    """When, after it starts, an uninterrupted restore begins and ends its journaled run (watched from outside)."""
-    started = time.monotonic()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    begin = end = None
+ORDER = ["identities", "devices", "settings", "roles"]
+
+
+def batches_per_step(target: Path) -> dict[str, int]:
+    with sqlite3.connect(target) as conn:
+        return dict(conn.execute("SELECT step, count(*) FROM enigm_restore_batches GROUP BY step").fetchall())
+
+
+def kill_when(process: subprocess.Popen, target: Path, step: str, batches: int, jitter: float) -> None:
+    """SIGKILL the restore once its journal shows ``batches`` committed in ``step`` (or a later step),
+    then a random instant more: aimed by progress, not by the clock, so a loaded machine aims as well."""
     while process.poll() is None:
-        position, _ = journal_position(target)
-        now = time.monotonic() - started
-        if begin is None and position != "not started":
-            begin = now
-        if position == "finished":
-            end = now
+        try:
+            done = batches_per_step(target)
+        except sqlite3.Error:
+            done = {}
+        later = any(done.get(s) for s in ORDER[ORDER.index(step) + 1:])
+        if later or done.get(step, 0) >= batches:
+            time.sleep(jitter)
             break
-        time.sleep(0.005)
-    assert process.wait() == 0
-    finished = time.monotonic() - started
-    return (begin if begin is not None else 0.0), (end if end is not None else finished)
+        time.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 def test_sigkill_at_random_points_then_resume_reaches_the_same_end_state(crash_drill: Drill, tmp_path: Path) -> None:
     pristine = Path(crash_drill.target.removeprefix("sqlite:///"))
     reference = tmp_path / "reference.db"
     shutil.copy(pristine, reference)
-    window = writing_window(restore_argv(crash_drill, reference), reference)
+    assert subprocess.run(restore_argv(crash_drill, reference), capture_output=True).returncode == 0
+    totals = batches_per_step(reference)
+    assert len(totals) >= 2, totals
     expected = state_of(f"sqlite:///{reference}")
 
     rng = random.Random(20261127)
     reached: Counter[str] = Counter()
+    aims = [step for step in ORDER if step in totals]
     for trial in range(MAX_TRIALS):
-        if sum(n for s, n in reached.items() if s not in ("not started", "finished")) >= KILLS:
+        inside = {s: n for s, n in reached.items() if s not in ("not started", "finished")}
+        if sum(inside.values()) >= KILLS and len(inside) >= 2:
             break
+        step = aims[trial % len(aims)]  # each step in turn, a random number of batches into it
         target = tmp_path / f"trial{trial}.db"
         shutil.copy(pristine, target)
         process = subprocess.Popen(restore_argv(crash_drill, target), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(*window))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_when(process, target, step, rng.randrange(totals[step]) + 1, rng.uniform(0, 0.004))
         step, batches = journal_position(target)
         reached[step] += 1
         resumed = subprocess.run(restore_argv(crash_drill, target, "--resume"), capture_output=True, text=True)
