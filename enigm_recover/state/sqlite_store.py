@@ -159,8 +159,16 @@ class SQLiteStore:
         return _rows_by_key(self._read_conn(), kind, keys)
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
-        return {row[IDENTITY.position("account_id")]
-                for row in self.rows_by_key(IDENTITY, [(a,) for a in account_ids]).values()}
+        """Which of these accounts live has: only the ids are read, never whole rows."""
+        wanted = list(account_ids)
+        found: set[str] = set()
+        conn = self._read_conn()
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start:start + IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(row[0] for row in conn.execute(
+                f"SELECT account_id FROM {IDENTITY.table} WHERE account_id IN ({marks})", chunk))
+        return found
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
