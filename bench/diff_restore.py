@@ -451,6 +451,19 @@ def open_sealed(drill_folder: Path) -> tuple[Any, Any, dict[str, float]]:
     return verified, identity, {"verify_s": verified_at - start, "shares_s": perf_counter() - verified_at}
 
 
+def loaded_code() -> str:
+    """A digest of the enigm_recover modules this process has loaded, as their files are now: runs of one
+    pipeline that report different digests ran different code (the checkout changed under the benchmark)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(str(m.__file__) for name, m in list(sys.modules.items())
+                   if name.split(".")[0] == "enigm_recover" and getattr(m, "__file__", None))
+    for file in files:
+        digest.update(file.encode() + b"\0" + Path(file).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def profiled(profile: str | None, fn: Callable[[], Any]) -> Any:
     if not profile:
         return fn()
@@ -477,6 +490,7 @@ def worker_diff(drill_folder: str, target: str, profile: str | None = None) -> d
     report["findings"] = sum(result.findings().values())
     report["kinds"] = {k: s.as_dict() for k, s in result.kinds.items()}
     report["peak_rss_mib"] = peak_rss_mib()
+    report["code"] = loaded_code()
     return report
 
 
@@ -504,6 +518,7 @@ def worker_restore(drill_folder: str, target: str, profile: str | None = None) -
                    "previewed": sum(p.inserts + p.updates + p.deletes for p in previews.values())})
     report["rows"] = report["inserted"] + report["updated"] + report["deleted"]
     report["peak_rss_mib"] = peak_rss_mib()
+    report["code"] = loaded_code()
     return report
 
 
@@ -535,7 +550,7 @@ def worker_sqlite_insert(db: str, rows_file: str) -> dict[str, Any]:
     elapsed = perf_counter() - start
     conn.close()
     n = sum(len(v) for r in rows.values() for v in r.values())
-    return {"rows": n, "write_s": elapsed, "peak_rss_mib": peak_rss_mib()}
+    return {"rows": n, "write_s": elapsed, "peak_rss_mib": peak_rss_mib(), "code": loaded_code()}
 
 
 def worker_pg_copy(url: str, rows_file: str) -> dict[str, Any]:
@@ -577,7 +592,7 @@ def worker_pg_copy(url: str, rows_file: str) -> dict[str, Any]:
     elapsed = perf_counter() - start
     conn.close()
     n = sum(len(v) for r in rows.values() for v in r.values())
-    return {"rows": n, "write_s": elapsed, "peak_rss_mib": peak_rss_mib()}
+    return {"rows": n, "write_s": elapsed, "peak_rss_mib": peak_rss_mib(), "code": loaded_code()}
 
 
 WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -609,7 +624,7 @@ def profile_children(drill: Drill, out_dir: Path, started: str) -> dict[str, Any
     target = fresh_copy(drill, "profiled.db")
     child(drill.work, "restore", str(drill.folder), sqlite_url(target), str(apply_prof))
     return {"diff": {"file": str(diff_prof), "top": hot_spots(diff_prof)},
-            "apply": {"file": str(apply_prof), "top": hot_spots(apply_prof)}}
+            "apply into SQLite": {"file": str(apply_prof), "top": hot_spots(apply_prof)}}
 
 
 # -- summarizing and reporting -------------------------------------------------
@@ -726,8 +741,12 @@ def report(result: dict[str, Any]) -> str:
         + (f"; PostgreSQL {result['postgres']['version']}" if result["postgres"]["available"] else ""),
         f"   setup (untimed): drill {d['drill_s']:.1f} s, CSV export of the snapshot {d['export_s']:.1f} s",
         f"   engine: commit {result['engine']['commit']}, enigm_recover sources {result['engine']['sources_sha256']}"
-        + ("   WARNING: the sources changed during the run; its numbers mix versions"
+        + (f" at the start, {result['engine_at_end']['sources_sha256']} at the end"
            if result["engine_changed_during_run"] else ""),
+        *([f"   WARNING: the code these pipelines loaded changed between their runs, so they mix versions: "
+           f"{', '.join(result['mixed_code'])}"] if result["mixed_code"] else
+          ["   the checkout changed during the run, but every pipeline's runs loaded the same enigm_recover code"]
+          if result["engine_changed_during_run"] else []),
         "",
         f"  {'(a) diff':<44}{'wall':>10} {'CPU':>10}  {'peak RSS':>11}   wall of each run (s)",
         _row("OURS child: verify, shares, diff()", m["diff_ours"]),
@@ -804,6 +823,7 @@ def measure(work: Path, identities: int, warm_up: bool, out_dir: Path, started: 
     samples |= {f"sqlite_{k}": v for k, v in
                 interleaved({"ours": sqlite_jobs.ours, "baseline": sqlite_jobs.baseline}, REPEATS, warm_up).items()}
 
+    profiles: dict[str, Any] = {}
     log("  (c) starting PostgreSQL and loading the damaged target into a template database ...")
     pg, reason = start_postgres(drill)
     postgres: dict[str, Any] = {"available": pg is not None, "reason": reason}
@@ -817,19 +837,29 @@ def measure(work: Path, identities: int, warm_up: bool, out_dir: Path, started: 
             if pg_jobs.written != sqlite_jobs.written:
                 raise RuntimeError(f"the restore wrote {pg_jobs.written} into PostgreSQL, "
                                    f"{sqlite_jobs.written} into SQLite")
+            if os.environ.get(PROFILE_ENV):
+                log("  profiling one restore child's apply phase into PostgreSQL (cProfile) ...")
+                prof = out_dir / f"diff_restore-{started}-apply-postgresql.prof"
+                db = pg.fresh_database("profiled")
+                child(work, "restore", str(drill.folder), pg.cluster.url_for(db), str(prof))
+                profiles["apply into PostgreSQL"] = {"file": str(prof), "top": hot_spots(prof)}
         finally:
             pg.cluster.stop()
     else:
         log(f"  PostgreSQL: skipped ({reason})")
 
+    # What each pipeline's runs loaded of enigm_recover (the sqlite3 baseline loads none of it).
+    code = {name: sorted({str(r.child["code"]) for r in runs if "code" in r.child}) for name, runs in samples.items()}
     result: dict[str, Any] = {"drill": {k: v for k, v in asdict(drill).items()
                                         if k not in ("work", "folder", "live", "csvs")},
+                              "code_by_pipeline": code,
+                              "mixed_code": [name for name, digests in code.items() if len(digests) > 1],
                               "diff_counts": diff_counts, "restore_written": sqlite_jobs.written,
                               "postgres": postgres,
                               "measured": {name: summary(runs) for name, runs in samples.items()}}
     if os.environ.get(PROFILE_ENV):
         log("  profiling one diff child and one restore child's apply phase (cProfile) ...")
-        result["profiles"] = profile_children(drill, out_dir, started)
+        result["profiles"] = {**profile_children(drill, out_dir, started), **profiles}
     return result
 
 
