@@ -160,15 +160,8 @@ class SQLiteStore:
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
         """Which of these accounts live has: only the ids are read, never whole rows."""
-        wanted = list(account_ids)
-        found: set[str] = set()
-        conn = self._read_conn()
-        for start in range(0, len(wanted), IN_CHUNK):
-            chunk = wanted[start:start + IN_CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            found.update(row[0] for row in conn.execute(
-                f"SELECT account_id FROM {IDENTITY.table} WHERE account_id IN ({marks})", chunk))
-        return found
+        return {row[0] for row in _select_in(self._read_conn(), "account_id", IDENTITY.table, "account_id",
+                                             list(account_ids))}
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -297,12 +290,8 @@ def _rows_by_key(conn: sqlite3.Connection, kind: Kind,
     cols = ", ".join(kind.field_names)
     found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     if len(kind.primary_key) == 1:
-        for start in range(0, len(keys), IN_CHUNK):
-            chunk = [k[0] for k in keys[start:start + IN_CHUNK]]
-            marks = ", ".join("?" for _ in chunk)
-            for row in conn.execute(f"SELECT {cols} FROM {kind.table} WHERE {kind.primary_key[0]} IN ({marks})",
-                                    chunk):
-                found[kind.key_of_row(row)] = row
+        for row in _select_in(conn, cols, kind.table, kind.primary_key[0], [k[0] for k in keys]):
+            found[kind.key_of_row(row)] = row
     else:
         where = " AND ".join(f"{c}=?" for c in kind.primary_key)
         for key in keys:
@@ -310,3 +299,12 @@ def _rows_by_key(conn: sqlite3.Connection, kind: Kind,
             if row is not None:
                 found[key] = row
     return found
+
+
+def _select_in(conn: sqlite3.Connection, columns: str, table: str, column: str,
+               values: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """``SELECT columns FROM table WHERE column IN (values)``, IN_CHUNK values per query."""
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = values[start:start + IN_CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        yield from conn.execute(f"SELECT {columns} FROM {table} WHERE {column} IN ({marks})", chunk)
