@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from enigm_recover.drill.scenario import DrillSpec, make_drill
-from enigm_recover.state.model import KINDS
-from enigm_recover.state.sqlite_store import SQLiteStore
 from tests.conftest import DRILL_AT
-from tests.helpers import read_manifest
-
-
-def dump(target_url: str) -> dict[str, list[tuple]]:
-    with SQLiteStore(Path(target_url.removeprefix("sqlite:///"))) as store:
-        return {kind.name: list(store.stream(kind)) for kind in KINDS}
+from tests.helpers import dump, read_manifest
 
 
 def test_drill_file_names_everything_that_exists(pristine_drill) -> None:

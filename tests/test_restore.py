@@ -9,6 +9,7 @@ import pytest
 
 from enigm_recover.state.model import KIND_BY_NAME, KINDS
 from enigm_recover.state.stores import open_store
+from tests.helpers import dump
 from tests.restore_oracle import State, by_key, diff_counts, expected_end_state, safety_holds
 
 CARDS = ("amara", "chen", "emeka")
@@ -19,8 +20,7 @@ def shares(drill) -> list:
 
 
 def state_of(url: str) -> State:
-    with open_store(url) as store:
-        return by_key({k.name: list(store.stream(k)) for k in KINDS})
+    return by_key(dump(url))
 
 
 def snapshot_state(drill, cli, tmp_path: Path) -> State:
