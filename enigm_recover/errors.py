@@ -61,6 +61,20 @@ class SnapshotNotFound(EnigmError):
     hint = "run `enigm-recover snapshots list SOURCE` to see the ids"
 
 
+class RunbookInvalid(InputFileError):
+    """A runbook file breaks the runbook format; the message names the file, line and step."""
+
+    exit_code = 8
+    hint = "fix the runbook file (see `enigm-recover runbooks show NAME` for a working one)"
+
+
+class RunStateError(EnigmError):
+    """A runbook run cannot be resumed as asked (none in progress, or its runbook changed since)."""
+
+    exit_code = 9
+    hint = "start the runbook without --resume, or name the run with --run"
+
+
 class SourceError(EnigmError):
     exit_code = 7
     hint = "check the SOURCE path or URL"
@@ -199,6 +213,20 @@ class WrongRecoveryKey(ShareError):
 
     exit_code = 25
     hint = "check the SLIP-39 passphrase (a wrong one silently yields another key) and the share cards"
+
+
+class CeremonyMismatch(ShareError):
+    """A custodian typed back another ceremony id than the one running: wrong call, or a relayed share."""
+
+    exit_code = 26
+    hint = "stop and check with the operator which ceremony you were called for; the share was not used"
+
+
+class StepNotConfirmed(EnigmError):
+    """A runbook step was declined, or needs a second operator who did not confirm."""
+
+    exit_code = 27
+    hint = "have the step confirmed (a two-person step needs a second operator with another name), then resume"
 
 
 class InterruptedByUser(EnigmError):

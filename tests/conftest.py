@@ -56,6 +56,7 @@ def private_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("ENIGM_RECOVER_STATE_DIR", str(root / "state"))
     monkeypatch.setenv("ENIGM_RECOVER_CACHE_DIR", str(root / "cache"))
     monkeypatch.setenv("ENIGM_RECOVER_CONFIG", str(root / "config.toml"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)  # no developer's agent signs a test's audit log
 
 
 @pytest.fixture(scope="session")

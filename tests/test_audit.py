@@ -9,6 +9,7 @@ import asyncssh
 import pytest
 
 from enigm_recover.recovery.audit import NAMESPACE, AuditLog, verify_log
+from enigm_recover.snapshot.signature import KeySigner
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def log(tmp_path: Path, operator_key) -> Path:
     audit.append("share-accepted", inputs={"set_id": 11813, "member_index": 3})
     audit.append("restore-step", step="devices", counts={"inserted": 48})
     audit.append("restore-step", step="roles", counts={"inserted": 1, "deleted": 1})
-    audit.close(operator_key[0])
+    audit.close(KeySigner(operator_key[0]))
     return path
 
 
@@ -64,7 +65,7 @@ def test_a_rewritten_log_with_a_forged_head_fails_the_signature(log: Path, opera
     path = tmp_path / "forged.jsonl"
     forged = AuditLog(path, ceremony="brave-otter-42", operator="alice")
     forged.append("verify-snapshot", inputs={"snapshot": "20261127T000000Z-00000000"})
-    forged.close(asyncssh.generate_private_key("ssh-ed25519"))  # the attacker's key
+    forged.close(KeySigner(asyncssh.generate_private_key("ssh-ed25519")))  # the attacker's key
     verdict = verify_log(path, asyncssh.read_allowed_signers(str(operator_key[1])))
     assert not verdict.intact and verdict.signature == "unknown-signer"
 

@@ -72,6 +72,9 @@ def test_nothing_secret_reaches_any_file_the_tool_writes(drill, cli, tmp_path: P
                drill.allowed_signers, *share_args(drill), "--yes")[0] == 0
     assert cli(*common, "unseal", drill.snapshots, "latest", "--allowed-signers", drill.allowed_signers,
                *share_args(drill), "--out", tmp_path / "records.jsonl")[0] == 0
+    assert cli(*common, "run", "tabletop-drill", "--source", drill.snapshots, "--target", drill.target,
+               "--allowed-signers", drill.allowed_signers, *share_args(drill), "--yes", "--second-operator",
+               "lee")[0] == 0
     from enigm_recover.quorum.entry import ShareEntry
 
     words = {name: read_share_file(drill.card(name)).words for name in ("amara", "bastien", "chen", "dagny", "emeka")}
@@ -87,6 +90,7 @@ def test_nothing_secret_reaches_any_file_the_tool_writes(drill, cli, tmp_path: P
     written += [tmp_path / "records.jsonl", Path(drill.target.removeprefix("sqlite:///"))]
     written += [p for p in Path(drill.target.removeprefix("sqlite:///")).parent.glob("live.db*")]
     assert any(p.name == "audit.jsonl" for p in written) and any(p.name == "report.md" for p in written)
+    assert any(p.name == "run.toml" for p in written)
     for path in written:
         data = path.read_bytes()
         for secret in secrets:

@@ -81,6 +81,12 @@ class Context:
         spec = self.required(self.args.source, "source", "SOURCE")
         return open_source(spec, self.ssh_settings(), self.locations.cache_dir)
 
+    def audit_signer(self) -> Any:
+        from enigm_recover.snapshot.signature import audit_signer
+
+        key = getattr(self.args, "audit_key", None)
+        return audit_signer(Path(key) if key else None, ask_hidden)
+
     def allowed_signers(self) -> Any:
         from enigm_recover.snapshot.signature import load_allowed_signers
 
@@ -107,54 +113,58 @@ def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
 
 
 def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any:
-    """Feed shares into a ShareEntry from files, stdin lines, or the terminal; each accepted share
-    (never its words) goes into the recovery's audit log."""
+    """The recovery identity, from a new quorum of the recovery."""
+    from enigm_recover.recovery.quorum_session import QuorumSession
+
+    quorum = QuorumSession(recovery, expected_fingerprint)
+    enter_shares(ctx, quorum)
+    return quorum.combine(read_passphrase(ctx.args))
+
+
+def enter_shares(ctx: Context, quorum: Any) -> None:
+    """Feed shares into a quorum until it is complete: from share files, stdin lines, or the terminal
+    (where each custodian gives a name and may bind the share to the ceremony by typing its id back)."""
     from enigm_recover.quorum.cards import parse_share_text, read_share_file
-    from enigm_recover.quorum.entry import ShareEntry
 
     args = ctx.args
-    entry = ShareEntry(expected_fingerprint)
+    recovery = quorum.recovery
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
-    say(f"ceremony {recovery.ceremony}: recovery key {expected_fingerprint}")
-
-    def add(words: str, custodian: str | None) -> None:
-        recovery.share_accepted(entry.add(words, custodian))
-
+    say(f"ceremony {recovery.ceremony}: recovery key {quorum.entry.expected_fingerprint}")
     if args.share_file:
         for path in args.share_file:
             share = read_share_file(Path(path))
             try:
-                add(share.words, share.custodian)
+                quorum.add(share.words, share.custodian)
             except ShareError as exc:
                 raise type(exc)(f"{path}: {exc.message}", exc.hint) from None
-            say(f"accepted share of {entry.receipts[-1].custodian}: {entry.describe_progress()}")
-            if entry.complete:
+            say(f"accepted share of {quorum.entry.receipts[-1].custodian}: {quorum.entry.describe_progress()}")
+            if quorum.complete:
                 break
     elif not sys.stdin.isatty():
         for number, line in enumerate(sys.stdin, 1):
             if not line.strip():
                 continue
             try:
-                add(parse_share_text(line).words, f"stdin share {number}")
+                quorum.add(parse_share_text(line).words, f"stdin share {number}")
             except ShareError as exc:
                 raise type(exc)(f"share on stdin line {number}: {exc.message}", exc.hint) from None
-            if entry.complete:
+            if quorum.complete:
                 break
     else:
         print(f"Ceremony {recovery.ceremony}. Custodians: check that this is the ceremony you were called for, "
               "then enter your share; input is hidden.", file=sys.stderr)
-        while not entry.complete:
-            name = input("Custodian name: ").strip()
-            words = getpass.getpass(f"Share words of {name or 'custodian'}: ")
+        while not quorum.complete:
+            name = ""
+            while not name:
+                name = input("Custodian name: ").strip()
+            typed = input("Type the ceremony id to bind your share to it (Enter to skip): ").strip()
+            words = getpass.getpass(f"Share words of {name}: ")
             try:
-                add(words, name or None)
+                quorum.add(words, name, typed or None)
             except ShareError as exc:
                 print(f"rejected: {exc.one_line()}", file=sys.stderr)
                 continue
-            print(f"accepted: {entry.describe_progress()}", file=sys.stderr)
-    identity = entry.combine(read_passphrase(args))
-    recovery.key_combined(identity.fingerprint)
-    return identity
+            print(f"accepted: {quorum.entry.describe_progress()}", file=sys.stderr)
 
 
 @contextmanager
@@ -163,17 +173,15 @@ def open_recovery(ctx: Context, command: str) -> Iterator[Any]:
     report. An error closes it as aborted, naming the cause; the command closes it otherwise."""
     from enigm_recover.errors import EnigmError
     from enigm_recover.recovery.session import Recovery
-    from enigm_recover.snapshot.signature import load_signing_key
-
     args = ctx.args
-    key = load_signing_key(Path(args.audit_key), ask_hidden) if args.audit_key else None
+    signer = ctx.audit_signer()
     recovery = Recovery.open(ctx.locations.state_dir, command, args.operator)
-    recovery.signing_key = key
+    recovery.signer = signer
     try:
         yield recovery
     except EnigmError as exc:
-        recovery.close("aborted", exc.message, key)
+        recovery.close("aborted", exc.message)
         raise
     except KeyboardInterrupt:
-        recovery.close("aborted", "interrupted by the operator", key)
+        recovery.close("aborted", "interrupted by the operator")
         raise

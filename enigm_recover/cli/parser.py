@@ -10,6 +10,7 @@ from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
+from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
 from enigm_recover.cli.commands_snapshots import cmd_seal, cmd_snapshots_list, cmd_unseal, cmd_verify
 from enigm_recover.errors import UsageError
 
@@ -60,7 +61,9 @@ def _add_shares_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--passphrase-file", metavar="F", help="read the SLIP-39 passphrase from a file")
     a = p.add_argument_group("accountability (each run leaves an audit log and a report in the state folder)")
     a.add_argument("--operator", metavar="NAME", help="who runs the recovery (default: the login name)")
-    a.add_argument("--audit-key", metavar="SSH_KEY", help="the operator's SSH key, to sign the audit log's head")
+    a.add_argument("--audit-key", metavar="SSH_KEY",
+                   help="signs the audit log's head: a private key file, or a .pub whose key the ssh-agent "
+                        "holds (default: the agent's first key when SSH_AUTH_SOCK is set)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +191,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)
     p.set_defaults(func=cmd_restore)
+
+    rbs = sub.add_parser("runbooks", help="the recovery procedures: list, show and check them")
+    rsub = rbs.add_subparsers(dest="runbooks_command", metavar="ACTION", required=True, parser_class=_Parser)
+    runbooks_help = "another folder of runbooks (repeat); also read: <config dir>/runbooks and the built-in ones"
+    p = rsub.add_parser("list", help="every runbook found, by name")
+    p.add_argument("--runbooks", action="append", metavar="DIR", help=runbooks_help)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runbooks_list)
+    p = rsub.add_parser("show", help="a runbook's purpose and steps, with their guidance")
+    p.add_argument("name", metavar="NAME", help="a runbook name, or the path of a runbook file")
+    p.add_argument("--runbooks", action="append", metavar="DIR", help=runbooks_help)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runbooks_show)
+    p = rsub.add_parser("check", help="validate a runbook file (mistakes are named with file, line and step)")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_runbooks_check)
+
+    p = sub.add_parser(
+        "run", help="walk a runbook step by step on the terminal (or scripted)",
+        description="Walk a runbook: each step shows its guidance and asks where a person must act (custodians' "
+                    "shares, confirmations, the second operator of a two-person step). Progress is saved after "
+                    "every step in the state folder: quit (answer q) and continue later with --resume.",
+        epilog="Scripted drills: --yes confirms every step as --operator, --second-operator NAME confirms "
+               "two-person steps, --share-file gives the custodians' cards, --snapshot answers select-snapshot. "
+               "Example: enigm-recover run tabletop-drill --source DIR --target URL --allowed-signers F "
+               "--share-file a.txt --share-file b.txt --share-file c.txt --yes --operator dana "
+               "--second-operator lee")
+    p.add_argument("runbook", metavar="RUNBOOK", help="a runbook name (see `runbooks list`) or file")
+    p.add_argument("--source", metavar="SOURCE", help="a folder, file:// or sftp:// URL (env ENIGM_RECOVER_SOURCE)")
+    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    p.add_argument("--runbooks", action="append", metavar="DIR", help=runbooks_help)
+    r = p.add_mutually_exclusive_group()
+    r.add_argument("--resume", action="store_true", help="continue the newest paused run of RUNBOOK at its step")
+    r.add_argument("--abort", metavar="REASON", help="end the paused run of RUNBOOK for good, saying why")
+    p.add_argument("--run", metavar="CEREMONY", help="with --resume/--abort: the run of this ceremony id")
+    a = p.add_argument_group("answers for scripted runs")
+    a.add_argument("--yes", action="store_true", help="confirm every step as the operator")
+    a.add_argument("--second-operator", metavar="NAME", help="confirms two-person steps (another name)")
+    a.add_argument("--snapshot", metavar="ID", help="the snapshot for select-snapshot (id, prefix or latest)")
+    a.add_argument("--note", metavar="TEXT", help="a note recorded with confirmed steps")
+    p.add_argument("--batch-size", type=int, default=5000, metavar="N", help=argparse.SUPPRESS)
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("drill", help="make a complete tabletop exercise",
                        description="Build a synthetic platform, keys, five custodian cards, snapshots over "

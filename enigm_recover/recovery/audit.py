@@ -72,13 +72,13 @@ class AuditLog:
         self.head = line_hash(line)
         return self.head
 
-    def close(self, signing_key: asyncssh.SSHKey | None) -> str:
-        """Write the head (and its SSHSIG when a key is given); returns the head hash."""
+    def close(self, signer: signature.Signer | None) -> str:
+        """Write the head (and its SSHSIG when a signer is given); returns the head hash."""
         head = json.dumps({"entries": self.seq, "head": self.head, "ceremony": self.ceremony,
                            "operator": self.operator}, sort_keys=True).encode() + b"\n"
         write_atomic(self.path.with_name(self.path.name + HEAD_SUFFIX), head, mode=0o600, overwrite=True)
-        if signing_key is not None:
-            sig = signature.sign(head, signing_key, NAMESPACE)
+        if signer is not None:
+            sig = signer.sign(head, NAMESPACE)
             write_atomic(self.path.with_name(self.path.name + SIG_SUFFIX), sig, mode=0o600, overwrite=True)
         return self.head
 

@@ -16,14 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import asyncssh
 import tomli_w
 from shamir_mnemonic.wordlist import WORDLIST
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.errors import CeremonyMismatch
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.audit import AuditLog
 from enigm_recover.snapshot.manifest import Manifest
+from enigm_recover.snapshot.signature import Signer
 
 
 def new_ceremony_id() -> str:
@@ -33,6 +34,18 @@ def new_ceremony_id() -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def same_ceremony(typed: str, ceremony: str) -> bool:
+    """A custodian's typed-back ceremony id, compared without regard to case, spaces or separators."""
+    def canonical(text: str) -> str:
+        return "-".join(text.lower().replace("_", " ").replace("-", " ").split())
+    return canonical(typed) == canonical(ceremony)
+
+
+# What a paused recovery keeps between sessions (never anything secret).
+_PERSISTED = ("ceremony", "operator", "command", "started", "facts", "participants", "operators", "steps",
+              "findings")
 
 
 @dataclass
@@ -45,9 +58,10 @@ class Recovery:
     started: str
     facts: dict[str, Any] = field(default_factory=dict)
     participants: list[dict[str, Any]] = field(default_factory=list)
+    operators: list[str] = field(default_factory=list)  # everyone who confirmed a step
     steps: list[dict[str, Any]] = field(default_factory=list)
     findings: dict[str, int] = field(default_factory=dict)
-    signing_key: asyncssh.SSHKey | None = None  # the operator's key, to sign the audit head
+    signer: Signer | None = None  # the operator's key or ssh-agent, to sign the audit head
     closed: bool = False
 
     @classmethod
@@ -62,6 +76,19 @@ class Recovery:
         recovery.audit.append("recovery-opened", inputs={"command": command})
         return recovery
 
+    def to_state(self) -> dict[str, Any]:
+        """What a resumed session needs to continue this recovery's report (ids, names, counts)."""
+        return {name: getattr(self, name) for name in _PERSISTED}
+
+    @classmethod
+    def reopen(cls, folder: Path, state: dict[str, Any]) -> "Recovery":
+        """Continue a paused recovery: same ceremony, same audit log (its chain goes on)."""
+        values = {name: state[name] for name in _PERSISTED}
+        audit = AuditLog(folder / "audit.jsonl", ceremony=values["ceremony"], operator=values["operator"])
+        recovery = cls(folder=folder, audit=audit, **values)
+        recovery.audit.append("recovery-resumed")
+        return recovery
+
     # -- what happened ---------------------------------------------------------
 
     def snapshot(self, manifest: Manifest, source: str) -> None:
@@ -71,9 +98,18 @@ class Recovery:
                       "counts": manifest.counts}
         self.audit.append("snapshot-verified", inputs={"snapshot": manifest.id, "source": source})
 
-    def share_accepted(self, receipt: ShareReceipt) -> None:
+    def check_ceremony(self, typed: str | None) -> bool:
+        """A custodian may bind their share to this ceremony by typing its id back; a wrong id stops them."""
+        if not typed or not typed.strip():
+            return False
+        if not same_ceremony(typed, self.ceremony):
+            self.audit.append("ceremony-mismatch", outcome="refused")
+            raise CeremonyMismatch(f"the ceremony id typed back is not this ceremony's ({self.ceremony})")
+        return True
+
+    def share_accepted(self, receipt: ShareReceipt, bound: bool = False) -> None:
         entry = {"custodian": receipt.custodian, "set_id": receipt.set_id, "group": receipt.group_index + 1,
-                 "member_index": receipt.member_index + 1}
+                 "member_index": receipt.member_index + 1, "bound_to_ceremony": bound}
         self.participants.append(entry)
         self.audit.append("share-accepted", inputs=entry)
 
@@ -81,34 +117,53 @@ class Recovery:
         self.audit.append("key-combined", inputs={"fingerprint": fingerprint, "shares": len(self.participants)})
 
     def record(self, action: str, *, step: str | None = None, inputs: dict[str, Any] | None = None,
-               outcome: str = "ok", counts: dict[str, int] | None = None) -> None:
+               outcome: str = "ok", counts: dict[str, int] | None = None, started: str | None = None,
+               title: str | None = None, detail: str = "") -> None:
+        """An audit entry; with ``step``, also a line of the report (with its timing when ``started``)."""
         self.audit.append(action, step=step, inputs=inputs, outcome=outcome, counts=counts)
         if step is not None:
-            self.steps.append({"step": step, "action": action, "outcome": outcome, "counts": counts or {},
-                               "time": _now()})
+            finished = _now()
+            self.steps.append({"step": step, "title": title, "action": action, "outcome": outcome,
+                               "counts": counts or {}, "started": started or finished, "time": finished,
+                               "seconds": _seconds_between(started, finished) if started else 0,
+                               "detail": detail})
 
     # -- the end ---------------------------------------------------------------
 
-    def close(self, status: str, reason: str = "", signing_key: asyncssh.SSHKey | None = None) -> Path:
-        """Write report.toml and report.md; sign the audit head when a key is given. Returns the folder."""
+    def close(self, status: str, reason: str = "") -> Path:
+        """Write report.toml and report.md; sign the audit head when a signer is set. Returns the folder."""
         if self.closed:
             return self.folder
         self.closed = True
-        signing_key = signing_key or self.signing_key
         self.audit.append("recovery-closed", outcome=status, inputs={"reason": reason} if reason else {})
-        head = self.audit.close(signing_key)
+        return self.write_report(status, reason)
+
+    def pause(self, reason: str) -> Path:
+        """Leave a resumable recovery: its report says where it stopped; the head is signed as it stands."""
+        self.audit.append("recovery-paused", outcome="paused", inputs={"reason": reason})
+        return self.write_report("paused", reason)
+
+    def write_report(self, status: str, reason: str) -> Path:
+        head = self.audit.close(self.signer)
         report: dict[str, Any] = {
             "ceremony": self.ceremony, "command": self.command, "operator": self.operator,
             "started": self.started, "finished": _now(), "status": status, "reason": reason,
-            "snapshot": self.facts, "participants": self.participants, "steps": self.steps,
+            "snapshot": self.facts, "participants": self.participants,
+            "operators": sorted({self.operator, *self.operators}), "steps": self.steps,
             "findings": self.findings,
             "audit": {"log": "audit.jsonl", "entries": self.audit.seq, "head": head,
-                      "signed": signing_key is not None},
+                      "signed": self.signer is not None,
+                      "signer": self.signer.fingerprint if self.signer is not None else ""},
         }
         write_atomic(self.folder / "report.toml", tomli_w.dumps(_plain(report)).encode(), mode=0o600,
                      overwrite=True)
         write_atomic(self.folder / "report.md", render_markdown(report).encode(), mode=0o600, overwrite=True)
         return self.folder
+
+
+def _seconds_between(start: str, end: str) -> int:
+    parse = lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    return int((parse(end) - parse(start)).total_seconds())
 
 
 def _plain(value: Any) -> Any:
@@ -135,14 +190,19 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"taken {snap['created_at']}) from {snap['source']}: {counts}",
                   f"- **Payload SHA-256:** `{snap['payload_sha256']}`",
                   f"- **Recovery key:** {snap['recipient_fingerprint']}"]
+    lines += ["", "## Operators", ""]
+    lines += [f"- {name}" for name in report.get("operators", [report["operator"]])]
     lines += ["", "## Custodians", ""]
     lines += [f"- {p['custodian']}: set {p['set_id']}, group {p['group']}, member {p['member_index']}"
+              + (" (bound to this ceremony)" if p.get("bound_to_ceremony") else "")
               for p in report["participants"]] or ["- none (no shares were combined)"]
     lines += ["", "## Steps", ""]
     for step in report["steps"]:
         counts = ", ".join(f"{k} {v:,}" for k, v in step["counts"].items())
-        lines.append(f"- {step['step']}: {step['outcome']} ({step['action']}; {counts or 'no counts'}) at "
-                     f"{step['time']}")
+        title = f" — {step['title']}" if step.get("title") else ""
+        detail = f"; {step['detail']}" if step.get("detail") else ""
+        lines.append(f"- {step['step']}{title}: **{step['outcome']}** ({step['action']}; {counts or 'no counts'}"
+                     f"{detail}) {step.get('started', step['time'])} → {step['time']} ({step.get('seconds', 0)} s)")
     if not report["steps"]:
         lines.append("- none")
     if report["findings"]:
@@ -150,7 +210,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"- {code}: {n:,}" for code, n in sorted(report["findings"].items())]
     audit = report["audit"]
     lines += ["", "## Audit", "", f"- log: `{audit['log']}`, {audit['entries']} entries",
-              f"- head: `{audit['head']}` ({'signed' if audit['signed'] else 'not signed: no operator key given'})",
+              f"- head: `{audit['head']}` ("
+              + (f"signed by {audit['signer']}" if audit["signed"] else "not signed: no operator key or agent")
+              + ")",
               ""]
     return "\n".join(lines)
 

@@ -9,15 +9,17 @@ asyncssh; this module adds the namespace pinning and the three-way verdict
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import hashlib
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import asyncssh
-from asyncssh.packet import PacketDecodeError, SSHPacket, String
+from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt32
 from asyncssh.public_key import decode_ssh_public_key
 
 from enigm_recover.errors import InputFileError, SignatureError
@@ -81,6 +83,105 @@ def load_signing_key(path: Path, ask_passphrase: PassphraseCallback | None = Non
 def sign(data: bytes, key: asyncssh.SSHKey, namespace: str = NAMESPACE) -> bytes:
     """An armored SSHSIG signature of ``data`` (by default in the enigm-snapshot namespace)."""
     return asyncssh.create_sshsig(key, data, namespace=namespace, hash_name="sha512")
+
+
+class Signer(Protocol):
+    """Something that makes SSHSIG signatures: a key in memory, or a key held by the ssh-agent."""
+
+    fingerprint: str
+
+    def sign(self, data: bytes, namespace: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class KeySigner:
+    key: asyncssh.SSHKey
+
+    @property
+    def fingerprint(self) -> str:
+        return self.key.get_fingerprint()
+
+    def sign(self, data: bytes, namespace: str) -> bytes:
+        return sign(data, self.key, namespace)
+
+
+def _signed_data(data: bytes, namespace: str) -> bytes:
+    """What an SSHSIG signature covers (PROTOCOL.sshsig): the namespace and the data's SHA-512."""
+    return _MAGIC + String(namespace) + String(b"") + String(b"sha512") + String(hashlib.sha512(data).digest())
+
+
+def _armor(blob: bytes) -> bytes:
+    text = binascii.b2a_base64(blob, newline=False)
+    lines = [text[i:i + 70] for i in range(0, len(text), 70)]
+    return b"\n".join([_ARMOR_BEGIN, *lines, _ARMOR_END]) + b"\n"
+
+
+@dataclass(frozen=True)
+class AgentSigner:
+    """Signs with a key the ssh-agent holds, so the private key never enters this process."""
+
+    agent_path: str
+    public_key: asyncssh.SSHKey
+
+    @property
+    def fingerprint(self) -> str:
+        return self.public_key.get_fingerprint()
+
+    def sign(self, data: bytes, namespace: str) -> bytes:
+        return asyncio.run(self._sign(data, namespace))
+
+    async def _sign(self, data: bytes, namespace: str) -> bytes:
+        async with asyncssh.connect_agent(self.agent_path) as agent:
+            for pair in await agent.get_keys():
+                if pair.public_data == self.public_key.public_data:
+                    if pair.sig_algorithm == b"ssh-rsa":
+                        pair.set_sig_algorithm(b"rsa-sha2-512")
+                    sig = await pair.sign_async(_signed_data(data, namespace))
+                    return _armor(_MAGIC + UInt32(1) + String(pair.public_data) + String(namespace) + String(b"")
+                                  + String(b"sha512") + String(sig))
+        raise InputFileError(f"the ssh-agent no longer holds key {self.fingerprint}",
+                             "add it again with ssh-add, or pass --audit-key with the private key file")
+
+
+def agent_signer(public_key_path: Path | None = None) -> AgentSigner | None:
+    """The agent's key matching ``public_key_path`` (or its first key); None without an agent."""
+    path = os.environ.get("SSH_AUTH_SOCK")
+    if not path:
+        if public_key_path is not None:
+            raise InputFileError(f"{public_key_path} is a public key, but no ssh-agent is running",
+                                 "start ssh-agent and ssh-add the key, or pass the private key file")
+        return None
+    wanted = None
+    if public_key_path is not None:
+        try:
+            wanted = asyncssh.read_public_key(str(public_key_path))
+        except (OSError, asyncssh.KeyImportError) as exc:
+            raise InputFileError(f"public key {public_key_path} cannot be read: {exc}") from None
+
+    async def keys() -> list[asyncssh.SSHKey]:
+        async with asyncssh.connect_agent(path) as agent:
+            return [decode_ssh_public_key(pair.public_data) for pair in await agent.get_keys()]
+
+    try:
+        held = asyncio.run(keys())
+    except (OSError, asyncssh.Error, ValueError) as exc:
+        raise InputFileError(f"cannot reach the ssh-agent at {path}: {exc}",
+                             "check SSH_AUTH_SOCK, or pass --audit-key with a private key file") from None
+    for key in held:
+        if wanted is None or key.public_data == wanted.public_data:
+            return AgentSigner(path, key)
+    if wanted is not None:
+        raise InputFileError(f"the ssh-agent holds no key matching {public_key_path}",
+                             "ssh-add the private key first")
+    return None
+
+
+def audit_signer(key_path: Path | None, ask_passphrase: PassphraseCallback | None = None) -> Signer | None:
+    """The operator's signer for audit heads: a private key file, a public key whose private half the
+    ssh-agent holds, or (without a path) the agent's first key when an agent runs; None otherwise."""
+    if key_path is not None and not key_path.name.endswith(".pub"):
+        return KeySigner(load_signing_key(key_path, ask_passphrase))
+    return agent_signer(key_path)
 
 
 def _dearmor(sig: bytes) -> bytes:

@@ -1,0 +1,1 @@
+"""Runbooks: the recovery procedure as a file, and the executor that walks it."""

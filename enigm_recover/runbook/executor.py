@@ -1,0 +1,548 @@
+"""The runbook executor: a UI-free state machine the CLI and the app both drive.
+
+It knows the current step, what each step produced and what may come next.
+Its progress (never anything secret) is written to ``run.toml`` in the
+recovery's folder after every step, so an operator can quit and resume at the
+same step; steps that changed the target also rely on the target's restore
+journal. What cannot be persisted — the verified snapshot's handle, the
+combined recovery key, the dry run — is rebuilt on resume: the snapshot is
+verified again, and the custodians are asked for their shares again before
+the next step that reads the payload (``needs_quorum``).
+
+A face drives it like this::
+
+    ex = RunbookExecutor.start(runbook, settings)      # or .resume(...)
+    while (step := ex.current) is not None:
+        if ex.needs_quorum: gather shares through ex.quorum(), then continue
+        show step.guidance (and ex.restore_preview() for a restore step)
+        ex.run_current(Confirmation(...), progress)     # raises EnigmError; the run stays at the step
+    ex.folder / "report.md"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import tomli_w
+
+from enigm_recover.atomic import write_atomic
+from enigm_recover.errors import EnigmError, RunStateError, StepNotConfirmed, UsageError
+from enigm_recover.progress import ProgressCallback, no_progress
+from enigm_recover.recovery.quorum_session import QuorumSession
+from enigm_recover.recovery.session import Recovery
+from enigm_recover.runbook.model import Action, Runbook, RunbookStep
+from enigm_recover.snapshot.signature import Signer
+
+STATE_FILE = "run.toml"
+FORMAT = 1
+OPEN_STATUSES = ("in-progress", "paused")
+# Steps a person must confirm even without the two-person rule.
+_ALWAYS_CONFIRMED = (Action.RESTORE, Action.CHECKPOINT, Action.SIGN_OFF)
+_SKIPPABLE = (Action.RESTORE, Action.CHECKPOINT, Action.VERIFY_TARGET)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class RunSettings:
+    """Where the run reads and writes, and who runs it."""
+
+    source: str
+    target: str
+    allowed_signers: Path
+    state_dir: Path
+    cache_dir: Path
+    operator: str
+    ssh: Any = None  # SSHSettings for sftp:// sources
+    signer: Signer | None = None
+    batch_size: int = 5000  # records per restore transaction
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A person's answer to a step: who confirms, the second operator where the step needs one, and the
+    choices a step takes (the snapshot for select-snapshot, a note for a checkpoint)."""
+
+    operator: str
+    second_operator: str | None = None
+    snapshot: str | None = None
+    note: str = ""
+
+
+@dataclass
+class StepResult:
+    step: str
+    action: str
+    status: str  # done | verified | not-verified | failed | skipped
+    summary: str
+    started: str
+    finished: str
+    counts: dict[str, int] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+    confirmed_by: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "verified")
+
+
+@dataclass
+class RunState:
+    """What run.toml holds: enough to resume, nothing secret."""
+
+    ceremony: str
+    runbook: str
+    runbook_path: str
+    runbook_sha256: str
+    source: str
+    target: str
+    allowed_signers: str
+    status: str = "in-progress"
+    position: int = 0
+    snapshot: str = ""
+    restore_started: list[str] = field(default_factory=list)  # restore steps whose journal run began
+    restored: dict[str, list[str]] = field(default_factory=dict)  # kind -> policies applied in this run
+    results: list[dict[str, Any]] = field(default_factory=list)
+    recovery: dict[str, Any] = field(default_factory=dict)
+
+    def to_toml(self) -> bytes:
+        return tomli_w.dumps(_plain({"format": FORMAT, **asdict(self)})).encode()
+
+    @classmethod
+    def from_file(cls, path: Path) -> "RunState":
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise RunStateError(f"the run state {path} cannot be read: {exc}") from None
+        if doc.pop("format", None) != FORMAT:
+            raise RunStateError(f"the run state {path} is of another format version")
+        try:
+            return cls(**doc)
+        except TypeError as exc:
+            raise RunStateError(f"the run state {path} is damaged: {exc}") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class RunbookExecutor:
+    def __init__(self, runbook: Runbook, settings: RunSettings, recovery: Recovery, state: RunState) -> None:
+        self.runbook = runbook
+        self.settings = settings
+        self.recovery = recovery
+        self.state = state
+        self.verified: Any = None  # VerifiedSnapshot, this session only
+        self.identity: Any = None  # RecoveryIdentity, in memory only
+        self.dry_run: Any = None  # DiffResult of this session's latest dry run
+        self._quorum: QuorumSession | None = None
+
+    # -- starting and resuming ---------------------------------------------------
+
+    @classmethod
+    def start(cls, runbook: Runbook, settings: RunSettings) -> "RunbookExecutor":
+        recovery = Recovery.open(settings.state_dir, f"run {runbook.name}", settings.operator)
+        recovery.signer = settings.signer
+        recovery.record("runbook-started", inputs={"runbook": runbook.name, "runbook_sha256": runbook.sha256,
+                                                   "source": settings.source, "target": settings.target})
+        state = RunState(recovery.ceremony, runbook.name, str(runbook.path), runbook.sha256, settings.source,
+                         settings.target, str(settings.allowed_signers))
+        executor = cls(runbook, settings, recovery, state)
+        executor._save()
+        return executor
+
+    @classmethod
+    def resume(cls, runbook: Runbook, settings: RunSettings, ceremony: str | None = None) -> "RunbookExecutor":
+        """Continue the newest open run of this runbook (or the run of ``ceremony``)."""
+        folder, state = find_open_run(settings.state_dir, runbook.name, ceremony)
+        if state.runbook_sha256 != runbook.sha256:
+            raise RunStateError(f"runbook {runbook.name} changed since run {state.ceremony} started "
+                                f"({runbook.path})", "restore the runbook as it was, or start a new run")
+        settings.source, settings.target = state.source, state.target
+        settings.allowed_signers = Path(state.allowed_signers)
+        recovery = Recovery.reopen(folder, state.recovery)
+        recovery.signer = settings.signer
+        executor = cls(runbook, settings, recovery, state)
+        executor.state.status = "in-progress"
+        executor._save()
+        return executor
+
+    # -- where the run is --------------------------------------------------------
+
+    @property
+    def ceremony(self) -> str:
+        return self.recovery.ceremony
+
+    @property
+    def folder(self) -> Path:
+        return self.recovery.folder
+
+    @property
+    def current(self) -> RunbookStep | None:
+        if self.state.status not in OPEN_STATUSES or self.state.position >= len(self.runbook.steps):
+            return None
+        return self.runbook.steps[self.state.position]
+
+    @property
+    def finished(self) -> bool:
+        return self.current is None
+
+    @property
+    def results(self) -> list[StepResult]:
+        return [StepResult(**r) for r in self.state.results]
+
+    @property
+    def needs_quorum(self) -> bool:
+        """The current step reads the payload, and this session holds no recovery key (after a resume)."""
+        step = self.current
+        return step is not None and step.action.needs_key and self.identity is None
+
+    def needs_confirmation(self, step: RunbookStep) -> bool:
+        return step.two_person or step.action in _ALWAYS_CONFIRMED
+
+    def can_skip(self, step: RunbookStep) -> bool:
+        return step.action in _SKIPPABLE
+
+    # -- what steps need from people -----------------------------------------------
+
+    def snapshots(self) -> list[Any]:
+        """The source's snapshots, newest first, with signature and recipient status, for select-snapshot."""
+        from enigm_recover.snapshot.listing import summarize
+        from enigm_recover.snapshot.signature import load_allowed_signers
+
+        allowed = load_allowed_signers(self.settings.allowed_signers)
+        with self._open_source() as source:
+            return summarize(source.list(), allowed, None)
+
+    def quorum(self) -> QuorumSession:
+        """The share entry for this step (or for the key a resumed run needs again)."""
+        fingerprint = self.recovery.facts.get("recipient_fingerprint")
+        if not fingerprint:
+            raise UsageError("no verified snapshot yet: the quorum comes after the snapshot is verified")
+        if self._quorum is None:
+            self._quorum = QuorumSession(self.recovery, fingerprint)
+        return self._quorum
+
+    def restart_quorum(self) -> QuorumSession:
+        """Discard the shares entered so far (e.g. a card turned out wrong) and start the entry again."""
+        self._quorum = None
+        self.recovery.audit.append("quorum-restarted")
+        return self.quorum()
+
+    def combine(self, passphrase: str = "") -> str:
+        """Combine the entered shares into the recovery key (kept in memory); returns its fingerprint."""
+        self.identity = self.quorum().combine(passphrase)
+        return self.identity.fingerprint
+
+    def restore_preview(self, progress: ProgressCallback = no_progress) -> list[tuple[Any, Any]]:
+        """For a restore step: each plan step with what it would insert, overwrite, delete and keep."""
+        from enigm_recover.recovery.plan import preview
+
+        step = self._expect(Action.RESTORE)
+        plan = self._plan(step)
+        result = self._dry_run_for(step, progress)
+        return [(s, preview(s, result)) for s in plan.steps]
+
+    # -- doing the current step ------------------------------------------------------
+
+    def run_current(self, confirmation: Confirmation | None = None,
+                    progress: ProgressCallback = no_progress) -> StepResult:
+        """Carry out the current step. On an error the run stays at this step (resume retries it)."""
+        step = self.current
+        if step is None:
+            raise RunStateError("the run has no step left", "see the report")
+        confirmed_by = self._check_confirmation(step, confirmation)
+        started = _now()
+        try:
+            status, summary, counts, detail = self._perform(step, confirmation, progress)
+        except EnigmError as exc:
+            self.recovery.record("step-failed", inputs={"step": step.id, "reason": exc.message}, outcome="failed")
+            self._save()
+            raise
+        return self._finish(step, StepResult(step.id, step.action.value, status, summary, started, _now(), counts,
+                                             detail, confirmed_by))
+
+    def skip_current(self, operator: str, reason: str) -> StepResult:
+        """Leave a restore, checkpoint or target verification undone (the safe direction: one operator
+        may decide it); the report says so and the run ends partially completed."""
+        step = self.current
+        if step is None or not self.can_skip(step):
+            raise UsageError(f"step {step.id if step else '?'} cannot be skipped")
+        now = _now()
+        return self._finish(step, StepResult(step.id, step.action.value, "skipped", f"skipped: {reason}", now, now,
+                                             {}, {"reason": reason}, [operator]))
+
+    def pause(self, reason: str = "the operator quit") -> Path:
+        """Stop here; ``resume`` continues at the same step."""
+        if self.state.status in OPEN_STATUSES:
+            self.state.status = "paused"
+            where = self.current.id if self.current else "the end"
+            self.recovery.pause(f"paused at step {where}: {reason}")
+            self._save()
+        return self.folder
+
+    def abort(self, reason: str) -> Path:
+        """End the run for good, saying where and why."""
+        where = self.current.id if self.current else "the end"
+        self.state.status = "aborted"
+        self.recovery.close("aborted", f"aborted at step {where}: {reason}")
+        self._save()
+        return self.folder
+
+    @property
+    def status(self) -> str:
+        return self.state.status
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _check_confirmation(self, step: RunbookStep, confirmation: Confirmation | None) -> list[str]:
+        if not self.needs_confirmation(step):
+            return [confirmation.operator if confirmation else self.settings.operator]
+        if confirmation is None or not confirmation.operator.strip():
+            raise StepNotConfirmed(f"step {step.id} ({step.title}) needs an operator's confirmation")
+        names = [confirmation.operator.strip()]
+        if step.two_person:
+            second = (confirmation.second_operator or "").strip()
+            if not second or second.casefold() == names[0].casefold():
+                self.recovery.record("two-person-rule-unmet", inputs={"step": step.id, "operator": names[0]},
+                                     outcome="refused")
+                raise StepNotConfirmed(f"step {step.id} ({step.title}) needs a second operator, other than "
+                                       f"{names[0]}, to confirm")
+            names.append(second)
+        self.recovery.operators.extend(n for n in names if n not in self.recovery.operators)
+        self.recovery.record("step-confirmed", inputs={"step": step.id, "confirmed_by": names,
+                                                       "note": confirmation.note})
+        return names
+
+    def _finish(self, step: RunbookStep, result: StepResult) -> StepResult:
+        self.recovery.record(step.action.value, step=step.id, title=step.title, outcome=result.status,
+                             counts=result.counts, started=result.started, detail=result.summary,
+                             inputs={"confirmed_by": result.confirmed_by, **_audit_inputs(result.detail)})
+        self.state.results.append(asdict(result))
+        self.state.position += 1
+        if self.state.position >= len(self.runbook.steps):
+            self._close_finished()
+        self._save()
+        return result
+
+    def _close_finished(self) -> None:
+        unmet = [r.step for r in self.results if not r.ok]
+        self.state.status = "completed" if not unmet else "partially completed"
+        self.recovery.close(self.state.status, f"not done or not verified: {', '.join(unmet)}" if unmet else "")
+
+    def _save(self) -> None:
+        self.state.recovery = self.recovery.to_state()
+        write_atomic(self.folder / STATE_FILE, self.state.to_toml(), mode=0o600, overwrite=True)
+
+    def _expect(self, action: Action) -> RunbookStep:
+        step = self.current
+        if step is None or step.action is not action:
+            raise UsageError(f"the current step is not a {action.value} step")
+        return step
+
+    def _open_source(self) -> Any:
+        from enigm_recover.sources.open import open_source
+        from enigm_recover.sources.ssh import SSHSettings
+
+        return open_source(self.settings.source, self.settings.ssh or SSHSettings(), self.settings.cache_dir)
+
+    def _verify(self, progress: ProgressCallback, *, hash_payload: bool) -> Any:
+        from enigm_recover.snapshot.catalog import resolve
+        from enigm_recover.snapshot.signature import load_allowed_signers
+        from enigm_recover.snapshot.verify import verify_entry
+
+        if not self.state.snapshot:
+            raise UsageError("no snapshot selected yet")
+        allowed = load_allowed_signers(self.settings.allowed_signers)
+        with self._open_source() as source:
+            entry = resolve(source.list(), self.state.snapshot)
+            report, verified = verify_entry(source, entry, allowed, progress, hash_payload=hash_payload)
+        return report, verified
+
+    def _verified(self, progress: ProgressCallback) -> Any:
+        """The selected snapshot, verified in this session (again, after a resume)."""
+        if self.verified is None:
+            report, verified = self._verify(progress, hash_payload=False)  # hashed again while decrypting
+            if verified is None:
+                raise report.error
+            self.recovery.record("snapshot-reverified", inputs={"snapshot": verified.manifest.id})
+            self.verified = verified
+        return self.verified
+
+    def _key(self) -> Any:
+        if self.identity is None:
+            raise UsageError("the recovery key is not combined yet", "gather the custodians' shares first")
+        return self.identity
+
+    def _plan(self, step: RunbookStep) -> Any:
+        from enigm_recover.recovery.plan import make_plan
+
+        return make_plan(step.policies, step.kinds)
+
+    def _diff(self, kinds: tuple[str, ...], progress: ProgressCallback) -> Any:
+        from enigm_recover.recovery.diff import diff
+        from enigm_recover.state.stores import open_store
+
+        verified = self._verified(progress)
+        with open_store(self.settings.target) as store:
+            return diff(verified, self._key(), store, kinds=list(kinds), progress=progress)
+
+    def _dry_run_for(self, step: RunbookStep, progress: ProgressCallback) -> Any:
+        """This session's dry run when it covers the step's kinds; otherwise a fresh one."""
+        kinds = set(step.kinds) or None
+        if self.dry_run is not None and (kinds is None and len(self.dry_run.kinds) == 4
+                                         or kinds is not None and kinds <= set(self.dry_run.kinds)):
+            return self.dry_run
+        self.dry_run = self._diff(step.kinds, progress)
+        return self.dry_run
+
+    def _perform(self, step: RunbookStep, confirmation: Confirmation | None,
+                 progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        handler: Callable[..., tuple[str, str, dict[str, int], dict[str, Any]]] = getattr(
+            self, "_do_" + step.action.value.replace("-", "_"))
+        return handler(step, confirmation, progress)
+
+    def _do_select_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
+                            progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        from enigm_recover.snapshot.catalog import resolve
+
+        ref = (confirmation.snapshot if confirmation and confirmation.snapshot else None) or step.snapshot
+        if ref == "ask":
+            raise UsageError(f"step {step.id} asks the operator to choose a snapshot", "give its id")
+        with self._open_source() as source:
+            entry = resolve(source.list(), ref)
+        self.state.snapshot, self.verified, self.dry_run = entry.id, None, None
+        return "done", f"chose snapshot {entry.id}", {}, {"snapshot": entry.id, "asked_for": ref}
+
+    def _do_verify_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
+                            progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        report, verified = self._verify(progress, hash_payload=True)
+        checks = {c.name: ("ok: " if c.ok else "FAILED: ") + c.detail for c in report.checks}
+        if verified is None:
+            raise report.error
+        self.verified = verified
+        self.recovery.snapshot(verified.manifest, self.settings.source)
+        return ("done", f"snapshot {verified.manifest.id} verified", dict(verified.manifest.counts),
+                {"snapshot": verified.manifest.id, "checks": checks})
+
+    def _do_gather_quorum(self, step: RunbookStep, confirmation: Confirmation | None,
+                          progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        identity = self._key()
+        names = [r.custodian for r in self.quorum().entry.receipts]
+        return ("done", f"recovery key {identity.fingerprint} combined from {len(names)} shares",
+                {"shares": len(names)}, {"custodians": names, "fingerprint": identity.fingerprint})
+
+    def _do_dry_run(self, step: RunbookStep, confirmation: Confirmation | None,
+                    progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        self.dry_run = self._diff(step.kinds, progress)
+        totals = {change: sum(getattr(s, change) for s in self.dry_run.kinds.values())
+                  for change in ("missing", "extra", "changed", "unchanged")}
+        findings = dict(self.dry_run.findings())
+        self.recovery.findings.update(findings)
+        summary = ", ".join(f"{n:,} {c}" for c, n in totals.items())
+        return "done", summary, totals, {"findings": findings,
+                                         "kinds": {k: s.as_dict() for k, s in self.dry_run.kinds.items()}}
+
+    def _do_restore(self, step: RunbookStep, confirmation: Confirmation | None,
+                    progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        from enigm_recover.recovery.apply import Restorer
+        from enigm_recover.state.stores import open_store
+
+        plan = self._plan(step)
+        checked = self._dry_run_for(step, progress)
+        resume = step.id in self.state.restore_started
+        if not resume:
+            self.state.restore_started.append(step.id)
+            self._save()
+        with open_store(self.settings.target) as store:
+            outcome = Restorer(self._verified(progress), store, plan, checked, batch_size=self.settings.batch_size,
+                               progress=progress).run(resume=resume)
+        for plan_step in plan.steps:
+            self.state.restored[plan_step.kind.name] = sorted(p.value for p in plan_step.policies)
+        self.dry_run = None  # the target changed: the next step needs a fresh dry run
+        counts = {k: sum(getattr(o, k) for o in outcome.steps) for k in ("inserted", "updated", "deleted")}
+        failed = [o.step for o in outcome.steps if o.status != "verified"]
+        status = "verified" if not failed else "not-verified"
+        summary = (f"inserted {counts['inserted']:,}, overwrote {counts['updated']:,}, deleted {counts['deleted']:,}; "
+                   + ("verified" if not failed else f"NOT verified: {', '.join(failed)}"))
+        return status, summary, counts, {"run": outcome.run_id, "resumed": outcome.resumed,
+                                         "steps": [o.as_dict() for o in outcome.steps]}
+
+    def _do_verify_target(self, step: RunbookStep, confirmation: Confirmation | None,
+                          progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        """A fresh dry run: what this run restored must now match the snapshot, safety findings aside."""
+        from enigm_recover.recovery.assess import ChangeType
+        from enigm_recover.recovery.plan import Policy
+
+        result = self._diff(step.kinds, progress)
+        unmet: dict[str, int] = {}
+        for change in result.changes:
+            policies = self.state.restored.get(change.kind)
+            if policies is None or change.protected:
+                continue
+            promised = (change.change is ChangeType.MISSING
+                        or change.change is ChangeType.CHANGED and Policy.OVERWRITE_CHANGED.value in policies
+                        or change.change is ChangeType.EXTRA and Policy.DELETE_EXTRA.value in policies)
+            if promised:
+                unmet[change.kind] = unmet.get(change.kind, 0) + 1
+        kinds = {k: s.as_dict() for k, s in result.kinds.items()}
+        if unmet:
+            return ("not-verified", "the target differs from the snapshot where this run restored: "
+                    + ", ".join(f"{n:,} {k}" for k, n in unmet.items()), unmet, {"unmet": unmet, "kinds": kinds})
+        left = sum(s.changed + s.extra + s.missing for s in result.kinds.values())
+        return ("verified", f"the target matches the snapshot for every restored kind; {left:,} differences left "
+                            "by policy or safety rules", {"left": left}, {"kinds": kinds})
+
+    def _do_checkpoint(self, step: RunbookStep, confirmation: Confirmation | None,
+                       progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        note = confirmation.note if confirmation else ""
+        return "done", "confirmed" + (f": {note}" if note else ""), {}, {"note": note}
+
+    def _do_sign_off(self, step: RunbookStep, confirmation: Confirmation | None,
+                     progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+        note = confirmation.note if confirmation else ""
+        return "done", "signed off" + (f": {note}" if note else ""), {}, {"note": note}
+
+
+def _audit_inputs(detail: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a step's result worth an audit entry (ids and notes; counts go separately)."""
+    return {k: v for k, v in detail.items() if k in ("snapshot", "run", "resumed", "note", "custodians",
+                                                     "fingerprint", "reason", "asked_for")}
+
+
+def find_open_run(state_dir: Path, runbook: str, ceremony: str | None = None) -> tuple[Path, RunState]:
+    """The newest paused or in-progress run of a runbook (or the run of one ceremony)."""
+    candidates = []
+    for path in sorted((state_dir / "recoveries").glob(f"*/{STATE_FILE}"), reverse=True):
+        state = RunState.from_file(path)
+        if ceremony is not None and state.ceremony != ceremony:
+            continue
+        if state.runbook == runbook and state.status in OPEN_STATUSES:
+            candidates.append((path.parent, state))
+    if not candidates:
+        which = f"run {ceremony} of runbook {runbook}" if ceremony else f"runbook {runbook}"
+        raise RunStateError(f"there is no paused or interrupted {which} in {state_dir / 'recoveries'}")
+    return candidates[0]
+
+
+def open_runs(state_dir: Path) -> list[RunState]:
+    """Every paused or interrupted run, newest first (for a start screen)."""
+    out = []
+    for path in sorted((state_dir / "recoveries").glob(f"*/{STATE_FILE}"), reverse=True):
+        try:
+            state = RunState.from_file(path)
+        except RunStateError:
+            continue
+        if state.status in OPEN_STATUSES:
+            out.append(state)
+    return out

@@ -1,0 +1,383 @@
+"""Runbooks: strict loading, the executor's state machine, the ceremony and the two-person rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from enigm_recover.errors import CeremonyMismatch, RunbookInvalid, RunStateError, StepNotConfirmed
+from enigm_recover.quorum.cards import read_share_file
+from enigm_recover.recovery.audit import NAMESPACE, verify_log
+from enigm_recover.recovery.session import load_report
+from enigm_recover.runbook.executor import Confirmation, RunbookExecutor, RunSettings
+from enigm_recover.runbook.loader import BUILTIN_DIR, load_runbook
+from enigm_recover.runbook.model import Action
+from tests.conftest import DRILL_AT, Drill
+from tests.helpers import dump
+
+CARDS = ("amara", "chen", "emeka")
+SCRIPT = Path(sys.executable).parent / "enigm-recover"
+
+
+def share_args(drill: Drill) -> list:
+    return sum((["--share-file", drill.card(n)] for n in CARDS), [])
+
+
+def run_args(drill: Drill, runbook: str = "tabletop-drill") -> list:
+    return ["run", runbook, "--source", drill.snapshots, "--target", drill.target, "--allowed-signers",
+            drill.allowed_signers, *share_args(drill), "--operator", "dana"]
+
+
+def live_state(drill: Drill) -> dict[str, list[tuple]]:
+    return dump(drill.target)
+
+
+def diff_json(cli, drill: Drill) -> dict:
+    code, out, err = cli("diff", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers",
+                         drill.allowed_signers, *share_args(drill), "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_runbooks_load_and_are_listed(cli) -> None:
+    code, out, err = cli("runbooks", "list", "--json")
+    assert code == 0, err
+    listed = {r["name"]: r for r in json.loads(out)["runbooks"]}
+    assert {"identity-and-devices", "device-lifecycle", "tabletop-drill"} <= set(listed)
+    code, out, _ = cli("runbooks", "show", "device-lifecycle", "--json")
+    shown = json.loads(out)
+    assert code == 0 and {s["action"] for s in shown["steps"]} >= {"select-snapshot", "restore", "sign-off"}
+    restore = next(s for s in shown["steps"] if s["action"] == "restore")
+    assert restore["kinds"] == ["device"] and restore["two_person"]
+    main = load_runbook(BUILTIN_DIR / "identity-and-devices.toml")
+    assert [s.action for s in main.steps][-1] is Action.SIGN_OFF
+    assert all(s.two_person for s in main.steps if s.action is Action.RESTORE)
+    assert load_runbook(BUILTIN_DIR / "tabletop-drill.toml").steps[0].prompts
+
+
+GOOD = """name = "tiny"
+title = "A tiny runbook"
+purpose = "For tests."
+
+[[steps]]
+id = "select"
+title = "Select"
+action = "select-snapshot"
+guidance = "Pick one."
+
+[[steps]]
+id = "verify"
+title = "Verify"
+action = "verify-snapshot"
+guidance = \"\"\"
+Check it.
+id = "not-a-key"
+\"\"\"
+
+[[steps]]
+id = "quorum"
+title = "Quorum"
+action = "gather-quorum"
+guidance = "Shares."
+
+[[steps]]
+id = "dry-run"
+title = "Dry run"
+action = "dry-run"
+kinds = ["device"]
+guidance = "Look."
+
+[[steps]]
+id = "restore"
+title = "Restore"
+action = "restore"
+kinds = ["device"]
+policy = ["overwrite-changed"]
+guidance = "Write."
+
+[[steps]]
+id = "done"
+title = "Done"
+action = "sign-off"
+guidance = "Sign."
+"""
+
+MISTAKES = [
+    # (replace this, with this, the line named, the step named, words in the message)
+    ('action = "dry-run"', 'action = "dryrun"', 29, "dry-run", "is not one of"),
+    ('kinds = ["device"]\nguidance = "Look."', 'kinds = ["devices", "phones"]\nguidance = "Look."', 30,
+     "dry-run", "unknown kind 'phones'"),
+    ('policy = ["overwrite-changed"]', 'policy = ["overwrite-all"]', 38, "restore", "unknown policy"),
+    ('guidance = "Shares."', 'guidance = "Shares."\ncolour = "red"', 25, "quorum", "unknown key 'colour'"),
+    ('id = "quorum"\ntitle = "Quorum"\n', 'id = "quorum"\n', 20, "quorum", "title is missing"),
+    ('id = "done"', 'id = "select"', 41, "select", "id is used twice (first on line 5)"),
+    ('kinds = ["device"]\nguidance = "Look."', 'kinds = ["role"]\nguidance = "Look."', 33, "restore",
+     "restores device without a dry-run of them"),
+    ('action = "gather-quorum"', 'action = "checkpoint"', 26, "dry-run", "needs a gather-quorum step before"),
+    ('action = "sign-off"', 'action = "sign-off"\ntwo_person = "yes"', 45, "done", "two_person must be true"),
+    ('guidance = "Pick one."', 'guidance = "Pick one."\nkinds = ["role"]', 10, "select", "kinds applies only"),
+    ('name = "tiny"', 'name = "other"', 1, None, "must match the file name"),
+]
+
+
+@pytest.mark.parametrize("old,new,line,step,words", MISTAKES, ids=[m[4] for m in MISTAKES])
+def test_a_runbook_mistake_is_named_with_file_line_and_step(tmp_path: Path, cli, old: str, new: str, line: int,
+                                                           step: str | None, words: str) -> None:
+    path = tmp_path / "tiny.toml"
+    path.write_text(GOOD)
+    assert load_runbook(path).steps[-1].id == "done"
+    assert GOOD.count(old) == 1
+    path.write_text(GOOD.replace(old, new))
+    with pytest.raises(RunbookInvalid) as caught:
+        load_runbook(path)
+    message = caught.value.message
+    assert message.startswith(f"{path}:{line}: "), message
+    assert (f"step {step!r}" in message) if step else "step" not in message.split(": ", 2)[1]
+    assert words in message
+    code, _, err = cli("runbooks", "check", path)
+    assert code == 8 and f"{path}:{line}" in err
+
+
+def test_broken_toml_and_a_sign_off_in_the_middle_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.toml"
+    path.write_text(GOOD.replace('title = "Verify"', 'title = "Verify'))
+    with pytest.raises(RunbookInvalid, match=r"not valid TOML: .*line 13"):
+        load_runbook(path)
+    order = GOOD.replace('action = "gather-quorum"', 'action = "sign-off"')
+    path.write_text(order)
+    with pytest.raises(RunbookInvalid, match=rf"{path}:20: step 'quorum': sign-off must be the last step"):
+        load_runbook(path)
+
+
+# -- the executor -----------------------------------------------------------------------------------------
+
+
+def settings_for(drill: Drill, state: Path, operator: str = "dana") -> RunSettings:
+    return RunSettings(str(drill.snapshots), drill.target, drill.allowed_signers, state, state.parent / "cache",
+                       operator)
+
+
+def enter_cards(ex: RunbookExecutor, drill: Drill, names=CARDS) -> None:
+    quorum = ex.quorum()
+    for name in names:
+        card = read_share_file(drill.card(name))
+        quorum.add(card.words, card.custodian)
+    ex.combine()
+
+
+def walk_until(ex: RunbookExecutor, drill: Drill, stop_before: str | None) -> None:
+    while ex.current is not None and ex.current.id != stop_before:
+        if ex.current.action is Action.GATHER_QUORUM or ex.needs_quorum:
+            enter_cards(ex, drill)
+        ex.run_current(Confirmation("dana", "lee", note="done"))
+
+
+def test_quit_and_resume_continue_at_the_same_step_and_ask_for_the_key_again(drill: Drill, tmp_path: Path) -> None:
+    runbook = load_runbook(BUILTIN_DIR / "tabletop-drill.toml")
+    ex = RunbookExecutor.start(runbook, settings_for(drill, tmp_path / "state"))
+    walk_until(ex, drill, "restore")
+    assert ex.results[-1].step == "dry-run" and ex.dry_run is not None
+    folder = ex.pause("lunch")
+    assert load_report(folder)["status"] == "paused" and "paused at step restore" in load_report(folder)["reason"]
+    assert verify_log(folder / "audit.jsonl").intact
+
+    again = RunbookExecutor.resume(runbook, settings_for(drill, tmp_path / "state", "lee"))
+    assert again.ceremony == ex.ceremony and again.current.id == "restore"
+    assert again.needs_quorum  # the key never left the first process's memory
+    with pytest.raises(Exception, match="not combined"):
+        again.run_current(Confirmation("lee", "dana"))
+    enter_cards(again, drill)
+    walk_until(again, drill, None)
+    assert again.status == "completed"
+    report = load_report(folder)
+    assert report["status"] == "completed" and report["ceremony"] == ex.ceremony
+    steps = [s["step"] for s in report["steps"]]
+    assert steps == [s.id for s in runbook.steps]
+    assert {"dana", "lee"} <= set(report["operators"])
+    assert len(report["participants"]) == 6  # three shares before the pause, three after
+    verdict = verify_log(folder / "audit.jsonl")
+    assert verdict.intact, verdict.problem
+    actions = [json.loads(line)["action"] for line in (folder / "audit.jsonl").read_text().splitlines()]
+    assert "recovery-paused" in actions and "recovery-resumed" in actions and "snapshot-reverified" in actions
+
+
+def test_resume_refuses_a_changed_runbook_and_a_missing_run(drill: Drill, tmp_path: Path, cli) -> None:
+    book = tmp_path / "books" / "tabletop-drill.toml"
+    book.parent.mkdir()
+    shutil.copy(BUILTIN_DIR / "tabletop-drill.toml", book)
+    ex = RunbookExecutor.start(load_runbook(book), settings_for(drill, tmp_path / "state"))
+    walk_until(ex, drill, "verify")
+    ex.pause()
+    book.write_text(book.read_text().replace("The newest snapshot is proposed.", "Take the oldest."))
+    with pytest.raises(RunStateError, match="changed since run"):
+        RunbookExecutor.resume(load_runbook(book), settings_for(drill, tmp_path / "state"))
+    code, _, err = cli("--state-dir", tmp_path / "empty", "run", "device-lifecycle", "--resume")
+    assert code == 9 and "no paused or interrupted runbook device-lifecycle" in err
+
+
+def test_a_custodian_binds_a_share_by_typing_the_ceremony_back(drill: Drill, tmp_path: Path) -> None:
+    ex = RunbookExecutor.start(load_runbook(BUILTIN_DIR / "tabletop-drill.toml"), settings_for(drill, tmp_path))
+    walk_until(ex, drill, "quorum")
+    quorum = ex.quorum()
+    amara, chen = read_share_file(drill.card("amara")), read_share_file(drill.card("chen"))
+    with pytest.raises(CeremonyMismatch) as wrong:
+        quorum.add(amara.words, "amara", "other-ceremony-12")
+    assert wrong.value.exit_code == 26 and not quorum.entry.receipts  # not counted
+    quorum.add(amara.words, "amara", ex.ceremony.upper().replace("-", " "))
+    quorum.add(chen.words, "chen")
+    entries = [json.loads(line) for line in (ex.folder / "audit.jsonl").read_text().splitlines()]
+    accepted = [e["inputs"] for e in entries if e["action"] == "share-accepted"]
+    assert [(a["custodian"], a["bound_to_ceremony"]) for a in accepted] == [("amara", True), ("chen", False)]
+    assert any(e["action"] == "ceremony-mismatch" for e in entries)
+    assert any(e["action"] == "share-rejected" for e in entries)
+
+
+# -- the headless walk ----------------------------------------------------------------------------------------
+
+
+def test_a_scripted_drill_restores_the_target_and_leaves_evidence(drill: Drill, cli, tmp_path: Path) -> None:
+    before = diff_json(cli, drill)
+    assert before["kinds"]["role"]["extra"] >= 1 and before["kinds"]["device"]["missing"] >= 1
+    code, out, err = cli("--state-dir", tmp_path / "state", *run_args(drill), "--yes", "--second-operator", "lee",
+                         "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "completed" and result["next_step"] is None
+    restores = [s for s in result["steps"] if s["action"] == "restore"]
+    assert all(s["status"] == "verified" and s["confirmed_by"] == ["dana", "lee"] for s in restores)
+    after = diff_json(cli, drill)["kinds"]
+    assert after["role"]["extra"] == 0 and after["role"]["changed"] == 0  # the attacker's role is gone
+    assert after["identity"]["missing"] == 0 and after["setting"]["changed"] == 0
+    assert after["device"]["missing"] < before["kinds"]["device"]["missing"] or after["device"]["missing"] == 0
+    folder = Path(result["report"]).parent
+    assert cli("audit", "verify", folder / "audit.jsonl")[0] == 0
+    report = load_report(folder)
+    assert report["status"] == "completed" and report["snapshot"]["snapshot"] == drill.latest
+    assert {p["custodian"] for p in report["participants"]} == set(CARDS)
+
+
+def test_the_two_person_rule_pauses_the_run_until_a_second_operator_confirms(drill: Drill, cli,
+                                                                             tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    code, _, err = cli("--state-dir", state, *run_args(drill), "--yes")
+    assert code == 27 and "needs a second operator, other than dana" in err and "--resume" in err
+    untouched = live_state(drill)
+    code, _, err = cli("--state-dir", state, "run", "tabletop-drill", "--resume", *share_args(drill), "--yes",
+                       "--operator", "dana", "--second-operator", "DANA")
+    assert code == 27  # the same person twice is not two people
+    assert live_state(drill) == untouched
+    code, out, err = cli("--state-dir", state, "run", "tabletop-drill", "--resume", *share_args(drill), "--yes",
+                         "--operator", "dana", "--second-operator", "lee", "--json")
+    assert code == 0, err
+    folder = Path(json.loads(out)["report"]).parent
+    entries = [json.loads(line) for line in (folder / "audit.jsonl").read_text().splitlines()]
+    assert sum(e["action"] == "two-person-rule-unmet" for e in entries) == 2
+    assert live_state(drill) != untouched
+
+
+def test_a_skipped_restore_is_reported_partially_completed_and_an_abort_says_where(drill: Drill, tmp_path: Path,
+                                                                                cli) -> None:
+    runbook = load_runbook(BUILTIN_DIR / "tabletop-drill.toml")
+    ex = RunbookExecutor.start(runbook, settings_for(drill, tmp_path / "a"))
+    walk_until(ex, drill, "restore-roles")
+    ex.skip_current("dana", "roles are handled by the identity team")
+    walk_until(ex, drill, None)
+    report = load_report(ex.folder)
+    assert report["status"] == "partially completed" and "restore-roles" in report["reason"]
+    assert "**skipped**" in (ex.folder / "report.md").read_text()
+
+    other = RunbookExecutor.start(runbook, settings_for(drill, tmp_path / "b"))
+    walk_until(other, drill, "dry-run")
+    other.pause()
+    code, out, _ = cli("--state-dir", tmp_path / "b", "run", "tabletop-drill", "--abort", "wrong snapshot chosen")
+    assert code == 0
+    report = load_report(other.folder)
+    assert report["status"] == "aborted" and report["reason"] == "aborted at step dry-run: wrong snapshot chosen"
+    with pytest.raises(StepNotConfirmed):
+        RunbookExecutor.start(runbook, settings_for(drill, tmp_path / "c")).run_current(None)
+
+
+def test_the_audit_head_is_signed_by_the_operators_ssh_agent(drill: Drill, cli, tmp_path: Path) -> None:
+    """A real ssh-agent holds the key; ssh-keygen -Y verify checks the head's signature."""
+    if not shutil.which("ssh-agent") or not shutil.which("ssh-keygen"):
+        pytest.fail("ssh-agent and ssh-keygen are needed: run scripts/ensure-tools")
+    key = tmp_path / "operator"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dana", "-f", key], check=True)
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", key], env=env, check=True, capture_output=True)
+        os.environ["SSH_AUTH_SOCK"] = str(sock)
+        try:
+            code, out, err = cli("--state-dir", tmp_path / "state", *run_args(drill), "--yes", "--second-operator",
+                                 "lee", "--json", "--audit-key", f"{key}.pub")
+        finally:
+            del os.environ["SSH_AUTH_SOCK"]
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait()
+    assert code == 0, err
+    log = Path(json.loads(out)["audit_log"])
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'dana namespaces="{NAMESPACE}" {Path(f"{key}.pub").read_text().strip()}\n')
+    assert cli("audit", "verify", log, "--allowed-signers", allowed)[0] == 0
+    head, sig = Path(f"{log}.head"), Path(f"{log}.head.sig")
+    checked = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", allowed, "-I", "dana", "-n", NAMESPACE,
+                              "-s", sig], stdin=head.open("rb"), capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert load_report(log.parent)["audit"]["signed"]
+
+
+# -- a crash in the middle of a runbook's restore ---------------------------------------------------------------
+
+
+def test_sigkill_during_a_runbook_restore_then_resume_finishes_it(tmp_path: Path, cli) -> None:
+    from enigm_recover.drill.scenario import DrillSpec, make_drill
+
+    root = tmp_path / "drill"
+    drill = Drill(root, make_drill(root, DrillSpec(identities=400, devices_per_identity=3, seed=5, snapshots=1,
+                                                    at=DRILL_AT)))
+    reference_root = tmp_path / "reference"
+    shutil.copytree(root, reference_root)
+    reference = Drill(reference_root, {**drill.doc, "paths": {**drill.doc["paths"],
+                      "target": drill.target.replace(str(root), str(reference_root))}})
+    state = tmp_path / "state"
+    argv = [str(SCRIPT), "--state-dir", str(state), *map(str, run_args(drill)), "--yes", "--second-operator",
+            "lee", "--batch-size", "1"]
+    target = Path(drill.target.removeprefix("sqlite:///"))
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None:  # aimed by the journal's progress, not by the clock
+        try:
+            with sqlite3.connect(target) as conn:
+                done = conn.execute("SELECT count(*) FROM enigm_restore_batches WHERE step = 'devices'").fetchone()[0]
+        except sqlite3.Error:
+            done = 0
+        if done >= 3:
+            break
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before the kill: the drill is too small"
+    code, out, err = cli("--state-dir", state, "run", "tabletop-drill", "--resume", *share_args(drill), "--yes",
+                         "--operator", "dana", "--second-operator", "lee", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    restore = next(s for s in result["steps"] if s["step"] == "restore")
+    assert restore["status"] == "verified"
+    assert cli("--state-dir", tmp_path / "state-ref", *run_args(reference), "--yes", "--second-operator", "lee")[0] == 0
+    assert live_state(drill) == live_state(reference)
