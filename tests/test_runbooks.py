@@ -381,3 +381,114 @@ def test_sigkill_during_a_runbook_restore_then_resume_finishes_it(tmp_path: Path
     assert restore["status"] == "verified"
     assert cli("--state-dir", tmp_path / "state-ref", *run_args(reference), "--yes", "--second-operator", "lee")[0] == 0
     assert live_state(drill) == live_state(reference)
+
+
+# -- on a terminal ------------------------------------------------------------------------------------------------
+
+
+class Terminal:
+    """A command on a pseudo-terminal of its own (its controlling tty, so hidden prompts work as for a person)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        import fcntl
+        import pty
+        import termios
+
+        self.master, slave = pty.openpty()
+
+        def controlling_tty() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_tty,
+                                        env={**os.environ, "COLUMNS": "120"})
+        os.close(slave)
+        self.seen = ""  # output not yet matched
+        self.transcript = ""  # everything the terminal showed
+
+    def expect(self, text: str, timeout: float = 60) -> str:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            ready, _, _ = select.select([self.master], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"{text!r} did not appear; the terminal shows:\n{self.seen[-2000:]}")
+            try:
+                chunk = os.read(self.master, 65536).decode(errors="replace")
+            except OSError:
+                chunk = ""
+            if not chunk:
+                raise AssertionError(f"the program ended before {text!r}:\n{self.seen[-2000:]}")
+            self.seen += chunk
+            self.transcript += chunk
+        shown, self.seen = self.seen, self.seen[self.seen.index(text) + len(text):]
+        return shown
+
+    def answer(self, prompt: str, reply: str) -> str:
+        shown = self.expect(prompt)
+        os.write(self.master, reply.encode() + b"\r")
+        return shown
+
+    def finish(self) -> int:
+        try:
+            while os.read(self.master, 65536):
+                pass
+        except OSError:
+            pass
+        return self.process.wait(timeout=60)
+
+
+def test_an_operator_walks_a_runbook_on_the_terminal_quits_and_resumes(drill: Drill, tmp_path: Path, cli) -> None:
+    words = {n: read_share_file(drill.card(n)).words for n in CARDS}
+    state = tmp_path / "state"
+    term = Terminal([str(SCRIPT), "--state-dir", str(state), "run", "device-lifecycle", "--source",
+                     str(drill.snapshots), "--target", drill.target, "--allowed-signers", str(drill.allowed_signers),
+                     "--operator", "dana"])
+    shown = term.answer("dana, confirm step declare? [y]es / [s]kip / [q]uit: ", "y")
+    assert "[1/8] declare" in shown
+    term.answer("Note for the record (Enter for none): ", "only devices affected")
+    shown = term.answer("Snapshot id (or a unique prefix; Enter for the newest): ", drill.latest[:12])
+    assert "SIGNATURE" in shown and drill.latest in shown
+    shown = term.answer("Custodian name: ", "amara")
+    ceremony = shown.split("Ceremony ", 1)[1].split(".", 1)[0]
+    term.answer("Type the ceremony id to bind your share to it (Enter to skip): ", "some-other-ceremony-10")
+    term.answer("Share words of amara: ", words["amara"])
+    assert "rejected: the ceremony id typed back is not this ceremony's" in term.expect("Custodian name: ")
+    os.write(term.master, b"amara\r")
+    term.answer("(Enter to skip): ", "")
+    mistyped = words["amara"].split()
+    mistyped[4] = "zzzz"
+    term.answer("Share words of amara: ", " ".join(mistyped))
+    assert "rejected: word 5 is not in the SLIP-39 word list" in term.expect("Custodian name: ")
+    for index, name in enumerate(CARDS):
+        if index:
+            term.expect("Custodian name: ")
+        os.write(term.master, f"{name}\r".encode())
+        term.answer("(Enter to skip): ", ceremony.upper() if name == "amara" else "")
+        term.answer(f"Share words of {name}: ", words[name])
+    shown = term.answer("dana, confirm step restore-devices? [y]es / [s]kip / [q]uit: ", "q")
+    assert "plan: devices (restore-missing, overwrite-changed)" in shown
+    rest = term.expect("resume with `enigm-recover run device-lifecycle --resume`")
+    assert term.finish() == 0, rest
+    runs = [" ".join(card.split()[i:i + 3]) for card in words.values() for i in range(0, 30, 3)]
+    assert len(term.transcript) > 2000 and not any(run in term.transcript for run in runs)  # never echoed
+
+    term = Terminal([str(SCRIPT), "--state-dir", str(state), "run", "device-lifecycle", "--resume", "--operator",
+                     "lee"])
+    assert "(resumed)" in term.expect("Custodian name: ")  # the key is needed again
+    for index, name in enumerate(CARDS):
+        if index:
+            term.expect("Custodian name: ")
+        os.write(term.master, f"{name}\r".encode())
+        term.answer("(Enter to skip): ", "")
+        term.answer(f"Share words of {name}: ", words[name])
+    term.answer("lee, confirm step restore-devices? [y]es / [s]kip / [q]uit: ", "y")
+    term.answer("second operator, type your name to confirm: ", "dana")
+    shown = term.answer("lee, confirm step sign-off? [y]es / [q]uit: ", "y")
+    assert "→ verified: inserted" in shown
+    assert "run " + ceremony + ": completed" in term.expect("audit log")
+    assert term.finish() == 0
+    report = load_report(next((state / "recoveries").iterdir()))
+    assert report["status"] == "completed"
+    assert [p["bound_to_ceremony"] for p in report["participants"]] == [True, False, False, False, False, False]
