@@ -44,6 +44,7 @@ class AuditLog:
         self.operator = operator
         self.host = socket.gethostname()
         self.seq, self.head = _tail(path)
+        self.current_step: str | None = None  # the runbook step entries belong to, unless they name one
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, action: str, *, step: str | None = None, inputs: dict[str, Any] | None = None,
@@ -54,7 +55,7 @@ class AuditLog:
             "operator": self.operator,
             "host": self.host,
             "ceremony": self.ceremony,
-            "step": step,
+            "step": step if step is not None else self.current_step,
             "action": action,
             "inputs": inputs or {},
             "outcome": outcome,

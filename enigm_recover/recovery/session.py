@@ -206,8 +206,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if not report["steps"]:
         lines.append("- none")
     if report["findings"]:
-        lines += ["", "## Safety findings kept", ""]
-        lines += [f"- {code}: {n:,}" for code, n in sorted(report["findings"].items())]
+        lines += ["", "## Conflicts and how they were resolved", "",
+                  "Records where the snapshot and the live state disagree in a way a safety rule decides "
+                  "(per restore step, `kept_by_safety_rules` and `left_by_policy` above count what stayed live):", ""]
+        lines += [f"- {code}: {n:,} — {_finding_reason(code)}" for code, n in sorted(report["findings"].items())]
     audit = report["audit"]
     lines += ["", "## Audit", "", f"- log: `{audit['log']}`, {audit['entries']} entries",
               f"- head: `{audit['head']}` ("
@@ -215,6 +217,16 @@ def render_markdown(report: dict[str, Any]) -> str:
               + ")",
               ""]
     return "\n".join(lines)
+
+
+def _finding_reason(code: str) -> str:
+    """How the conflict a finding names was resolved (the safety rule that kept the live record)."""
+    from enigm_recover.recovery.assess import REASONS, Finding
+
+    try:
+        return REASONS[Finding(code)]
+    except ValueError:
+        return "kept"
 
 
 def load_report(folder: Path) -> dict[str, Any]:

@@ -337,10 +337,12 @@ class RunbookExecutor:
 
     def _close_finished(self) -> None:
         unmet = [r.step for r in self.results if not r.ok]
+        self.recovery.audit.current_step = None
         self.state.status = "completed" if not unmet else "partially completed"
         self.recovery.close(self.state.status, f"not done or not verified: {', '.join(unmet)}" if unmet else "")
 
     def _save(self) -> None:
+        self.recovery.audit.current_step = self.current.id if self.current is not None else None
         self.state.recovery = self.recovery.to_state()
         write_atomic(self.folder / STATE_FILE, self.state.to_toml(), mode=0o600, overwrite=True)
 
@@ -471,11 +473,15 @@ class RunbookExecutor:
             self.state.restored[plan_step.kind.name] = sorted(p.value for p in plan_step.policies)
         self.dry_run = None  # the target changed: the next step needs a fresh dry run
         counts = {k: sum(getattr(o, k) for o in outcome.steps) for k in ("inserted", "updated", "deleted")}
+        counts["kept_by_safety_rules"] = sum(o.verification.get("protected", 0) for o in outcome.steps)
+        counts["left_by_policy"] = sum(o.verification.get("changed_left", 0) + o.verification.get("extra_left", 0)
+                                       for o in outcome.steps)
         failed = [o.step for o in outcome.steps if o.status != "verified"]
         status = "verified" if not failed else "not-verified"
         summary = (f"inserted {counts['inserted']:,}, overwrote {counts['updated']:,}, deleted {counts['deleted']:,}; "
                    + ("verified" if not failed else f"NOT verified: {', '.join(failed)}"))
         return status, summary, counts, {"run": outcome.run_id, "resumed": outcome.resumed,
+                                         "target": self.settings.target, "policies": plan.as_dict(),
                                          "steps": [o.as_dict() for o in outcome.steps]}
 
     def _do_verify_target(self, step: RunbookStep, confirmation: Confirmation | None,
@@ -517,7 +523,8 @@ class RunbookExecutor:
 def _audit_inputs(detail: dict[str, Any]) -> dict[str, Any]:
     """The parts of a step's result worth an audit entry (ids and notes; counts go separately)."""
     return {k: v for k, v in detail.items() if k in ("snapshot", "run", "resumed", "note", "custodians",
-                                                     "fingerprint", "reason", "asked_for")}
+                                                     "fingerprint", "reason", "asked_for", "target",
+                                                     "policies")}
 
 
 def find_open_run(state_dir: Path, runbook: str, ceremony: str | None = None) -> tuple[Path, RunState]:
