@@ -90,6 +90,7 @@ class ConnectionFailed(SourceError):
 
 class HostKeyUnknown(SourceError):
     exit_code = 31
+    fingerprint: str | None = None  # the SHA256 fingerprint the host offers, for a face to confirm
     hint = ("compare the fingerprint with the one the host's owner gives you out of band, then pass "
             "--accept-new-host-key FINGERPRINT")
 
@@ -227,6 +228,16 @@ class StepNotConfirmed(EnigmError):
 
     exit_code = 27
     hint = "have the step confirmed (a two-person step needs a second operator with another name), then resume"
+
+
+# -- readiness: 40-49 -----------------------------------------------------------
+
+
+class NotReady(EnigmError):
+    """A readiness check failed: the snapshots cannot be relied on for a recovery as they are."""
+
+    exit_code = 40
+    hint = "read each failing check's evidence in the readiness report, fix the cause, then run readiness again"
 
 
 class InterruptedByUser(EnigmError):

@@ -9,6 +9,7 @@ from enigm_recover import __version__
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
+from enigm_recover.cli.commands_readiness import cmd_readiness
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
 from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
 from enigm_recover.cli.commands_snapshots import cmd_seal, cmd_snapshots_list, cmd_unseal, cmd_verify
@@ -253,6 +254,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only serve the drill in DIR read-only over SFTP on 127.0.0.1 until interrupted")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drill)
+
+    p = sub.add_parser(
+        "readiness", help="check that the snapshots would restore today (for schedules and auditors)",
+        description="Check the snapshots in SOURCE without any share: the newest usable one is younger than "
+                    "--max-age; every manifest is signed by a trusted principal, sealed to --recipient and within "
+                    "the allow-listed scope; every payload is present and matches its signed size and SHA-256 "
+                    "(a remote one downloaded afresh on every run); the chain of previous snapshot ids has no gaps; "
+                    "identities and devices do not drop by more than --max-drop between consecutive snapshots. "
+                    "With --test-restore and the custodians' shares, also unseal the newest snapshot into a "
+                    "scratch SQLite target, verify its counts and canonical hashes against the manifest and "
+                    "delete it. Writes readiness.toml and readiness.md beside the run's audit log, whose entry "
+                    "holds their SHA-256.",
+        epilog="Exit 0 when every check passes, 40 when any fails (named on stderr); source errors keep their "
+               "own codes. " + EPILOG_EXIT_CODES)
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    p.add_argument("--recipient", metavar="FILE", help="the expected recovery.pub (env ENIGM_RECOVER_RECIPIENT)")
+    p.add_argument("--max-age", default="26h", metavar="DURATION",
+                   help="the newest usable snapshot may be at most this old: 26h, 90m, 2d, 3600s (default 26h)")
+    p.add_argument("--max-drop", default="25", metavar="PERCENT",
+                   help="flag a drop of identities or devices larger than this between consecutive snapshots "
+                        "(default 25)")
+    p.add_argument("--environment", metavar="NAME", help="check only the snapshots of this environment")
+    p.add_argument("--test-restore", action="store_true",
+                   help="also unseal and restore the newest snapshot into a scratch target (needs shares)")
+    p.add_argument("--prometheus", metavar="FILE",
+                   help="write the verdict as a node_exporter textfile (e.g. .../textfile/enigm_readiness.prom)")
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_readiness)
 
     audit = sub.add_parser("audit", help="the audit logs of recoveries")
     asub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True, parser_class=_Parser)

@@ -1,0 +1,136 @@
+"""A readiness report as files: TOML (for machines), Markdown (for auditors), and a Prometheus textfile.
+
+The TOML and Markdown are written atomically beside the run's audit log, and their SHA-256 digests
+are what the audit log records. The textfile follows node_exporter's textfile collector format and
+is written atomically too (the collector would otherwise read half a file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from enigm_recover.atomic import write_atomic
+from enigm_recover.readiness.checks import ReadinessReport
+
+TOML_NAME = "readiness.toml"
+MARKDOWN_NAME = "readiness.md"
+
+
+def _plain(value: Any) -> Any:
+    """TOML has no null: drop None values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def report_document(report: ReadinessReport, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report as one document: the verdict, the policy, every check with evidence, every snapshot."""
+    return {"readiness": {**report.as_dict(), **(context or {})}}
+
+
+def render_toml(report: ReadinessReport, context: dict[str, Any] | None = None) -> bytes:
+    return tomli_w.dumps(_plain(report_document(report, context))).encode("utf-8")
+
+
+def render_markdown(report: ReadinessReport, context: dict[str, Any] | None = None) -> str:
+    doc = report.as_dict()
+    context = context or {}
+    verdict = "READY" if report.ready else "NOT READY"
+    lines = [f"# Recovery readiness — {verdict}", ""]
+    if not report.ready:
+        lines += [f"Failing checks: {', '.join(report.failing)}.", ""]
+    lines += [f"- **Source:** {report.source}",
+              f"- **Checked at (UTC):** {doc['checked_at']}",
+              f"- **Recovery key expected:** {report.recipient_fingerprint}",
+              f"- **Policy:** newest usable snapshot at most {doc['policy']['max_age']} old; identities and devices "
+              f"may drop at most {report.policy.max_drop:g}% between consecutive snapshots"
+              + (f"; environment {report.policy.environment}" if report.policy.environment else "")]
+    if report.newest_id:
+        lines.append(f"- **Newest usable snapshot:** {report.newest_id} ({report.newest_age_seconds:,} s old)")
+    for key, label in (("ceremony", "Ceremony"), ("operator", "Operator"), ("audit_log", "Audit log")):
+        if context.get(key):
+            lines.append(f"- **{label}:** {context[key]}")
+    lines += ["", "## Checks", "", "| check | verdict | summary |", "|---|---|---|"]
+    for c in report.checks:
+        lines.append(f"| {c.name} | {c.status.upper()} | {_cell(c.summary)} |")
+    for c in report.checks:
+        lines += ["", f"### {c.name}: {c.status}", "", f"_{c.as_dict()['description']}._", "", c.summary, ""]
+        lines += [f"- {_md(e)}" for e in c.evidence] or ["- (no evidence)"]
+    lines += ["", "## Snapshots (newest first)", ""]
+    if report.snapshots:
+        lines += ["| id | created (UTC) | environment | signature | recovery key | payload | counts |",
+                  "|---|---|---|---|---|---|---|"]
+        for s in doc["snapshots"]:
+            key = {True: "expected", False: "OTHER", None: "-"}[s["recipient_matches"]]
+            counts = ", ".join(f"{k} {n:,}" for k, n in s["counts"].items()) or "-"
+            lines.append(f"| {s['id']} | {s['created_at'] or '-'} | {s['environment'] or '-'} | {s['signature']} | "
+                         f"{key} | {s['payload']} | {counts} |")
+    else:
+        lines.append("- none")
+    if report.refused_names:
+        lines += ["", "## Refused file names", ""] + [f"- {_md(r)}" for r in report.refused_names]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    return text.replace("\n", " ").replace("<", "&lt;")
+
+
+def _cell(text: str) -> str:
+    return _md(text).replace("|", "\\|")
+
+
+def write_report(report: ReadinessReport, folder: Path, context: dict[str, Any] | None = None) -> dict[str, str]:
+    """Write readiness.toml and readiness.md into ``folder``; returns their paths and SHA-256 digests."""
+    toml_bytes = render_toml(report, context)
+    md_bytes = render_markdown(report, context).encode("utf-8")
+    write_atomic(folder / TOML_NAME, toml_bytes, mode=0o600, overwrite=True)
+    write_atomic(folder / MARKDOWN_NAME, md_bytes, mode=0o600, overwrite=True)
+    return {"toml": str(folder / TOML_NAME), "sha256": hashlib.sha256(toml_bytes).hexdigest(),
+            "markdown": str(folder / MARKDOWN_NAME), "markdown_sha256": hashlib.sha256(md_bytes).hexdigest()}
+
+
+# -- Prometheus (node_exporter textfile collector) --------------------------------------------
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_prometheus(report: ReadinessReport) -> str:
+    """The text exposition format: HELP and TYPE once per metric, every sample labelled with the source."""
+    source = f'source="{_label(report.source)}"'
+    out: list[str] = []
+
+    def metric(name: str, help_text: str, samples: list[tuple[str, int]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} gauge")
+        out.extend(f"{name}{{{labels}}} {value}" for labels, value in samples)
+
+    metric("enigm_recover_readiness_ok", "1 when every recovery readiness check passed, 0 otherwise.",
+           [(source, int(report.ready))])
+    if report.newest_age_seconds is not None:
+        metric("enigm_recover_newest_snapshot_age_seconds",
+               "Age of the newest usable snapshot (trusted signature, expected key, intact payload) in seconds.",
+               [(source, int(report.newest_age_seconds))])
+    metric("enigm_recover_readiness_check_ok", "1 when the readiness check passed, 0 when it failed "
+                                               "(checks that did not run are absent).",
+           [(f'{source},check="{_label(c.name)}"', int(bool(c.ok))) for c in report.checks if c.ok is not None])
+    metric("enigm_recover_readiness_snapshots", "Snapshots listed in the source (of the checked environment).",
+           [(source, len(report.snapshots))])
+    metric("enigm_recover_readiness_last_run_timestamp_seconds",
+           "When the readiness checks ran (Unix time): alert when this file goes stale.",
+           [(source, int(report.checked_at.timestamp()))])
+    return "\n".join(out) + "\n"
+
+
+def write_prometheus(report: ReadinessReport, path: Path) -> None:
+    """Write the textfile atomically (node_exporter must never read half of it), readable by the collector."""
+    write_atomic(path, render_prometheus(report).encode("utf-8"), mode=0o644, overwrite=True)
