@@ -144,7 +144,7 @@ class Restorer:
                   live_now: dict[tuple[Any, ...], Row]) -> Iterator[tuple[Change, Row | None, Row | None, Assessment]]:
         """Each change judged again against the live rows as they are now."""
         assess = Assessor(kind, self.snapshot_time)
-        snaps = {c.key: parse_checked_line(kind, c.snapshot_line) if c.snapshot_line else None for c in chunk}
+        snaps = {c.key: parse_checked_line(kind, line) if (line := c.snapshot_line) else None for c in chunk}
         known: set[str] = set()
         if kind is DEVICE:
             accounts = {device_account(snaps[c.key], live_now.get(c.key)) for c in chunk

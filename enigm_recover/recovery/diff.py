@@ -29,6 +29,7 @@ from enigm_recover.recovery.assess import (
     merge,
     orphan_assessment,
 )
+from enigm_recover.recovery.line_store import LineStore
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
 from enigm_recover.snapshot.records import parse_checked_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
@@ -44,8 +45,13 @@ class Change:
     fields: tuple[tuple[str, Any, Any], ...] = ()  # (field, live value, snapshot value) when changed
     findings: tuple[Finding, ...] = ()
     protected: bool = False
-    snapshot_line: bytes | None = None  # the canonical record a restore would write (missing, changed)
+    line_ref: int | None = None  # the canonical record a restore would write (missing, changed), in `lines`
     account: str | None = None  # an extra device's account, for the orphan check (a missing one's is in its line)
+    lines: LineStore | None = None
+
+    @property
+    def snapshot_line(self) -> bytes | None:
+        return None if self.line_ref is None or self.lines is None else self.lines.get(self.line_ref)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +161,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     result = DiffResult(verified.manifest.id, snapshot_time, store.display,
                         {k.name: KindSummary() for k in KINDS if k.name in selected})
     missing_accounts: set[str] = set()  # the snapshot's identities that live lacks: a restore brings them back
+    lines = LineStore()
     for kind, items in rows_by_kind(verified, identity, progress):
         wanted = kind.name in selected or (kind is IDENTITY and DEVICE.name in selected)
         if not wanted:
@@ -176,7 +183,8 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
             fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
             account = device_account(snap, live) if kind is DEVICE and verdict.change is ChangeType.EXTRA else None
             changes.append(Change(kind.name, as_key(kind, key), verdict.change, fields, verdict.findings,
-                                  verdict.protected, line, account))
+                                  verdict.protected, lines.add(line) if line is not None else None, account,
+                                  lines))
             if kind is IDENTITY and verdict.change is ChangeType.MISSING:
                 missing_accounts.add(key)
         if kind is DEVICE:
