@@ -108,6 +108,20 @@ def test_list_verify_and_unseal_over_real_openssh(drill, backup, cli, tmp_path: 
     assert cached[0].read_bytes() == (drill.snapshots / payload_name(drill.latest)).read_bytes()
 
 
+def test_an_altered_remote_payload_fails_verify_with_its_check_named(drill, backup, cli, tmp_path: Path) -> None:
+    config, _, source = backup
+    payload = drill.snapshots / payload_name(drill.latest)
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    payload.write_bytes(bytes(data))
+    code, out, _ = cli("--cache-dir", tmp_path / "cache", "verify", source, "latest", "--ssh-config", config,
+                       "--allowed-signers", drill.allowed_signers, "--json")
+    report = json.loads(out)
+    assert code == 12 and not report["ok"] and report["exit_code"] == 12
+    assert [c["name"] for c in report["checks"] if not c["ok"]] == ["payload sha256"]
+    assert not list((tmp_path / "cache").rglob("*.payload.age"))  # never renamed into place
+
+
 def test_unknown_host_key_is_refused_with_its_fingerprint_until_accepted(drill, backup, sshd, cli,
                                                                          tmp_path: Path) -> None:
     config, known, source = backup

@@ -93,6 +93,8 @@ def verify_entry(
         path = source.payload(entry, progress)
     except SourceError as exc:
         return fail("payload size", exc)
+    except PayloadIntegrityError as exc:  # a remote source checks size and SHA-256 while downloading
+        return fail("payload sha256", exc)
     actual = os.path.getsize(path)
     if actual != manifest.payload_size:
         return fail("payload size", PayloadIntegrityError(
