@@ -141,16 +141,20 @@ def _account_of(change: Change) -> str | None:
     return None
 
 
+ORPHAN_CHUNK = 20_000
+
+
 def resolve_orphans(changes: list[Change], restorable_accounts: set[str], store: TargetStore) -> None:
     """Flag missing or extra devices whose account exists neither in live nor among the snapshot's
-    missing identities (a missing one is then not restored). One batched lookup, not one per device."""
-    pending = [(c, account) for c in changes if (account := _account_of(c)) is not None]
-    wanted = {account for _, account in pending} - restorable_accounts
-    known = restorable_accounts | store.existing_accounts(wanted)
-    for change, account in pending:
-        if account not in known:
-            verdict = orphan_assessment(Assessment(change.change, change.findings, change.protected))
-            change.findings, change.protected = verdict.findings, verdict.protected
+    missing identities (a missing one is then not restored). Batched lookups, not one per device."""
+    for start in range(0, len(changes), ORPHAN_CHUNK):  # in chunks: memory stays bounded
+        pending = [(c, account) for c in changes[start:start + ORPHAN_CHUNK]
+                   if (account := _account_of(c)) is not None]
+        known = store.existing_accounts({account for _, account in pending} - restorable_accounts)
+        for change, account in pending:
+            if account not in known and account not in restorable_accounts:
+                verdict = orphan_assessment(Assessment(change.change, change.findings, change.protected))
+                change.findings, change.protected = verdict.findings, verdict.protected
 
 
 def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetStore, *,
