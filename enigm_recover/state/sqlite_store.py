@@ -159,9 +159,10 @@ class SQLiteStore:
         return _rows_by_key(self._read_conn(), kind, keys)
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
-        """Which of these accounts live has: only the ids are read, never whole rows."""
-        return {row[0] for row in _select_in(self._read_conn(), "account_id", IDENTITY.table, "account_id",
-                                             list(account_ids))}
+        """Which of these accounts live has: only the ids are read, never whole rows. Inside a write
+        transaction (a restore batch) through that transaction, which sees what it locked."""
+        conn = self.conn if self.conn.in_transaction else self._read_conn()
+        return {row[0] for row in _select_in(conn, "account_id", IDENTITY.table, "account_id", list(account_ids))}
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
