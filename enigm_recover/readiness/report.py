@@ -11,22 +11,12 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
+from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.readiness.checks import ReadinessReport
 
 TOML_NAME = "readiness.toml"
 MARKDOWN_NAME = "readiness.md"
-
-
-def _plain(value: Any) -> Any:
-    """TOML has no null: drop None values."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def report_document(report: ReadinessReport, context: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -35,7 +25,7 @@ def report_document(report: ReadinessReport, context: dict[str, Any] | None = No
 
 
 def render_toml(report: ReadinessReport, context: dict[str, Any] | None = None) -> bytes:
-    return tomli_w.dumps(_plain(report_document(report, context))).encode("utf-8")
+    return tomlfile.dumps(report_document(report, context))
 
 
 def render_markdown(report: ReadinessReport, context: dict[str, Any] | None = None) -> str:

@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from shamir_mnemonic.wordlist import WORDLIST
 
+from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.errors import CeremonyMismatch
 from enigm_recover.quorum.entry import ShareReceipt
@@ -65,8 +65,10 @@ class Recovery:
     closed: bool = False
 
     @classmethod
-    def open(cls, state_dir: Path, command: str, operator: str | None = None) -> "Recovery":
-        ceremony = new_ceremony_id()
+    def open(cls, state_dir: Path, command: str, operator: str | None = None,
+             ceremony: str | None = None) -> "Recovery":
+        """A new recovery; ``ceremony`` fixes its id (tests and screenshots only; normally random)."""
+        ceremony = ceremony or new_ceremony_id()
         started = _now()
         folder = state_dir / "recoveries" / f"{started.replace(':', '')}-{ceremony}"
         folder.mkdir(parents=True, exist_ok=False)
@@ -155,7 +157,7 @@ class Recovery:
                       "signed": self.signer is not None,
                       "signer": self.signer.fingerprint if self.signer is not None else ""},
         }
-        write_atomic(self.folder / "report.toml", tomli_w.dumps(_plain(report)).encode(), mode=0o600,
+        write_atomic(self.folder / "report.toml", tomlfile.dumps(report), mode=0o600,
                      overwrite=True)
         write_atomic(self.folder / "report.md", render_markdown(report).encode(), mode=0o600, overwrite=True)
         return self.folder
@@ -164,15 +166,6 @@ class Recovery:
 def _seconds_between(start: str, end: str) -> int:
     parse = lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     return int((parse(end) - parse(start)).total_seconds())
-
-
-def _plain(value: Any) -> Any:
-    """TOML has no null: drop None values."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -27,8 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import tomli_w
-
+from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.errors import EnigmError, RunStateError, StepNotConfirmed, UsageError
 from enigm_recover.progress import ProgressCallback, no_progress
@@ -112,7 +111,7 @@ class RunState:
     recovery: dict[str, Any] = field(default_factory=dict)
 
     def to_toml(self) -> bytes:
-        return tomli_w.dumps(_plain({"format": FORMAT, **asdict(self)})).encode()
+        return tomlfile.dumps({"format": FORMAT, **asdict(self)})
 
     @classmethod
     def from_file(cls, path: Path) -> "RunState":
@@ -128,14 +127,6 @@ class RunState:
             raise RunStateError(f"the run state {path} is damaged: {exc}") from None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 class RunbookExecutor:
     def __init__(self, runbook: Runbook, settings: RunSettings, recovery: Recovery, state: RunState) -> None:
         self.runbook = runbook
@@ -146,12 +137,14 @@ class RunbookExecutor:
         self.identity: Any = None  # RecoveryIdentity, in memory only
         self.dry_run: Any = None  # DiffResult of this session's latest dry run
         self._quorum: QuorumSession | None = None
+        self.manifests: dict[str, str] = {}  # id -> manifest TOML, from the latest snapshots() listing
 
     # -- starting and resuming ---------------------------------------------------
 
     @classmethod
-    def start(cls, runbook: Runbook, settings: RunSettings) -> "RunbookExecutor":
-        recovery = Recovery.open(settings.state_dir, f"run {runbook.name}", settings.operator)
+    def start(cls, runbook: Runbook, settings: RunSettings, ceremony: str | None = None) -> "RunbookExecutor":
+        """A new run; ``ceremony`` fixes the ceremony id (tests and screenshots only; normally random)."""
+        recovery = Recovery.open(settings.state_dir, f"run {runbook.name}", settings.operator, ceremony=ceremony)
         recovery.signer = settings.signer
         recovery.record("runbook-started", inputs={"runbook": runbook.name, "runbook_sha256": runbook.sha256,
                                                    "source": settings.source, "target": settings.target})
@@ -215,14 +208,19 @@ class RunbookExecutor:
 
     # -- what steps need from people -----------------------------------------------
 
-    def snapshots(self) -> list[Any]:
-        """The source's snapshots, newest first, with signature and recipient status, for select-snapshot."""
+    def snapshots(self, recipient_fingerprint: str | None = None) -> list[Any]:
+        """The source's snapshots, newest first, with signature and recipient status, for select-snapshot.
+        With ``recipient_fingerprint`` (the configured recovery key's), each says whether it is sealed to it.
+        Each listed manifest's text is kept in ``self.manifests`` (id -> TOML) for a details view."""
         from enigm_recover.snapshot.listing import summarize
         from enigm_recover.snapshot.signature import load_allowed_signers
 
         allowed = load_allowed_signers(self.settings.allowed_signers)
         with self._open_source() as source:
-            return summarize(source.list(), allowed, None)
+            listing = source.list()
+        self.manifests = {e.id: e.manifest_bytes.decode("utf-8", "replace") for e in listing.entries
+                          if e.manifest_bytes}
+        return summarize(listing, allowed, recipient_fingerprint)
 
     def quorum(self) -> QuorumSession:
         """The share entry for this step (or for the key a resumed run needs again)."""
