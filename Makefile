@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench tools clean
+.PHONY: run test bench tools clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ tools:
 ## test: the whole suite against the real tools
 test: $(VENV)/.installed-test tools
 	$(BIN)/python -m pytest
+
+## screenshots: regenerate screenshots/*.svg (one per stage of the app) from a seeded drill
+screenshots: $(VENV)/.installed-run
+	$(BIN)/python -m enigm_recover.app.screenshots screenshots
 
 ## bench: speed and memory goals, as ratios against standard tools in the same run
 bench: $(VENV)/.installed-test tools

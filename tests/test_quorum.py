@@ -203,3 +203,14 @@ def test_keys_init_command(tmp_path: Path, cli) -> None:
                          "--out", tmp_path / "k2")
     assert code == 2 and "5 shares need 5 custodians" in err and "Traceback" not in err
     assert not (tmp_path / "k2").exists()
+
+
+def test_typing_feedback_names_positions_never_letters() -> None:
+    from enigm_recover.quorum.entry import typing_feedback
+
+    assert typing_feedback("") == (0, "word 1: type its first four letters", [])
+    assert typing_feedback("acad")[1] == "word 1: recognised — space for the next"
+    assert typing_feedback("academic ac")[:2] == (1, "word 2: keep typing")
+    finished, verdict, bad = typing_feedback("academic zzzz acid ")
+    assert finished == 3 and bad == [2] and verdict == "word 4: type its first four letters"
+    assert "zz" not in typing_feedback("zzq")[1] and "no SLIP-39 word" in typing_feedback("zzq")[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -85,6 +86,10 @@ def cmd_drill(ctx: Context) -> int:
     print(describe(doc))
     print(f"(made in {time.monotonic() - started:.1f} s; drill file {folder / 'drill.toml'})")
     if not args.no_tui:
+        if sys.stdin.isatty() and sys.stdout.isatty():  # a person at a terminal: walk it in the app
+            from enigm_recover.cli.commands_app import open_drill
+
+            return open_drill(ctx, folder)
         print()
         _drill_over_ssh(ctx, folder)
         print(f"\nServe it over SSH for the exercise with: enigm-recover drill --serve {folder}")

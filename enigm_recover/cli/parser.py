@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from enigm_recover import __version__
+from enigm_recover.cli.commands_app import cmd_app, cmd_default
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
@@ -78,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="config file (env ENIGM_RECOVER_CONFIG)")
     parser.add_argument("--state-dir", metavar="DIR", help="state folder (env ENIGM_RECOVER_STATE_DIR)")
     parser.add_argument("--cache-dir", metavar="DIR", help="cache folder (env ENIGM_RECOVER_CACHE_DIR)")
+    g = parser.add_argument_group("without a COMMAND: open the guided recovery app (also when the config file "
+                                  "names a source and a target)")
+    g.add_argument("--source", dest="app_source", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
+    g.add_argument("--target", dest="app_target", metavar="URL", help="the live target store URL")
+    g.add_argument("--runbook", dest="app_runbook", metavar="NAME", help="the runbook to propose")
+    g.add_argument("--allowed-signers", dest="app_allowed_signers", metavar="F", help="trusted producers")
+    g.add_argument("--operator", dest="app_operator", metavar="NAME", help="who runs the recovery")
+    parser.set_defaults(func=cmd_default)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     target = sub.add_parser("target", help="manage target stores")
@@ -239,11 +248,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ssh_options(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "app", help="the guided recovery app: a runbook walked screen by screen (a terminal UI)",
+        description="Open the app on a source and a target: choose a runbook (or resume a paused run), list and "
+                    "verify the snapshots, gather the custodians' shares, read the dry run and restore step by "
+                    "step, with a report and an audit log at the end. Keys are shown at the bottom of every screen.",
+        epilog="A tabletop exercise: `enigm-recover drill` makes one and opens the app on it; `app --drill DIR` "
+               "opens the app on an earlier drill.")
+    p.add_argument("--source", metavar="SOURCE", help="a folder, file:// or sftp:// URL (env ENIGM_RECOVER_SOURCE)")
+    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    p.add_argument("--runbook", metavar="NAME", help="the runbook to propose (a name or a file)")
+    p.add_argument("--runbooks", action="append", metavar="DIR", help=runbooks_help)
+    p.add_argument("--recipient", metavar="FILE", help="recovery.pub: each snapshot says whether it is sealed to it")
+    p.add_argument("--resume", action="store_true", help="resume the newest paused run of --runbook at once")
+    p.add_argument("--drill", metavar="DIR", help="serve an earlier drill over SSH and open the app on it")
+    p.add_argument("--operator", metavar="NAME", help="who runs the recovery (default: the login name)")
+    p.add_argument("--audit-key", metavar="SSH_KEY", help="signs the audit log's head (default: the ssh-agent's "
+                                                         "first key when SSH_AUTH_SOCK is set)")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_app)
+
     p = sub.add_parser("drill", help="make a complete tabletop exercise",
                        description="Build a synthetic platform, keys, five custodian cards, snapshots over "
                                    "simulated days and a live target damaged by an incident.")
     p.add_argument("dir", nargs="?", metavar="DIR", help="drill folder (default: <state dir>/drill, replaced)")
-    p.add_argument("--no-tui", action="store_true", help="only build the drill and print what it made")
+    p.add_argument("--no-tui", action="store_true", help="only build the drill and print what it made (without "
+                                                          "it, the app opens on the drill served over SSH)")
     p.add_argument("--identities", type=int, default=200, metavar="N")
     p.add_argument("--devices-per-identity", type=int, default=3, metavar="M")
     p.add_argument("--snapshots", type=int, default=3, metavar="K", help="snapshots over K simulated days")

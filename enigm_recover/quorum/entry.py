@@ -38,6 +38,29 @@ def complete_word(prefix: str) -> str | None:
     return word if word is not None and word.startswith(prefix) else None
 
 
+_PREFIXES = frozenset(word[:n] for word in WORDLIST for n in range(1, 5))
+
+
+def typing_feedback(value: str) -> tuple[int, str, list[int]]:
+    """What a share field may say about itself after each keystroke, naming positions, never letters:
+    (words finished, a verdict on the word being typed, positions of finished words that are no SLIP-39 word)."""
+    tokens = value.split()
+    ended = value.endswith(" ") or not tokens
+    finished = tokens if ended else tokens[:-1]
+    typing = "" if ended else tokens[-1].lower()
+    bad = [i for i, t in enumerate(finished, 1) if t.lower() not in WORD_INDEX_MAP and complete_word(t) is None]
+    position = len(finished) + 1
+    if not typing:
+        current = f"word {position}: type its first four letters"
+    elif len(typing) >= 4 and complete_word(typing) is not None:
+        current = f"word {position}: recognised — space for the next"
+    elif typing[:4] in _PREFIXES:
+        current = f"word {position}: keep typing"
+    else:
+        current = f"word {position}: no SLIP-39 word starts like this — check the card"
+    return len(finished), current, bad
+
+
 def normalize_words(text: str) -> list[str]:
     """Lowercase the words, expanding four-letter prefixes; raise on the first bad one."""
     words = []

@@ -1,0 +1,72 @@
+"""Small formatting helpers for the screens: sizes, ages, rates, and counts."""
+
+from __future__ import annotations
+
+import re
+
+from enigm_recover.progress import Progress
+from enigm_recover.render import human_age, human_size
+
+KIND_LABELS = {"identity": "identities", "device": "devices", "setting": "settings", "role": "roles"}
+KIND_SHORT = {"identity": "id", "device": "dev", "setting": "set", "role": "role"}
+size = human_size  # the command line's formats, so both faces say the same
+age = human_age
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
+
+
+def counts(values: dict[str, int]) -> str:
+    """'60 id · 180 dev · 12 set · 4 role'."""
+    return " · ".join(f"{n:,} {KIND_SHORT.get(k, k)}" for k, n in values.items())
+
+
+def amount(progress: Progress, done: int | None = None) -> str:
+    value = progress.done if done is None else done
+    if progress.unit == "bytes":
+        return size(value) + (f" of {size(progress.total)}" if progress.total else "")
+    return f"{value:,}" + (f" of {progress.total:,}" if progress.total else "") + f" {progress.unit}"
+
+
+def rate_and_eta(progress: Progress, elapsed: float, since: int = 0) -> str:
+    """'12.0 MiB/s · about 3 s left' from the work done since ``since`` in ``elapsed`` seconds; '' when
+    there is no basis for either yet."""
+    done = progress.done - since
+    if elapsed <= 0.05 or done <= 0:
+        return ""
+    per_second = done / elapsed
+    speed = f"{size(int(per_second))}/s" if progress.unit == "bytes" else f"{per_second:,.0f} {progress.unit}/s"
+    if progress.total and progress.total > progress.done:
+        return f"{speed} · about {duration((progress.total - progress.done) / per_second)} left"
+    return speed
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def error_title(exc: BaseException) -> str:
+    """'HostKeyUnknown' -> 'Host key unknown'."""
+    words = _CAMEL.sub(" ", type(exc).__name__).split()
+    text = " ".join(words).lower()
+    return text[:1].upper() + text[1:]
+
+
+def humanize_stage(stage: str) -> str:
+    """The engine's progress stage as a short label ('fetch X.payload.age' -> 'Downloading X.payload.age')."""
+    if stage.startswith("fetch "):
+        return "Downloading " + stage[len("fetch "):]
+    if stage == "hash payload":
+        return "Checking the payload's SHA-256"
+    if stage.startswith("restore "):
+        return "Restoring " + stage[len("restore "):]
+    if stage == "decrypt payload":
+        return "Decrypting the payload and comparing it with the target"
+    if stage == "payload (cached)":
+        return "Payload already downloaded and checked"
+    return stage[:1].upper() + stage[1:]

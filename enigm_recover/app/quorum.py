@@ -1,0 +1,244 @@
+"""Stage 5, quorum: the custodians enter their shares one after another into a masked field.
+
+Each share is judged the moment it is entered (a bad word and its position, a
+bad checksum, another set, a duplicate) by the engine's share entry; the screen
+shows the verdict, the progress per group and who entered a share — never a
+word. When the quorum is complete the key is combined (after an optional
+SLIP-39 passphrase, asked in a hidden field).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Label, Static
+
+from enigm_recover.app.dialogs import SecretDialog
+from enigm_recover.app.stage import StageScreen
+from enigm_recover.app.widgets import BigText, ShareInput
+
+SHARE_WORDS = 33
+# The visible fields take at most three words: keys typed ahead of a focus change (a fast typist, a password
+# manager's auto-type) land in the field that had focus, so a share typed too early shows at most its first
+# three words — the set id, exponent and group parameters, which are not secret — and is cut there.
+VISIBLE_FIELD = r"[^ ]*( [^ ]*){0,2}"
+
+
+class QuorumScreen(StageScreen):
+    STAGE = "Quorum"
+    BINDINGS = [
+        Binding("ctrl+k", "combine", "Combine the key", priority=True,
+                tooltip="Combine the entered shares into the recovery key"),
+        Binding("ctrl+l", "clear_share", "Clear the share", tooltip="Empty the share field and start it again"),
+        Binding("ctrl+r", "restart", "Restart entry", tooltip="Discard every share entered so far"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejected: list[tuple[str, str]] = []  # (custodian, reason)
+        self.combining = False
+
+    @property
+    def quorum(self) -> Any:
+        return self.ex.quorum()
+
+    def compose_body(self) -> ComposeResult:
+        yield Label("Ceremony", classes="section-title")
+        yield BigText(self.ex.ceremony, id="ceremony-big")
+        yield Static("", id="ceremony-note")
+        with Horizontal(id="quorum-split"):
+            with Vertical(id="share-form"):
+                yield Label("Custodian name", classes="field-label")
+                yield Input(id="custodian", placeholder="who is entering a share", restrict=VISIBLE_FIELD,
+                            max_length=48)
+                yield Label("Ceremony id, typed back (optional; binds your share to it)", classes="field-label")
+                yield Input(id="typed-ceremony", placeholder="e.g. the words above, dashes optional",
+                            restrict=VISIBLE_FIELD, max_length=48)
+                yield Label("Share words (hidden; four letters fix a word)", classes="field-label")
+                yield ShareInput(id="share", placeholder="type the 33 words from your card, Enter when done")
+                yield Static("", id="word-state")
+                yield Static("", id="verdict")
+            yield Static("", id="quorum-progress")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        ex = self.ex
+        note = Text()
+        note.append(f"Ceremony {ex.ceremony}. ", style="bold")
+        note.append("Custodians: check that this is the ceremony you were called for before you enter your share. ")
+        if ex.current is not None and ex.current.action.value != "gather-quorum":
+            note.append("The run was resumed: the recovery key is needed again for this step.", style="bold")
+        note.append(f"\nRecovery key expected: {self.quorum.entry.expected_fingerprint}", style="dim")
+        self.query_one("#ceremony-note", Static).update(note)
+        self.query_one("#quorum-progress", Static).border_title = "Quorum"
+        self._show_progress()
+        self.query_one("#custodian", Input).focus()
+
+    # -- entering ---------------------------------------------------------------------------------------
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "share":
+            try:
+                self.submit()
+            except Exception as exc:  # noqa: BLE001 - e.g. the audit log cannot be written: a dialog
+                self.query_one("#share", ShareInput).value = ""
+                self.recover.show_error(exc)
+            return
+        if event.input.id == "custodian":  # focus moves at once (keys typed ahead follow it sooner)
+            self.set_focus(self.query_one("#typed-ceremony", Input))
+        elif event.input.id == "typed-ceremony":
+            self.set_focus(self.query_one("#share", ShareInput))
+
+    def on_share_input_word_state(self, event: ShareInput.WordState) -> None:
+        text = Text(f"{event.words} of {SHARE_WORDS} words · {event.current}")
+        if event.bad:
+            text.append(f"\nnot SLIP-39 words: {', '.join(f'word {n}' for n in event.bad)} — check them on the card",
+                        style="bold")
+        self.query_one("#word-state", Static).update(text)
+
+    def submit(self) -> None:
+        from enigm_recover.errors import ShareError
+
+        if self.quorum.complete:
+            self._verdict(Text("The quorum is complete: press ctrl+k to combine the key.", style="bold"))
+            return
+        name_field = self.query_one("#custodian", Input)
+        share = self.query_one("#share", ShareInput)
+        name = name_field.value.strip()
+        if not name:
+            self._verdict(Text("Type your name first: the report records who entered each share.", style="bold"))
+            name_field.focus()
+            return
+        typed = self.query_one("#typed-ceremony", Input).value.strip() or None
+        try:
+            receipt = self.quorum.add(share.value, name, typed)
+        except ShareError as exc:
+            self.rejected.append((name, exc.message))
+            share.value = ""
+            self.query_one("#typed-ceremony", Input).value = ""
+            verdict = Text(f"✗ Rejected, {name}: ", style="bold")
+            verdict.append(exc.message)
+            if exc.hint:
+                verdict.append(f" — {exc.hint}", style="dim")
+            self._verdict(verdict)
+            share.focus()
+            self._show_progress()
+            return
+        share.value = ""
+        self.query_one("#typed-ceremony", Input).value = ""
+        name_field.value = ""
+        verdict = Text(f"✓ Accepted: {receipt.custodian}", style="bold")
+        verdict.append(f" (group {receipt.group_index + 1}, member {receipt.member_index + 1})")
+        self._verdict(verdict)
+        self._show_progress()
+        if self.quorum.complete:
+            self.action_combine()
+        else:
+            name_field.focus()
+
+    def _verdict(self, text: Text) -> None:
+        self.query_one("#verdict", Static).update(text)
+
+    def _show_progress(self) -> None:
+        entry = self.quorum.entry
+        text = Text()
+        groups = entry.groups()
+        if not groups:
+            text.append("No share entered yet.\n", style="bold")
+            text.append("The first share tells how many are needed.\n", style="dim")
+        for g in groups:
+            need = g.needed or "?"
+            label = f"group {g.group_index + 1}" if len(groups) > 1 else "shares"
+            filled = "■" * g.entered + "□" * max(0, (g.needed or 0) - g.entered)
+            text.append(f"{label}: {g.entered} of {need}  {filled}\n", style="bold" if g.complete else "")
+        if len(groups) > 1:
+            text.append(f"groups complete: {sum(g.complete for g in groups)} of {entry.groups_needed}\n")
+        if entry.complete:
+            text.append("Quorum reached.\n", style="bold")
+        text.append("\nEntered by\n", style="bold")
+        for receipt in entry.receipts:
+            text.append(f"✓ {receipt.custodian}", style="bold")
+            text.append(f"  group {receipt.group_index + 1}, member {receipt.member_index + 1}\n", style="dim")
+        if not entry.receipts:
+            text.append("nobody yet\n", style="dim")
+        if self.rejected:
+            text.append("\nRejected\n", style="bold")
+            for name, reason in self.rejected[-5:]:
+                text.append(f"✗ {name}", style="bold")
+                text.append(f"  {reason[:60]}{'…' if len(reason) > 60 else ''}\n", style="dim")
+        text.rstrip()
+        self.query_one("#quorum-progress", Static).update(text)
+        self.refresh_bindings()
+
+    # -- combining ----------------------------------------------------------------------------------------
+
+    def action_combine(self) -> None:
+        if not self.quorum.complete or self.combining or self.recover.busy:
+            return
+        self.app.push_screen(SecretDialog("SLIP-39 passphrase",
+                                          "If the share cards were made with a passphrase, type it now; otherwise "
+                                          "press Enter. It is not shown, stored or logged."), callback=self._combine)
+
+    def _combine(self, passphrase: str | None) -> None:
+        if passphrase is None:
+            self._verdict(Text("The key is not combined yet: press ctrl+k when ready.", style="bold"))
+            return
+        from enigm_recover.runbook.executor import Confirmation
+        from enigm_recover.runbook.model import Action
+
+        ex, operator = self.ex, self.recover.options.operator
+
+        def work(progress: Any) -> Any:
+            fingerprint = ex.combine(passphrase)
+            if ex.current is not None and ex.current.action is Action.GATHER_QUORUM:
+                ex.run_current(Confirmation(operator), progress)
+            return fingerprint
+
+        self.combining = True
+        self._verdict(Text("Combining the shares…", style="bold"))
+        self.recover.run_engine(work, done=self._combined, failed=self._not_combined, label="combining the key")
+
+    def _combined(self, fingerprint: str) -> None:
+        self.combining = False
+        self.recover.notify(f"recovery key {fingerprint} combined")
+        self.recover.show_current()
+
+    def _not_combined(self, error: BaseException) -> None:
+        self.combining = False
+        self._verdict(Text("The key was not combined: press ctrl+k to try another passphrase, or ctrl+r to start "
+                           "the entry again.", style="bold"))
+        self.refresh_bindings()
+
+    # -- starting again -------------------------------------------------------------------------------------
+
+    def action_clear_share(self) -> None:
+        self.query_one("#share", ShareInput).value = ""
+        self.query_one("#share", ShareInput).focus()
+
+    def action_restart(self) -> None:
+        if self.recover.busy:
+            return
+        try:
+            self.ex.restart_quorum()
+        except Exception as exc:  # noqa: BLE001 - the audit log cannot be written: a dialog
+            self.recover.show_error(exc)
+            return
+        self.rejected.clear()
+        for field in self.query(Input):
+            field.value = ""
+        self._verdict(Text("Entry restarted: every share must be entered again.", style="bold"))
+        self._show_progress()
+        self.query_one("#custodian", Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "combine":
+            try:
+                return self.quorum.complete and not self.combining
+            except Exception:  # noqa: BLE001 - no verified snapshot: nothing to combine
+                return False
+        return True

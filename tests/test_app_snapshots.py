@@ -1,0 +1,79 @@
+"""Snapshot tests of every stage of the app at 120x40 (pytest-textual-snapshot).
+
+The drill is seeded with a fixed incident time, the ceremony id is fixed, ages
+are relative to the drill's time, nothing animates, and what still changes
+from run to run (temporary paths, payload sizes from multi-threaded zstd,
+hashes, the drill server's port and host key) is shown in a fixed form by the
+app's ``redact`` seam — the same one ``make screenshots`` uses. Update the
+snapshots after an intended change with ``pytest tests/test_app_snapshots.py
+--snapshot-update`` and look at each SVG before committing it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytest_textual_snapshot
+
+from enigm_recover.app.app import RecoverApp
+from enigm_recover.app.options import drill_options
+from enigm_recover.app.screenshots import CEREMONY, stable
+from enigm_recover.app.tour import read_cards, walk
+from tests.conftest import DRILL_AT
+
+# pytest-textual-snapshot 1.0 names its extension with syrupy 4's attribute; syrupy 5+ reads file_extension
+pytest_textual_snapshot.SVGImageExtension.file_extension = "svg"
+
+
+@pytest.fixture
+def served(drill):
+    from enigm_recover.drill.serve import serve_drill
+
+    server, doc = serve_drill(drill.root)
+    yield doc
+    server.stop()
+
+
+def app_for(doc: dict, tmp_path: Path, **overrides) -> RecoverApp:
+    options = drill_options(doc, state_dir=tmp_path / "state", cache_dir=tmp_path / "cache", operator="dana",
+                            ceremony=CEREMONY, now=lambda: DRILL_AT, monotonic=lambda: 0.0, still=True,
+                            redact=stable(tmp_path, keep=(doc["recovery"]["fingerprint"],)), **overrides)
+    return RecoverApp(options)
+
+
+def walk_to(stage: str, doc: dict):
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+
+    async def run_before(pilot) -> None:
+        await walk(pilot, cards, stage, paste=True)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+    return run_before
+
+
+@pytest.mark.parametrize("stage", ["start", "snapshots", "verify", "quorum", "dry-run", "restore", "done"])
+def test_stage(stage: str, served, tmp_path: Path, snap_compare) -> None:
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(120, 40), run_before=walk_to(stage, served))
+
+
+def test_source_with_an_unknown_host_key(served, tmp_path: Path, snap_compare) -> None:
+    Path(served["ssh"]["known_hosts"]).write_text("")
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(120, 40), run_before=walk_to("source", served))
+
+
+def test_error_dialog(served, tmp_path: Path, snap_compare) -> None:
+    from tests.test_app import first_steps_until_an_error
+
+    async def run_before(pilot) -> None:
+        await walk(pilot, {}, "start")
+        await first_steps_until_an_error(pilot)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    app = app_for(served, tmp_path, source=str(tmp_path / "no-such-folder"))
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+def test_quorum_at_80x24(served, tmp_path: Path, snap_compare) -> None:
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=walk_to("quorum", served))
