@@ -492,3 +492,28 @@ def test_an_operator_walks_a_runbook_on_the_terminal_quits_and_resumes(drill: Dr
     report = load_report(next((state / "recoveries").iterdir()))
     assert report["status"] == "completed"
     assert [p["bound_to_ceremony"] for p in report["participants"]] == [True, False, False, False, False, False]
+
+
+def test_a_restore_stopped_during_its_verification_is_never_reported_verified(drill: Drill, tmp_path: Path) -> None:
+    from enigm_recover.cancellation import CancelToken, cancellable
+    from enigm_recover.errors import InterruptedByUser
+
+    runbook = load_runbook(BUILTIN_DIR / "tabletop-drill.toml")
+    ex = RunbookExecutor.start(runbook, settings_for(drill, tmp_path / "state"))
+    walk_until(ex, drill, "restore")
+    token = CancelToken()
+
+    def stop_while_verifying(p) -> None:
+        if p.stage.startswith("verify "):
+            token.cancel()
+
+    with pytest.raises(InterruptedByUser):
+        ex.run_current(Confirmation("dana", "lee"), cancellable(stop_while_verifying, token))
+    assert token.cancelled and ex.current.id == "restore"  # the run stays at the step
+    folder = ex.pause("stopped during verification")
+    report = load_report(folder)
+    assert report["status"] == "paused" and "restore" not in [s["step"] for s in report["steps"]]
+    again = RunbookExecutor.resume(runbook, settings_for(drill, tmp_path / "state"))
+    enter_cards(again, drill)
+    result = again.run_current(Confirmation("dana", "lee"))
+    assert result.status == "verified" and result.detail["resumed"]  # continued from the journal, then verified
