@@ -168,16 +168,19 @@ def _final_verdict(decrypter: _Decrypter) -> BaseException | None:
 
 def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                   progress: ProgressCallback = no_progress) -> Iterator[bytes]:
-    """Each record line, with its newline."""
+    """Each record line, with its newline. A block is split as it is (no copy of the whole block): only the
+    line cut at a block's end is joined with the start of the next."""
     tail = b""
     for block in plaintext_blocks(verified, identity, progress):
-        block = tail + block
-        end = block.rfind(b"\n") + 1
-        tail = block[end:]
+        lines = block.splitlines(keepends=True)
+        if not lines:
+            continue
+        if tail:
+            lines[0] = tail + lines[0]
+        tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
         if len(tail) > MAX_LINE_BYTES:
             raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
-        if end:
-            yield from block[:end].splitlines(keepends=True)
+        yield from lines
     if tail:
         raise SnapshotContentError("the payload's last record is not terminated by a newline")
 
