@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import operator
 from typing import Any, Iterator
 
 from enigm_recover.progress import ProgressCallback, no_progress
@@ -14,7 +13,6 @@ from enigm_recover.state.model import KINDS, Kind
 
 Row = tuple[Any, ...]
 Item = tuple[Row, bytes]  # a record's values and its canonical line
-_VALUES_AND_LINE = operator.itemgetter(1, 2)
 
 
 def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
@@ -29,7 +27,7 @@ def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     pending = next(groups, None)
     for kind in KINDS:
         if pending is not None and pending[0] is kind:
-            yield kind, map(_VALUES_AND_LINE, pending[1])  # C-level: no Python frame per record
+            yield kind, ((values, line) for _, values, line in pending[1])
             pending = next(groups, None)
         else:
             yield kind, iter(())
