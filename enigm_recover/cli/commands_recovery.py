@@ -39,10 +39,8 @@ def cmd_diff(ctx: Context) -> int:
 
 
 def record_dry_run(recovery: Any, result: Any) -> None:
-    totals = {change: sum(getattr(s, change) for s in result.kinds.values())
-              for change in ("missing", "extra", "changed", "unchanged")}
     recovery.findings = dict(result.findings())
-    recovery.record("dry-run", step="dry-run", inputs={"target": result.target}, counts=totals)
+    recovery.record("dry-run", step="dry-run", inputs={"target": result.target}, counts=result.totals())
 
 
 def _ask_step(step: Any, preview: Any) -> bool:

@@ -206,14 +206,9 @@ class Restorer:
                     live_digest.update(canonical_line(kind, dict(zip(kind.field_names, live))))
                 else:
                     residual.append(change)
-            for change, _snap, live, verdict in self._reassess(kind, residual, live_now):
-                if verdict.change is None:
-                    if live is None:
-                        counts["deleted"] += 1
-                        continue
-                    counts["equal"] += 1
-                    snapshot_digest.update(change.snapshot_line or b"")
-                    live_digest.update(canonical_line(kind, dict(zip(kind.field_names, live))))
+            for _change, _snap, _live, verdict in self._reassess(kind, residual, live_now):
+                if verdict.change is None:  # equal keys were counted above: this is an extra record now gone
+                    counts["deleted"] += 1
                 elif verdict.protected:
                     counts["protected"] += 1
                 elif verdict.change is ChangeType.MISSING:

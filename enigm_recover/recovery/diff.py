@@ -93,6 +93,11 @@ class DiffResult:
             total.update(summary.findings)
         return total
 
+    def totals(self) -> dict[str, int]:
+        """Missing, extra, changed and unchanged records over every kind compared."""
+        return {change: sum(getattr(s, change) for s in self.kinds.values())
+                for change in ("missing", "extra", "changed", "unchanged")}
+
     def select(self, *, kind: str | None = None, change: str | None = None,
                finding: str | None = None) -> Iterator[Change]:
         for c in self.changes:

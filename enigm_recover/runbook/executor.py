@@ -35,6 +35,7 @@ from enigm_recover.recovery.quorum_session import QuorumSession
 from enigm_recover.recovery.session import Recovery
 from enigm_recover.runbook.model import Action, Runbook, RunbookStep
 from enigm_recover.snapshot.signature import Signer
+from enigm_recover.state.model import KIND_BY_NAME
 
 STATE_FILE = "run.toml"
 FORMAT = 1
@@ -399,9 +400,7 @@ class RunbookExecutor:
 
     def _dry_run_for(self, step: RunbookStep, progress: ProgressCallback) -> Any:
         """This session's dry run when it covers the step's kinds; otherwise a fresh one."""
-        kinds = set(step.kinds) or None
-        if self.dry_run is not None and (kinds is None and len(self.dry_run.kinds) == 4
-                                         or kinds is not None and kinds <= set(self.dry_run.kinds)):
+        if self.dry_run is not None and set(step.kinds or KIND_BY_NAME) <= set(self.dry_run.kinds):
             return self.dry_run
         self.dry_run = self._diff(step.kinds, progress)
         return self.dry_run
@@ -445,8 +444,7 @@ class RunbookExecutor:
     def _do_dry_run(self, step: RunbookStep, confirmation: Confirmation | None,
                     progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
         self.dry_run = self._diff(step.kinds, progress)
-        totals = {change: sum(getattr(s, change) for s in self.dry_run.kinds.values())
-                  for change in ("missing", "extra", "changed", "unchanged")}
+        totals = self.dry_run.totals()
         findings = dict(self.dry_run.findings())
         self.recovery.findings.update(findings)
         summary = ", ".join(f"{n:,} {c}" for c, n in totals.items())
