@@ -30,9 +30,7 @@ def app_options(ctx: Context, *, source: str | None, target: str | None, allowed
     from enigm_recover.app.options import AppOptions
 
     args = ctx.args
-    # the operator's runbook folders (the built-in ones are added by the loader, in a worker: it is heavy)
-    folders = [Path(p) for p in (getattr(args, "runbooks", None) or [])] + [ctx.locations.config_file.parent
-                                                                            / "runbooks"]
+    folders = ctx.own_runbook_folders()  # the loader adds the built-in ones, in a worker: it is heavy
     signers = ctx.setting(allowed_signers, "allowed_signers")
     recipient = ctx.setting(getattr(args, "recipient", None), "recipient")
     ssh_config = ctx.setting(getattr(args, "ssh_config", None), "ssh_config")

@@ -15,8 +15,7 @@ from enigm_recover.errors import EnigmError, RestoreNotVerified, UsageError
 def runbook_folders(ctx: Context) -> list[Path]:
     from enigm_recover.runbook.loader import runbook_folders as folders
 
-    given = [Path(p) for p in (getattr(ctx.args, "runbooks", None) or [])]
-    return folders([*given, ctx.locations.config_file.parent / "runbooks"])
+    return folders(ctx.own_runbook_folders())
 
 
 def _step_dict(step: Any) -> dict[str, Any]:

@@ -81,6 +81,12 @@ class Context:
         spec = self.required(self.args.source, "source", "SOURCE")
         return open_source(spec, self.ssh_settings(), self.locations.cache_dir)
 
+    def own_runbook_folders(self) -> list[Path]:
+        """The operator's runbook folders: each --runbooks DIR, then <config dir>/runbooks (the built-in
+        ones are added by the runbook loader)."""
+        given = [Path(p) for p in (getattr(self.args, "runbooks", None) or [])]
+        return [*given, self.locations.config_file.parent / "runbooks"]
+
     def audit_signer(self) -> Any:
         from enigm_recover.snapshot.signature import audit_signer
 

@@ -54,6 +54,18 @@ def _add_ssh_options(p: argparse.ArgumentParser) -> None:
                         "known_hosts (a changed key is never accepted)")
 
 
+RUNBOOKS_HELP = "another folder of runbooks (repeat); also read: <config dir>/runbooks and the built-in ones"
+TARGET_HELP = "the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET)"
+
+
+def _add_recovery_locations(p: argparse.ArgumentParser) -> None:
+    """Where a runbook run reads and writes: --source, --target, --allowed-signers and --runbooks."""
+    p.add_argument("--source", metavar="SOURCE", help="a folder, file:// or sftp:// URL (env ENIGM_RECOVER_SOURCE)")
+    p.add_argument("--target", metavar="URL", help=TARGET_HELP)
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    p.add_argument("--runbooks", action="append", metavar="DIR", help=RUNBOOKS_HELP)
+
+
 def _add_shares_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--share-file", action="append", metavar="F",
                    help="a custodian's share card (repeat per custodian); without it, shares are read "
@@ -165,13 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ssh_options(p)
     p.set_defaults(func=cmd_unseal)
 
-    target_help = "the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET)"
     p = sub.add_parser("diff", help="dry run: compare a snapshot with the live target, with safety findings",
                        description="Verify the snapshot, combine the custodians' shares, and compare its records "
                                    "with the live target kind by kind: missing, extra, changed (field by field) "
                                    "and unchanged, with the safety findings first. Writes nothing.")
     _add_snapshot_arguments(p)
-    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument("--target", metavar="URL", help=TARGET_HELP)
     p.add_argument("--kind", action="append", metavar="K", help="only this kind (repeat): identity, device, "
                                                                "setting, role")
     p.add_argument("--limit", type=int, metavar="N", help="changes to show (default 20; with --json: all)")
@@ -189,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--policy device=overwrite-changed --policy role=overwrite-changed,delete-extra. The safety rules "
                "(revocations kept, identity keys never rolled back, no orphan devices) hold under every policy.")
     _add_snapshot_arguments(p)
-    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument("--target", metavar="URL", help=TARGET_HELP)
     p.add_argument("--step", action="append", metavar="NAME", help="only this step (repeat): identities, "
                                                                    "devices, settings, roles")
     p.add_argument("--policy", action="append", metavar="KIND=POLICY", help="add a policy to a step (repeat)")
@@ -204,14 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rbs = sub.add_parser("runbooks", help="the recovery procedures: list, show and check them")
     rsub = rbs.add_subparsers(dest="runbooks_command", metavar="ACTION", required=True, parser_class=_Parser)
-    runbooks_help = "another folder of runbooks (repeat); also read: <config dir>/runbooks and the built-in ones"
     p = rsub.add_parser("list", help="every runbook found, by name")
-    p.add_argument("--runbooks", action="append", metavar="DIR", help=runbooks_help)
+    p.add_argument("--runbooks", action="append", metavar="DIR", help=RUNBOOKS_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runbooks_list)
     p = rsub.add_parser("show", help="a runbook's purpose and steps, with their guidance")
     p.add_argument("name", metavar="NAME", help="a runbook name, or the path of a runbook file")
-    p.add_argument("--runbooks", action="append", metavar="DIR", help=runbooks_help)
+    p.add_argument("--runbooks", action="append", metavar="DIR", help=RUNBOOKS_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runbooks_show)
     p = rsub.add_parser("check", help="validate a runbook file (mistakes are named with file, line and step)")
@@ -229,10 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--share-file a.txt --share-file b.txt --share-file c.txt --yes --operator dana "
                "--second-operator lee")
     p.add_argument("runbook", metavar="RUNBOOK", help="a runbook name (see `runbooks list`) or file")
-    p.add_argument("--source", metavar="SOURCE", help="a folder, file:// or sftp:// URL (env ENIGM_RECOVER_SOURCE)")
-    p.add_argument("--target", metavar="URL", help=target_help)
-    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
-    p.add_argument("--runbooks", action="append", metavar="DIR", help=runbooks_help)
+    _add_recovery_locations(p)
     r = p.add_mutually_exclusive_group()
     r.add_argument("--resume", action="store_true", help="continue the newest paused run of RUNBOOK at its step")
     r.add_argument("--abort", metavar="REASON", help="end the paused run of RUNBOOK for good, saying why")
@@ -255,11 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "step, with a report and an audit log at the end. Keys are shown at the bottom of every screen.",
         epilog="A tabletop exercise: `enigm-recover drill` makes one and opens the app on it; `app --drill DIR` "
                "opens the app on an earlier drill.")
-    p.add_argument("--source", metavar="SOURCE", help="a folder, file:// or sftp:// URL (env ENIGM_RECOVER_SOURCE)")
-    p.add_argument("--target", metavar="URL", help=target_help)
-    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    _add_recovery_locations(p)
     p.add_argument("--runbook", metavar="NAME", help="the runbook to propose (a name or a file)")
-    p.add_argument("--runbooks", action="append", metavar="DIR", help=runbooks_help)
     p.add_argument("--recipient", metavar="FILE", help="recovery.pub: each snapshot says whether it is sealed to it")
     p.add_argument("--resume", action="store_true", help="resume the newest paused run of --runbook at once")
     p.add_argument("--drill", metavar="DIR", help="serve an earlier drill over SSH and open the app on it")
