@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from enigm_recover.state.journal import DEFAULT_BATCH
+
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -43,7 +45,7 @@ class AppOptions:
     recipient: Path | None = None  # recovery.pub: each snapshot says whether it is sealed to it
     recipient_fingerprint: str | None = None  # the same, given directly (the drill knows it)
     signer: Callable[[Callable[[str], str]], Any] | None = None  # (ask passphrase) -> the audit head's signer
-    batch_size: int = 5000
+    batch_size: int = DEFAULT_BATCH
     drill: DrillInfo | None = None
     resume: bool = False  # open the newest paused run of the runbook straight away
     # seams for tests and screenshots: nothing on screen may depend on the clock, the host or chance

@@ -15,6 +15,7 @@ from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
 from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
 from enigm_recover.cli.commands_snapshots import cmd_seal, cmd_snapshots_list, cmd_unseal, cmd_verify
 from enigm_recover.errors import UsageError
+from enigm_recover.state.journal import DEFAULT_BATCH
 
 
 EPILOG_EXIT_CODES = "Exit codes are listed in the README; 0 means success."
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show the plan and write nothing")
     p.add_argument("--yes", action="store_true", help="do not ask before each step")
     p.add_argument("--resume", action="store_true", help="continue the interrupted restore in the target")
-    p.add_argument("--batch-size", type=int, default=5000, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N", help=argparse.SUPPRESS)
     _add_shares_options(p)
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)
@@ -249,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--second-operator", metavar="NAME", help="confirms two-person steps (another name)")
     a.add_argument("--snapshot", metavar="ID", help="the snapshot for select-snapshot (id, prefix or latest)")
     a.add_argument("--note", metavar="TEXT", help="a note recorded with confirmed steps")
-    p.add_argument("--batch-size", type=int, default=5000, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N", help=argparse.SUPPRESS)
     _add_shares_options(p)
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)

@@ -35,11 +35,9 @@ from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
 from enigm_recover.recovery.plan import Plan, Policy, Step, decide
 from enigm_recover.snapshot.records import canonical_line, parse_checked_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
-from enigm_recover.state.journal import Batch, RestoreRun, StepPosition
+from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
 from enigm_recover.state.model import DEVICE, Kind
 from enigm_recover.state.store import TargetStore
-
-DEFAULT_BATCH = 5000
 
 
 @dataclass
@@ -200,12 +198,16 @@ class Restorer:
             residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
             for change in chunk:
                 live, line = live_now.get(change.key), change.snapshot_line
-                if live is not None and line is not None and parse_checked_line(kind, line) == live:
-                    counts["equal"] += 1
-                    snapshot_digest.update(line)
-                    live_digest.update(canonical_line(kind, dict(zip(kind.field_names, live))))
-                else:
-                    residual.append(change)
+                if live is not None and line is not None:
+                    encoded = canonical_line(kind, dict(zip(kind.field_names, live)))
+                    # Equal bytes mean equal records; a line the encoder would write differently (an escape
+                    # in a settings value) is compared by value.
+                    if encoded == line or parse_checked_line(kind, line) == live:
+                        counts["equal"] += 1
+                        snapshot_digest.update(line)
+                        live_digest.update(encoded)
+                        continue
+                residual.append(change)
             for _change, _snap, _live, verdict in self._reassess(kind, residual, live_now):
                 if verdict.change is None:  # equal keys were counted above: this is an extra record now gone
                     counts["deleted"] += 1

@@ -35,6 +35,7 @@ from enigm_recover.recovery.quorum_session import QuorumSession
 from enigm_recover.recovery.session import Recovery
 from enigm_recover.runbook.model import Action, Runbook, RunbookStep
 from enigm_recover.snapshot.signature import Signer
+from enigm_recover.state.journal import DEFAULT_BATCH
 from enigm_recover.state.model import KIND_BY_NAME
 
 STATE_FILE = "run.toml"
@@ -61,7 +62,7 @@ class RunSettings:
     operator: str
     ssh: Any = None  # SSHSettings for sftp:// sources
     signer: Signer | None = None
-    batch_size: int = 5000  # records per restore transaction
+    batch_size: int = DEFAULT_BATCH  # records per restore transaction
 
 
 @dataclass(frozen=True)

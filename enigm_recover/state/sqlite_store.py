@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from enigm_recover.errors import TargetError
+from enigm_recover.prefetch import prefetched
 from enigm_recover.state.journal import Batch, RestoreRun, StepPosition, decode_key, encode_key
 from enigm_recover.state.model import (
     DEVICE_STATES,
@@ -34,6 +35,7 @@ _CHECKS: dict[tuple[str, str], str] = {
 
 
 IN_CHUNK = 500  # keys per IN (...) lookup, well under SQLite's parameter limit
+STREAM_BATCH = 4096  # rows per fetch of a stream
 
 JOURNAL_SQL = (
     "CREATE TABLE IF NOT EXISTS enigm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
@@ -99,7 +101,9 @@ class SQLiteStore:
 
     def _read_conn(self) -> sqlite3.Connection:
         if self._reader is None:
-            self._reader = sqlite3.connect(self.path, isolation_level=None)
+            # Streams are read ahead on a producer thread; one stream reads at a time (sqlite3 serializes
+            # a connection's use across threads).
+            self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         return self._reader
 
     def __enter__(self) -> "SQLiteStore":
@@ -137,15 +141,24 @@ class SQLiteStore:
         return int(self._query(f"SELECT count(*) FROM {kind.table}")[0][0])
 
     def stream(self, kind: Kind, columns: Iterable[str] | None = None) -> Iterator[tuple[Any, ...]]:
-        """Rows of `kind` in primary-key order, as tuples in `columns` order (its own read view)."""
+        """Rows of `kind` in primary-key order, as tuples in `columns` order (its own read view), read ahead
+        on a thread of their own."""
         cols = ", ".join(columns or kind.field_names)
         order = ", ".join(kind.primary_key)
         try:
             cursor = self._read_conn().execute(f"SELECT {cols} FROM {kind.table} ORDER BY {order}")
-            while batch := cursor.fetchmany(4096):
-                yield from batch
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot read {kind.table} from {self.path}: {exc}") from None
+        yield from prefetched(self._row_batches(kind, cursor))
+
+    def _row_batches(self, kind: Kind, cursor: sqlite3.Cursor) -> Iterator[list[tuple[Any, ...]]]:
+        try:
+            while batch := cursor.fetchmany(STREAM_BATCH):
+                yield batch
+        except sqlite3.DatabaseError as exc:
+            raise TargetError(f"cannot read {kind.table} from {self.path}: {exc}") from None
+        finally:
+            cursor.close()
 
     # -- writing (drills and, later, restore) ------------------------------
 
@@ -162,7 +175,8 @@ class SQLiteStore:
         """Which of these accounts live has: only the ids are read, never whole rows. Inside a write
         transaction (a restore batch) through that transaction, which sees what it locked."""
         conn = self.conn if self.conn.in_transaction else self._read_conn()
-        return {row[0] for row in _select_in(conn, "account_id", IDENTITY.table, "account_id", list(account_ids))}
+        # In key order: consecutive lookups share the table's pages (a random order reads ~3x more of them).
+        return {row[0] for row in _select_in(conn, "account_id", IDENTITY.table, "account_id", sorted(account_ids))}
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
