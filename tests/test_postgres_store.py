@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from enigm_recover.errors import TargetError
+from enigm_recover.errors import RestoreRefused, TargetError
 from enigm_recover.state.journal import Batch, RestoreRun, StepPosition
 from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, ROLE, SETTING
 from enigm_recover.state.postgres_store import STREAM_CHUNK, PostgresStore, schema_sql
@@ -267,6 +267,45 @@ def test_apply_batch_is_all_or_nothing(store: PostgresStore) -> None:
     assert after["acct-100"] == identity("acct-100", "new-one") and after["acct-003"][1:4] == ("changed", KEY, 2)
     assert "acct-005" not in after and "acct-006" not in after and len(after) == 19
     assert store.step_position("r1", "identities") == StepPosition(1, ("acct-999",), 1, 1, 2)
+
+
+def test_a_record_the_platform_creates_after_the_read_is_kept_not_overwritten(store: PostgresStore,
+                                                                              postgres_url: str) -> None:
+    """FOR UPDATE locks only rows that exist: a key the batch found absent can be taken by the platform
+    before the batch writes. The platform's record stays, and the journal counts only what was written."""
+    store.start_run(RestoreRun("r1", "s", "0" * 64, "[]", WHEN))
+    platform_row = identity("acct-new", "created-by-the-platform", 2, updated=LATER)
+
+    def build(live: dict) -> Batch:
+        assert ("acct-new",) not in live and ("acct-other",) not in live
+        with psycopg.connect(postgres_url, autocommit=True) as platform:  # commits at once: nothing blocks it
+            platform.execute("INSERT INTO identities VALUES (%s, %s, %s, %s, %s, %s, %s)", platform_row)
+        return Batch("identities", 1, IDENTITY, ("acct-other",), inserted=2,
+                     inserts=[identity("acct-new", "from-the-snapshot"), identity("acct-other", "from-the-snapshot")])
+
+    store.apply_with("r1", IDENTITY, [("acct-new",), ("acct-other",)], build)
+    rows = {r[0]: r for r in store.stream(IDENTITY)}
+    assert rows["acct-new"] == platform_row
+    assert rows["acct-other"] == identity("acct-other", "from-the-snapshot")
+    assert store.step_position("r1", "identities") == StepPosition(1, ("acct-other",), 1, 0, 0)
+
+
+def test_only_one_restore_runs_per_target_even_when_two_start_at_once(store: PostgresStore,
+                                                                     tmp_path: Path) -> None:
+    """Both restores found no interrupted run (checking and starting are two statements); the target
+    itself lets only the first record itself as running. Both stores."""
+    lite = SQLiteStore(tmp_path / "t.db", create=True)
+    lite.init_schema()
+    for s in (store, lite):
+        s.start_run(RestoreRun("first", "snap", "0" * 64, "[]", WHEN))
+        with pytest.raises(RestoreRefused) as refused:
+            s.start_run(RestoreRun("second", "snap", "0" * 64, "[]", WHEN))
+        assert refused.value.exit_code == 17 and "started at the same time" in str(refused.value)
+        assert s.unfinished_run().run_id == "first"
+        s.finish_run("first", "completed")
+        s.start_run(RestoreRun("second", "snap", "0" * 64, "[]", WHEN))  # once the first ended
+        assert s.unfinished_run().run_id == "second"
+    lite.close()
 
 
 def test_a_batch_inside_a_callers_transaction(store: PostgresStore) -> None:

@@ -170,10 +170,12 @@ class Restorer:
                 batch = Batch(step.name, number + 1, kind, last_key=chunk[-1].key)
                 for change, snap, _live, verdict in self._reassess(kind, chunk, live_now):
                     action = decide(verdict.change, verdict.protected, step.policies)
-                    if action in ("insert", "update"):
+                    if action == "insert":
+                        batch.inserts.append(snap)  # type: ignore[arg-type]
+                        batch.inserted += 1
+                    elif action == "update":
                         batch.upserts.append(snap)  # type: ignore[arg-type]
-                        batch.inserted += action == "insert"
-                        batch.updated += action == "update"
+                        batch.updated += 1
                     elif action == "delete":
                         batch.deletes.append(change.key)
                 return batch

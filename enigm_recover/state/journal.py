@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from enigm_recover.errors import RestoreRefused
 from enigm_recover.state.model import Kind
 
 # Records per restore transaction. Larger batches write each touched page to the write-ahead log fewer
@@ -30,23 +31,32 @@ class RestoreRun:
 
 @dataclass
 class Batch:
-    """One atomic unit of a step: rows to write, keys to delete, and where the step has got to."""
+    """One atomic unit of a step: rows to write, keys to delete, and where the step has got to.
+
+    ``inserts`` are rows whose key live lacked when the batch was decided. A store writes one only if the
+    key is still absent: a record the platform created meanwhile (PostgreSQL locks only rows that exist)
+    is kept, and ``inserted`` is lowered to what was really written."""
 
     step: str
     number: int  # 1-based within the step
     kind: Kind
     last_key: tuple[Any, ...]  # the merge position this batch covers up to, inclusive
-    upserts: list[tuple[Any, ...]] = field(default_factory=list)  # whole rows in field order
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)  # whole rows in field order, written over live
     deletes: list[tuple[Any, ...]] = field(default_factory=list)  # primary keys
     inserted: int = 0
     updated: int = 0
+    inserts: list[tuple[Any, ...]] = field(default_factory=list)  # whole rows, written where the key is absent
 
     @property
     def deleted(self) -> int:
         return len(self.deletes)
 
     def __len__(self) -> int:
-        return len(self.upserts) + len(self.deletes)
+        return len(self.inserts) + len(self.upserts) + len(self.deletes)
+
+    def count_skipped_inserts(self, written: int) -> None:
+        """Only ``written`` of the inserts went in: the others' keys were taken meanwhile."""
+        self.inserted -= len(self.inserts) - written
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,17 @@ def encode_key(key: tuple[Any, ...]) -> str:
 
 def decode_key(text: str) -> tuple[Any, ...]:
     return tuple(json.loads(text))
+
+
+# At most one running restore per target, enforced by the target itself: two restores started at the same
+# moment both find no interrupted run, but only the first can record itself as running.
+ONE_RUNNING_RESTORE_SQL = ("CREATE UNIQUE INDEX IF NOT EXISTS enigm_one_running_restore "
+                           "ON enigm_restore_runs (status) WHERE status = 'running'")
+
+
+def another_restore_running(target: str) -> RestoreRefused:
+    return RestoreRefused(f"another restore into {target} started at the same time and is running",
+                          "let it finish; if it was interrupted, continue it with --resume")
 
 
 JOURNAL_TABLES = ("enigm_meta", "enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps")

@@ -28,7 +28,16 @@ from psycopg import sql
 from psycopg.errors import UndefinedTable
 
 from enigm_recover.errors import TargetError
-from enigm_recover.state.journal import JOURNAL_TABLES, Batch, RestoreRun, StepPosition, decode_key, encode_key
+from enigm_recover.state.journal import (
+    JOURNAL_TABLES,
+    ONE_RUNNING_RESTORE_SQL,
+    Batch,
+    RestoreRun,
+    StepPosition,
+    another_restore_running,
+    decode_key,
+    encode_key,
+)
 from enigm_recover.state.model import IDENTITY, KINDS, Kind
 from enigm_recover.state.sqlite_store import _CHECKS
 from enigm_recover.state.url import TargetURL, parse_target_url
@@ -50,6 +59,7 @@ JOURNAL_SQL = (
     """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
   run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, status text NOT NULL, result text NOT NULL,
   PRIMARY KEY (run_id, step))""",
+    ONE_RUNNING_RESTORE_SQL,
 )
 
 
@@ -353,10 +363,16 @@ class PostgresStore:
 
     def start_run(self, run: RestoreRun) -> None:
         self._ensure_journal()
-        self._query("record the restore run",
-                    "INSERT INTO enigm_restore_runs (run_id, snapshot_id, payload_sha256, plan, started_at, status) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING run_id",
-                    (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
+        try:
+            with self.conn.transaction():
+                self.conn.execute("INSERT INTO enigm_restore_runs (run_id, snapshot_id, payload_sha256, plan, "
+                                  "started_at, status) VALUES (%s, %s, %s, %s, %s, %s)",
+                                  (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at,
+                                   run.status))
+        except psycopg.errors.UniqueViolation:
+            raise another_restore_running(self.display) from None
+        except psycopg.Error as exc:
+            raise self._error("record the restore run", exc) from None
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._ensure_journal()
@@ -403,6 +419,17 @@ class PostgresStore:
         nested = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         try:
             with self.conn.transaction(), self.conn.cursor() as cursor:
+                if batch.inserts:
+                    # Absent when the batch was decided, but not locked (FOR UPDATE locks only rows that
+                    # exist): a record the platform created since is kept, not overwritten.
+                    stage = self._stage(kind, kind.field_names, "new", created, nested)
+                    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _ids(kind.field_names))) as copy:
+                        for row in batch.inserts:
+                            copy.write_row(row)
+                    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO NOTHING")
+                                   .format(table, _ids(kind.field_names), _ids(kind.field_names), stage,
+                                           _ids(kind.primary_key)))
+                    batch.count_skipped_inserts(cursor.rowcount)
                 if batch.upserts:
                     stage = self._stage(kind, kind.field_names, "rows", created, nested)
                     with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _ids(kind.field_names))) as copy:

@@ -18,7 +18,15 @@ from typing import Any, Callable, Iterable, Iterator
 
 from enigm_recover.errors import TargetError
 from enigm_recover.prefetch import prefetched
-from enigm_recover.state.journal import Batch, RestoreRun, StepPosition, decode_key, encode_key
+from enigm_recover.state.journal import (
+    ONE_RUNNING_RESTORE_SQL,
+    Batch,
+    RestoreRun,
+    StepPosition,
+    another_restore_running,
+    decode_key,
+    encode_key,
+)
 from enigm_recover.state.model import (
     DEVICE_STATES,
     IDENTITY,
@@ -49,6 +57,7 @@ JOURNAL_SQL = (
     """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
   run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
   PRIMARY KEY (run_id, step)) STRICT""",
+    ONE_RUNNING_RESTORE_SQL,
 )
 
 
@@ -213,8 +222,11 @@ class SQLiteStore:
     def start_run(self, run: RestoreRun) -> None:
         self._ensure_journal()
         with self.transaction() as conn:
-            conn.execute("INSERT INTO enigm_restore_runs VALUES (?, ?, ?, ?, ?, ?)",
-                         (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
+            try:
+                conn.execute("INSERT INTO enigm_restore_runs VALUES (?, ?, ?, ?, ?, ?)",
+                             (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
+            except sqlite3.IntegrityError:
+                raise another_restore_running(self.display) from None
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.transaction() as conn:
@@ -255,6 +267,10 @@ class SQLiteStore:
         keys = ", ".join(kind.primary_key)
         updates = ", ".join(f"{c}=excluded.{c}" for c in kind.field_names if c not in kind.primary_key)
         where = " AND ".join(f"{c}=?" for c in kind.primary_key)
+        if batch.inserts:
+            written = conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
+                                       f"ON CONFLICT ({keys}) DO NOTHING", batch.inserts).rowcount
+            batch.count_skipped_inserts(written)
         if batch.upserts:
             conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
                              f"ON CONFLICT ({keys}) DO UPDATE SET {updates}", batch.upserts)
