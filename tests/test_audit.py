@@ -74,4 +74,17 @@ def test_appending_continues_the_chain(log: Path) -> None:
     AuditLog(log, ceremony="brave-otter-42", operator="alice").append("report")
     entries = [json.loads(line) for line in lines(log)]
     assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
-    assert not verify_log(log).intact  # the closed head no longer matches: reported, not hidden
+    verdict = verify_log(log)  # the closed head no longer covers the log: reported, not hidden
+    assert not verdict.intact and "entry 5 was written after the head was signed at entry 4" in verdict.problem
+
+
+def test_a_rewritten_log_longer_than_its_head_is_not_taken_for_an_interrupted_run(log: Path,
+                                                                                  tmp_path: Path) -> None:
+    """Only a tail after entries that still hash to the signed head reads as an interrupted run."""
+    other = tmp_path / "other.jsonl"
+    rewritten = AuditLog(other, ceremony="brave-otter-42", operator="alice")
+    for step in ("identities", "devices", "settings", "roles", "report"):  # a whole new chain, one entry longer
+        rewritten.append("restore-step", step=step)
+    log.write_bytes(other.read_bytes())
+    verdict = verify_log(log)
+    assert not verdict.intact and verdict.problem.startswith("the log does not match its head")

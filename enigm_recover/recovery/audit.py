@@ -110,6 +110,7 @@ def verify_log(path: Path, allowed: asyncssh.SSHAllowedSigners | None = None) ->
     except FileNotFoundError:
         raise InputFileError(f"audit log {path} does not exist") from None
     prev, seq = GENESIS, 0
+    hashes = [GENESIS]  # the chain's hash after each entry
     for number, line in enumerate(lines, 1):
         try:
             entry = json.loads(line)
@@ -125,6 +126,7 @@ def verify_log(path: Path, allowed: asyncssh.SSHAllowedSigners | None = None) ->
                                                   f"entry {number - 1 if number > 1 else 'before it'} was edited, "
                                                   "or entries were removed or reordered")
         prev, seq = line_hash(line), number
+        hashes.append(prev)
     head_path = path.with_name(path.name + HEAD_SUFFIX)
     if not head_path.exists():
         return AuditVerdict(True, seq, prev, None, "missing")
@@ -137,6 +139,13 @@ def verify_log(path: Path, allowed: asyncssh.SSHAllowedSigners | None = None) ->
         if isinstance(head.get("entries"), int) and head["entries"] > seq:
             return AuditVerdict(False, seq, prev, f"the log ends after entry {seq} but its signed head counts "
                                                   f"{head['entries']}: the tail was truncated")
+        signed = head.get("entries")
+        if isinstance(signed, int) and 0 <= signed < seq and hashes[signed] == head.get("head"):
+            tail = f"entry {seq} was" if signed + 1 == seq else f"entries {signed + 1}-{seq} were"
+            return AuditVerdict(False, seq, prev, f"{tail} written after the head was signed at entry {signed}: "
+                                                  "the recovery stopped before signing (killed or crashed; resuming "
+                                                  "the run signs the whole log), or entries were appended. "
+                                                  f"Entries 1-{signed} match the head")
         return AuditVerdict(False, seq, prev, "the log does not match its head: entries were added or changed "
                                               "after it was closed")
     sig_path = path.with_name(path.name + SIG_SUFFIX)
