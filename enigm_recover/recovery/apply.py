@@ -33,7 +33,7 @@ from enigm_recover.recovery.assess import (
 )
 from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
 from enigm_recover.recovery.plan import Plan, Policy, Step, decide
-from enigm_recover.snapshot.records import canonical_line, parse_checked_line
+from enigm_recover.snapshot.records import parse_checked_line, row_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
 from enigm_recover.state.model import DEVICE, Kind
@@ -201,7 +201,7 @@ class Restorer:
             for change in chunk:
                 live, line = live_now.get(change.key), change.snapshot_line
                 if live is not None and line is not None:
-                    encoded = canonical_line(kind, dict(zip(kind.field_names, live)))
+                    encoded = row_line(kind, live)
                     # Equal bytes mean equal records; a line the encoder would write differently (an escape
                     # in a settings value) is compared by value.
                     if encoded == line or parse_checked_line(kind, line) == live:

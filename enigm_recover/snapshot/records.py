@@ -27,6 +27,27 @@ def canonical_line(kind: Kind, record: dict[str, Any]) -> bytes:
     return (_encode({"kind": kind.name, **record}) + "\n").encode("utf-8")
 
 
+def _row_template(kind: Kind) -> str:
+    return '{"kind":' + json.dumps(kind.name) + "".join(f",{json.dumps(f.name)}:%s" for f in kind.fields) + "}\n"
+
+
+# A row's line without building a dict: strings escaped by the function json's encoder itself uses
+# (encode_basestring, without ASCII escaping), integers in decimal.
+_ROW_TEMPLATES = {k.name: _row_template(k) for k in KINDS}
+_ROW_ENCODERS = {k.name: tuple(int.__repr__ if f.sql_type == "INTEGER" else json.encoder.encode_basestring
+                               for f in k.fields) for k in KINDS}
+
+
+def row_line(kind: Kind, row: tuple[Any, ...]) -> bytes:
+    """``canonical_line`` of a row in field order (str and int values, as stores return them), byte for
+    byte, in about half the time."""
+    try:
+        return (_ROW_TEMPLATES[kind.name] % tuple(map(lambda encode, v: encode(v), _ROW_ENCODERS[kind.name], row))
+                ).encode("utf-8")
+    except TypeError:  # a value of another type than the model's: the general encoder decides
+        return canonical_line(kind, dict(zip(kind.field_names, row)))
+
+
 @dataclass
 class KindDigest:
     count: int = 0
@@ -54,7 +75,7 @@ def encode_rows(kind: Kind, rows: Iterable[tuple[Any, ...]], digest: KindDigest,
         if bad:
             key = "/".join(str(v) for v in kind.key_of(record))
             raise RecordInvalid(f"{kind.name} {key!r}: {bad[0]} is not {_describe(kind, bad[0])}; nothing was sealed")
-        line = canonical_line(kind, record)
+        line = row_line(kind, row)
         digest.add(line)
         lines.append(line)
         if len(lines) >= batch:

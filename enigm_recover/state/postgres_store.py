@@ -281,7 +281,7 @@ class PostgresStore:
         if not keys:
             return found
         types = {f.name: f.sql_type.lower() for f in kind.fields}
-        arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[c])) for c in kind.primary_key)
+        arrays = sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(types[c])) for c in kind.primary_key)
         match = sql.SQL(" AND ").join(sql.SQL("t.{0} = k.{0}").format(sql.Identifier(c)) for c in kind.primary_key)
         query = sql.SQL("SELECT {} FROM {} AS t JOIN unnest({}) AS k({}) ON {}{}").format(
             sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in kind.field_names),
@@ -316,7 +316,7 @@ class PostgresStore:
         """Which of these accounts the live store has."""
         if not account_ids:
             return set()
-        query = sql.SQL("SELECT account_id FROM {} WHERE account_id = ANY(%s::text[])").format(
+        query = sql.SQL("SELECT account_id FROM {} WHERE account_id = ANY(%b::text[])").format(
             sql.Identifier(IDENTITY.table))
         wanted = sorted(account_ids)
         found: set[str] = set()
