@@ -180,13 +180,13 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
         summary = KindSummary()
         changes: list[Change] = []
         assess = Assessor(kind, snapshot_time)
+        unchanged = 0
         for key, snap, line, live in merge(kind, items, store.stream(kind)):
-            summary.snapshot += snap is not None
-            summary.live += live is not None
-            verdict = assess(snap, live)
-            if verdict.change is None:
-                summary.unchanged += 1
+            if snap == live:  # the common case, counted without a call (merge never yields two Nones)
+                unchanged += 1
                 continue
+            verdict = assess(snap, live)
+            assert verdict.change is not None
             setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
             changed = verdict.change is ChangeType.CHANGED
             fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
@@ -196,6 +196,9 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
                                   lines))
             if kind is IDENTITY and verdict.change is ChangeType.MISSING:
                 missing_accounts.add(key)
+        summary.unchanged = unchanged
+        summary.snapshot = unchanged + summary.missing + summary.changed
+        summary.live = unchanged + summary.extra + summary.changed
         if kind is DEVICE:
             resolve_orphans(changes, missing_accounts, store)
         if kind.name in selected:
