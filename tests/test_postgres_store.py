@@ -290,22 +290,16 @@ def test_a_record_the_platform_creates_after_the_read_is_kept_not_overwritten(st
     assert store.step_position("r1", "identities") == StepPosition(1, ("acct-other",), 1, 0, 0)
 
 
-def test_only_one_restore_runs_per_target_even_when_two_start_at_once(store: PostgresStore,
-                                                                     tmp_path: Path) -> None:
-    """Both restores found no interrupted run (checking and starting are two statements); the target
-    itself lets only the first record itself as running. Both stores."""
-    lite = SQLiteStore(tmp_path / "t.db", create=True)
-    lite.init_schema()
-    for s in (store, lite):
-        s.start_run(RestoreRun("first", "snap", "0" * 64, "[]", WHEN))
+def test_one_restore_at_a_time_per_target(store: PostgresStore, postgres_url: str) -> None:
+    """Two sessions: the second cannot take the restore lock until the first session ends."""
+    store.lock_restores()
+    store.lock_restores()  # holding it already is fine
+    with PostgresStore(postgres_url) as other:
         with pytest.raises(RestoreRefused) as refused:
-            s.start_run(RestoreRun("second", "snap", "0" * 64, "[]", WHEN))
-        assert refused.value.exit_code == 17 and "started at the same time" in str(refused.value)
-        assert s.unfinished_run().run_id == "first"
-        s.finish_run("first", "completed")
-        s.start_run(RestoreRun("second", "snap", "0" * 64, "[]", WHEN))  # once the first ended
-        assert s.unfinished_run().run_id == "second"
-    lite.close()
+            other.lock_restores()
+        assert refused.value.exit_code == 17 and "is running right now" in str(refused.value)
+        store.close()  # the lock goes with the session
+        other.lock_restores()
 
 
 def test_a_batch_inside_a_callers_transaction(store: PostgresStore) -> None:

@@ -120,6 +120,19 @@ def test_resume_rules(drill, live_target, cli, tmp_path: Path) -> None:
     assert code == 17 and "not " + drill.latest in err
 
 
+def test_a_restore_is_refused_while_another_process_holds_the_target(drill, live_target, cli) -> None:
+    """Two restores (or two resumes) into one target never run at once; the lock goes with its holder."""
+    holder = open_store(live_target)
+    holder.lock_restores()
+    code, _, err = restore(cli, drill, live_target, "--yes")
+    assert code == 17 and "is running right now" in err and "the lock goes with its process" in err
+    assert "accepted share" not in err  # refused before custodians were asked for anything
+    with open_store(live_target) as store:
+        assert store.unfinished_run() is None  # refused before anything was recorded
+    holder.close()
+    assert restore(cli, drill, live_target, "--yes")[0] == 0
+
+
 def test_a_second_restore_finds_nothing_to_do(drill, live_target, cli) -> None:
     assert restore(cli, drill, live_target, "--yes")[0] == 0
     once = state_of(live_target)

@@ -24,7 +24,7 @@ from enigm_recover.quorum.keygen import GroupSpec, create_recovery_key
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.manifest import payload_name, signature_name
 from enigm_recover.snapshot.records import canonical_line, row_line
-from enigm_recover.state.model import KINDS
+from enigm_recover.state.model import IDENTITY, KINDS
 from enigm_recover.state.sqlite_store import SQLiteStore
 from tests.helpers import manifest_path, read_manifest, sign_as_producer, write_payload
 
@@ -399,3 +399,32 @@ def test_the_fast_row_encoder_writes_exactly_the_canonical_line(data) -> None:
     assert row_line(kind, row) == canonical_line(kind, dict(zip(kind.field_names, row)))
     short = row[:-1]  # a row that does not fit the model still gets the general encoder's line
     assert row_line(kind, short) == canonical_line(kind, dict(zip(kind.field_names, short)))
+
+
+def test_a_dry_run_reading_part_of_a_kind_still_checks_the_whole_payload(drill, cli, tmp_path: Path) -> None:
+    """A consumer of rows_by_kind that leaves records unread (one identity, nothing of the other kinds)
+    still meets the integrity checks at the end: unread records are read and checked anyway."""
+    from enigm_recover.quorum.cards import read_share_file
+    from enigm_recover.quorum.entry import ShareEntry
+    from enigm_recover.recovery.snapshot_rows import rows_by_kind
+    from enigm_recover.snapshot.verify import VerifiedSnapshot
+
+    lines = _latest_lines(drill, cli, tmp_path)
+    _forge_payload(drill, lines[:-1])  # one role fewer than the manifest says
+    manifest = read_manifest(drill.snapshots, drill.latest)
+    verified = VerifiedSnapshot(manifest, drill.snapshots / payload_name(drill.latest))
+    entry = ShareEntry(manifest.recipient_fingerprint)
+    for name in THREE:
+        entry.add(read_share_file(drill.card(name)).words, name)
+    with pytest.raises(PayloadIntegrityError, match="manifest says"):
+        for kind, records in rows_by_kind(verified, entry.combine()):
+            if kind.name == "identity":
+                next(records)
+
+
+def test_the_fast_row_encoder_treats_booleans_and_bytes_as_json_does() -> None:
+    row = ("acct-1", "h", "A" * 43 + "=", True, "active", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")
+    assert row_line(IDENTITY, row) == canonical_line(IDENTITY, dict(zip(IDENTITY.field_names, row)))
+    assert b'"key_version":true' in row_line(IDENTITY, row)
+    with pytest.raises(TypeError):
+        row_line(IDENTITY, row[:1] + (b"bytes",) + row[2:])

@@ -62,6 +62,8 @@ def cmd_restore(ctx: Context) -> int:
     plan = make_plan(args.policy or [], args.step or [])
     target = ctx.required(args.target, "target", "--target")
     with open_recovery(ctx, "restore") as recovery, open_store(target) as store:
+        if not args.dry_run:
+            store.lock_restores()  # before custodians enter shares: a restore already running refuses at once
         verified, identity = open_sealed(ctx, recovery)
         result = diff(verified, identity, store, progress=progress_for(args))
         record_dry_run(recovery, result)

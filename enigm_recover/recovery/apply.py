@@ -95,6 +95,7 @@ class Restorer:
     def open_run(self, resume: bool) -> tuple[RestoreRun, bool]:
         """The run to work on: a new one, or the interrupted one when resuming (same snapshot only)."""
         manifest = self.verified.manifest
+        self.store.lock_restores()  # two restores, or two resumes, into one target never run at once
         current = self.store.unfinished_run()
         if current is not None:
             if not resume:
@@ -201,14 +202,23 @@ class Restorer:
             for change in chunk:
                 live, line = live_now.get(change.key), change.snapshot_line
                 if live is not None and line is not None:
-                    encoded = row_line(kind, live)
-                    # Equal bytes mean equal records; a line the encoder would write differently (an escape
-                    # in a settings value) is compared by value.
-                    if encoded == line or parse_checked_line(kind, line) == live:
-                        counts["equal"] += 1
-                        snapshot_digest.update(line)
-                        live_digest.update(encoded)
+                    try:
+                        encoded: bytes | None = row_line(kind, live)
+                    except TypeError:  # a live value of a type the model does not have: not equal
+                        encoded = None
+                    # Equal bytes mean equal records. A sealed line may escape a settings value otherwise
+                    # than the encoder: compared by value, and hashed in the canonical encoding on both sides.
+                    if encoded == line:
+                        canonical = line
+                    elif encoded is not None and (snap := parse_checked_line(kind, line)) == live:
+                        canonical = row_line(kind, snap)
+                    else:
+                        residual.append(change)
                         continue
+                    counts["equal"] += 1
+                    snapshot_digest.update(canonical)
+                    live_digest.update(encoded)
+                    continue
                 residual.append(change)
             for _change, _snap, _live, verdict in self._reassess(kind, residual, live_now):
                 if verdict.change is None:  # equal keys were counted above: this is an extra record now gone

@@ -140,12 +140,13 @@ def verify_log(path: Path, allowed: asyncssh.SSHAllowedSigners | None = None) ->
             return AuditVerdict(False, seq, prev, f"the log ends after entry {seq} but its signed head counts "
                                                   f"{head['entries']}: the tail was truncated")
         signed = head.get("entries")
-        if isinstance(signed, int) and 0 <= signed < seq and hashes[signed] == head.get("head"):
+        if isinstance(signed, int) and 1 <= signed < seq and hashes[signed] == head.get("head"):
             tail = f"entry {seq} was" if signed + 1 == seq else f"entries {signed + 1}-{seq} were"
-            return AuditVerdict(False, seq, prev, f"{tail} written after the head was signed at entry {signed}: "
-                                                  "the recovery stopped before signing (killed or crashed; resuming "
-                                                  "the run signs the whole log), or entries were appended. "
-                                                  f"Entries 1-{signed} match the head")
+            return AuditVerdict(False, seq, prev, f"{tail} written after the head (entry {signed}): the recovery "
+                                                  "stopped before it could write the head again (killed or "
+                                                  "crashed; resuming the run covers the whole log), or entries "
+                                                  f"were appended. Entries 1-{signed} match the head (its "
+                                                  "signature is checked once the log matches it)")
         return AuditVerdict(False, seq, prev, "the log does not match its head: entries were added or changed "
                                               "after it was closed")
     sig_path = path.with_name(path.name + SIG_SUFFIX)

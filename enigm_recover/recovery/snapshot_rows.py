@@ -19,11 +19,11 @@ def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                  progress: ProgressCallback = no_progress) -> Iterator[tuple[Kind, Iterator[Item]]]:
     """(kind, records) for every kind in the fixed order; an empty stream for kinds the snapshot lacks.
 
-    Each kind's records must be consumed before the next kind is asked for; the
-    whole payload (and with it the integrity checks at its end) has been read
-    when the last kind's records are exhausted. The checked lines are handed out
-    straight from the checker, without regrouping every record (4M of them in a
-    large snapshot).
+    A kind's records are read before the next kind is handed out: what a consumer
+    left unread is read (and checked) then. The whole payload, with the integrity
+    checks at its end, has been read once this generator is exhausted. The checked
+    lines come straight from the checker, without regrouping every record (4M of
+    them in a large snapshot).
     """
     checker = RecordChecker(verified.manifest)
     lines = payload_lines(verified, identity, progress)
@@ -49,9 +49,12 @@ def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
         checker.finish()
 
     opening[0] = next_record()
+    current: Iterator[Item] = iter(())
     for kind in KINDS:
+        for _ in current:  # the rest of the previous kind, unread by the consumer, is still checked
+            pass
         first = opening[0]
-        if first is not None and first[0] is kind:
-            yield kind, records_of(*first)
-        else:
-            yield kind, iter(())
+        current = records_of(*first) if first is not None and first[0] is kind else iter(())
+        yield kind, current
+    for _ in current:
+        pass

@@ -78,15 +78,11 @@ def decode_key(text: str) -> tuple[Any, ...]:
     return tuple(json.loads(text))
 
 
-# At most one running restore per target, enforced by the target itself: two restores started at the same
-# moment both find no interrupted run, but only the first can record itself as running.
-ONE_RUNNING_RESTORE_SQL = ("CREATE UNIQUE INDEX IF NOT EXISTS enigm_one_running_restore "
-                           "ON enigm_restore_runs (status) WHERE status = 'running'")
-
-
 def another_restore_running(target: str) -> RestoreRefused:
-    return RestoreRefused(f"another restore into {target} started at the same time and is running",
-                          "let it finish; if it was interrupted, continue it with --resume")
+    return RestoreRefused(f"another restore into {target} is running right now (it holds the target's "
+                          "restore lock)",
+                          "let it finish; the lock goes with its process, so if that process is gone, run "
+                          "again (with --resume to continue an interrupted restore)")
 
 
 JOURNAL_TABLES = ("enigm_meta", "enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps")

@@ -30,7 +30,6 @@ from psycopg.errors import UndefinedTable
 from enigm_recover.errors import TargetError
 from enigm_recover.state.journal import (
     JOURNAL_TABLES,
-    ONE_RUNNING_RESTORE_SQL,
     Batch,
     RestoreRun,
     StepPosition,
@@ -59,8 +58,10 @@ JOURNAL_SQL = (
     """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
   run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, status text NOT NULL, result text NOT NULL,
   PRIMARY KEY (run_id, step))""",
-    ONE_RUNNING_RESTORE_SQL,
 )
+
+
+RESTORE_LOCK = "enigm-recover restore"  # the advisory lock's name (locks are per database)
 
 
 def schema_sql(kind: Kind) -> str:
@@ -121,6 +122,7 @@ class PostgresStore:
         self._staged: set[str] = set()  # staging tables that exist in this session
         self._journal_ready = False
         self.conn = self._connect(autocommit=True)
+        self._restore_locked = False  # the advisory lock goes with the session
         if not create:
             try:
                 missing = self._missing_tables([k.table for k in KINDS])
@@ -341,6 +343,17 @@ class PostgresStore:
                 raise self._error("create the restore journal", exc) from None
         self._journal_ready = True
 
+    def lock_restores(self) -> None:
+        """Hold the target's restore lock until this store closes (or its process ends, even killed): a
+        session-level advisory lock, which needs no privilege and no table of its own."""
+        if self._restore_locked:
+            return
+        locked = self._query("take the restore lock", "SELECT pg_try_advisory_lock(hashtext(%s))",
+                             (RESTORE_LOCK,))[0][0]
+        if not locked:
+            raise another_restore_running(self.display)
+        self._restore_locked = True
+
     def target_id(self) -> str:
         """A random id this store keeps for life, so a resume can tell one target from another."""
         self._ensure_journal()
@@ -363,16 +376,10 @@ class PostgresStore:
 
     def start_run(self, run: RestoreRun) -> None:
         self._ensure_journal()
-        try:
-            with self.conn.transaction():
-                self.conn.execute("INSERT INTO enigm_restore_runs (run_id, snapshot_id, payload_sha256, plan, "
-                                  "started_at, status) VALUES (%s, %s, %s, %s, %s, %s)",
-                                  (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at,
-                                   run.status))
-        except psycopg.errors.UniqueViolation:
-            raise another_restore_running(self.display) from None
-        except psycopg.Error as exc:
-            raise self._error("record the restore run", exc) from None
+        self._query("record the restore run",
+                    "INSERT INTO enigm_restore_runs (run_id, snapshot_id, payload_sha256, plan, started_at, status) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING run_id",
+                    (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._ensure_journal()

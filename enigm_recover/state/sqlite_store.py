@@ -9,17 +9,17 @@ WAL mode the reader keeps a consistent view.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import secrets
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from enigm_recover.errors import TargetError
 from enigm_recover.prefetch import prefetched
 from enigm_recover.state.journal import (
-    ONE_RUNNING_RESTORE_SQL,
     Batch,
     RestoreRun,
     StepPosition,
@@ -44,6 +44,10 @@ _CHECKS: dict[tuple[str, str], str] = {
 
 IN_CHUNK = 500  # keys per IN (...) lookup, well under SQLite's parameter limit
 STREAM_BATCH = 4096  # rows per fetch of a stream
+# Streams read ahead on a thread of their own only where SQLite serializes each connection's use across
+# threads (threadsafety 3): a consumer that stops mid-stream may use the connection while the producer
+# finishes its last fetch.
+READ_AHEAD = sqlite3.threadsafety == 3
 
 JOURNAL_SQL = (
     "CREATE TABLE IF NOT EXISTS enigm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
@@ -57,7 +61,6 @@ JOURNAL_SQL = (
     """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
   run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
   PRIMARY KEY (run_id, step)) STRICT""",
-    ONE_RUNNING_RESTORE_SQL,
 )
 
 
@@ -89,6 +92,7 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot open target database {path}: {exc}") from None
         self._reader: sqlite3.Connection | None = None
+        self._restore_lock: IO[str] | None = None
         self.display = f"sqlite:///{path}"
 
     # -- lifecycle ---------------------------------------------------------
@@ -97,6 +101,9 @@ class SQLiteStore:
         if self._reader is not None:
             self._reader.close()
         self.conn.close()
+        if self._restore_lock is not None:
+            self._restore_lock.close()
+            self._restore_lock = None
 
     @contextmanager
     def consistent_reads(self) -> Iterator[None]:
@@ -110,8 +117,7 @@ class SQLiteStore:
 
     def _read_conn(self) -> sqlite3.Connection:
         if self._reader is None:
-            # Streams are read ahead on a producer thread; one stream reads at a time (sqlite3 serializes
-            # a connection's use across threads).
+            # Streams are read ahead on a producer thread (see READ_AHEAD).
             self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         return self._reader
 
@@ -158,7 +164,12 @@ class SQLiteStore:
             cursor = self._read_conn().execute(f"SELECT {cols} FROM {kind.table} ORDER BY {order}")
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot read {kind.table} from {self.path}: {exc}") from None
-        yield from prefetched(self._row_batches(kind, cursor))
+        batches = self._row_batches(kind, cursor)
+        if READ_AHEAD:
+            yield from prefetched(batches)
+        else:
+            for batch in batches:
+                yield from batch
 
     def _row_batches(self, kind: Kind, cursor: sqlite3.Cursor) -> Iterator[list[tuple[Any, ...]]]:
         try:
@@ -202,6 +213,21 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot create the restore journal in {self.path}: {exc}") from None
 
+    def lock_restores(self) -> None:
+        """Hold the target's restore lock until this store closes (or the process ends, even killed).
+
+        An exclusive flock on ``<database>.restore-lock`` beside the database (never on the database file
+        itself: closing another descriptor of that file would drop SQLite's own locks)."""
+        if self._restore_lock is not None:
+            return
+        lock = open(self.path.with_name(self.path.name + ".restore-lock"), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise another_restore_running(self.display) from None
+        self._restore_lock = lock
+
     def target_id(self) -> str:
         """A random id this store keeps for life, so a resume can tell one target from another."""
         self._ensure_journal()
@@ -222,11 +248,8 @@ class SQLiteStore:
     def start_run(self, run: RestoreRun) -> None:
         self._ensure_journal()
         with self.transaction() as conn:
-            try:
-                conn.execute("INSERT INTO enigm_restore_runs VALUES (?, ?, ?, ?, ?, ?)",
-                             (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
-            except sqlite3.IntegrityError:
-                raise another_restore_running(self.display) from None
+            conn.execute("INSERT INTO enigm_restore_runs VALUES (?, ?, ?, ?, ?, ?)",
+                         (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.transaction() as conn:
