@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any, Iterable, Iterator
 
+from enigm_recover.memory import keep_large_blocks_off_the_heap
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.recovery.assess import (
@@ -165,6 +166,7 @@ def resolve_orphans(changes: list[Change], restorable_accounts: set[str], store:
 def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetStore, *,
          kinds: Iterable[str] | None = None, progress: ProgressCallback = no_progress) -> DiffResult:
     """Compare the snapshot with the live target, kind by kind, in one pass over the payload."""
+    keep_large_blocks_off_the_heap()  # a dry run keeps many small objects between the payload's blocks
     selected = set(kinds) if kinds else {k.name for k in KINDS}
     snapshot_time = snapshot_time_of(verified)
     result = DiffResult(verified.manifest.id, snapshot_time, store.display,

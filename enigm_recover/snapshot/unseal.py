@@ -19,7 +19,6 @@ import zstandard
 
 from enigm_recover.atomic import atomic_output
 from enigm_recover.errors import DecryptionError, PayloadIntegrityError, SnapshotContentError, WrongRecoveryKey
-from enigm_recover.memory import keep_large_blocks_off_the_heap
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.agecrypt import decrypt_chunks
@@ -115,7 +114,6 @@ def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     The payload's SHA-256 is checked here, in the same pass as decryption, so a
     caller may skip hashing it beforehand; nothing is trusted until the end.
     """
-    keep_large_blocks_off_the_heap()
     require_matching_identity(verified, identity)
     total = verified.manifest.payload_size
     decrypter = _Decrypter(verified, identity)
