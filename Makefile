@@ -8,12 +8,14 @@ BIN    := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Editable installs in compat mode: a plain path in a .pth file. The default mode imports a finder module
+# at every interpreter start-up, about 9 ms of each command's start.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e .
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e ".[test]"
 	@touch $@ $(VENV)/.installed-run
 
 ## run: make a drill (synthetic platform, keys, snapshots, damaged target) and walk it
