@@ -1,8 +1,9 @@
 """Produce batches on a thread of their own, so producing overlaps the consumer's work.
 
-Made for SQLite's row streams: sqlite3 steps through a table with the GIL
-released, so while the consumer (a dry run's merge) works on one batch of
-rows, the next is already being read on the other core.
+Both producers it serves do their work with the GIL released: a payload's
+reading, hashing and decryption (while the consumer decompresses), and
+sqlite3 stepping through a table (while a dry run's merge works on the rows
+before). So the two use two cores.
 """
 
 from __future__ import annotations

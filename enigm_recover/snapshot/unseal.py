@@ -10,8 +10,6 @@ iterator is exhausted without error.
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -19,6 +17,7 @@ import zstandard
 
 from enigm_recover.atomic import atomic_output
 from enigm_recover.errors import DecryptionError, PayloadIntegrityError, SnapshotContentError, WrongRecoveryKey
+from enigm_recover.prefetch import prefetched
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.agecrypt import decrypt_chunks
@@ -46,8 +45,7 @@ class _HashingReader:
 
 READ_BLOCK = 1 << 20
 DECOMPRESSED_BLOCK = 1 << 20
-QUEUE_BLOCKS = 8
-_END = object()
+READ_AHEAD_BLOCKS = 8  # decrypted blocks waiting for the decompressor
 
 
 def require_matching_identity(verified: VerifiedSnapshot, identity: RecoveryIdentity) -> None:
@@ -57,54 +55,31 @@ def require_matching_identity(verified: VerifiedSnapshot, identity: RecoveryIden
             f"sealed to ({verified.manifest.recipient_fingerprint})")
 
 
-class _Decrypter(threading.Thread):
-    """Reads, hashes and decrypts the payload on its own thread.
+def _altered(verified: VerifiedSnapshot, reader: _HashingReader) -> PayloadIntegrityError | None:
+    manifest = verified.manifest
+    if reader.size == manifest.payload_size and reader.hasher.hexdigest() == manifest.payload_sha256:
+        return None
+    return PayloadIntegrityError("payload SHA-256 does not match the signed manifest: the payload was altered")
 
-    Hashing and ChaCha20-Poly1305 release the GIL, as does the consumer's zstd,
-    so the two threads use two cores. The thread always hashes the whole file:
-    when anything fails, a payload that does not match its signed SHA-256 is
-    reported as altered, whatever else went wrong.
+
+def _decrypted_blocks(verified: VerifiedSnapshot,
+                      identity: RecoveryIdentity) -> Iterator[list[tuple[bytes, int]]]:
+    """Each decrypted block with the payload bytes read so far (one per batch, for ``prefetched``).
+
+    The whole file is always hashed: when anything fails, a payload that does not
+    match its signed SHA-256 is reported as altered, whatever else went wrong.
     """
-
-    def __init__(self, verified: VerifiedSnapshot, identity: RecoveryIdentity) -> None:
-        super().__init__(name="enigm-decrypt", daemon=True)
-        self.verified = verified
-        self.identity = identity
-        self.blocks: queue.Queue[object] = queue.Queue(maxsize=QUEUE_BLOCKS)
-        self.draining = threading.Event()  # the consumer failed: only finish hashing
-        self.abandoned = threading.Event()  # the consumer went away: stop
-
-    def _put(self, item: object) -> None:
-        while not self.abandoned.is_set():
-            try:
-                self.blocks.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _altered(self, reader: _HashingReader) -> PayloadIntegrityError | None:
-        manifest = self.verified.manifest
-        if reader.size == manifest.payload_size and reader.hasher.hexdigest() == manifest.payload_sha256:
-            return None
-        return PayloadIntegrityError("payload SHA-256 does not match the signed manifest: the payload was altered")
-
-    def run(self) -> None:
+    with open(verified.payload_path, "rb") as f:
+        reader = _HashingReader(f)
         try:
-            with open(self.verified.payload_path, "rb") as f:
-                reader = _HashingReader(f)
-                try:
-                    for block in decrypt_chunks(reader, self.identity, READ_BLOCK):  # type: ignore[arg-type]
-                        if self.abandoned.is_set():
-                            return
-                        if not self.draining.is_set():
-                            self._put((block, reader.size))
-                except DecryptionError as exc:
-                    reader.drain()
-                    self._put(self._altered(reader) or exc)
-                    return
-                self._put(self._altered(reader) or _END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            self._put(exc)
+            for block in decrypt_chunks(reader, identity, READ_BLOCK):  # type: ignore[arg-type]
+                yield [(block, reader.size)]
+        except DecryptionError as exc:
+            reader.drain()
+            raise _altered(verified, reader) or exc from None
+        altered = _altered(verified, reader)
+        if altered is not None:
+            raise altered
 
 
 def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
@@ -113,33 +88,26 @@ def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
 
     The payload's SHA-256 is checked here, in the same pass as decryption, so a
     caller may skip hashing it beforehand; nothing is trusted until the end.
+    Reading, hashing and ChaCha20-Poly1305 run on a thread of their own and zstd
+    here: all release the GIL, so the two use two cores.
     """
     require_matching_identity(verified, identity)
     total = verified.manifest.payload_size
-    decrypter = _Decrypter(verified, identity)
     decompressor = zstandard.ZstdDecompressor().decompressobj(write_size=DECOMPRESSED_BLOCK)
-    decrypter.start()
+    blocks = prefetched(_decrypted_blocks(verified, identity), depth=READ_AHEAD_BLOCKS)
     try:
-        while True:
-            item = decrypter.blocks.get()
-            if item is _END:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            block, done = item  # type: ignore[misc]
+        for block, done in blocks:
             try:
                 out = _decompress(decompressor, block)
             except SnapshotContentError as content_error:
-                decrypter.draining.set()
-                raise _final_verdict(decrypter) or content_error from None
+                raise _final_verdict(blocks) or content_error from None
             if out:
                 yield out
             progress(Progress("decrypt payload", done, total, "bytes"))
         if not decompressor.eof:
             raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
     finally:
-        decrypter.abandoned.set()
-        decrypter.join()
+        blocks.close()
 
 
 def _decompress(decompressor: Any, block: bytes) -> bytes:
@@ -154,14 +122,14 @@ def _decompress(decompressor: Any, block: bytes) -> bytes:
     return out
 
 
-def _final_verdict(decrypter: _Decrypter) -> BaseException | None:
-    """Wait for the decrypter to finish hashing; the altered-payload error if that is what it found."""
-    while True:
-        item = decrypter.blocks.get()
-        if item is _END:
-            return None
-        if isinstance(item, BaseException):
-            return item
+def _final_verdict(blocks: Iterator[tuple[bytes, int]]) -> Exception | None:
+    """Read (and hash) the rest of the payload; what that found wrong, such as an altered payload."""
+    try:
+        for _ in blocks:
+            pass
+    except Exception as exc:  # noqa: BLE001 - returned to take precedence over the content error
+        return exc
+    return None
 
 
 def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
