@@ -417,6 +417,22 @@ class PostgresStore:
             self.conn.execute(sql.SQL("DELETE FROM {}").format(stage))
         return stage
 
+    def _load_stage(self, cursor: psycopg.Cursor[Any], kind: Kind, columns: tuple[str, ...], suffix: str,
+                    rows: list[tuple[Any, ...]], created: list[str], nested: bool) -> sql.Identifier:
+        """A staging table (see ``_stage``) holding ``rows``, loaded with COPY."""
+        stage = self._stage(kind, columns, suffix, created, nested)
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _ids(columns))) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return stage
+
+    @staticmethod
+    def _merge_sql(kind: Kind, stage: sql.Identifier, on_conflict: sql.Composable) -> sql.Composed:
+        """Every staged row into the live table; ``on_conflict`` says what happens where its key is taken."""
+        return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+            sql.Identifier(kind.table), _ids(kind.field_names), _ids(kind.field_names), stage,
+            _ids(kind.primary_key), on_conflict)
+
     def apply_batch(self, run_id: str, batch: Batch) -> None:
         """The batch's rows and its journal row, in one transaction: all or nothing."""
         self._ensure_journal()
@@ -429,30 +445,17 @@ class PostgresStore:
                 if batch.inserts:
                     # Absent when the batch was decided, but not locked (FOR UPDATE locks only rows that
                     # exist): a record the platform created since is kept, not overwritten.
-                    stage = self._stage(kind, kind.field_names, "new", created, nested)
-                    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _ids(kind.field_names))) as copy:
-                        for row in batch.inserts:
-                            copy.write_row(row)
-                    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO NOTHING")
-                                   .format(table, _ids(kind.field_names), _ids(kind.field_names), stage,
-                                           _ids(kind.primary_key)))
+                    stage = self._load_stage(cursor, kind, kind.field_names, "new", batch.inserts, created, nested)
+                    cursor.execute(self._merge_sql(kind, stage, sql.SQL("DO NOTHING")))
                     batch.count_skipped_inserts(cursor.rowcount)
                 if batch.upserts:
-                    stage = self._stage(kind, kind.field_names, "rows", created, nested)
-                    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _ids(kind.field_names))) as copy:
-                        for row in batch.upserts:
-                            copy.write_row(row)
+                    stage = self._load_stage(cursor, kind, kind.field_names, "rows", batch.upserts, created, nested)
                     updates = sql.SQL(", ").join(
                         sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
                         for c in kind.field_names if c not in kind.primary_key)
-                    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}")
-                                   .format(table, _ids(kind.field_names), _ids(kind.field_names), stage,
-                                           _ids(kind.primary_key), updates))
+                    cursor.execute(self._merge_sql(kind, stage, sql.SQL("DO UPDATE SET {}").format(updates)))
                 if batch.deletes:
-                    stage = self._stage(kind, kind.primary_key, "keys", created, nested)
-                    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _ids(kind.primary_key))) as copy:
-                        for key in batch.deletes:
-                            copy.write_row(key)
+                    stage = self._load_stage(cursor, kind, kind.primary_key, "keys", batch.deletes, created, nested)
                     match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(c))
                                                   for c in kind.primary_key)
                     cursor.execute(sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {}").format(table, stage, match))
