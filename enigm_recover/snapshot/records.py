@@ -59,9 +59,10 @@ class KindDigest:
     count: int = 0
     hasher: Any = field(default_factory=hashlib.sha256)
 
-    def add(self, line: bytes) -> None:
-        self.count += 1
-        self.hasher.update(line)
+    def add(self, lines: bytes, count: int = 1) -> None:
+        """``count`` whole lines, joined: one hash call for many records."""
+        self.count += count
+        self.hasher.update(lines)
 
     def scope(self, kind: Kind) -> KindScope:
         return KindScope(kind.field_names, self.count, self.hasher.hexdigest())
@@ -81,14 +82,19 @@ def encode_rows(kind: Kind, rows: Iterable[tuple[Any, ...]], digest: KindDigest,
         if bad:
             key = "/".join(str(v) for v in kind.key_of(record))
             raise RecordInvalid(f"{kind.name} {key!r}: {bad[0]} is not {_describe(kind, bad[0])}; nothing was sealed")
-        line = row_line(kind, row)
-        digest.add(line)
-        lines.append(line)
+        lines.append(row_line(kind, row))
         if len(lines) >= batch:
-            yield b"".join(lines)
-            lines.clear()
+            yield _hashed(lines, digest)
     if lines:
-        yield b"".join(lines)
+        yield _hashed(lines, digest)
+
+
+def _hashed(lines: list[bytes], digest: KindDigest) -> bytes:
+    """The lines joined, added to ``digest``; the list is emptied."""
+    block = b"".join(lines)
+    digest.add(block, len(lines))
+    lines.clear()
+    return block
 
 
 def _line_pattern(kind: Kind) -> re.Pattern[str]:
@@ -173,9 +179,7 @@ class RecordChecker:
 
     def _hash_accepted(self) -> None:
         """Lines go into the digest many at a time: one hash call per batch, not one per record."""
-        self.digest.count += len(self.unhashed)
-        self.digest.hasher.update(b"".join(self.unhashed))
-        self.unhashed.clear()
+        _hashed(self.unhashed, self.digest)
 
     def _explain(self, text: str) -> None:
         """Raise the precise reason a line is not a canonical record of the current kind."""
