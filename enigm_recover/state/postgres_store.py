@@ -37,6 +37,7 @@ from enigm_recover.state.journal import (
     decode_key,
     encode_key,
 )
+from enigm_recover.state.live import LiveColumn
 from enigm_recover.state.model import IDENTITY, KINDS, Kind
 from enigm_recover.state.sqlite_store import _CHECKS
 from enigm_recover.state.url import TargetURL, parse_target_url
@@ -203,6 +204,29 @@ class PostgresStore:
                 f"create the schema with `enigm-recover target init {self.display}`",
             )
         return [r[0] for r in rows]
+
+    def live_columns(self, kind: Kind) -> list[LiveColumn]:
+        """The live table's columns as they really are (none when the table does not exist). A column of the
+        model is compatible when its type holds the model's values as the model reads them: an integer type
+        for integers, a string type (which sorts with the "C" collation) for text."""
+        rows = self._query(
+            "read the catalog",
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+            "a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '', "
+            "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END::regtype::text, "
+            "CASE WHEN t.typtype = 'd' THEN (SELECT b.typcategory FROM pg_type b WHERE b.oid = t.typbasetype) "
+            "ELSE t.typcategory END "
+            "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass(%s::text) "
+            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", (kind.table,))
+        model = {f.name: f.sql_type for f in kind.fields}
+
+        def compatible(name: str, base: str, category: str) -> bool:
+            if model.get(name) == "INTEGER":
+                return base in ("smallint", "integer", "bigint")
+            return model.get(name) != "TEXT" or category == "S"
+
+        return [LiveColumn(name, type_, required, compatible(name, base, category))
+                for name, type_, required, base, category in rows]
 
     def count(self, kind: Kind) -> int:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(kind.table))

@@ -27,6 +27,7 @@ from enigm_recover.state.journal import (
     decode_key,
     encode_key,
 )
+from enigm_recover.state.live import LiveColumn
 from enigm_recover.state.model import (
     DEVICE_STATES,
     IDENTITY,
@@ -152,6 +153,14 @@ class SQLiteStore:
             )
         return [r[1] for r in rows]
 
+    def live_columns(self, kind: Kind) -> list[LiveColumn]:
+        """The live table's columns as they really are (none when the table does not exist). SQLite types
+        values, not columns (a table created without STRICT takes anything): every column is compatible."""
+        rows = self._query(f"PRAGMA table_xinfo({kind.table})")
+        # (cid, name, type, notnull, default, pk, hidden): a generated (hidden) column needs no value.
+        return [LiveColumn(str(name).lower(), str(type_), bool(notnull) and default is None and not hidden)
+                for _cid, name, type_, notnull, default, _pk, hidden in rows]
+
     def count(self, kind: Kind) -> int:
         return int(self._query(f"SELECT count(*) FROM {kind.table}")[0][0])
 
@@ -189,14 +198,21 @@ class SQLiteStore:
 
     def rows_by_key(self, kind: Kind, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
         """The live rows of these keys (absent keys are missing from the result)."""
-        return _rows_by_key(self._read_conn(), kind, keys)
+        try:
+            return _rows_by_key(self._read_conn(), kind, keys)
+        except sqlite3.DatabaseError as exc:
+            raise TargetError(f"cannot read {kind.table} from {self.path}: {exc}") from None
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
         """Which of these accounts live has: only the ids are read, never whole rows. Inside a write
         transaction (a restore batch) through that transaction, which sees what it locked."""
         conn = self.conn if self.conn.in_transaction else self._read_conn()
         # In key order: consecutive lookups share the table's pages (a random order reads ~3x more of them).
-        return {row[0] for row in _select_in(conn, "account_id", IDENTITY.table, "account_id", sorted(account_ids))}
+        try:
+            return {row[0] for row in _select_in(conn, "account_id", IDENTITY.table, "account_id",
+                                                 sorted(account_ids))}
+        except sqlite3.DatabaseError as exc:
+            raise TargetError(f"cannot read {IDENTITY.table} from {self.path}: {exc}") from None
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
