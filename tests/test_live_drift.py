@@ -43,12 +43,13 @@ def execute(url: str, *statements: str | tuple[str, tuple[Any, ...]]) -> None:
             conn.execute(statement.replace("?", "%s"), args)  # type: ignore[arg-type]
 
 
-def loosen(url: str, kind: Kind, extra: str = "") -> None:
-    """Take the model's types, NOT NULL and CHECK constraints off a live table (keeping its key and rows)."""
+def loosen(url: str, kind: Kind, types: dict[str, str] | None = None) -> None:
+    """Take the model's types, NOT NULL and CHECK constraints off a live table (keeping its key and rows).
+    On SQLite, ``types`` declares some columns' types (and so their affinity)."""
     t = kind.table
     if is_sqlite(url):
         # A table the platform rebuilt without STRICT: typeless columns take any value, even in the key.
-        columns = ", ".join(kind.field_names) + extra
+        columns = ", ".join(f"{c} {(types or {}).get(c, '')}" for c in kind.field_names)
         execute(url, f"ALTER TABLE {t} RENAME TO {t}_old",
                 f"CREATE TABLE {t} ({columns}, PRIMARY KEY ({', '.join(kind.primary_key)}))",
                 f"INSERT INTO {t} ({', '.join(kind.field_names)}) SELECT * FROM {t}_old", f"DROP TABLE {t}_old")
@@ -258,24 +259,51 @@ def test_a_missing_column_or_table_is_one_finding_and_refuses_its_restore(drill,
     assert json.loads(out)["status"] == "completed"
 
 
-def test_a_column_of_another_type_in_postgresql_refuses_its_restore(drill, postgres_url, cli) -> None:
-    """PostgreSQL types a whole column: key_version turned into text is a finding about the column."""
-    from tests.postgres import copy_store
-
-    copy_store(drill.target, postgres_url)
-    one = sorted(state_of(postgres_url)["identity"])[0][0]
-    execute(postgres_url, "ALTER TABLE identities DROP CONSTRAINT identities_key_version_check",
-            "ALTER TABLE identities ALTER COLUMN key_version TYPE text",
-            ("UPDATE identities SET key_version='x' WHERE account_id=?", (one,)),
-            "ALTER TABLE devices ALTER COLUMN device_id TYPE bytea USING convert_to(device_id, 'UTF8')")
-    result = diff_json(cli, drill, postgres_url)
-    tables = {(u["kind"], u["column"]): u for u in result["unreadable_live"] if u["key"] is None}
-    assert set(tables) == {("identity", "key_version"), ("device", "device_id")}
-    assert tables[("identity", "key_version")]["found"] == "column identities.key_version is of type text"
-    before = raw_rows(postgres_url, "identities")
-    code, _, err = restore(cli, drill, postgres_url, "--yes", "--step", "identities")
+def test_a_column_of_another_type_is_one_finding_and_refuses_its_restore(drill, live_target, cli) -> None:
+    """A column whose type cannot hold the model's values (PostgreSQL types whole columns; SQLite's declared
+    type gives an affinity that converts what is written) is a finding about the column."""
+    one = sorted(state_of(live_target)["identity"])[0][0]
+    if is_sqlite(live_target):
+        loosen(live_target, IDENTITY, {"key_version": "TEXT"})  # 3 is written as '3'
+        loosen(live_target, DEVICE, {"device_id": "NUMERIC"})  # a device id '10' would come back as 10
+        found = ("column identities.key_version is of type TEXT", "column devices.device_id is of type NUMERIC")
+    else:
+        execute(live_target, "ALTER TABLE identities DROP CONSTRAINT identities_key_version_check",
+                "ALTER TABLE identities ALTER COLUMN key_version TYPE text",
+                "ALTER TABLE devices ALTER COLUMN device_id TYPE bytea USING convert_to(device_id, 'UTF8')")
+        found = ("column identities.key_version is of type text", "column devices.device_id is of type bytea")
+    execute(live_target, ("UPDATE identities SET key_version='x' WHERE account_id=?", (one,)))
+    result = diff_json(cli, drill, live_target)
+    tables = {(u["kind"], u["column"]): u["found"] for u in result["unreadable_live"] if u["key"] is None}
+    assert tables == {("identity", "key_version"): found[0], ("device", "device_id"): found[1]}
+    assert not unreadable_changes(result)  # the kinds are not compared record by record
+    before = raw_rows(live_target, "identities")
+    code, _, err = restore(cli, drill, live_target, "--yes", "--step", "identities")
     assert code == 5 and "identities" in err and "key_version" in err
-    assert raw_rows(postgres_url, "identities") == before
+    assert raw_rows(live_target, "identities") == before
+
+
+# -- honest verification: what the restore wrote must read back as the snapshot's records ------------------
+
+
+def test_a_record_that_reads_back_unreadable_after_the_restore_is_not_verified(drill, live_target, cli,
+                                                                                tmp_path: Path) -> None:
+    snapshot, live = snapshot_state(drill, cli, tmp_path), state_of(live_target)
+    gone = in_both(snapshot, live, IDENTITY, 1)[0]
+    loosen(live_target, IDENTITY)
+    if is_sqlite(live_target):  # the platform's trigger mangles every new identity
+        execute(live_target, "CREATE TRIGGER mangle AFTER INSERT ON identities BEGIN "
+                             "UPDATE identities SET status = 'ACTIVE' WHERE account_id = NEW.account_id; END")
+    else:
+        execute(live_target, "CREATE FUNCTION mangle() RETURNS trigger LANGUAGE plpgsql AS "
+                             "$$ BEGIN NEW.status := 'ACTIVE'; RETURN NEW; END $$",
+                "CREATE TRIGGER mangle BEFORE INSERT ON identities FOR EACH ROW EXECUTE FUNCTION mangle()")
+    execute(live_target, ("DELETE FROM identities WHERE account_id=?", gone))
+    code, out, err = restore(cli, drill, live_target, "--yes", "--json", "--step", "identities")
+    assert code == 18, err
+    step = json.loads(out)["steps"][0]
+    assert step["status"] == "not-verified" and step["inserted"] == 1
+    assert step["verification"]["unmet"]["unreadable"] == 1
 
 
 # -- (d) extra columns: ignored for reading; a required one the snapshot cannot fill refuses the restore --

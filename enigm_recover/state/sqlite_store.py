@@ -155,11 +155,14 @@ class SQLiteStore:
 
     def live_columns(self, kind: Kind) -> list[LiveColumn]:
         """The live table's columns as they really are (none when the table does not exist). SQLite types
-        values, not columns (a table created without STRICT takes anything): every column is compatible."""
+        values, not columns, but a column's declared type gives it an affinity that converts what is written:
+        a model column is compatible when its affinity keeps the model's values as they are."""
         rows = self._query(f"PRAGMA table_xinfo({kind.table})")
+        model = {f.name: f.sql_type for f in kind.fields}
         # (cid, name, type, notnull, default, pk, hidden): a generated (hidden) column needs no value.
-        return [LiveColumn(str(name).lower(), str(type_), bool(notnull) and default is None and not hidden)
-                for _cid, name, type_, notnull, default, _pk, hidden in rows]
+        return [LiveColumn(name := str(name_).lower(), str(type_), bool(notnull) and default is None and not hidden,
+                           _affinity(str(type_)) in _KEEPS.get(model.get(name, ""), _ANY_AFFINITY))
+                for _cid, name_, type_, notnull, default, _pk, hidden in rows]
 
     def count(self, kind: Kind) -> int:
         return int(self._query(f"SELECT count(*) FROM {kind.table}")[0][0])
@@ -324,6 +327,26 @@ class SQLiteStore:
             conn.execute("INSERT INTO enigm_restore_steps VALUES (?, ?, ?, ?) ON CONFLICT (run_id, step) "
                          "DO UPDATE SET status=excluded.status, result=excluded.result",
                          (run_id, step, status, json.dumps(result, sort_keys=True)))
+
+
+def _affinity(declared: str) -> str:
+    """The affinity SQLite gives a column declared with this type (its documented rules, in order)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(t in upper for t in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if not upper or "BLOB" in upper or upper == "ANY":  # ANY: a STRICT table's column that keeps any value
+        return "BLOB"
+    if any(t in upper for t in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+# The affinities that keep a model value as written: integers stay integers (REAL would make 3 into 3.0),
+# text stays text (a numeric affinity would make the text '30' into the integer 30).
+_ANY_AFFINITY = frozenset({"INTEGER", "TEXT", "BLOB", "REAL", "NUMERIC"})
+_KEEPS = {"INTEGER": frozenset({"INTEGER", "NUMERIC", "BLOB"}), "TEXT": frozenset({"TEXT", "BLOB"})}
 
 
 class _Transaction:
