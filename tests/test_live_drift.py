@@ -337,3 +337,25 @@ def test_extra_columns_are_ignored_unless_the_restore_cannot_fill_them(drill, li
     code, _, err = restore(cli, drill, live_target, "--yes", "--step", "settings")
     assert code == 5 and "settings" in err and "tenant" in err
     assert raw_rows(live_target, "settings") == before
+
+
+def test_a_runbook_keeps_unreadable_records_and_its_verification_says_so_honestly(drill, live_target, cli,
+                                                                                  tmp_path: Path) -> None:
+    """The runbook's restore (overwrite-changed) keeps an unreadable device; its fresh verification of the
+    target does not count that as a promise broken, and a table it cannot read is never verified."""
+    snapshot, live = snapshot_state(drill, cli, tmp_path), state_of(live_target)
+    device = in_both(snapshot, live, DEVICE, 1, lambda row: row[3] not in TERMINAL)[0]
+    loosen(live_target, DEVICE)
+    execute(live_target, ("UPDATE devices SET state=NULL WHERE device_id=?", device))
+    args = ["run", "device-lifecycle", "--source", drill.snapshots, "--target", live_target, "--allowed-signers",
+            drill.allowed_signers, *shares(drill), "--operator", "dana", "--yes", "--second-operator", "lee", "--json",
+            "--snapshot", drill.latest]
+    code, out, err = cli("--state-dir", tmp_path / "a", *args)
+    assert code == 0, err
+    steps = {s["step"]: s for s in json.loads(out)["steps"]}
+    assert steps["restore-devices"]["status"] == steps["verify-target"]["status"] == "verified"
+    assert state_of_loose(live_target)["device"][device][3] is None  # kept as it was
+
+    execute(live_target, "ALTER TABLE devices DROP COLUMN reason")
+    code, out, err = cli("--state-dir", tmp_path / "b", *args)
+    assert code == 5 and "devices" in err and "reason" in err
