@@ -6,6 +6,11 @@ memory bounded by the changes it keeps. A change keeps its key, the differing
 fields and, where a restore would write it, the record's canonical line (one
 compact bytes object): the restore applies the change list without reading
 the payload again. Decrypted records stay in memory only.
+
+Live tables are read as an incident left them (``state.live``): a record the
+model cannot read is a change with a finding, a record whose very key cannot
+be read and a table that cannot be read (or written) as its kind are listed
+apart; none of them stops the dry run.
 """
 
 from __future__ import annotations
@@ -192,16 +197,16 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
         summary = KindSummary()
         changes: list[Change] = []
         columns = store.live_columns(kind)
-        tables = table_unreadable(kind, columns)
-        if tables:  # the live table cannot be read as this kind: one finding per missing or odd column
+        unreadable = table_unreadable(kind, columns)
+        if unreadable:  # the live table cannot be read as this kind: one finding per missing or odd column
             summary.snapshot = sum(1 for _ in items)
-            summary.findings[Finding.UNREADABLE_LIVE_TABLE.value] = len(tables)
+            summary.findings[Finding.UNREADABLE_LIVE_TABLE.value] = len(unreadable)
         else:
-            tables = table_unwritable(kind, columns)
-            summary.findings[Finding.UNWRITABLE_LIVE_TABLE.value] = len(tables)
-            aside = _compare(kind, items, store, snapshot_time, summary, changes, lines, missing_accounts)
-            tables += aside
-            summary.findings[Finding.UNREADABLE_LIVE_RECORD.value] = len(aside)
+            unwritable = table_unwritable(kind, columns)
+            keyless = _compare(kind, items, store, snapshot_time, summary, changes, lines, missing_accounts)
+            summary.findings[Finding.UNWRITABLE_LIVE_TABLE.value] = len(unwritable)
+            summary.findings[Finding.UNREADABLE_LIVE_RECORD.value] = len(keyless)
+            unreadable = unwritable + keyless
             if kind is DEVICE:
                 identities = table_unreadable(IDENTITY, store.live_columns(IDENTITY))
                 resolve_orphans(changes, missing_accounts, store,
@@ -212,7 +217,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
             summary.findings = +summary.findings  # only the findings there are
             result.kinds[kind.name] = summary
             result.changes.extend(changes)
-            result.unreadable_live.extend(tables)
+            result.unreadable_live.extend(unreadable)
     return result
 
 
@@ -223,7 +228,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
     whose key cannot be read (they have no place in the key order, and no change a restore could act on)."""
     assess = Assessor(kind, snapshot_time)
     exact = exact_types(kind)  # where Python's == is looser than the model (3.0 == 3)
-    aside: list[Unreadable] = []
+    keyless: list[Unreadable] = []
     unchanged = 0
     for key, snap, line, live in merge(kind, items, store.stream(kind)):
         if snap == live and (exact is None or exact(live)):  # the common case (merge never yields two Nones)
@@ -233,7 +238,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
         assert verdict.change is not None
         setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
         if verdict.unreadable is not None and not key_is_ordered(kind, live):  # type: ignore[arg-type]
-            aside.append(verdict.unreadable)
+            keyless.append(verdict.unreadable)
             continue
         changed = verdict.change is ChangeType.CHANGED and verdict.unreadable is None
         fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
@@ -246,4 +251,4 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
     summary.unchanged = unchanged
     summary.snapshot = unchanged + summary.missing + summary.changed
     summary.live = unchanged + summary.extra + summary.changed
-    return aside
+    return keyless

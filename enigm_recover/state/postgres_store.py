@@ -62,6 +62,9 @@ JOURNAL_SQL = (
 )
 
 
+# The types (by their regtype names) that hold each model type's values as the model reads them.
+_COMPATIBLE = {"INTEGER": ("smallint", "integer", "bigint"), "TEXT": ("text", "character varying", "character")}
+
 RESTORE_LOCK = "enigm-recover restore"  # the advisory lock's name (locks are per database)
 
 
@@ -207,26 +210,19 @@ class PostgresStore:
 
     def live_columns(self, kind: Kind) -> list[LiveColumn]:
         """The live table's columns as they really are (none when the table does not exist). A column of the
-        model is compatible when its type holds the model's values as the model reads them: an integer type
-        for integers, a string type (which sorts with the "C" collation) for text."""
+        model is compatible when its type (a domain's base type) holds the model's values as the model reads
+        them: an integer type for integers; for text, a character type, whose "C" collation orders bytes
+        (citext, say, would order without case and break the merge)."""
         rows = self._query(
             "read the catalog",
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
             "a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '', "
-            "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END::regtype::text, "
-            "CASE WHEN t.typtype = 'd' THEN (SELECT b.typcategory FROM pg_type b WHERE b.oid = t.typbasetype) "
-            "ELSE t.typcategory END "
+            "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END::regtype::text "
             "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass(%s::text) "
             "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", (kind.table,))
         model = {f.name: f.sql_type for f in kind.fields}
-
-        def compatible(name: str, base: str, category: str) -> bool:
-            if model.get(name) == "INTEGER":
-                return base in ("smallint", "integer", "bigint")
-            return model.get(name) != "TEXT" or category == "S"
-
-        return [LiveColumn(name, type_, required, compatible(name, base, category))
-                for name, type_, required, base, category in rows]
+        return [LiveColumn(name, type_, required, base in _COMPATIBLE.get(model.get(name, ""), (base,)))
+                for name, type_, required, base in rows]
 
     def count(self, kind: Kind) -> int:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(kind.table))
