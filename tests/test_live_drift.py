@@ -151,10 +151,17 @@ def test_unreadable_live_records_are_findings_and_never_written_over_by_default(
     assert result["findings"]["unreadable-live-record"]["count"] == len(damage)
     assert found[("device", revoked)]["protected"]  # still revoked: the safety rule holds on what can be read
 
-    # The restore keeps every one of them, even where overwrite-changed and delete-extra are chosen.
+    # The restore keeps every one of them, even where overwrite-changed and delete-extra are chosen: its plan
+    # counts them as kept by the safety rules.
     before = state_of_loose(live_target)
     everything = [a for k in ("identity", "device", "setting", "role")
                   for a in ("--policy", f"{k}=overwrite-changed,delete-extra")]
+    code, out, err = restore(cli, drill, live_target, "--dry-run", "--json", *everything)
+    assert code == 0, err
+    previews = json.loads(out)["previews"]
+    for step, kind in (("identities", "identity"), ("devices", "device"), ("settings", "setting")):
+        assert previews[step]["unreadable"] == sum(k == kind for k, _ in damage), step
+        assert previews[step]["protected"] >= previews[step]["unreadable"]
     code, out, err = restore(cli, drill, live_target, "--yes", "--json", *everything)
     assert code == 0, err
     outcome = json.loads(out)
