@@ -366,3 +366,37 @@ def test_a_runbook_keeps_unreadable_records_and_its_verification_says_so_honestl
     execute(live_target, "ALTER TABLE devices DROP COLUMN reason")
     code, out, err = cli("--state-dir", tmp_path / "b", *args)
     assert code == 5 and "devices" in err and "reason" in err
+
+
+def test_text_that_is_not_utf8_is_a_finding_shown_escaped(drill, cli, tmp_path: Path, monkeypatch) -> None:
+    """SQLite stores whatever bytes it is given as text; Python cannot decode them. The rows are read anyway
+    (also when the bad text comes after a batch already read), found unreadable, shown escaped."""
+    from enigm_recover.state import sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "STREAM_BATCH", 7)
+    target = drill.target
+    snapshot, live = snapshot_state(drill, cli, tmp_path), state_of(target)
+    ids = in_both(snapshot, live, IDENTITY, 30)
+    loosen(target, IDENTITY)
+    loosen(target, DEVICE)
+    template = sorted(live["device"])[0][0]
+    execute(target, ("UPDATE identities SET handle=CAST(x'41ff1b5b326a' AS TEXT) WHERE account_id=?", ids[20]),
+            ("INSERT INTO devices SELECT CAST(x'ff1b5d' AS TEXT), account_id, device_key, state, enrolled_at, "
+             "state_changed_at, reason FROM devices WHERE device_id=?", (template,)))
+    code, out, err = cli("diff", drill.snapshots, "latest", "--target", target, "--allowed-signers",
+                         drill.allowed_signers, *shares(drill))
+    assert code == 0, err
+    assert "\x1b" not in out and "\\x1b" in out
+    result = diff_json(cli, drill, target)
+    found = unreadable_changes(result)
+    assert found[("identity", ids[20])]["unreadable"]["found"] == "'A\\udcff\\x1b[2j'"
+    assert [(u["kind"], u["key"], u["column"]) for u in result["unreadable_live"]] == \
+           [("device", ["'\\udcff\\x1b]'"], "device_id")]
+    code, out, err = restore(cli, drill, target, "--yes", "--json", "--policy", "identity=delete-extra",
+                             "--policy", "device=delete-extra,overwrite-unreadable")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "completed"
+    code, out, err = restore(cli, drill, target, "--yes", "--json", "--policy", "identity=overwrite-unreadable")
+    assert code == 0, err
+    assert state_of(target)["identity"][ids[20]] == snapshot["identity"][ids[20]]
+    assert [u["key"] for u in diff_json(cli, drill, target)["unreadable_live"]] == [["'\\udcff\\x1b]'"]]  # kept

@@ -39,7 +39,7 @@ from enigm_recover.recovery.line_store import LineStore
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
 from enigm_recover.snapshot.records import parse_checked_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
-from enigm_recover.state.live import Unreadable, exact_types, key_is_ordered, table_unreadable, table_unwritable
+from enigm_recover.state.live import Unreadable, exact_types, key_is_addressable, table_unreadable, table_unwritable
 from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS, Kind
 from enigm_recover.state.store import TargetStore
 
@@ -237,7 +237,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
         verdict = assess(snap, live)
         assert verdict.change is not None
         setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
-        if verdict.unreadable is not None and not key_is_ordered(kind, live):  # type: ignore[arg-type]
+        if verdict.unreadable is not None and not key_is_addressable(kind, live):  # type: ignore[arg-type]
             keyless.append(verdict.unreadable)
             continue
         changed = verdict.change is ChangeType.CHANGED and verdict.unreadable is None

@@ -97,9 +97,18 @@ def exact_types(kind: Kind) -> Callable[[Row], bool] | None:
     return lambda row: all(type(row[p]) is int for p in positions)
 
 
-def key_is_ordered(kind: Kind, row: Row) -> bool:
-    """Whether a live row's key is text: only text keys have the payload's (byte) order."""
-    return all(type(row[p]) is str for p in kind.key_positions)
+def key_is_addressable(kind: Kind, row: Row) -> bool:
+    """Whether a live row's key is text a store can be asked for again: only such keys have the payload's
+    (byte) order and can be named in a write (text that was not UTF-8 cannot be sent back)."""
+    return all(type(v) is str and _encodable(v) for v in (row[p] for p in kind.key_positions))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def table_unreadable(kind: Kind, columns: list[LiveColumn]) -> list[Unreadable]:
