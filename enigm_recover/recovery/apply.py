@@ -222,13 +222,19 @@ class Restorer:
             residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
             for change in chunk:
                 live, line = live_now.get(change.key), change.snapshot_line
-                if live is not None and line is not None and unreadable(kind, live) is None:
-                    encoded = row_line(kind, live)  # a record of the model: its values encode as the model's
-                    # Equal bytes mean equal records. A sealed line may escape a settings value otherwise
-                    # than the encoder: compared by value, and hashed in the canonical encoding on both sides.
+                if live is not None and line is not None:
+                    try:
+                        encoded: bytes | None = row_line(kind, live)
+                    except (TypeError, ValueError):  # a live value JSON cannot hold (bytes, NaN): not equal
+                        encoded = None
+                    # Equal bytes mean equal records: the line was checked against the model, so the live row
+                    # holds the model's values in the model's types. A sealed line may escape a settings value
+                    # otherwise than the encoder: compared by value (a row the model can read, so == is exact),
+                    # and hashed in the canonical encoding on both sides.
                     if encoded == line:
                         canonical = line
-                    elif (snap := parse_checked_line(kind, line)) == live:
+                    elif (encoded is not None and unreadable(kind, live) is None
+                          and (snap := parse_checked_line(kind, line)) == live):
                         canonical = row_line(kind, snap)
                     else:
                         residual.append(change)
