@@ -232,18 +232,40 @@ def test_records_whose_key_cannot_be_read_are_listed_and_left_alone(drill, live_
     execute(live_target, *[(f"INSERT INTO identities SELECT {value}, handle, identity_key, key_version, status, "
                             "created_at, updated_at FROM identities WHERE account_id=?", (one,)) for value in odd])
     result = diff_json(cli, drill, live_target)
-    listed = [u for u in result["unreadable_live"] if u["kind"] == "identity"]
+    listed = [u for u in result["unreadable_live"] if u["kind"] == "identity" and u["key"] is not None]
     assert sorted(u["key"][0] for u in listed) == sorted({"NULL": "NULL", "42": "42", "x'00ff'": "b'\\x00\\xff'"}[v]
                                                         for v in odd)
     assert all(u["column"] == "account_id" for u in listed)
     assert result["findings"]["unreadable-live-record"]["count"] == len(odd)
+    before = raw_rows(live_target, "identities")
+    code, out, err = restore(cli, drill, live_target, "--yes", "--json", "--policy", "identity=delete-extra")
     if is_sqlite(live_target):
-        before = raw_rows(live_target, "identities")
-        code, out, err = restore(cli, drill, live_target, "--yes", "--json", "--policy", "identity=delete-extra")
         assert code == 0, err
         after = raw_rows(live_target, "identities")
         assert [r for r in before if r.startswith(("(None", "(42", "(b'"))] == \
                [r for r in after if r.startswith(("(None", "(42", "(b'"))]
+    else:  # without its primary key, no write can match a record by its key: refused before any write
+        assert code == 5 and "identities has no primary key or unique index on (account_id)" in err, err
+        assert raw_rows(live_target, "identities") == before
+
+
+def test_a_table_without_its_primary_key_refuses_its_restore(drill, live_target, cli) -> None:
+    if is_sqlite(live_target):
+        execute(live_target, "ALTER TABLE settings RENAME TO settings_old",
+                "CREATE TABLE settings (key TEXT NOT NULL, value TEXT NOT NULL, updated_at TEXT NOT NULL)",
+                "CREATE INDEX settings_by_key ON settings (key)",
+                "INSERT INTO settings SELECT * FROM settings_old", "DROP TABLE settings_old")
+    else:
+        execute(live_target, "ALTER TABLE settings DROP CONSTRAINT settings_pkey",
+                "CREATE INDEX settings_by_key ON settings (key)")
+    result = diff_json(cli, drill, live_target)
+    assert [(u["kind"], u["column"]) for u in result["unreadable_live"]] == [("setting", "key")]
+    assert result["findings"]["unwritable-live-table"]["count"] == 1
+    assert result["kinds"]["setting"]["changed"] > 0  # it is read and compared as usual
+    before = raw_rows(live_target, "settings")
+    code, _, err = restore(cli, drill, live_target, "--yes", "--policy", "setting=overwrite-changed")
+    assert code == 5 and "settings has no primary key or unique index on (key)" in err, err
+    assert raw_rows(live_target, "settings") == before
 
 
 # -- (c) missing columns and tables: one finding per kind and column; the restore of that kind refuses ----

@@ -122,10 +122,10 @@ class Restorer:
         model does not know that must be given a value). A device step also reads the identities' ids."""
         problems: list[tuple[Step, Unreadable]] = []
         for step in self.plan.steps:
-            columns = self.store.live_columns(step.kind)
-            problems += [(step, u) for u in table_unreadable(step.kind, columns) + table_unwritable(step.kind, columns)]
+            table = self.store.live_table(step.kind)
+            problems += [(step, u) for u in table_unreadable(step.kind, table) or table_unwritable(step.kind, table)]
             if step.kind is DEVICE:
-                problems += [(step, u) for u in table_unreadable(IDENTITY, self.store.live_columns(IDENTITY))
+                problems += [(step, u) for u in table_unreadable(IDENTITY, self.store.live_table(IDENTITY))
                              if u.column in (None, "account_id")]
         if problems:
             steps = list(dict.fromkeys(step.name for step, _ in problems))

@@ -196,19 +196,19 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
             continue
         summary = KindSummary()
         changes: list[Change] = []
-        columns = store.live_columns(kind)
-        unreadable = table_unreadable(kind, columns)
+        table = store.live_table(kind)
+        unreadable = table_unreadable(kind, table)
         if unreadable:  # the live table cannot be read as this kind: one finding per missing or odd column
             summary.snapshot = sum(1 for _ in items)
             summary.findings[Finding.UNREADABLE_LIVE_TABLE.value] = len(unreadable)
         else:
-            unwritable = table_unwritable(kind, columns)
+            unwritable = table_unwritable(kind, table)
             keyless = _compare(kind, items, store, snapshot_time, summary, changes, lines, missing_accounts)
             summary.findings[Finding.UNWRITABLE_LIVE_TABLE.value] = len(unwritable)
             summary.findings[Finding.UNREADABLE_LIVE_RECORD.value] = len(keyless)
             unreadable = unwritable + keyless
             if kind is DEVICE:
-                identities = table_unreadable(IDENTITY, store.live_columns(IDENTITY))
+                identities = table_unreadable(IDENTITY, store.live_table(IDENTITY))
                 resolve_orphans(changes, missing_accounts, store,
                                 accounts_readable=not any(u.column in (None, "account_id") for u in identities))
         if kind.name in selected:

@@ -56,6 +56,15 @@ class LiveColumn:
     compatible: bool = True  # its type can hold the model's values (SQLite: per value, so always)
 
 
+@dataclass(frozen=True, slots=True)
+class LiveTable:
+    """A live table as it really is: its columns (none when it does not exist) and the column sets of its
+    unique keys (those a write can match records on: whole columns, no condition)."""
+
+    columns: tuple[LiveColumn, ...] = ()
+    unique_keys: frozenset[frozenset[str]] = frozenset()
+
+
 def shown(value: Any) -> str:
     """A live value as printable ASCII, shortened: ``NULL``, ``'text'``, ``42``, ``b'\\x00'``."""
     if value is None:
@@ -111,12 +120,12 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def table_unreadable(kind: Kind, columns: list[LiveColumn]) -> list[Unreadable]:
+def table_unreadable(kind: Kind, table: LiveTable) -> list[Unreadable]:
     """What keeps a live table from being read as ``kind`` at all: the table is missing (no columns), or a
     column of the model is missing or of a type that cannot hold the model's values. Empty when readable."""
-    if not columns:
+    if not table.columns:
         return [Unreadable(kind.name, None, f"table {kind.table} does not exist", f"a table of {kind.name} records")]
-    live = {c.name: c for c in columns}
+    live = {c.name: c for c in table.columns}
     problems = []
     for f in kind.fields:
         column = live.get(f.name)
@@ -128,10 +137,17 @@ def table_unreadable(kind: Kind, columns: list[LiveColumn]) -> list[Unreadable]:
     return problems
 
 
-def table_unwritable(kind: Kind, columns: list[LiveColumn]) -> list[Unreadable]:
-    """Columns of a live table the model does not know but every insert must fill (NOT NULL, no default):
-    the snapshot's records cannot be written there."""
-    return [Unreadable(kind.name, c.name, f"column {kind.table}.{c.name} must be given a value (NOT NULL without a "
-                                          "default) and the model has none for it",
-                       "no such column, or one with a default or that may be NULL")
-            for c in columns if c.required and c.name not in kind.field_names]
+def table_unwritable(kind: Kind, table: LiveTable) -> list[Unreadable]:
+    """What keeps the snapshot's records from being written into a readable live table: no unique key on the
+    model's primary key (a write matches records by it), or a column the model does not know that every
+    insert must fill (NOT NULL, no default)."""
+    problems = []
+    if frozenset(kind.primary_key) not in table.unique_keys:
+        key = ", ".join(kind.primary_key)
+        problems.append(Unreadable(kind.name, kind.primary_key[0], f"table {kind.table} has no primary key or "
+                                   f"unique index on ({key})", f"({key}) as its primary key"))
+    problems += [Unreadable(kind.name, c.name, f"column {kind.table}.{c.name} must be given a value (NOT NULL "
+                            "without a default) and the model has none for it",
+                            "no such column, or one with a default or that may be NULL")
+                 for c in table.columns if c.required and c.name not in kind.field_names]
+    return problems

@@ -27,7 +27,7 @@ from enigm_recover.state.journal import (
     decode_key,
     encode_key,
 )
-from enigm_recover.state.live import LiveColumn
+from enigm_recover.state.live import LiveColumn, LiveTable
 from enigm_recover.state.model import (
     DEVICE_STATES,
     IDENTITY,
@@ -155,16 +155,24 @@ class SQLiteStore:
             )
         return [r[1] for r in rows]
 
-    def live_columns(self, kind: Kind) -> list[LiveColumn]:
-        """The live table's columns as they really are (none when the table does not exist). SQLite types
-        values, not columns, but a column's declared type gives it an affinity that converts what is written:
-        a model column is compatible when its affinity keeps the model's values as they are."""
-        rows = self._query(f"PRAGMA table_xinfo({kind.table})")
+    def live_table(self, kind: Kind) -> LiveTable:
+        """The live table as it really is (no columns when it does not exist). SQLite types values, not
+        columns, but a column's declared type gives it an affinity that converts what is written: a model
+        column is compatible when its affinity keeps the model's values as they are."""
         model = {f.name: f.sql_type for f in kind.fields}
         # (cid, name, type, notnull, default, pk, hidden): a generated (hidden) column needs no value.
-        return [LiveColumn(name := str(name_).lower(), str(type_), bool(notnull) and default is None and not hidden,
-                           _affinity(str(type_)) in _KEEPS.get(model.get(name, ""), _ANY_AFFINITY))
-                for _cid, name_, type_, notnull, default, _pk, hidden in rows]
+        columns = tuple(
+            LiveColumn(name := str(name_).lower(), str(type_), bool(notnull) and default is None and not hidden,
+                       _affinity(str(type_)) in _KEEPS.get(model.get(name, ""), _ANY_AFFINITY))
+            for _cid, name_, type_, notnull, default, _pk, hidden
+            in self._query("SELECT * FROM pragma_table_xinfo(?)", (kind.table,)))
+        keys = set()
+        for (index,) in self._query("SELECT name FROM pragma_index_list(?) WHERE \"unique\" AND NOT partial",
+                                    (kind.table,)):
+            names = [r[0] for r in self._query("SELECT name FROM pragma_index_info(?)", (index,))]
+            if None not in names:  # an index on an expression matches no column
+                keys.add(frozenset(str(n).lower() for n in names))
+        return LiveTable(columns, frozenset(keys))
 
     def count(self, kind: Kind) -> int:
         return int(self._query(f"SELECT count(*) FROM {kind.table}")[0][0])

@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from enigm_recover.state.journal import Batch, RestoreRun, StepPosition
-from enigm_recover.state.live import LiveColumn
+from enigm_recover.state.live import LiveTable
 from enigm_recover.state.model import Kind
 
 
@@ -19,8 +19,8 @@ class TargetStore(Protocol):
 
     def columns(self, kind: Kind) -> list[str]: ...
 
-    def live_columns(self, kind: Kind) -> list[LiveColumn]:
-        """The live table's columns as they really are; none when the table does not exist."""
+    def live_table(self, kind: Kind) -> LiveTable:
+        """The live table as it really is: its columns (none when it does not exist) and its unique keys."""
         ...
 
     def count(self, kind: Kind) -> int: ...
