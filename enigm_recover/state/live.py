@@ -53,7 +53,7 @@ class LiveColumn:
     name: str
     type: str  # as the engine declares it ("" for SQLite's typeless columns)
     required: bool  # NOT NULL without a default: an insert that leaves it out fails
-    compatible: bool = True  # its type can hold the model's values (SQLite: per value, so always)
+    compatible: bool = True  # its type (SQLite: its affinity) keeps the model's values as they are written
 
 
 @dataclass(frozen=True, slots=True)
