@@ -83,7 +83,10 @@ class ChangeBrowser(Vertical):
         self._page = self.result.page(self.page_start, PAGE, **self.filters)
         for number, change in enumerate(self._page, self.page_start + 1):
             findings = ", ".join(f.value for f in change.findings)
-            fields = ", ".join(f for f, _live, _snap in change.fields)
+            names = [f for f, _live, _snap in change.fields]
+            if change.unreadable is not None and change.unreadable.column:
+                names.append(change.unreadable.column)  # the column the model cannot read
+            fields = ", ".join(names)
             table.add_row(str(number), change.kind, _key(change), change.change.value,
                           _value(fields or None, 28), Text(findings, style="bold") if findings else "", key=str(number))
         self._show_filter()
@@ -122,6 +125,9 @@ class ChangeBrowser(Vertical):
         for finding in change.findings:
             text.append(f"{finding.value}: ", style="bold")
             text.append(f"{REASONS[finding]}\n")
+        if change.unreadable is not None:
+            u = change.unreadable
+            text.append(f"{u.column}: live holds {u.found}, not {u.expected}\n")
         if change.protected:
             text.append("Kept as it is in live by the safety rules, whatever the policy.\n", style="bold")
         if change.change.value == "missing":

@@ -101,3 +101,11 @@ def print_diff(result: Any, limit: int) -> None:
         print(f"  {change.change.value:<8} {change.kind} {key}{notes}")
         for name, live, snap in change.fields:
             print(f"             {name}: live {live!r} -> snapshot {snap!r}")
+        if change.unreadable is not None:
+            u = change.unreadable
+            print(f"             {u.column}: live holds {u.found}, not {u.expected}")
+    unreadable = getattr(result, "unreadable_live", [])
+    if unreadable:
+        print(f"\nlive tables and records that cannot be read ({len(unreadable):,}):")
+        for u in unreadable[:limit] if limit else unreadable[:20]:
+            print(f"  {u.describe()}")

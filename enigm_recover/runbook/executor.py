@@ -484,8 +484,7 @@ class RunbookExecutor:
     def _do_verify_target(self, step: RunbookStep, confirmation: Confirmation | None,
                           progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
         """A fresh dry run: what this run restored must now match the snapshot, safety findings aside."""
-        from enigm_recover.recovery.assess import ChangeType
-        from enigm_recover.recovery.plan import Policy
+        from enigm_recover.recovery.plan import Policy, decide
 
         result = self._diff(step.kinds, progress)
         unmet: dict[str, int] = {}
@@ -493,11 +492,13 @@ class RunbookExecutor:
             policies = self.state.restored.get(change.kind)
             if policies is None or change.protected:
                 continue
-            promised = (change.change is ChangeType.MISSING
-                        or change.change is ChangeType.CHANGED and Policy.OVERWRITE_CHANGED.value in policies
-                        or change.change is ChangeType.EXTRA and Policy.DELETE_EXTRA.value in policies)
+            promised = decide(change.change, False, frozenset(Policy(p) for p in policies),
+                              change.unreadable is not None) is not None  # an unreadable record: as chosen
             if promised:
                 unmet[change.kind] = unmet.get(change.kind, 0) + 1
+        for kind, summary in result.kinds.items():  # a live table that cannot be read verifies nothing
+            if kind in self.state.restored and summary.findings.get("unreadable-live-table"):
+                unmet[kind] = unmet.get(kind, 0) + summary.findings["unreadable-live-table"]
         kinds = {k: s.as_dict() for k, s in result.kinds.items()}
         if unmet:
             return ("not-verified", "the target differs from the snapshot where this run restored: "
