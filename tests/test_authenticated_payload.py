@@ -165,6 +165,9 @@ def test_the_bound_is_what_the_signed_counts_allow(drill) -> None:
             + '","updated_at":"2026-01-01T00:00:00Z"}\n').encode()
     assert parse_checked_line(KIND_BY_NAME["setting"], line)[1] == value
     assert len(line) == WIDEST_LINE["setting"]
+    documented = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text()
+    assert (f"identity {WIDEST_LINE['identity']} bytes, device {WIDEST_LINE['device']:,}, "
+            f"setting {WIDEST_LINE['setting']:,} ") in documented and f"role {WIDEST_LINE['role']})" in documented
     manifest = read_manifest(drill.snapshots, drill.latest)
     assert plaintext_bound(manifest) == sum(s.count * WIDEST_LINE[k] for k, s in manifest.scope.items())
 
