@@ -265,3 +265,27 @@ def test_a_restore_refuses_a_dry_run_that_did_not_confirm_the_payload(drill, tmp
         with pytest.raises(PayloadIntegrityError, match="did not confirm"):
             Restorer(verified, store, make_plan([]), unconfirmed).run()
     assert dump(drill.target) == before
+
+
+def test_a_payload_swapped_during_a_paused_runbook_is_caught_by_the_resumed_dry_run(drill, tmp_path: Path) -> None:
+    """After a resume the snapshot is verified again without a separate hashing pass ("hashed again while
+    decrypting"): the restore step's fresh dry run meets the swapped payload, and the engine, not the
+    face, withholds its result: no dry run kept, nothing restored."""
+    from enigm_recover.runbook.executor import Confirmation, RunbookExecutor
+    from enigm_recover.runbook.loader import BUILTIN_DIR, load_runbook
+    from tests.test_runbooks import enter_cards, settings_for, walk_until
+
+    runbook = load_runbook(BUILTIN_DIR / "tabletop-drill.toml")
+    ex = RunbookExecutor.start(runbook, settings_for(drill, tmp_path / "state"))
+    walk_until(ex, drill, "restore")
+    ex.pause("lunch")
+    re_encrypt(drill)
+    before = dump(drill.target)
+    again = RunbookExecutor.resume(runbook, settings_for(drill, tmp_path / "state", "lee"))
+    enter_cards(again, drill)
+    with pytest.raises(PayloadIntegrityError, match="the payload was altered"):
+        again.run_current(Confirmation("lee", "dana"))
+    assert again.dry_run is None
+    assert dump(drill.target) == before
+    actions = [json.loads(line)["action"] for line in (again.recovery.folder / "audit.jsonl").read_text().splitlines()]
+    assert "snapshot-reverified" in actions  # verified without hashing: the stream's check caught it
