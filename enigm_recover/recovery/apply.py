@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from enigm_recover.errors import RestoreRefused, TargetError
+from enigm_recover.errors import PayloadIntegrityError, RestoreRefused, TargetError
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.recovery.assess import (
     UNCHANGED,
@@ -83,6 +83,8 @@ class Restorer:
                  batch_size: int = DEFAULT_BATCH, progress: ProgressCallback = no_progress) -> None:
         if checked.snapshot_id != verified.manifest.id:
             raise ValueError("the dry run is of another snapshot")
+        if checked.payload_sha256 != verified.manifest.payload_sha256:
+            raise PayloadIntegrityError("the dry run did not confirm the payload's signed SHA-256: nothing was written")
         self.verified = verified
         self.store = store
         self.plan = plan

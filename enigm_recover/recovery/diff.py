@@ -38,6 +38,7 @@ from enigm_recover.recovery.assess import (
 from enigm_recover.recovery.line_store import LineStore
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
 from enigm_recover.snapshot.records import parse_checked_line
+from enigm_recover.snapshot.unseal import PayloadConfirmation
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.live import Unreadable, exact_types, key_is_addressable, table_unreadable, table_unwritable
 from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS, Kind
@@ -98,6 +99,9 @@ class DiffResult:
     # Live tables that cannot be read (or written) as their kind, and live records whose key itself cannot be
     # read: findings without a change a restore could act on.
     unreadable_live: list[Unreadable] = field(default_factory=list)
+    # The payload SHA-256 its stream confirmed, set as the dry run ends: a result without it was not made
+    # from the signed payload (anyone can encrypt to the recipient), and a restore refuses it.
+    payload_sha256: str | None = None
 
     def findings(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -188,7 +192,8 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
                         {k.name: KindSummary() for k in KINDS if k.name in selected})
     missing_accounts: set[str] = set()  # the snapshot's identities that live lacks: a restore brings them back
     lines = LineStore()
-    for kind, items in rows_by_kind(verified, identity, progress):
+    confirmation = PayloadConfirmation()
+    for kind, items in rows_by_kind(verified, identity, progress, confirmation):
         wanted = kind.name in selected or (kind is IDENTITY and DEVICE.name in selected)
         if not wanted:
             for _ in items:
@@ -218,6 +223,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
             result.kinds[kind.name] = summary
             result.changes.extend(changes)
             result.unreadable_live.extend(unreadable)
+    result.payload_sha256 = confirmation.sha256()  # nothing of the result leaves before the payload is the signed one
     return result
 
 
