@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.drill.scenario import DRILL_FILE
 from enigm_recover.drill.sftp_server import LOOPBACK, ServerKeys, SnapshotServer
 from enigm_recover.errors import InputFileError
@@ -17,14 +17,11 @@ SSH_ALIAS = "enigm-drill"
 
 
 def read_drill(folder: Path) -> dict[str, Any]:
-    path = folder / DRILL_FILE
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    doc = load_toml_file(folder / DRILL_FILE, OWN_DOCUMENT, "drill file", missing_ok=True)
+    if doc is None:
         raise InputFileError(f"{folder} holds no drill ({DRILL_FILE} is missing)",
-                             "make one with `enigm-recover drill --no-tui DIR`") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputFileError(f"{path} cannot be read: {exc}") from None
+                             "make one with `enigm-recover drill --no-tui DIR`")
+    return doc
 
 
 def serve_drill(folder: Path) -> tuple[SnapshotServer, dict[str, Any]]:

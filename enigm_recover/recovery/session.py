@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import secrets
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from shamir_mnemonic.wordlist import WORDLIST
 
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
+from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import CeremonyMismatch
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.audit import AuditLog
@@ -223,4 +223,4 @@ def _finding_reason(code: str) -> str:
 
 
 def load_report(folder: Path) -> dict[str, Any]:
-    return tomllib.loads((folder / "report.toml").read_text())
+    return load_toml_file(folder / "report.toml", OWN_DOCUMENT, "report") or {}
