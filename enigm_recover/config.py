@@ -18,6 +18,7 @@ import tomli_w
 
 from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import CONFIG_FILE, load_toml_file
+from enigm_recover.private import make_private_dir, refuse_if_others_can_write
 from enigm_recover.errors import ConfigError
 
 APP = "enigm-recover"
@@ -53,10 +54,12 @@ def locations(config: str | None = None, state_dir: str | None = None, cache_dir
 
 
 def load_config(path: Path) -> dict[str, str]:
-    """The config file's settings; an absent file is an empty config."""
+    """The config file's settings; an absent file is an empty config. One that other users can write is
+    refused (they could point allowed_signers at their own key)."""
     doc = load_toml_file(path, CONFIG_FILE, "config file", ConfigError, missing_ok=True)
     if doc is None:
         return {}
+    refuse_if_others_can_write(path, "config file")
     for key, value in doc.items():
         if key not in SETTINGS:
             raise ConfigError(f"config file {path} has unknown setting {key!r}",
@@ -74,8 +77,8 @@ def save_setting(path: Path, key: str, value: str | None) -> None:
         doc.pop(key, None)
     else:
         doc[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, tomli_w.dumps(doc).encode(), overwrite=True)
+    make_private_dir(path.parent, "config folder", check=False)
+    write_atomic(path, tomli_w.dumps(doc).encode(), mode=0o600, overwrite=True)
 
 
 def setting(flag_value: str | None, key: str, config: dict[str, str]) -> str | None:

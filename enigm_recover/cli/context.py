@@ -84,8 +84,12 @@ class Context:
     def own_runbook_folders(self) -> list[Path]:
         """The operator's runbook folders: each --runbooks DIR, then <config dir>/runbooks (the built-in
         ones are added by the runbook loader)."""
+        from enigm_recover.private import refuse_if_others_can_write
+
         given = [Path(p) for p in (getattr(self.args, "runbooks", None) or [])]
-        return [*given, self.locations.config_file.parent / "runbooks"]
+        own = self.locations.config_file.parent / "runbooks"
+        refuse_if_others_can_write(own, "runbooks folder")  # a runbook planted there would shadow a built-in
+        return [*given, own]
 
     def audit_signer(self) -> Any:
         from enigm_recover.snapshot.signature import audit_signer

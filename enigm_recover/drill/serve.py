@@ -8,6 +8,7 @@ from typing import Any
 import tomli_w
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.private import make_private_dir
 from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.drill.scenario import DRILL_FILE
 from enigm_recover.drill.sftp_server import LOOPBACK, ServerKeys, SnapshotServer
@@ -32,11 +33,9 @@ def serve_drill(folder: Path) -> tuple[SnapshotServer, dict[str, Any]]:
     server = SnapshotServer(Path(doc["paths"]["snapshots"]), keys)
     port = server.start()
     ssh_dir = folder / "ssh"
-    ssh_dir.mkdir(exist_ok=True)
+    make_private_dir(ssh_dir, "drill ssh folder")
     identity = ssh_dir / "client_key"
-    identity.unlink(missing_ok=True)
-    keys.client_key.write_private_key(str(identity))
-    identity.chmod(0o600)
+    write_atomic(identity, keys.client_key.export_private_key(), mode=0o600, overwrite=True)
     known_hosts = ssh_dir / "known_hosts"
     write_atomic(known_hosts, (keys.known_hosts_line(port) + "\n").encode(), overwrite=True)
     config = ssh_dir / "config"

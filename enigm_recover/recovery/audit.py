@@ -23,6 +23,7 @@ import asyncssh
 
 from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import AUDIT_LOG, KEY_FILE, read_bounded
+from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.snapshot import signature
 
 NAMESPACE = "enigm-audit"
@@ -45,7 +46,7 @@ class AuditLog:
         self.host = socket.gethostname()
         self.seq, self.head = _tail(path)
         self.current_step: str | None = None  # the runbook step entries belong to, unless they name one
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent, "recovery folder")
 
     def append(self, action: str, *, step: str | None = None, inputs: dict[str, Any] | None = None,
                outcome: str = "ok", counts: dict[str, int] | None = None) -> str:
@@ -63,7 +64,7 @@ class AuditLog:
             "prev": self.head,
         }
         line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = create_private_file(self.path, append=True)
         try:
             os.write(fd, line)
             os.fsync(fd)

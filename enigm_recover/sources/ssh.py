@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import asyncssh
 
 from enigm_recover.bounded import KEY_FILE, TRUST_FILE, check_regular, read_bounded, read_text_bounded
+from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -237,9 +238,9 @@ async def _check_unverified_host(target: SSHTarget, probe: asyncssh.SSHClientCon
                                  f"{key.get_algorithm()} host key {fingerprint}")
         unknown.fingerprint = fingerprint
         raise unknown
-    known_path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(known_path.parent, "known_hosts folder", check=False)
     line = f"{_host_pattern(host, probe.port)} {key.export_public_key().decode().strip()}\n"
-    with open(known_path, "a", encoding="utf-8") as f:
+    with os.fdopen(create_private_file(known_path, append=True), "a", encoding="utf-8") as f:
         f.write(line)
     settings.prompter.notice(f"recorded the host key of {host}:{probe.port} ({fingerprint}) in {known_path}")
 
