@@ -2,14 +2,13 @@
 
 Every location comes from, in order: a command-line flag, an environment
 variable, the configuration file (for defaults such as allowed_signers), and
-the platformdirs location for this user. The config is TOML, read with
-tomllib and written with tomli-w.
+the platformdirs location for this user. The config is TOML, read with the
+bounded reader and written with tomli-w.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ import platformdirs
 import tomli_w
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.bounded import CONFIG_FILE, load_toml_file
+from enigm_recover.private import make_private_dir, refuse_if_others_can_write
 from enigm_recover.errors import ConfigError
 
 APP = "enigm-recover"
@@ -53,17 +54,12 @@ def locations(config: str | None = None, state_dir: str | None = None, cache_dir
 
 
 def load_config(path: Path) -> dict[str, str]:
-    """The config file's settings; an absent file is an empty config."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    """The config file's settings; an absent file is an empty config. One that other users can write is
+    refused (they could point allowed_signers at their own key)."""
+    doc = load_toml_file(path, CONFIG_FILE, "config file", ConfigError, missing_ok=True)
+    if doc is None:
         return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    refuse_if_others_can_write(path, "config file")
     for key, value in doc.items():
         if key not in SETTINGS:
             raise ConfigError(f"config file {path} has unknown setting {key!r}",
@@ -81,8 +77,8 @@ def save_setting(path: Path, key: str, value: str | None) -> None:
         doc.pop(key, None)
     else:
         doc[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, tomli_w.dumps(doc).encode(), overwrite=True)
+    make_private_dir(path.parent, "config folder", check=False)
+    write_atomic(path, tomli_w.dumps(doc).encode(), mode=0o600, overwrite=True)
 
 
 def setting(flag_value: str | None, key: str, config: dict[str, str]) -> str | None:

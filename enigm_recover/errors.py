@@ -243,3 +243,11 @@ class NotReady(EnigmError):
 class InterruptedByUser(EnigmError):
     exit_code = 130
     hint = "nothing was left half-written"
+
+
+class InsecurePath(EnigmError):
+    """A folder or file of the tool's own (state, recoveries, cache, config, a ceremony's output) that other
+    users can write, or that another user owns: refused, as OpenSSH refuses such a ~/.ssh."""
+
+    exit_code = 47
+    hint = "make it yours and writable by you alone (chmod go-w PATH), then run the command again"

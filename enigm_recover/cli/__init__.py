@@ -14,7 +14,7 @@ from typing import Sequence
 
 from enigm_recover.cli.context import Context
 from enigm_recover.cli.parser import build_parser
-from enigm_recover.errors import EnigmError, InterruptedByUser
+from enigm_recover.errors import EnigmError, InputFileError, InterruptedByUser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +35,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (MemoryError, RecursionError, OverflowError) as exc:
+        # Defense in depth: every reader is bounded (enigm_recover/bounded.py), so this means an input no
+        # bound foresaw; it is still the input's size or shape, said in one line, not a crash.
+        if os.environ.get("ENIGM_RECOVER_DEBUG"):
+            raise
+        err = InputFileError(f"an input is too large or too deeply nested to handle ({type(exc).__name__})",
+                             "check the files and standard input given to the command")
+        print(f"enigm-recover: error: {err.one_line()}", file=sys.stderr)
+        return err.exit_code
     except Exception as exc:  # a bug: say so in one line; the traceback only on request
         if os.environ.get("ENIGM_RECOVER_DEBUG"):
             raise

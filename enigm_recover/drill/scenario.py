@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.private import make_private_dir
 from enigm_recover.drill.platform import SyntheticPlatform, ts
 from enigm_recover.errors import OutputExistsError, UsageError
 from enigm_recover.progress import ProgressCallback, no_progress
@@ -82,7 +83,7 @@ def prepare_folder(folder: Path, replace: bool) -> None:
         if not replace:
             raise OutputExistsError(f"{folder} already holds a drill", "pass --replace to make a new one there")
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder, "drill folder")
 
 
 def _incident(platform: SyntheticPlatform, store: SQLiteStore, when: datetime) -> tuple[int, int, int, int, int]:
@@ -114,12 +115,11 @@ def make_drill(folder: Path, spec: DrillSpec, *, replace: bool = False,
     folder = folder.resolve()
     keys_dir, cards_dir, snap_dir = folder / "keys", folder / "custodians", folder / "snapshots"
     for d in (keys_dir, cards_dir, snap_dir):
-        d.mkdir()
+        make_private_dir(d, exclusive=True)
 
     producer = _producer_key(spec.seed)
-    producer.write_private_key(str(keys_dir / "producer"))
-    (keys_dir / "producer").chmod(0o600)
-    producer.write_public_key(str(keys_dir / "producer.pub"))
+    write_atomic(keys_dir / "producer", producer.export_private_key(), mode=0o600)
+    write_atomic(keys_dir / "producer.pub", producer.export_public_key())
     allowed = keys_dir / "allowed_signers"
     public_line = producer.export_public_key().decode().strip()
     write_atomic(allowed, f'{PRODUCER} namespaces="{NAMESPACE}" {public_line}\n'.encode())

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from enigm_recover.errors import InputFileError
+from enigm_recover.bounded import SHARE_FILE, read_text_bounded
 
 CARD_TITLE = "ENIGM-RECOVER SHARE CARD"
 _NUMBERED_WORD = re.compile(r"\s*[0-9]+\.?\s+([A-Za-z]+)\s*")
@@ -86,9 +86,6 @@ def parse_share_text(text: str) -> ShareText:
 
 
 def read_share_file(path: Path) -> ShareText:
-    try:
-        return parse_share_text(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(f"share file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"share file {path} cannot be read: {exc}") from None
+    text = read_text_bounded(path, SHARE_FILE, "share file")
+    assert text is not None
+    return parse_share_text(text)

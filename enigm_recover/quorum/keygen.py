@@ -17,6 +17,7 @@ import shamir_mnemonic
 from shamir_mnemonic import Share
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.private import make_private_dir
 from enigm_recover.errors import OutputExistsError, UsageError
 from enigm_recover.quorum.cards import ShareCard
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
@@ -97,7 +98,7 @@ def create_recovery_key(
     clashes = [p for p in targets if p.exists()]
     if clashes:
         raise OutputExistsError(f"{clashes[0]} already exists; a key ceremony never overwrites cards")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out_dir, "ceremony folder")
     identity = RecoveryIdentity(random_bytes(32)) if random_bytes else RecoveryIdentity.generate()
     with _seeded_slip39(random_bytes):
         mnemonics = shamir_mnemonic.generate_mnemonics(

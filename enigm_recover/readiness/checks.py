@@ -44,6 +44,7 @@ from enigm_recover.errors import (
     SourceError,
     WrongRecoveryKey,
 )
+from enigm_recover.private import make_private_dir
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.readiness.policy import CLOCK_SKEW, DROP_KINDS, ReadinessPolicy, format_duration
@@ -220,7 +221,7 @@ def check_readiness(
     """
     report = ReadinessReport(description, now or datetime.now(timezone.utc), policy, recipient_fingerprint)
     if scratch is not None:
-        scratch.mkdir(parents=True, exist_ok=True)
+        make_private_dir(scratch, "scratch folder")
     with tempfile.TemporaryDirectory(prefix="readiness-", dir=scratch) as cache:
         _run(report, lambda: open_source(Path(cache)), Path(cache), allowed, progress, unlock)
     for check in report.checks:

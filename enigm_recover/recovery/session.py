@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import secrets
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +19,9 @@ from shamir_mnemonic.wordlist import WORDLIST
 
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
+from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import CeremonyMismatch
+from enigm_recover.private import make_private_dir, refuse_if_others_can_write
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.audit import AuditLog
 from enigm_recover.snapshot.manifest import Manifest
@@ -70,8 +71,10 @@ class Recovery:
         """A new recovery; ``ceremony`` fixes its id (tests and screenshots only; normally random)."""
         ceremony = ceremony or new_ceremony_id()
         started = _now()
-        folder = state_dir / "recoveries" / f"{started.replace(':', '')}-{ceremony}"
-        folder.mkdir(parents=True, exist_ok=False)
+        make_private_dir(state_dir, "state folder")  # made if missing, else checked
+        recoveries = make_private_dir(state_dir / "recoveries", "recoveries folder")
+        folder = make_private_dir(recoveries / f"{started.replace(':', '')}-{ceremony}", "recovery folder",
+                                  exclusive=True)
         operator = operator or getpass.getuser()
         recovery = cls(ceremony, folder, operator, command,
                        AuditLog(folder / "audit.jsonl", ceremony=ceremony, operator=operator), started)
@@ -86,6 +89,9 @@ class Recovery:
     def reopen(cls, folder: Path, state: dict[str, Any]) -> "Recovery":
         """Continue a paused recovery: same ceremony, same audit log (its chain goes on)."""
         values = {name: state[name] for name in _PERSISTED}
+        for path, what in ((folder.parent.parent, "state folder"), (folder.parent, "recoveries folder"),
+                           (folder, "recovery folder")):
+            refuse_if_others_can_write(path, what)
         audit = AuditLog(folder / "audit.jsonl", ceremony=values["ceremony"], operator=values["operator"])
         recovery = cls(folder=folder, audit=audit, **values)
         recovery.audit.append("recovery-resumed")
@@ -223,4 +229,4 @@ def _finding_reason(code: str) -> str:
 
 
 def load_report(folder: Path) -> dict[str, Any]:
-    return tomllib.loads((folder / "report.toml").read_text())
+    return load_toml_file(folder / "report.toml", OWN_DOCUMENT, "report") or {}

@@ -21,7 +21,6 @@ A face drives it like this::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Callable
 
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
+from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import EnigmError, RunStateError, StepNotConfirmed, UsageError
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.recovery.quorum_session import QuorumSession
@@ -117,10 +117,7 @@ class RunState:
 
     @classmethod
     def from_file(cls, path: Path) -> "RunState":
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise RunStateError(f"the run state {path} cannot be read: {exc}") from None
+        doc = load_toml_file(path, OWN_DOCUMENT, "run state", RunStateError) or {}
         if doc.pop("format", None) != FORMAT:
             raise RunStateError(f"the run state {path} is of another format version")
         try:

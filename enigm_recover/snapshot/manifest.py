@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import tomli_w
 
+from enigm_recover.bounded import loads_toml
 from enigm_recover.errors import ManifestError, UnsupportedFormat
 from enigm_recover.quorum.recovery_key import decode_recipient, recipient_fingerprint
 from enigm_recover.snapshot.scope import check_manifest_scope
@@ -102,9 +102,10 @@ class Manifest:
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"manifest is {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
         try:
-            doc = tomllib.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise ManifestError(f"manifest is not valid TOML: {exc}") from None
+        doc = loads_toml(text, "manifest", ManifestError)
         return _parse(doc)
 
 

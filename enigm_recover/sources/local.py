@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+from enigm_recover.bounded import read_bounded
 from enigm_recover.errors import SourceError
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
@@ -47,8 +48,11 @@ class LocalFolderSource:
 
     @staticmethod
     def _read_small(path: Path) -> bytes:
-        with open(path, "rb") as f:
-            return f.read(MAX_MANIFEST_BYTES + 1)
+        """A manifest or signature: a regular file (checked again on the opened file) of at most the
+        manifest limit, as over SFTP."""
+        data = read_bounded(path, MAX_MANIFEST_BYTES, "file", SourceError)
+        assert data is not None
+        return data
 
     def list(self) -> Listing:
         listing = Listing(entries=[])
@@ -65,12 +69,13 @@ class LocalFolderSource:
             try:
                 manifest_path = self._safe_file(name)
                 sig_path = self._safe_file(signature_name(verdict.snapshot_id))
+                assert manifest_path is not None
+                manifest = self._read_small(manifest_path)
+                sig = self._read_small(sig_path) if sig_path else None
             except SourceError as exc:
                 listing.rejected.append(f"{name!r}: {exc.message}")
                 continue
-            assert manifest_path is not None
-            listing.entries.append(parse_entry(verdict.snapshot_id, self._read_small(manifest_path),
-                                               self._read_small(sig_path) if sig_path else None))
+            listing.entries.append(parse_entry(verdict.snapshot_id, manifest, sig))
         return listing
 
     def payload(self, entry: SnapshotEntry, progress: ProgressCallback = no_progress) -> Path:

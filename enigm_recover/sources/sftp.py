@@ -32,6 +32,7 @@ from enigm_recover.errors import (
     SourceError,
 )
 from enigm_recover.hashing import hash_file
+from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
 from enigm_recover.sources.base import Listing, SnapshotEntry, parse_entry
@@ -111,6 +112,7 @@ class SftpSource:
         self.url = url
         self.settings = settings
         self.description = str(url)
+        self.cache_root = cache_dir
         self.cache_dir = cache_dir / "payloads" / _cache_key(url)
         self._loop = _LoopThread()
         self._conn: asyncssh.SSHClientConnection | None = None
@@ -239,7 +241,8 @@ class SftpSource:
         manifest = entry.manifest
         if manifest is None:
             raise SourceError(f"snapshot {entry.id} has no readable manifest to check its payload against")
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.cache_root, self.cache_dir.parent, self.cache_dir):  # made if missing, else checked
+            make_private_dir(folder, "cache folder")
         dest = self.cache_dir / payload_name(entry.id)
         partial = dest.with_name(dest.name + ".partial")
         expected = (manifest.payload_size, manifest.payload_sha256)
@@ -285,7 +288,8 @@ class SftpSource:
         path = await self._inside(sftp, name, attrs)
         loop = asyncio.get_running_loop()
         pending: collections.deque[asyncio.Future[None]] = collections.deque()
-        with open(download.partial, "ab") as out, ThreadPoolExecutor(1, "enigm-fetch-writer") as writer:
+        sink = os.fdopen(create_private_file(download.partial, append=True), "ab")
+        with sink as out, ThreadPoolExecutor(1, "enigm-fetch-writer") as writer:
             try:
                 async with sftp.open(path, "rb", block_size=FETCH_READ_SIZE) as remote:
                     # One pipeline of parallel reads for the whole file. Blocks may arrive out of order;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import secrets
 import sqlite3
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
 from enigm_recover.errors import TargetError
 from enigm_recover.prefetch import prefetched
+from enigm_recover.private import create_private_file
 from enigm_recover.state.journal import (
     Batch,
     RestoreRun,
@@ -277,7 +279,8 @@ class SQLiteStore:
         itself: closing another descriptor of that file would drop SQLite's own locks)."""
         if self._restore_lock is not None:
             return
-        lock = open(self.path.with_name(self.path.name + ".restore-lock"), "a")
+        lock_path = self.path.with_name(self.path.name + ".restore-lock")
+        lock = os.fdopen(create_private_file(lock_path, append=True), "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
