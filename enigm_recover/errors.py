@@ -7,6 +7,8 @@ or decrypted records.
 
 from __future__ import annotations
 
+from enigm_recover.paths import display_text
+
 
 class EnigmError(Exception):
     """Base of every failure the tool reports to a user (never with a traceback)."""
@@ -15,6 +17,7 @@ class EnigmError(Exception):
     hint = ""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        message = display_text(message)  # a path's raw bytes as \xNN: messages go to UTF-8 text and JSON
         super().__init__(message)
         self.message = message
         if hint is not None:

@@ -9,6 +9,7 @@ from enigm_recover.cli.commands_snapshots import recovery_facts
 from enigm_recover.cli.context import Context, gather_shares, open_recovery
 from enigm_recover.cli.output import emit_json, progress_for
 from enigm_recover.errors import InputFileError, NotReady, UsageError
+from enigm_recover.paths import display_path
 
 MARKS = {True: "ok  ", False: "FAIL", None: "-   "}
 SHOWN_PROBLEMS = 8
@@ -46,7 +47,7 @@ def cmd_readiness(ctx: Context) -> int:
         for check in report.checks:
             recovery.record("readiness-check", step=check.name, outcome=check.status, inputs={"summary": check.summary})
         context = {"ceremony": recovery.ceremony, "operator": recovery.operator,
-                   "audit_log": str(recovery.folder / "audit.jsonl")}
+                   "audit_log": display_path(recovery.folder / "audit.jsonl")}
         files = write_report(report, recovery.folder, context)
         recovery.record("readiness-report", outcome="ready" if report.ready else "not-ready",
                         inputs={"report": Path(files["toml"]).name, "sha256": files["sha256"],

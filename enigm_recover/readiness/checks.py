@@ -41,9 +41,9 @@ from enigm_recover.errors import (
     HostKeyChanged,
     HostKeyUnknown,
     ScopeError,
-    SourceError,
     WrongRecoveryKey,
 )
+from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.readiness.policy import CLOCK_SKEW, DROP_KINDS, ReadinessPolicy, format_duration
@@ -218,7 +218,8 @@ def check_readiness(
     ``source`` check and sets ``source_error``; the checks that need the source are then not run.
     Share-entry errors raised by ``unlock`` (other than a wrong key) propagate to the caller.
     """
-    report = ReadinessReport(description, now or datetime.now(timezone.utc), policy, recipient_fingerprint)
+    report = ReadinessReport(display_text(description), now or datetime.now(timezone.utc), policy,
+                             recipient_fingerprint)
     if scratch is not None:
         scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="readiness-", dir=scratch) as cache:
@@ -236,12 +237,12 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
     verified: dict[str, VerifiedSnapshot] = {}
     try:
         source = open_source()
-    except SourceError as exc:
+    except EnigmError as exc:  # whatever the source: the report and the textfile still say "not ready"
         return _unusable(report, exc)
     try:
         try:
             listing = source.list()
-        except SourceError as exc:
+        except EnigmError as exc:
             return _unusable(report, exc)
         report.source = source.description
         entries = _of_environment(listing.entries, policy.environment)
@@ -277,7 +278,7 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
     return None
 
 
-def _unusable(report: ReadinessReport, exc: SourceError) -> None:
+def _unusable(report: ReadinessReport, exc: EnigmError) -> None:
     report.source_error = exc
     report.checks = [CheckResult(SOURCE, False, exc.message, [exc.one_line()])]
     report.checks += [CheckResult(name, None, "not run: the source could not be used") for name in CHECKS[1:]]

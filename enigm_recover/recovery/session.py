@@ -21,6 +21,7 @@ from shamir_mnemonic.wordlist import WORDLIST
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.errors import CeremonyMismatch
+from enigm_recover.paths import display_text
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.audit import AuditLog
 from enigm_recover.snapshot.manifest import Manifest
@@ -94,6 +95,7 @@ class Recovery:
     # -- what happened ---------------------------------------------------------
 
     def snapshot(self, manifest: Manifest, source: str) -> None:
+        source = display_text(source)  # a path's raw bytes as \xNN: reports and the audit log are UTF-8 text
         self.facts = {"snapshot": manifest.id, "created_at": manifest.created_at.isoformat(),
                       "environment": manifest.environment, "producer": manifest.producer, "source": source,
                       "payload_sha256": manifest.payload_sha256, "recipient_fingerprint": manifest.recipient_fingerprint,
