@@ -243,6 +243,13 @@ class NotReady(EnigmError):
     hint = "read each failing check's evidence in the readiness report, fix the cause, then run readiness again"
 
 
+class SnapshotFromTheFuture(EnigmError):
+    """``latest`` would be a snapshot dated later than this host's clock allows: a wrong clock or a forged time."""
+
+    exit_code = 44
+    hint = "check this host's clock and the producer's (NTP); to use that snapshot all the same, name its id"
+
+
 class InterruptedByUser(EnigmError):
     exit_code = 130
     hint = "nothing was left half-written"

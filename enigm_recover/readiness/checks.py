@@ -46,8 +46,9 @@ from enigm_recover.errors import (
 from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
-from enigm_recover.readiness.policy import CLOCK_SKEW, DROP_KINDS, ReadinessPolicy, format_duration
-from enigm_recover.snapshot.catalog import newest_first
+from enigm_recover.readiness.policy import DROP_KINDS, ReadinessPolicy, format_duration
+from enigm_recover.snapshot.catalog import chronological, newest_first
+from enigm_recover.snapshot.clock import age_seconds, in_future
 from enigm_recover.snapshot.listing import SnapshotSummary, summarize
 from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS, check_manifest_scope
@@ -127,11 +128,16 @@ class SnapshotFacts:
                 and self.payload != "failed")
 
     def age_seconds(self, now: datetime) -> int | None:
-        return None if self.created_at is None else int((now - self.created_at).total_seconds())
+        """Never negative: a snapshot from the future is age 0 and flagged by ``in_future``."""
+        return None if self.created_at is None else age_seconds(self.created_at, now)
+
+    def in_future(self, now: datetime) -> bool:
+        return self.created_at is not None and in_future(self.created_at, now)
 
     def as_dict(self, now: datetime) -> dict[str, Any]:
         return {"id": self.id, "created_at": _iso(self.created_at) if self.created_at else None,
-                "age_seconds": self.age_seconds(now), "environment": self.environment, "producer": self.producer,
+                "age_seconds": self.age_seconds(now), "in_future": self.in_future(now),
+                "environment": self.environment, "producer": self.producer,
                 "counts": self.counts, "payload_size": self.payload_size, "signature": self.signature,
                 "recipient_matches": self.recipient_matches, "previous_id": self.previous_id,
                 "payload": self.payload, "payload_detail": self.payload_detail, "usable": self.usable}
@@ -384,7 +390,7 @@ def _check_scope(entries: list[SnapshotEntry]) -> CheckResult:
 def _by_environment(entries: list[SnapshotEntry]) -> dict[str, list[Manifest]]:
     """Readable manifests per environment, oldest first (ids begin with the creation time)."""
     chains: dict[str, list[Manifest]] = {}
-    for e in sorted(entries, key=lambda e: e.id):
+    for e in chronological(entries):
         if e.manifest is not None:
             chains.setdefault(e.manifest.environment, []).append(e.manifest)
     return chains
@@ -519,10 +525,12 @@ def _check_freshness(report: ReadinessReport, policy: ReadinessPolicy) -> CheckR
             assert age is not None
             report.newest_id, report.newest_age_seconds = fact.id, age
             evidence.append(f"newest usable snapshot {fact.id}, created {_iso(fact.created_at)}")
-            if age < -CLOCK_SKEW.total_seconds():
-                return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} was created "
-                                                     f"{_hours(-age)} in the future: a wrong clock or a forged "
-                                                     "time", evidence)
+            if fact.in_future(now):
+                ahead = int((fact.created_at - now).total_seconds())
+                return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} is dated "
+                                                     f"{_iso(fact.created_at)}, {_hours(ahead)} in the future of this "
+                                                     f"host's clock ({_iso(now)}): a wrong clock or a forged time",
+                                   evidence)
             if age > policy.max_age.total_seconds():
                 return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} is {_hours(age)} old, "
                                                      f"older than the {limit} allowed", evidence)
