@@ -34,6 +34,11 @@ def display_text(text: str) -> str:
         return "".join(_show(c) for c in text)
 
 
+def is_text(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 as it is (a path that is not UTF-8 cannot)."""
+    return display_text(text) == text
+
+
 def _show(char: str) -> str:
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from enigm_recover.errors import SourceError
+from enigm_recover.errors import ConfigError, SourceError, UsageError
 from enigm_recover.paths import display_path
 from tests.conftest import DRILL_AT, Drill
 
@@ -157,3 +157,39 @@ def test_readiness_of_an_unusable_source_still_tells_monitoring(drill: Drill, cl
     code, out, err = cli(*readiness_args(drill, missing), "--prometheus", prom)
     assert code == SourceError.exit_code, err
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_restore_into_a_target_not_in_utf8_with_a_state_folder_not_in_utf8(drill: Drill, cli, tmp_path: Path) -> None:
+    live = raw(tmp_path, b"live\xff.db")
+    shutil.copy(drill.target.removeprefix("sqlite:///"), live)
+    code, out, err = cli("--state-dir", raw(tmp_path, b"state\xfe"), "restore", drill.snapshots, "latest",
+                         "--target", f"sqlite:///{live}", "--allowed-signers", drill.allowed_signers,
+                         *cards(drill), "--yes", "--operator", "dana", "--json")
+    assert code == 0, err
+    strict_json(out)
+
+
+def test_a_runbook_run_refuses_a_path_it_could_not_record_for_resuming(drill: Drill, cli, tmp_path: Path) -> None:
+    folder = raw(tmp_path, b"snap\xff")
+    shutil.copytree(drill.snapshots, folder)
+    code, out, err = cli("run", "tabletop-drill", "--source", folder, "--target", drill.target,
+                         "--allowed-signers", drill.allowed_signers, *cards(drill), "--yes", "--operator", "dana",
+                         "--second-operator", "lee")
+    assert code == UsageError.exit_code, err
+    assert "snap\\xff is not UTF-8" in err and "internal error" not in err
+
+
+def test_settings_and_drills_that_would_record_a_path_as_text_refuse_one_not_in_utf8(cli, tmp_path: Path) -> None:
+    config = raw(tmp_path, b"config\xff.toml")
+    code, out, err = cli("--config", config, "config", "set", "source", raw(tmp_path, b"snap\xff"))
+    assert code == ConfigError.exit_code, err
+    assert "snap\\xff" in err and "not UTF-8" in err
+    code, out, err = cli("--config", config, "config", "set", "source", tmp_path / "snap")
+    assert code == 0, err
+    assert "config\\xff.toml" in out
+    code, out, err = cli("--config", config, "config", "show", "--json")
+    assert code == 0, err
+    assert strict_json(out)["config_file"].endswith("config\\xff.toml")
+    code, out, err = cli("drill", raw(tmp_path, b"drill\xff"), "--identities", "10", "--snapshots", "1", "--no-tui")
+    assert code == UsageError.exit_code, err
+    assert "drill\\xff is not UTF-8" in err

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from enigm_recover.atomic import write_atomic
 from enigm_recover.drill.platform import SyntheticPlatform, ts
 from enigm_recover.errors import OutputExistsError, UsageError
+from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.keygen import RECIPIENT_FILE, GroupSpec, create_recovery_key
 from enigm_recover.snapshot.seal import seal
@@ -110,6 +111,10 @@ def make_drill(folder: Path, spec: DrillSpec, *, replace: bool = False,
     if spec.identities < 10 or spec.devices_per_identity < 1 or not 1 <= spec.snapshots <= 30:
         raise UsageError("a drill needs at least 10 identities, 1 device each and 1 to 30 snapshots")
     at = (spec.at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(second=0, microsecond=0)
+    where = str(folder.resolve())
+    if display_text(where) != where:
+        raise UsageError(f"drill folder {display_text(where)} is not UTF-8 text, and drill.toml records the drill's "
+                         "paths as text", "choose a drill folder whose path is UTF-8")
     prepare_folder(folder, replace)
     folder = folder.resolve()
     keys_dir, cards_dir, snap_dir = folder / "keys", folder / "custodians", folder / "snapshots"
