@@ -193,3 +193,39 @@ def test_settings_and_drills_that_would_record_a_path_as_text_refuse_one_not_in_
     code, out, err = cli("drill", raw(tmp_path, b"drill\xff"), "--identities", "10", "--snapshots", "1", "--no-tui")
     assert code == UsageError.exit_code, err
     assert "drill\\xff is not UTF-8" in err
+
+
+class _NoPrompts:
+    def ask_secret(self, prompt: str) -> str:
+        raise AssertionError(f"unexpected prompt {prompt!r}")
+
+    def notice(self, message: str) -> None:
+        pass
+
+
+def test_an_sftp_folder_not_in_utf8_is_named_by_percent_encoding(drill: Drill, cli, tmp_path: Path) -> None:
+    from enigm_recover.drill.sftp_server import ServerKeys, SnapshotServer
+    from enigm_recover.sources.sftp import SftpSource, SftpURL
+    from enigm_recover.sources.ssh import SSHSettings
+
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copytree(drill.snapshots, raw(served, b"snap\xff"))
+    keys = ServerKeys.generate()
+    with SnapshotServer(served, keys) as server:
+        key_path, known = tmp_path / "client", tmp_path / "known_hosts"
+        keys.client_key.write_private_key(str(key_path))
+        known.write_text(keys.known_hosts_line(server.port) + "\n")
+        config = tmp_path / "ssh_config"
+        config.write_text(f"Host drill\n  HostName 127.0.0.1\n  Port {server.port}\n  User drill\n"
+                          f"  IdentityFile {key_path}\n  UserKnownHostsFile {known}\n")
+        source = SftpSource(SftpURL.parse("sftp://drill/snap%FF"),
+                            SSHSettings(config_files=[config], prompter=_NoPrompts()), tmp_path / "cache")
+        with source:
+            listing = source.list()
+            assert sorted(e.id for e in listing.entries) == sorted(drill.doc["snapshots"]["ids"])
+            assert source.description == "sftp://drill/snap\\xff"
+        code, out, err = cli("--cache-dir", tmp_path / "c", "snapshots", "list", "sftp://drill/snap%FF",
+                             "--ssh-config", config, "--json")
+        assert code == 0, err
+        assert strict_json(out)["source"] == "sftp://drill/snap\\xff"
