@@ -215,3 +215,10 @@ def test_snapshots_of_the_same_second_unrelated_by_chain_order_by_id(drill: Dril
     shutil.move(str(tmp_path / "aside"), manifest_path(drill.snapshots, a))
     listing = LocalFolderSource(drill.snapshots).list()
     assert [e.id for e in newest_first(listing.entries)][:2] == [b, a]
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00Z", "9999-12-31T23:00:00Z"])
+def test_a_drill_incident_time_out_of_range_is_a_usage_error(cli, tmp_path: Path, at: str) -> None:
+    code, out, err = cli("drill", tmp_path / "d", "--identities", "10", "--snapshots", "1", "--no-tui", "--at", at)
+    assert code == UsageError.exit_code, err
+    assert "out of range" in err and "internal error" not in err
