@@ -173,11 +173,16 @@ def time_of(snapshot_id: str) -> str:
     return f"{snapshot_id[9:11]}:{snapshot_id[11:13]}:{snapshot_id[13:15]}"
 
 
+def form(written: str, snapshot_id: str) -> str:
+    """``written`` with {d} as the id's day and 12:00:00 as its time."""
+    return written.format(d=day_of(snapshot_id)).replace("12:00:00", time_of(snapshot_id))
+
+
 @pytest.mark.parametrize("written", ["{d} 12:00:00.5+00:00", "{d}T12:00:00.000Z", "{d}T12:00:00-00:00",
                                      "{d}t12:00:00z", "{d}T12:00:00.999999+00:00"])
 def test_created_at_in_another_form_than_the_format_gives_is_refused(drill: Drill, written: str) -> None:
     snapshot_id = drill.latest
-    data = rewrite_created_at(drill, snapshot_id, written.format(d=day_of(snapshot_id)).replace("12:00:00", time_of(snapshot_id)))
+    data = rewrite_created_at(drill, snapshot_id, form(written, snapshot_id))
     with pytest.raises(ManifestError) as caught:
         Manifest.from_toml(data)
     assert "YYYY-MM-DDTHH:MM:SSZ" in caught.value.message
@@ -186,7 +191,7 @@ def test_created_at_in_another_form_than_the_format_gives_is_refused(drill: Dril
 @pytest.mark.parametrize("written", ["{d}T12:00:00Z", "{d} 12:00:00+00:00", "{d}T12:00:00+00:00"])
 def test_created_at_in_the_format_s_forms_is_read(drill: Drill, written: str) -> None:
     snapshot_id = drill.latest
-    data = rewrite_created_at(drill, snapshot_id, written.format(d=day_of(snapshot_id)).replace("12:00:00", time_of(snapshot_id)))
+    data = rewrite_created_at(drill, snapshot_id, form(written, snapshot_id))
     assert Manifest.from_toml(data).created_at.second == 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from enigm_recover.errors import ConfigError, SourceError, UsageError
+from enigm_recover.errors import ConfigError, InputFileError, SourceError, UsageError
 from enigm_recover.paths import display_path
 from tests.conftest import DRILL_AT, Drill
 
@@ -229,3 +229,13 @@ def test_an_sftp_folder_not_in_utf8_is_named_by_percent_encoding(drill: Drill, c
                              "--ssh-config", config, "--json")
         assert code == 0, err
         assert strict_json(out)["source"] == "sftp://drill/snap\\xff"
+
+
+def test_readiness_stopped_before_its_checks_still_tells_monitoring(drill: Drill, cli, tmp_path: Path) -> None:
+    prom = tmp_path / "r.prom"
+    code, out, err = cli("readiness", drill.snapshots, "--allowed-signers", raw(tmp_path, b"gone\xff"),
+                         "--recipient", drill.recipient, "--max-age", generous(), "--prometheus", prom)
+    assert code == InputFileError.exit_code, err
+    assert "gone\\xff" in err
+    samples = parse_textfile(prom.read_text())
+    assert samples[f'enigm_recover_readiness_ok{{source="{label(drill.snapshots)}"}}'] == 0

@@ -284,6 +284,15 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
     return None
 
 
+def stopped_before_checking(description: str, policy: ReadinessPolicy, exc: EnigmError,
+                            now: datetime | None = None) -> ReadinessReport:
+    """The report of a run that stopped before its checks (its trust files unreadable, say): not ready,
+    with no check passed, so a textfile written from it still tells monitoring."""
+    report = ReadinessReport(display_text(description), now or datetime.now(timezone.utc), policy, "")
+    report.source_error = exc
+    return report
+
+
 def _unusable(report: ReadinessReport, exc: EnigmError) -> None:
     report.source_error = exc
     report.checks = [CheckResult(SOURCE, False, exc.message, [exc.one_line()])]
