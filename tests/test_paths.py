@@ -73,7 +73,6 @@ def test_a_source_folder_not_in_utf8_lists_in_text_and_in_strict_json(drill: Dri
     shutil.copytree(drill.snapshots, folder)
     code, out, err = cli("snapshots", "list", folder)
     assert code == 0, err
-    assert "snap\\xff" not in out or True  # the text listing need not show the folder
     code, out, err = cli("snapshots", "list", folder, "--json")
     assert code == 0, err
     doc = strict_json(out)
