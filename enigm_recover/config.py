@@ -20,6 +20,7 @@ from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import CONFIG_FILE, load_toml_file
 from enigm_recover.private import make_private_dir, refuse_if_others_can_write
 from enigm_recover.errors import ConfigError
+from enigm_recover.paths import display_text
 
 APP = "enigm-recover"
 ENV_CONFIG = "ENIGM_RECOVER_CONFIG"
@@ -72,6 +73,10 @@ def load_config(path: Path) -> dict[str, str]:
 def save_setting(path: Path, key: str, value: str | None) -> None:
     if key not in SETTINGS:
         raise ConfigError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+    if value is not None and display_text(value) != value:
+        raise ConfigError(f"the value for {key} ({display_text(value)}) is not UTF-8 text, and the configuration "
+                          "file holds only text",
+                          f"give it on the command line or in {SETTINGS[key][0]} instead, or rename it in UTF-8")
     doc: dict[str, Any] = load_config(path)
     if value is None:
         doc.pop(key, None)

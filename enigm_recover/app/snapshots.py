@@ -56,7 +56,7 @@ class SnapshotsScreen(StageScreen):
             blocked = why_not(s) is not None
             style = "dim strike" if blocked else ""
             key = "—" if s.recipient_matches is None else ("matches" if s.recipient_matches else "OTHER KEY")
-            cells = [s.id, fmt.age(s.age_seconds(now)), s.environment or "?",
+            cells = [s.id, "IN THE FUTURE" if s.in_future(now) else fmt.age(s.age_seconds(now)), s.environment or "?",
                      "/".join(f"{n:,}" for n in s.counts.values()) or "?",
                      self.recover.options.shown(fmt.size(s.payload_size)),
                      SIGNATURE_LABELS.get(s.signature.value, s.signature.value), key]
@@ -70,6 +70,15 @@ class SnapshotsScreen(StageScreen):
         elif first_choice is None:
             proposal.append("No snapshot here can be used: none is signed by a trusted producer for this "
                             "recovery key.", style="bold")
+        elif self.summaries[first_choice].in_future(now):
+            newest = self.summaries[first_choice]
+            assert newest.created_at is not None
+            proposal.append(f"The newest usable snapshot, {newest.id}, is dated "
+                            f"{newest.created_at:%Y-%m-%d %H:%M:%S} UTC, after this host's clock "
+                            f"({now:%Y-%m-%d %H:%M:%S} UTC): a wrong clock or a forged time. ", style="bold")
+            proposal.append("Check this host's clock and the producer's; choose it only if you know it is genuine.",
+                            style="dim")
+            table.move_cursor(row=first_choice)
         else:
             newest = self.summaries[first_choice].id
             ask = step is not None and step.snapshot == "ask"

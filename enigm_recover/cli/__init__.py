@@ -17,7 +17,22 @@ from enigm_recover.cli.parser import build_parser
 from enigm_recover.errors import EnigmError, InputFileError, InterruptedByUser
 
 
+def show_paths_on_streams() -> None:
+    """Text for the terminal shows any path by the one rule of ``enigm_recover.paths`` (a byte that is not
+    UTF-8 as ``\\xNN``) rather than failing on it."""
+    from enigm_recover.paths import ERRORS
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors=ERRORS)
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    show_paths_on_streams()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -52,8 +52,21 @@ def progress_for(args: argparse.Namespace) -> ProgressCallback:
 
 
 def emit_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
+    """Strict JSON: every string is Unicode text, a path's raw bytes shown by ``display_text``."""
+    from enigm_recover.paths import display_text
+
+    json.dump(_as_text(obj, display_text), sys.stdout, indent=2, default=lambda o: display_text(str(o)))
     sys.stdout.write("\n")
+
+
+def _as_text(value: Any, show: Any) -> Any:
+    if isinstance(value, str):
+        return show(value)
+    if isinstance(value, dict):
+        return {show(k) if isinstance(k, str) else k: _as_text(v, show) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_text(v, show) for v in value]
+    return value
 
 
 def print_listing(summaries: list[Any], signers_checked: bool) -> None:
@@ -68,7 +81,8 @@ def print_listing(summaries: list[Any], signers_checked: bool) -> None:
         key = "-" if s.recipient_matches is None else ("yes" if s.recipient_matches else "NO")
         counts = " ".join(f"{k[0]}:{n:,}" for k, n in s.counts.items()) or "-"
         rows.append([s.id, s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
-                     human_age(s.age_seconds(now)), s.environment or "-", s.producer or "-", counts,
+                     "FUTURE" if s.in_future(now) else human_age(s.age_seconds(now)), s.environment or "-",
+                     s.producer or "-", counts,
                      human_size(s.payload_size), s.signature.value, key])
     print(table(["ID", "CREATED (UTC)", "AGE", "ENV", "PRODUCER", "COUNTS", "PAYLOAD", "SIGNATURE", "KEY"], rows))
     if not signers_checked:

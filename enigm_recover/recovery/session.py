@@ -22,6 +22,7 @@ from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import CeremonyMismatch
 from enigm_recover.private import make_private_dir, refuse_if_others_can_write
+from enigm_recover.paths import display_text
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.audit import AuditLog
 from enigm_recover.snapshot.manifest import Manifest
@@ -100,6 +101,7 @@ class Recovery:
     # -- what happened ---------------------------------------------------------
 
     def snapshot(self, manifest: Manifest, source: str) -> None:
+        source = display_text(source)  # a path's raw bytes as \xNN: reports and the audit log are UTF-8 text
         self.facts = {"snapshot": manifest.id, "created_at": manifest.created_at.isoformat(),
                       "environment": manifest.environment, "producer": manifest.producer, "source": source,
                       "payload_sha256": manifest.payload_sha256, "recipient_fingerprint": manifest.recipient_fingerprint,

@@ -30,6 +30,7 @@ from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import EnigmError, RunStateError, StepNotConfirmed, UsageError
+from enigm_recover.paths import display_text, is_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.recovery.quorum_session import QuorumSession
 from enigm_recover.recovery.session import Recovery
@@ -126,6 +127,17 @@ class RunState:
             raise RunStateError(f"the run state {path} is damaged: {exc}") from None
 
 
+def _check_resumable(runbook: Runbook, settings: RunSettings) -> None:
+    """run.toml keeps the run's paths as text, to resume with exactly them: a path that is not UTF-8 could
+    not be written there, so it is refused before anything starts."""
+    for what, value in (("the source", settings.source), ("the target", settings.target),
+                        ("the allowed signers file", str(settings.allowed_signers)),
+                        ("the runbook file", str(runbook.path))):
+        if not is_text(value):
+            raise UsageError(f"{what} {display_text(value)} is not UTF-8 text, and a run records it as text to "
+                             "resume with it", "give a path in UTF-8 (for instance a symbolic link with a UTF-8 name)")
+
+
 class RunbookExecutor:
     def __init__(self, runbook: Runbook, settings: RunSettings, recovery: Recovery, state: RunState) -> None:
         self.runbook = runbook
@@ -143,6 +155,7 @@ class RunbookExecutor:
     @classmethod
     def start(cls, runbook: Runbook, settings: RunSettings, ceremony: str | None = None) -> "RunbookExecutor":
         """A new run; ``ceremony`` fixes the ceremony id (tests and screenshots only; normally random)."""
+        _check_resumable(runbook, settings)
         recovery = Recovery.open(settings.state_dir, f"run {runbook.name}", settings.operator, ceremony=ceremony)
         recovery.signer = settings.signer
         recovery.record("runbook-started", inputs={"runbook": runbook.name, "runbook_sha256": runbook.sha256,

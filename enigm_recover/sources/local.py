@@ -8,6 +8,7 @@ from pathlib import Path
 
 from enigm_recover.bounded import read_bounded
 from enigm_recover.errors import SourceError
+from enigm_recover.paths import display_path
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
 from enigm_recover.sources.base import Listing, SnapshotEntry, parse_entry
@@ -17,8 +18,12 @@ from enigm_recover.sources.names import classify
 class LocalFolderSource:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.description = str(folder)
-        if not folder.is_dir():
+        self.description = display_path(folder)
+        try:
+            is_folder = folder.is_dir()
+        except OSError as exc:  # e.g. a name too long, or no permission to look
+            raise SourceError(f"snapshot folder {folder} cannot be used: {exc.strerror}") from None
+        if not is_folder:
             raise SourceError(f"snapshot folder {folder} does not exist or is not a folder")
 
     def close(self) -> None:

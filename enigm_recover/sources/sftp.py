@@ -33,6 +33,7 @@ from enigm_recover.errors import (
 )
 from enigm_recover.hashing import hash_file
 from enigm_recover.private import create_private_file, make_private_dir
+from enigm_recover.paths import display_text
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
 from enigm_recover.sources.base import Listing, SnapshotEntry, parse_entry
@@ -59,7 +60,7 @@ class SftpURL:
             port = parts.port
         except ValueError:
             raise SourceError(f"{url!r} has an invalid port") from None
-        path = unquote(parts.path) or "/"
+        path = unquote(parts.path, errors="surrogateescape") or "/"  # %FF: the byte 0xFF, as a local path
         if path == "/~" or path.startswith("/~/"):
             path = path[3:] or "."
         if "\x00" in path:
@@ -68,7 +69,7 @@ class SftpURL:
 
     def __str__(self) -> str:
         shown = self.path if self.path.startswith("/") else "/~/" + self.path
-        return f"sftp://{self.target}{shown}"
+        return display_text(f"sftp://{self.target}{shown}")
 
 
 class _LoopThread:
@@ -146,7 +147,8 @@ class SftpSource:
         if self._sftp is None:
             self._conn = await connect(self.url.target, self.settings)
             try:
-                self._sftp = await self._conn.start_sftp_client()
+                # Remote names are bytes: one that is not UTF-8 travels as surrogates, as local paths do.
+                self._sftp = await self._conn.start_sftp_client(path_errors="surrogateescape")
                 self._folder = await self._sftp.realpath(self.url.path)
             except asyncssh.SFTPNoSuchFile:
                 raise SourceError(f"folder {self.url.path} does not exist on {self.url.target}") from None
@@ -166,7 +168,7 @@ class SftpSource:
         sftp = await self._client()
         assert self._folder is not None
         try:
-            names = await sftp.readdir(self._folder.encode())
+            names = await sftp.readdir(self._folder.encode("utf-8", "surrogateescape"))
         except asyncssh.SFTPError as exc:
             raise SourceError(f"cannot list {self._folder} on {self.url.target}: {exc.reason}") from None
         rejected: list[str] = []
