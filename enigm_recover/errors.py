@@ -243,3 +243,10 @@ class NotReady(EnigmError):
 class InterruptedByUser(EnigmError):
     exit_code = 130
     hint = "nothing was left half-written"
+
+
+class CustodianNameInvalid(ShareError):
+    """A custodian name read back from a card or typed at a prompt breaks the rule of ``keys init``."""
+
+    exit_code = 20
+    hint = "use the name on the share card: letters, digits, '.', '_' or '-', at most 64 characters"
