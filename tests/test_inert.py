@@ -159,6 +159,30 @@ def test_a_name_given_with_a_share_meets_the_rule_of_keys_init() -> None:
         ShareEntry().add("any words", "Amara Okafor")  # the card file is named after it: no spaces
 
 
+def test_a_name_typed_at_the_prompt_is_asked_again_until_it_meets_the_rule(drill, cli, monkeypatch) -> None:
+    import builtins
+    import getpass
+    import io
+
+    from enigm_recover.quorum.cards import read_share_file
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    names = iter(["\x1b]0;pwned\x07[b]amara[/b]", "amara", "chen", "emeka"])
+    words = iter(read_share_file(drill.card(name)).words for name in SHARES)
+    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr(builtins, "input", lambda prompt="": next(names) if prompt.startswith("Custodian") else "")
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: next(words))
+    code, out, err = cli("diff", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers",
+                         drill.allowed_signers)
+    assert code == 0, err
+    assert "custodian name '\\x1b]0;pwned\\x07[b]amara[/b]'" in err and leaks(stdout=out, stderr=err) == {}
+    report = tomllib.loads((only_recovery(Path(os.environ["ENIGM_RECOVER_STATE_DIR"])) / "report.toml").read_text())
+    assert [p["custodian"] for p in report["participants"]] == list(SHARES)
+
+
 def test_the_error_printer_escapes_what_an_error_quotes(drill, cli, tmp_path: Path) -> None:
     folder = tmp_path / as_file_name("\x1b]0;pwned\x07[b]x[/b]\u202e")
     code, out, err = cli("snapshots", "list", folder / "missing")
@@ -328,3 +352,22 @@ def test_an_invalid_runbook_with_markup_in_its_name_and_message_shows_on_the_sta
             assert app.internal_errors == []
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=120))
+
+
+def test_a_custodian_name_with_markup_is_rejected_and_shown_literally(drill, tmp_path: Path) -> None:
+    from enigm_recover.app.tour import enter_share, read_cards, until, walk
+
+    cards = read_cards({name: drill.card(name) for name in SHARES})
+    app = app_for(drill, tmp_path)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await walk(pilot, cards, stop="verify")
+            await pilot.press("enter")
+            await enter_share(pilot, "[b]x[/b][/]", cards["amara"], paste=True)
+            await until(pilot, lambda: bool(app.screen.rejected))
+            verdict = str(app.screen.query_one("#verdict").render())
+            assert "Rejected, [b]x[/b][/]: custodian name '[b]x[/b][/]'" in verdict, verdict
+            assert app.executor.quorum().entry.receipts == [] and app.internal_errors == []
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=240))
