@@ -261,3 +261,10 @@ class InsecurePath(EnigmError):
 
     exit_code = 47
     hint = "make it yours and writable by you alone (chmod go-w PATH), then run the command again"
+
+
+class CustodianNameInvalid(ShareError):
+    """A custodian name read back from a card or typed at a prompt breaks the rule of ``keys init``."""
+
+    exit_code = 20
+    hint = "use the name on the share card: letters, digits, '.', '_' or '-', at most 64 characters"

@@ -135,6 +135,7 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
     """Feed shares into a quorum until it is complete: from share files, stdin lines, or the terminal
     (where each custodian gives a name and may bind the share to the ceremony by typing its id back)."""
     from enigm_recover.quorum.cards import parse_share_text, read_share_file
+    from enigm_recover.quorum.names import custodian_name_problem
 
     args = ctx.args
     recovery = quorum.recovery
@@ -157,7 +158,7 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
             if not line.strip():
                 continue
             try:
-                quorum.add(parse_share_text(line).words, f"stdin share {number}")
+                quorum.add(parse_share_text(line).words, f"stdin-share-{number}")
             except ShareError as exc:
                 raise type(exc)(f"share on stdin line {number}: {exc.message}", exc.hint) from None
             if quorum.complete:
@@ -169,6 +170,9 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
             name = ""
             while not name:
                 name = input("Custodian name: ").strip()
+                if name and (problem := custodian_name_problem(name)) is not None:
+                    print(problem, file=sys.stderr)
+                    name = ""
             typed = input("Type the ceremony id to bind your share to it (Enter to skip): ").strip()
             words = getpass.getpass(f"Share words of {name}: ")
             try:

@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from enigm_recover.inert import for_terminal
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 
 
@@ -16,7 +17,7 @@ class ProgressPrinter:
     """Draws progress (done, rate, ETA) on a terminal's stderr, at most ten times a second."""
 
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+        self.stream: TextIO = getattr(stream, "unescaped", stream)  # its own control sequences pass; text is escaped
         self.started = time.monotonic()
         self.last = 0.0
         self.stage = ""
@@ -39,7 +40,7 @@ class ProgressPrinter:
             eta = (p.total - p.done) / rate if rate > 0 else 0
             line += f" of {human_size(p.total) if p.unit == 'bytes' else f'{p.total:,}'}" \
                     f" ({100 * p.done / p.total:.0f}%), {rate_s}, ETA {eta:.0f} s"
-        self.stream.write("\r\033[K" + line)
+        self.stream.write("\r\033[K" + for_terminal(line))
         if p.total and p.done >= p.total:
             self.stream.write("\n")
         self.stream.flush()
@@ -110,7 +111,7 @@ def print_diff(result: Any, limit: int) -> None:
     if shown:
         print(f"\nchanges (first {len(shown):,} of {len(result.changes):,}; findings first; --limit shows more):")
     for change in shown:
-        key = "/".join(str(k) for k in change.key)
+        key = for_terminal("/".join(str(k) for k in change.key))
         notes = f"  [{', '.join(f.value for f in change.findings)}]" if change.findings else ""
         print(f"  {change.change.value:<8} {change.kind} {key}{notes}")
         for name, live, snap in change.fields:
