@@ -85,7 +85,8 @@ def print_diff(result: Any, limit: int) -> None:
 
     print(f"dry run of snapshot {result.snapshot_id} (taken {result.snapshot_time}) against {result.target}")
     rows = [[k, f"{s.snapshot:,}", f"{s.live:,}", f"{s.missing:,}", f"{s.extra:,}", f"{s.changed:,}",
-             f"{s.unchanged:,}"] for k, s in result.kinds.items()]
+             f"{s.unchanged:,}"] if s.in_snapshot else [k, "not in this snapshot", "", "", "", "", ""]
+            for k, s in result.kinds.items()]
     print(table(["KIND", "SNAPSHOT", "LIVE", "MISSING", "EXTRA", "CHANGED", "UNCHANGED"], rows))
     findings = result.findings()
     if findings:

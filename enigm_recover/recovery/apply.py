@@ -32,7 +32,7 @@ from enigm_recover.recovery.assess import (
     orphan_assessment,
 )
 from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
-from enigm_recover.recovery.plan import Plan, Policy, Step, decide
+from enigm_recover.recovery.plan import Plan, Policy, Step, decide, require_in_snapshot
 from enigm_recover.snapshot.records import parse_checked_line, row_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
@@ -114,7 +114,9 @@ class Restorer:
         return run, False
 
     def run(self, *, resume: bool = False, confirm: Confirm = lambda step: True) -> RestoreOutcome:
+        require_in_snapshot(self.plan, self.verified.manifest)  # before anything is written, the journal too
         run, resumed = self.open_run(resume)
+        require_in_snapshot(self.plan, self.verified.manifest)  # a resumed run's own plan
         outcomes = []
         for step in self.plan.steps:
             position = self.store.step_position(run.run_id, step.name)
