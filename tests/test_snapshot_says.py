@@ -339,3 +339,36 @@ def test_a_malformed_manifest_is_refused_for_that_entry_alone(drill, cli, tmp_pa
     assert code == 40, err
     manifests = next(c for c in json.loads(out)["checks"] if c["name"] == "manifests")
     assert manifests["ok"] is False and any(bad in p for p in manifests["problems"]), manifests
+
+
+# -- the same rules when a runbook is run ---------------------------------------------------------------
+
+
+def run_device_lifecycle(cli, drill, state: Path, *extra) -> tuple[int, str, str]:
+    return cli("--state-dir", state, "run", "device-lifecycle", "--source", drill.snapshots, "--target",
+               drill.target, "--allowed-signers", drill.allowed_signers, *shares(drill), "--operator", "dana",
+               "--second-operator", "lee", "--yes", "--snapshot", drill.latest, *extra)
+
+
+def test_a_runbook_restore_outside_the_scope_or_environment_is_refused(drill, cli, tmp_path: Path) -> None:
+    from tests.helpers import dump
+
+    before = dump(drill.target)
+    code, _, err = run_device_lifecycle(cli, drill, tmp_path / "s1", "--target-environment", "prod")
+    assert code == EnvironmentMismatch.exit_code, err
+    assert dump(drill.target) == before
+    code, _, err = run_device_lifecycle(cli, drill, tmp_path / "s2", "--target-environment", "prod",
+                                        "--allow-environment-mismatch")
+    assert code == 0, err
+    assert dump(drill.target) != before
+
+
+def test_a_runbook_restore_of_a_kind_the_snapshot_lacks_is_refused(drill, cli, tmp_path: Path) -> None:
+    from tests.helpers import dump
+
+    identities_only(drill, cli, tmp_path)
+    before = dump(drill.target)
+    code, out, err = run_device_lifecycle(cli, drill, tmp_path / "s1")
+    assert code == KindNotInSnapshot.exit_code, err
+    assert "not in this snapshot" in err
+    assert dump(drill.target) == before
