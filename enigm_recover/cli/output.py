@@ -69,7 +69,8 @@ def print_listing(summaries: list[Any], signers_checked: bool) -> None:
         counts = " ".join(f"{k[0]}:{n:,}" for k, n in s.counts.items()) or "-"
         rows.append([s.id, s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
                      human_age(s.age_seconds(now)), s.environment or "-", s.producer or "-", counts,
-                     human_size(s.payload_size), s.signature.value, key])
+                     human_size(s.payload_size),
+                     "unreadable" if s.created_at is None else s.signature.value, key])
     print(table(["ID", "CREATED (UTC)", "AGE", "ENV", "PRODUCER", "COUNTS", "PAYLOAD", "SIGNATURE", "KEY"], rows))
     if not signers_checked:
         print("signatures were checked for validity only: pass --allowed-signers to check trust")
