@@ -65,6 +65,7 @@ def cmd_restore(ctx: Context) -> int:
     with open_recovery(ctx, "restore") as recovery, open_store(target) as store:
         if not args.dry_run:
             store.lock_restores()  # before custodians enter shares: a restore already running refuses at once
+
         def before_shares(manifest: Any) -> None:
             require_in_snapshot(plan, manifest)
             bind_environment(recovery, manifest, store.display, ctx.target_environment(),

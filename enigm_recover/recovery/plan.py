@@ -121,11 +121,11 @@ def require_in_snapshot(plan: Plan, manifest: Manifest) -> None:
     if absent:
         held = ", ".join(manifest.scope) or "no kind"
         steps = ", ".join(f"{s.name} ({s.kind.name})" for s in absent)
+        named = " ".join(f"--step {_STEP_OF_KIND[k]}" for k in manifest.scope)
         raise KindNotInSnapshot(
             f"step(s) {steps} not in this snapshot: {manifest.id}'s signed scope holds only {held}; "
             "nothing was written",
-            f"run only the steps of the kinds it holds (--step {', --step '.join(_STEP_OF_KIND[k] for k in manifest.scope)}), "
-            "or choose a snapshot that holds the kind")
+            f"run only the steps of the kinds it holds ({named}), or choose a snapshot that holds the kind")
 
 
 def preview(step: Step, result: DiffResult) -> StepPreview:

@@ -61,14 +61,17 @@ def newest_first(entries: list[SnapshotEntry]) -> list[SnapshotEntry]:
     return sorted(entries, key=lambda e: e.id, reverse=True)
 
 
+REFUSED_SIGNATURES = frozenset({signature.SignatureStatus.INVALID, signature.SignatureStatus.MISSING,
+                                signature.SignatureStatus.UNKNOWN_SIGNER})
+
+
 def entry_refusal(entry: SnapshotEntry, allowed: asyncssh.SSHAllowedSigners | None) -> EnigmError | None:
-    """Why an entry cannot be used: its manifest's error, or (with ``allowed``) its untrusted signature."""
+    """Why an entry cannot be used: its manifest's error, or its signature: missing, invalid, or (with
+    ``allowed``) by a signer not trusted for its producer."""
     if entry.manifest is None:
         return entry.error or SourceError(f"the manifest of {entry.id} is unreadable")
-    if allowed is None:
-        return None
     verdict = signature.check(entry.manifest_bytes, entry.signature_bytes, entry.manifest.producer, allowed)
-    if verdict.trusted:
+    if verdict.status not in REFUSED_SIGNATURES:  # trusted, or valid with no allowed_signers to judge trust
         return None
     try:
         signature.require_trusted(verdict)
@@ -113,8 +116,8 @@ def _match_text(name: str) -> str:
 
 def resolve(listing: Listing, ref: str, allowed: asyncssh.SSHAllowedSigners | None = None,
             environment: str | None = None) -> SnapshotEntry:
-    """The entry ``ref`` names. With ``allowed``, an untrusted signature refuses a candidate for ``latest``;
-    with ``environment``, only that environment's usable snapshots (and every refused candidate) count."""
+    """The entry ``ref`` names. A missing or invalid signature (with ``allowed``, also an untrusted one) refuses
+    a candidate; with ``environment``, only that environment's usable snapshots (and every refused one) count."""
     where = f" of environment {environment}" if environment else ""
     pool = [c for c in candidates(listing, allowed) if c.of(environment)]
     if not pool:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import asyncssh
 
 from enigm_recover.snapshot import signature
-from enigm_recover.snapshot.catalog import latest_candidate, newest_first
+from enigm_recover.snapshot.catalog import REFUSED_SIGNATURES, latest_candidate, newest_first
 from enigm_recover.snapshot.signature import SignatureStatus
 from enigm_recover.sources.base import Listing
 
@@ -67,7 +67,7 @@ def summarize(listing: Listing, allowed: asyncssh.SSHAllowedSigners | None,
                                        detail, None, None, detail))
             continue
         verdict = signature.check(entry.manifest_bytes, entry.signature_bytes, m.producer, allowed)
-        refused = verdict.status in (SignatureStatus.INVALID, SignatureStatus.MISSING, SignatureStatus.UNKNOWN_SIGNER)
+        refused = verdict.status in REFUSED_SIGNATURES
         if environment is not None and not refused and m.environment != environment:
             continue
         matches = None if recipient_fingerprint is None else m.recipient_fingerprint == recipient_fingerprint
