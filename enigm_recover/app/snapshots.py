@@ -75,6 +75,9 @@ class SnapshotsScreen(StageScreen):
             ask = step is not None and step.snapshot == "ask"
             proposal.append("Choose the snapshot to recover from. " if ask else
                             f"The newest usable snapshot, {newest}, is proposed. ")
+            if first_choice > 0:  # never a silent fallback: say that newer entries are refused
+                proposal.append(f"The newer {self.summaries[0].id} is refused ({why_not(self.summaries[0])}): "
+                                "using an older snapshot is your explicit choice. ", style="bold")
             proposal.append("Unsigned or untrusted snapshots are shown struck out and cannot be chosen.", style="dim")
             table.move_cursor(row=first_choice)
         self.query_one("#proposal", Static).update(proposal)
