@@ -372,3 +372,22 @@ def test_a_runbook_restore_of_a_kind_the_snapshot_lacks_is_refused(drill, cli, t
     assert code == KindNotInSnapshot.exit_code, err
     assert "not in this snapshot" in err
     assert dump(drill.target) == before
+
+
+def test_the_target_environment_comes_from_where_the_target_comes_from(drill, cli, monkeypatch) -> None:
+    from enigm_recover.cli.commands_app import app_options
+    from enigm_recover.cli.context import Context
+    from enigm_recover.cli.parser import build_parser
+
+    assert cli("config", "set", "target", drill.target)[0] == 0
+    assert cli("config", "set", "target_environment", "prod")[0] == 0
+
+    def options(target: str | None):
+        ctx = Context(build_parser().parse_args(["app"]))
+        return app_options(ctx, source=None, target=target, allowed_signers=None, runbook=None, operator="dana")
+
+    assert options(None).target_environment == "prod"  # the configured target: its configured environment
+    assert options("sqlite:///elsewhere.db").target_environment is None  # another target: not that one's
+    monkeypatch.setenv("ENIGM_RECOVER_TARGET", "sqlite:///env.db")
+    monkeypatch.setenv("ENIGM_RECOVER_TARGET_ENVIRONMENT", "staging")
+    assert options(None).target_environment == "staging"
