@@ -64,6 +64,12 @@ JOURNAL_SQL = (
 )
 
 
+def restore_lock_path(database: Path) -> Path:
+    """The restore lock's file for a database, however its path is spelled: beside the file it resolves to."""
+    real = database.resolve()
+    return real.with_name(real.name + ".restore-lock")
+
+
 def schema_sql(kind: Kind) -> str:
     cols = [f"{f.name} {f.sql_type} NOT NULL" for f in kind.fields]
     cols += [f"CHECK ({c})" for (k, _), c in _CHECKS.items() if k == kind.name]
@@ -217,10 +223,12 @@ class SQLiteStore:
         """Hold the target's restore lock until this store closes (or the process ends, even killed).
 
         An exclusive flock on ``<database>.restore-lock`` beside the database (never on the database file
-        itself: closing another descriptor of that file would drop SQLite's own locks)."""
+        itself: closing another descriptor of that file would drop SQLite's own locks). The database's
+        path is resolved first, so every spelling of one file (a symlink, ``..``, a relative path) takes
+        the same lock."""
         if self._restore_lock is not None:
             return
-        lock = open(self.path.with_name(self.path.name + ".restore-lock"), "a")
+        lock = open(restore_lock_path(self.path), "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
