@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from enigm_recover.cli.context import Context, enter_shares, read_passphrase
-from enigm_recover.cli.output import emit_json, print_listing, progress_for
+from enigm_recover.cli.output import audit_head_line, emit_json, print_listing, progress_for
 from enigm_recover.errors import EnigmError, RestoreNotVerified, UsageError
 
 
@@ -215,7 +215,8 @@ def _summary(ctx: Context, ex: Any, folder: Path, *, paused: bool) -> int:
         if paused:
             print(f"paused before step {ex.current.id}; resume with `enigm-recover run {ex.runbook.name} --resume`")
         print(f"run {ex.ceremony}: {ex.status}")
-        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'} (head {ex.recovery.audit.head})")
+        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'}")
+        print(audit_head_line(ex.recovery.audit))
     failed = [r.step for r in results if r.status == "not-verified"]
     if failed:
         raise RestoreNotVerified(f"step(s) {', '.join(failed)} did not verify", "read the report, then investigate")

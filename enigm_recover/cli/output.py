@@ -101,3 +101,11 @@ def print_diff(result: Any, limit: int) -> None:
         print(f"  {change.change.value:<8} {change.kind} {key}{notes}")
         for name, live, snap in change.fields:
             print(f"             {name}: live {live!r} -> snapshot {snap!r}")
+
+
+def audit_head_line(audit: Any) -> str:
+    """The last line of a recovery's output: its audit head, grouped to be written down or photographed."""
+    from enigm_recover.recovery.audit import readable_head
+
+    return (f"audit head (entry {audit.seq}): {readable_head(audit.head)} — write it down and keep it apart "
+            "from the log")

@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Exit 0 only when the log is intact.")
     p.add_argument("file", metavar="FILE", help="an audit.jsonl")
     p.add_argument("--allowed-signers", metavar="F", help="check the head's signature against these signers")
+    p.add_argument("--head", metavar="HASH", help="the head written down at the end of the recovery (64 hex "
+                   "digits, spaces or dashes between groups allowed): the log must end there")
+    p.add_argument("--entries", metavar="N", help="the entry count written down with --head")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_verify)
 
