@@ -10,6 +10,7 @@ from typing import Any
 from enigm_recover.cli.context import Context, enter_shares, read_passphrase
 from enigm_recover.cli.output import audit_head_line, emit_json, print_listing, progress_for
 from enigm_recover.errors import EnigmError, RestoreNotVerified, UsageError
+from enigm_recover.state.url import safe_url
 
 
 def runbook_folders(ctx: Context) -> list[Path]:
@@ -171,7 +172,8 @@ def cmd_run(ctx: Context) -> int:
                            cache_dir=ctx.locations.cache_dir, operator=operator, ssh=ctx.ssh_settings(),
                            signer=ctx.audit_signer(), batch_size=args.batch_size)
     if args.resume or args.abort:
-        ex = RunbookExecutor.resume(runbook, settings, args.run)
+        settings.target = args.target or ""  # the run's own target again, with its password: kept in memory only
+        ex = RunbookExecutor.resume(runbook, settings, args.run, strict_target=bool(args.target))
         if args.abort:
             folder = ex.abort(args.abort)
             print(f"run {ex.ceremony} aborted; report {folder / 'report.md'}")
@@ -184,7 +186,7 @@ def cmd_run(ctx: Context) -> int:
     if not args.json:
         print(f"runbook {runbook.name} — {runbook.title}")
         print(f"ceremony {ex.ceremony}{' (resumed)' if args.resume else ''}; operator {operator}; "
-              f"source {ex.settings.source}; target {ex.settings.target}")
+              f"source {ex.settings.source}; target {safe_url(ex.settings.target)}")
     try:
         _walk(ctx, ex)
     except _Quit:

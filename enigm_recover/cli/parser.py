@@ -56,7 +56,10 @@ def _add_ssh_options(p: argparse.ArgumentParser) -> None:
 
 
 RUNBOOKS_HELP = "another folder of runbooks (repeat); also read: <config dir>/runbooks and the built-in ones"
-TARGET_HELP = "the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET)"
+TARGET_HELP = ("the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET). "
+               "Keep a PostgreSQL password out of the URL: in ~/.pgpass (PGPASSFILE), PGPASSWORD or a service "
+               "entry (?service=NAME, PGSERVICE); one in the URL is never shown or stored (***), and a resumed "
+               "run asks libpq for it again")
 
 
 def _add_recovery_locations(p: argparse.ArgumentParser) -> None:
