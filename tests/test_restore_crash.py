@@ -121,3 +121,46 @@ def test_sigkill_at_random_points_then_resume_reaches_the_same_end_state(crash_d
     inside = {s: n for s, n in reached.items() if s not in ("not started", "finished")}
     assert sum(inside.values()) >= KILLS, reached
     assert len(inside) >= 2, reached  # across steps
+
+
+def test_a_resumed_step_reads_back_the_batches_written_before_the_interruption(drill, cli, monkeypatch) -> None:
+    """Interrupt after the first batch of devices, change a device that batch inserted, resume: the step
+    must not be reported verified, just as it would not be had the change come before its verification."""
+    from enigm_recover.errors import InterruptedByUser
+    from enigm_recover.state.sqlite_store import SQLiteStore
+    from tests.test_restore import restore
+
+    target = Path(drill.target.removeprefix("sqlite:///"))
+    code, out, err = cli("diff", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers",
+                         drill.allowed_signers, *sum((["--share-file", drill.card(n)] for n in
+                                                      ("amara", "chen", "emeka")), []), "--json", "--limit", "100000")
+    assert code == 0, err
+    missing = [c["key"][0] for c in json.loads(out)["changes"] if c["kind"] == "device" and c["change"] == "missing"]
+    assert len(missing) >= 2, "the drill has too few deleted devices"
+
+    original = SQLiteStore.apply_with
+    written = {"device": 0}
+
+    def interrupted(self, run_id, kind, keys, build):  # type: ignore[no-untyped-def]
+        batch = original(self, run_id, kind, keys, build)
+        if kind.name == "device" and len(batch):
+            written["device"] += 1
+            raise InterruptedByUser("interrupted after the first committed batch of devices")
+        return batch
+
+    monkeypatch.setattr(SQLiteStore, "apply_with", interrupted)
+    code, _, err = restore(cli, drill, drill.target, "--yes", "--batch-size", "1")
+    assert code == 130 and written["device"] == 1, err
+    monkeypatch.setattr(SQLiteStore, "apply_with", original)
+
+    with sqlite3.connect(target) as conn:
+        placeholders = ",".join("?" for _ in missing)
+        back = [r[0] for r in conn.execute(f"SELECT device_id FROM devices WHERE device_id IN ({placeholders})",
+                                           missing)]
+        assert len(back) == 1, back  # the first batch inserted one deleted device
+        conn.execute("UPDATE devices SET device_key = ? WHERE device_id = ?", ("A" * 43 + "=", back[0]))
+
+    code, out, err = restore(cli, drill, drill.target, "--yes", "--batch-size", "1", "--resume", "--json")
+    assert code == 18, (out, err)  # RestoreNotVerified
+    devices = next(s for s in json.loads(out)["steps"] if s["step"] == "devices")
+    assert devices["status"] == "not-verified", devices

@@ -25,6 +25,7 @@ from enigm_recover.state.journal import (
     StepPosition,
     another_restore_running,
     decode_key,
+    decode_written,
     encode_key,
 )
 from enigm_recover.state.model import (
@@ -61,6 +62,9 @@ JOURNAL_SQL = (
     """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
   run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
   PRIMARY KEY (run_id, step)) STRICT""",
+    """CREATE TABLE IF NOT EXISTS enigm_restore_written (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, batch INTEGER NOT NULL, written TEXT NOT NULL, deleted TEXT NOT NULL,
+  PRIMARY KEY (run_id, step, batch)) STRICT""",
 )
 
 
@@ -302,6 +306,8 @@ class SQLiteStore:
             written = conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
                                        f"ON CONFLICT ({keys}) DO NOTHING", batch.inserts).rowcount
             batch.count_skipped_inserts(written)
+            if written != len(batch.inserts):
+                batch.drop_skipped_inserts(_rows_by_key(conn, kind, [kind.key_of_row(r) for r in batch.inserts]))
         if batch.upserts:
             conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
                              f"ON CONFLICT ({keys}) DO UPDATE SET {updates}", batch.upserts)
@@ -310,6 +316,19 @@ class SQLiteStore:
         conn.execute("INSERT INTO enigm_restore_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
                       batch.updated, batch.deleted))
+        conn.execute("INSERT INTO enigm_restore_written VALUES (?, ?, ?, ?, ?)",
+                     (run_id, batch.step, batch.number, *batch.written_record()))
+
+    def written_rows(self, run_id: str,
+                     step: str) -> Iterator[tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]]:
+        """Per committed batch of the step: the rows it wrote (key, line hash) and the keys it deleted."""
+        self._ensure_journal()
+        numbers = [r[0] for r in self.conn.execute(
+            "SELECT batch FROM enigm_restore_written WHERE run_id=? AND step=? ORDER BY batch", (run_id, step))]
+        for number in numbers:
+            row = self.conn.execute("SELECT written, deleted FROM enigm_restore_written WHERE run_id=? AND step=? "
+                                    "AND batch=?", (run_id, step, number)).fetchone()
+            yield decode_written(row[0], row[1])
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         with self.transaction() as conn:
