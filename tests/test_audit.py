@@ -269,3 +269,12 @@ def test_a_restore_ends_with_the_head_to_write_down_and_the_report_says_keep_it_
     log = report_path.with_name("audit.jsonl")
     code, out, err = cli("audit", "verify", log, "--head", readable_head(head), "--entries", str(entries))
     assert code == 0, err
+
+
+def test_a_damaged_log_is_not_continued(log: Path) -> None:
+    from enigm_recover.errors import AuditLogTampered
+
+    log.write_bytes(b"".join(lines(log)[:2]) + b"[1]\n")
+    with pytest.raises(AuditLogTampered) as exc:
+        AuditLog(log, ceremony="brave-otter-42", operator="alice")
+    assert "entry 3" in str(exc.value)

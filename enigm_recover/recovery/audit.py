@@ -22,7 +22,7 @@ from typing import Any
 import asyncssh
 
 from enigm_recover.atomic import write_atomic
-from enigm_recover.errors import InputFileError
+from enigm_recover.errors import AuditLogTampered, InputFileError
 from enigm_recover.snapshot import signature
 
 NAMESPACE = "enigm-audit"
@@ -90,8 +90,16 @@ def _tail(path: Path) -> tuple[int, str]:
         return 0, GENESIS
     seq, head = 0, GENESIS
     with open(path, "rb") as f:
-        for line in f:
-            seq, head = json.loads(line)["seq"], line_hash(line)
+        for number, line in enumerate(f, 1):
+            try:
+                entry = _strict_json(line)
+            except ValueError:
+                entry = None
+            if _entry_problem(entry) is not None or entry["seq"] != number:
+                raise AuditLogTampered(f"audit log {path}: entry {number} is not a well-formed entry, so the "
+                                       "chain cannot go on", "check it with `enigm-recover audit verify`; keep this "
+                                       "copy as evidence")
+            seq, head = entry["seq"], line_hash(line)
     return seq, head
 
 
