@@ -152,6 +152,14 @@ class PostgresStore:
             conn.close()
         self._readers.clear()
         self._idle_reader = None
+        if self._restore_locked and not self.conn.closed:
+            # Released before disconnecting: the server ends a closed session's backend (and drops its
+            # locks) a moment later, and a restore started right after this one ends must not be refused.
+            try:
+                self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (RESTORE_LOCK,))
+            except psycopg.Error:
+                pass  # a broken session: its end releases the lock
+            self._restore_locked = False
         self.conn.close()
 
     def __enter__(self) -> "PostgresStore":
