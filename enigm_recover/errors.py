@@ -179,6 +179,14 @@ class AuditLogTampered(EnigmError):
     hint = "the audit log was altered after it was written; keep this copy as evidence and compare with backups"
 
 
+class AuditHeadMissing(EnigmError):
+    """An audit log's entries chain together, but its head file is gone: a cut tail would leave no trace."""
+
+    exit_code = 28
+    hint = ("check the log against the head written down at the end of the recovery: "
+            "`enigm-recover audit verify FILE --head HASH --entries N`")
+
+
 # -- quorum: 20-29 -------------------------------------------------------------
 
 

@@ -72,7 +72,10 @@ def _add_ssh_options(p: argparse.ArgumentParser) -> None:
 
 
 RUNBOOKS_HELP = "another folder of runbooks (repeat); also read: <config dir>/runbooks and the built-in ones"
-TARGET_HELP = "the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET)"
+TARGET_HELP = ("the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET). "
+               "Keep a PostgreSQL password out of the URL: in ~/.pgpass (PGPASSFILE), PGPASSWORD or a service "
+               "entry (?service=NAME, PGSERVICE); one in the URL is never shown or stored (***), and a resumed "
+               "run asks libpq for it again")
 
 
 def _add_recovery_locations(p: argparse.ArgumentParser) -> None:
@@ -352,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Exit 0 only when the log is intact.")
     p.add_argument("file", metavar="FILE", help="an audit.jsonl")
     p.add_argument("--allowed-signers", metavar="F", help="check the head's signature against these signers")
+    p.add_argument("--head", metavar="HASH", help="the head written down at the end of the recovery (64 hex "
+                   "digits, spaces or dashes between groups allowed): the log must end there")
+    p.add_argument("--entries", metavar="N", help="the entry count written down with --head")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_verify)
 
