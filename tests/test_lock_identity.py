@@ -79,9 +79,17 @@ def _spellings(cluster, dbname: str) -> list[str]:
     ]
 
 
-def test_every_spelling_of_one_postgres_database_takes_one_lock(postgres_cluster, live_target, monkeypatch) -> None:
-    if not live_target.startswith("postgresql"):
-        pytest.skip("PostgreSQL spellings")
+@pytest.fixture
+def postgres_target(drill, postgres_url: str) -> str:
+    """The drill's live data in a database of the session's PostgreSQL cluster."""
+    from tests.postgres import copy_store
+
+    copy_store(drill.target, postgres_url)
+    return postgres_url
+
+
+def test_every_spelling_of_one_postgres_database_takes_one_lock(postgres_cluster, postgres_target, monkeypatch) -> None:
+    live_target = postgres_target
     monkeypatch.setenv("PGUSER", postgres_cluster.superuser)
     urls = _spellings(postgres_cluster, live_target.rsplit("/", 1)[1])
     for holder in urls:
@@ -89,11 +97,10 @@ def test_every_spelling_of_one_postgres_database_takes_one_lock(postgres_cluster
             assert _refused(holder, other), (holder, other)
 
 
-def test_two_databases_of_one_cluster_do_not_block_each_other(postgres_cluster, live_target) -> None:
-    if not live_target.startswith("postgresql"):
-        pytest.skip("PostgreSQL databases")
+def test_two_databases_of_one_cluster_do_not_block_each_other(postgres_cluster, postgres_target) -> None:
     from tests.postgres import copy_store
 
+    live_target = postgres_target
     other = postgres_cluster.create_database()
     try:
         other_url = postgres_cluster.url_for(other).replace("127.0.0.1", "localhost")
