@@ -242,3 +242,48 @@ def test_a_prune_killed_at_random_points_never_leaves_a_listed_snapshot_half_rem
         assert sorted(os.listdir(folder)) == sorted(n for i in ids[-2:] for n in (
             manifest_name(i), signature_name(i), payload_name(i)))
     assert kills >= 3  # most trials were killed inside the prune, not after it
+
+
+class Crash(BaseException):
+    """A power cut: nothing after it runs (not an EnigmError, so nothing catches it)."""
+
+
+def test_a_prune_stopped_after_any_single_file_operation_never_lists_a_half_removed_snapshot(
+        drill, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every point, not a sample: stop the prune after each rename or deletion in the folder in turn."""
+    from enigm_recover.recovery.session import Recovery
+    from enigm_recover.runbook.prune import apply_prune, plan_prune
+    from enigm_recover.snapshot.retention import RetentionPolicy
+
+    allowed = load_allowed_signers(drill.allowed_signers)
+    state = Path(os.environ["ENIGM_RECOVER_STATE_DIR"])
+    real_rename, real_unlink = os.rename, os.unlink
+    steps = 3 * 4  # three snapshots to remove: a rename and three deletions each
+    for stop_after in range(steps):
+        folder = tmp_path / f"snaps{stop_after}"
+        ids = daily(folder, drill, 4)
+        done = [0]
+
+        def counted(real):
+            def op(path, *args, **kwargs):
+                if Path(path).parent == folder:
+                    if done[0] == stop_after:
+                        raise Crash()
+                    done[0] += 1
+                return real(path, *args, **kwargs)
+            return op
+
+        source = LocalFolderSource(folder)
+        plan = plan_prune(source, allowed, RetentionPolicy(keep_last=1), state_dir=state)
+        with monkeypatch.context() as m:
+            m.setattr(os, "rename", counted(real_rename))
+            m.setattr(os, "unlink", counted(real_unlink))
+            with pytest.raises(Crash):
+                apply_prune(source, plan, Recovery.open(state, "test"))
+        assert_every_listed_snapshot_is_whole(folder, drill)
+        assert len(listed(folder)) == 4 - stop_after // 4 - (1 if stop_after % 4 else 0)
+        plan = plan_prune(source, allowed, RetentionPolicy(keep_last=1), state_dir=state)
+        apply_prune(source, plan, Recovery.open(state, "test"))
+        assert listed(folder) == ids[-1:]
+        assert sorted(os.listdir(folder)) == sorted([manifest_name(ids[-1]), signature_name(ids[-1]),
+                                                     payload_name(ids[-1])])
