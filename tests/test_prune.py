@@ -287,3 +287,14 @@ def test_a_prune_stopped_after_any_single_file_operation_never_lists_a_half_remo
         assert listed(folder) == ids[-1:]
         assert sorted(os.listdir(folder)) == sorted([manifest_name(ids[-1]), signature_name(ids[-1]),
                                                      payload_name(ids[-1])])
+
+
+def test_a_newest_file_that_cannot_even_be_listed_refuses_the_prune(drill, cli, tmp_path: Path) -> None:
+    folder = tmp_path / "snaps"
+    ids = daily(folder, drill, 3)
+    newer = new_snapshot_id(START + timedelta(days=5))
+    (folder / manifest_name(newer)).mkdir()  # a folder where the newest manifest should be
+    code, _, err = prune(cli, folder, drill, "--keep-last", "1", "--apply")
+    assert code == PruneRefused.exit_code, err
+    assert newer in err and "nothing was removed" in err
+    assert listed(folder) == ids

@@ -101,3 +101,14 @@ def test_unsigned_manifests_are_not_reviewed_but_named(drill, cli) -> None:
     review = json.loads(out)
     assert drill.latest not in [s["id"] for s in review["snapshots"]]
     assert review["skipped"][0]["id"] == drill.latest and "signature missing" in review["skipped"][0]["reason"]
+
+
+def test_names_from_a_manifest_cannot_shape_the_auditors_page(drill, cli) -> None:
+    def hostile(doc: dict) -> None:
+        doc["scope"]["[x](http://evil.example)|<b>"] = {"fields": ["a"], "count": 1, "sha256": "0" * 64}
+
+    wider = signed_variant(drill, drill.latest, 1, hostile)
+    code, out, err = scope(cli, drill, "--markdown")
+    assert code == ScopeError.exit_code, err
+    assert "](http" not in out.replace("\\](http", "") and "<b>" not in out
+    assert f"- {wider}: kind \\[x\\]" in out

@@ -28,7 +28,7 @@ from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.recovery.session import Recovery
 from enigm_recover.runbook.executor import OPEN_STATUSES, STATE_FILE, RunState
 from enigm_recover.snapshot import signature
-from enigm_recover.snapshot.catalog import newest_first
+from enigm_recover.snapshot.catalog import latest_candidate, newest_first
 from enigm_recover.snapshot.clock import refuse_from_future
 from enigm_recover.snapshot.retention import Candidate, Decision, RetentionPolicy, decide
 from enigm_recover.snapshot.verify import verify_entry
@@ -107,6 +107,10 @@ def plan_prune(source: RemovableSource, allowed: asyncssh.SSHAllowedSigners, pol
     entries = _of_environment(listing.entries, environment)
     plan = PrunePlan(source.description, policy, environment, [], unfinished=source.tombstoned(),
                      entries={e.id: e for e in entries})
+    newest = latest_candidate(listing, allowed, environment)  # refused names that may be manifests count too
+    if newest is not None and newest.refusal is not None:
+        raise PruneRefused(f"the newest entry {newest.name} is refused ({newest.refusal.message}): a broken newest "
+                           "must never make older snapshots look removable; nothing was removed")
     if not entries:
         return plan
     trusted: list[SnapshotEntry] = []

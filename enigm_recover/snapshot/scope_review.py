@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncssh
 
+from enigm_recover.inert import for_markdown
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.catalog import chronological
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS
@@ -175,7 +176,8 @@ def _compare(a: Reviewed, b: Reviewed, threshold: float) -> list[Change]:
 
 
 def _md(text: str) -> str:
-    return text.replace("\n", " ").replace("<", "&lt;").replace("|", "\\|")
+    """Outside text (kind and field names, environments, the source) made inert for the page."""
+    return for_markdown(text)
 
 
 def render_markdown(review: ScopeReview) -> str:
