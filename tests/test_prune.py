@@ -161,7 +161,8 @@ def test_a_broken_newest_refuses_the_prune_and_removes_nothing(drill, cli, tmp_p
         (folder / manifest_name(newest)).write_bytes(b"format = 'nonsense'\n")
     code, _, err = prune(cli, folder, drill, "--keep-last", "1", "--apply")
     assert code == PruneRefused.exit_code, err
-    assert f"the newest snapshot" in err and newest in err and "nothing was removed" in err
+    assert "a broken newest must never make older snapshots look removable" in err and newest in err
+    assert "nothing was removed" in err
     assert listed(folder) == ids
 
 
