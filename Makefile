@@ -11,7 +11,7 @@ DIST     ?= dist
 # The SSH private key that signs the bundle's SHA256SUMS (namespace enigm-bundle).
 BUNDLE_SIGN_KEY ?=
 
-.PHONY: run test bench tools clean screenshots lock
+.PHONY: run test bench tools clean screenshots lock bundle
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ lock: | $(BIN)/python
 		--python-version 3.11 --quiet $(UPGRADE) -o $(DEV_LOCK)
 	$(BIN)/uv pip compile pyproject.toml -c $(DEV_LOCK) --generate-hashes --universal \
 		--python-version 3.11 --quiet -o $(LOCK)
+
+## bundle: the offline bundle in $(DIST)/: wheel, wheelhouse, single-file executable, SHA256SUMS(.sig)
+bundle: $(VENV)/.installed-test
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/make-bundle "$(DIST)" "$(BUNDLE_SIGN_KEY)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/out build $(DIST)
