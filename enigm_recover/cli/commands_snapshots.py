@@ -14,6 +14,7 @@ from enigm_recover.errors import InputFileError, UsageError
 
 def cmd_seal(ctx: Context) -> int:
     from enigm_recover.snapshot.seal import read_recipient_file, seal
+    from enigm_recover.sources.local import LocalFolderSource
     from enigm_recover.snapshot.signature import load_signing_key
     from enigm_recover.state.stores import open_store
 
@@ -28,7 +29,8 @@ def cmd_seal(ctx: Context) -> int:
         raise InputFileError(f"output folder {out} does not exist", "create it first")
     with open_store(ctx.required(args.from_url, "target", "--from")) as store:
         manifest = seal(store, recipient=recipient, signing_key=key, environment=args.environment,
-                        producer=producer, out_dir=out, progress=progress_for(args))
+                        producer=producer, out_dir=out, existing=LocalFolderSource(out).list(),
+                        progress=progress_for(args))
     if args.json:
         emit_json({"id": manifest.id, "counts": manifest.counts, "payload_size": manifest.payload_size,
                    "payload_sha256": manifest.payload_sha256, "previous_id": manifest.previous_id})

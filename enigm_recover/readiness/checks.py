@@ -53,7 +53,7 @@ from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS, check_manifest_scope
 from enigm_recover.snapshot.signature import SignatureStatus
 from enigm_recover.snapshot.verify import VerifiedSnapshot, verify_entry
-from enigm_recover.sources.base import Listing, SnapshotEntry, SnapshotSource
+from enigm_recover.snapshot.source import Listing, SnapshotEntry, SnapshotSource
 
 SOURCE = "source"
 MANIFESTS = "manifests"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enigm_recover.errors import SnapshotNotFound
-from enigm_recover.sources.base import Listing, SnapshotEntry
+from enigm_recover.snapshot.source import Listing, SnapshotEntry
 
 
 def newest_first(entries: list[SnapshotEntry]) -> list[SnapshotEntry]:

@@ -10,7 +10,7 @@ import asyncssh
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.catalog import newest_first
 from enigm_recover.snapshot.signature import SignatureStatus
-from enigm_recover.sources.base import Listing
+from enigm_recover.snapshot.source import Listing
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from enigm_recover.snapshot.manifest import (
 )
 from enigm_recover.snapshot.records import KindDigest, encode_rows
 from enigm_recover.snapshot.scope import check_live_columns
-from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.snapshot.catalog import newest_first
+from enigm_recover.snapshot.source import Listing
 from enigm_recover.state.model import KIND_BY_NAME, KINDS
 from enigm_recover.state.store import TargetStore
 
@@ -75,8 +75,7 @@ def read_recipient_file(path: Path) -> str:
     return recipients[0]
 
 
-def _previous_id(out_dir: Path, environment: str) -> str | None:
-    listing = LocalFolderSource(out_dir).list()
+def _previous_id(listing: Listing, environment: str) -> str | None:
     same_env = [e for e in newest_first(listing.entries) if e.manifest and e.manifest.environment == environment]
     return same_env[0].id if same_env else None
 
@@ -89,13 +88,16 @@ def seal(
     environment: str,
     producer: str,
     out_dir: Path,
+    existing: Listing,
     created_at: datetime | None = None,
     id_token: str | None = None,
     progress: ProgressCallback = no_progress,
 ) -> Manifest:
+    """Seal the store's records into ``out_dir``; ``existing`` is that folder's listing (the newest snapshot
+    of the same environment there becomes the new one's previous id)."""
     created = (created_at or datetime.now(timezone.utc)).replace(microsecond=0)
     snapshot_id = new_snapshot_id(created, id_token)
-    previous = _previous_id(out_dir, environment)
+    previous = _previous_id(existing, environment)
     digests: dict[str, KindDigest] = {}
 
     for kind in KINDS:  # before any file is created

@@ -9,7 +9,7 @@ from pathlib import Path
 from enigm_recover.errors import SourceError
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
-from enigm_recover.sources.base import Listing, SnapshotEntry, parse_entry
+from enigm_recover.snapshot.source import Listing, SnapshotEntry, parse_entry
 from enigm_recover.sources.names import classify
 
 

@@ -34,7 +34,7 @@ from enigm_recover.errors import (
 from enigm_recover.hashing import hash_file
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
-from enigm_recover.sources.base import Listing, SnapshotEntry, parse_entry
+from enigm_recover.snapshot.source import Listing, SnapshotEntry, parse_entry
 from enigm_recover.sources.names import classify, hostile_name_reason
 from enigm_recover.sources.ssh import SSHSettings, SSHTarget, connect
 

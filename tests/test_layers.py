@@ -1,0 +1,33 @@
+"""Imports run downward only: faces -> runbook -> recovery -> snapshot/sources -> quorum -> state."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import enigm_recover
+
+PACKAGE = Path(enigm_recover.__file__).parent
+# Each layer may import itself and the layers after it in this list; snapshot/ holds the listing contract,
+# so it sits below sources/, which implements it.
+LAYERS = ["app", "cli", "runbook", "recovery", "sources", "snapshot", "quorum", "state"]
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("enigm_recover."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("enigm_recover."))
+    return found
+
+
+def test_imports_run_downward_only() -> None:
+    wrong = []
+    for index, layer in enumerate(LAYERS):
+        above = set(LAYERS[:index]) - ({"app", "cli"} if layer in ("app", "cli") else set())
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            for imported in _imports(path) & above:
+                wrong.append(f"{path.relative_to(PACKAGE)} imports {imported}/")
+    assert wrong == []
