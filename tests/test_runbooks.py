@@ -517,3 +517,46 @@ def test_a_restore_stopped_during_its_verification_is_never_reported_verified(dr
     enter_cards(again, drill)
     result = again.run_current(Confirmation("dana", "lee"))
     assert result.status == "verified" and result.detail["resumed"]  # continued from the journal, then verified
+
+
+# -- one pipeline: the restore lock before any share ----------------------------------------------------------
+
+
+def test_run_refuses_before_any_share_while_another_process_holds_the_restore_lock(drill: Drill, cli,
+                                                                                    tmp_path: Path) -> None:
+    """`run` takes the target's restore lock before the first custodian is asked, as `restore` does."""
+    from enigm_recover.state.stores import open_store
+
+    state = tmp_path / "state"
+    holder = open_store(drill.target)
+    holder.lock_restores()
+    try:
+        code, _, err = cli("--state-dir", state, *run_args(drill), "--yes", "--second-operator", "lee")
+    finally:
+        holder.close()
+    assert code == 17 and "is running right now" in err, err
+    assert "accepted share" not in err  # refused before any custodian was asked for a share
+    (log,) = (state / "recoveries").glob("*/audit.jsonl")
+    actions = [json.loads(line)["action"] for line in log.read_text().splitlines()]
+    assert "share-accepted" not in actions and "key-combined" not in actions
+    code, _, err = cli("--state-dir", state, "run", "tabletop-drill", "--resume", *share_args(drill), "--yes",
+                       "--operator", "dana", "--second-operator", "lee")
+    assert code == 0, err  # the lock went with its holder; the run resumes where it stopped
+
+
+def test_the_executor_asks_for_no_share_while_the_target_is_locked(drill: Drill, tmp_path: Path) -> None:
+    """The app drives the same executor: its share entry is refused while another restore holds the lock."""
+    from enigm_recover.errors import RestoreRefused
+    from enigm_recover.state.stores import open_store
+
+    ex = RunbookExecutor.start(load_runbook(BUILTIN_DIR / "tabletop-drill.toml"), settings_for(drill, tmp_path / "s"))
+    walk_until(ex, drill, "quorum")
+    holder = open_store(drill.target)
+    holder.lock_restores()
+    try:
+        with pytest.raises(RestoreRefused, match="is running right now"):
+            ex.quorum()
+    finally:
+        holder.close()
+    walk_until(ex, drill, None)  # the holder is gone: the share entry opens
+    assert ex.status == "completed"

@@ -410,3 +410,31 @@ def test_ssh_agent_is_used(drill, sshd, ssh_home, cli, tmp_path: Path, monkeypat
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+class CountingSFTP(ReadOnlySFTPServer):
+    """Counts SFTP sessions (one per connection) and folder listings."""
+
+    sessions = 0
+    listings = 0
+
+    def __init__(self, chan, root) -> None:
+        CountingSFTP.sessions += 1
+        super().__init__(chan, root)
+
+    def scandir(self, path):  # type: ignore[override]
+        CountingSFTP.listings += 1
+        return super().scandir(path)
+
+
+def test_a_run_connects_to_and_lists_its_source_once(drill, served, cli, tmp_path: Path) -> None:
+    CountingSFTP.sessions = CountingSFTP.listings = 0
+    config = served(sftp_factory=lambda chan: CountingSFTP(chan, drill.snapshots))
+    code, out, err = cli("--state-dir", tmp_path / "state", "--cache-dir", tmp_path / "cache", "run",
+                         "tabletop-drill", "--source", "sftp://drill/", "--ssh-config", config, "--target",
+                         drill.target, "--allowed-signers", drill.allowed_signers, "--operator", "dana",
+                         *sum((["--share-file", drill.card(n)] for n in ("amara", "chen", "emeka")), []),
+                         "--yes", "--second-operator", "lee", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "completed"
+    assert (CountingSFTP.sessions, CountingSFTP.listings) == (1, 1)

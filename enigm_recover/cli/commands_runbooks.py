@@ -198,6 +198,8 @@ def cmd_run(ctx: Context) -> int:
     except KeyboardInterrupt:
         ex.pause("interrupted by the operator")
         raise
+    finally:
+        ex.close()
     return _summary(ctx, ex, ex.folder, paused=False)
 
 

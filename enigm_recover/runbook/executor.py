@@ -9,6 +9,10 @@ combined recovery key, the dry run — is rebuilt on resume: the snapshot is
 verified again, and the custodians are asked for their shares again before
 the next step that reads the payload (``needs_quorum``).
 
+Every step works through one ``RecoveryPipeline`` per session: the source is
+opened and listed once, and the target's restore lock is taken before the first
+share is asked for whenever a restore step lies ahead.
+
 A face drives it like this::
 
     ex = RunbookExecutor.start(runbook, settings)      # or .resume(...)
@@ -31,12 +35,12 @@ from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.errors import EnigmError, RunStateError, StepNotConfirmed, UsageError
 from enigm_recover.progress import ProgressCallback, no_progress
+from enigm_recover.recovery.pipeline import RecoveryPipeline, source_opener
 from enigm_recover.recovery.quorum_session import QuorumSession
 from enigm_recover.recovery.session import Recovery
 from enigm_recover.runbook.model import Action, Runbook, RunbookStep
 from enigm_recover.snapshot.signature import Signer
 from enigm_recover.state.journal import DEFAULT_BATCH
-from enigm_recover.state.model import KIND_BY_NAME
 
 STATE_FILE = "run.toml"
 FORMAT = 1
@@ -135,10 +139,11 @@ class RunbookExecutor:
         self.settings = settings
         self.recovery = recovery
         self.state = state
-        self.verified: Any = None  # VerifiedSnapshot, this session only
-        self.identity: Any = None  # RecoveryIdentity, in memory only
-        self.dry_run: Any = None  # DiffResult of this session's latest dry run
-        self._quorum: QuorumSession | None = None
+        # This session's source, verified snapshot, lock, recovery key (memory only) and dry run.
+        self.pipeline = RecoveryPipeline(recovery, open_source=source_opener(settings.source, settings.ssh,
+                                                                               settings.cache_dir),
+                                         source_name=settings.source, allowed_signers=settings.allowed_signers,
+                                         target=settings.target)
         self.manifests: dict[str, str] = {}  # id -> manifest TOML, from the latest snapshots() listing
 
     # -- starting and resuming ---------------------------------------------------
@@ -189,6 +194,25 @@ class RunbookExecutor:
         return self.runbook.steps[self.state.position]
 
     @property
+    def verified(self) -> Any:
+        """The selected snapshot, if verified in this session."""
+        return self.pipeline.verified
+
+    @property
+    def identity(self) -> Any:
+        """The combined recovery key, in memory only, this session only."""
+        return self.pipeline.identity
+
+    @property
+    def dry_run(self) -> Any:
+        """This session's latest dry run (None once a restore changed the target)."""
+        return self.pipeline.checked
+
+    def close(self) -> None:
+        """Let go of the source and the target, and with it the restore lock."""
+        self.pipeline.close()
+
+    @property
     def finished(self) -> bool:
         return self.current is None
 
@@ -214,35 +238,25 @@ class RunbookExecutor:
         """The source's snapshots, newest first, with signature and recipient status, for select-snapshot.
         With ``recipient_fingerprint`` (the configured recovery key's), each says whether it is sealed to it.
         Each listed manifest's text is kept in ``self.manifests`` (id -> TOML) for a details view."""
-        from enigm_recover.snapshot.listing import summarize
-        from enigm_recover.snapshot.signature import load_allowed_signers
-
-        allowed = load_allowed_signers(self.settings.allowed_signers)
-        with self._open_source() as source:
-            listing = source.list()
-        self.manifests = {e.id: e.manifest_bytes.decode("utf-8", "replace") for e in listing.entries
+        summaries = self.pipeline.summaries(recipient_fingerprint)
+        self.manifests = {e.id: e.manifest_bytes.decode("utf-8", "replace") for e in self.pipeline.listing().entries
                           if e.manifest_bytes}
-        return summarize(listing, allowed, recipient_fingerprint)
+        return summaries
 
     def quorum(self) -> QuorumSession:
-        """The share entry for this step (or for the key a resumed run needs again)."""
-        fingerprint = self.recovery.facts.get("recipient_fingerprint")
-        if not fingerprint:
-            raise UsageError("no verified snapshot yet: the quorum comes after the snapshot is verified")
-        if self._quorum is None:
-            self._quorum = QuorumSession(self.recovery, fingerprint)
-        return self._quorum
+        """The share entry for this step (or for the key a resumed run needs again). With a restore step
+        ahead, the target's restore lock is taken first (RestoreRefused while another restore holds it)."""
+        self.pipeline.writes = any(s.action is Action.RESTORE for s in self.runbook.steps[self.state.position:])
+        return self.pipeline.quorum(self.recovery.facts.get("recipient_fingerprint"))
 
     def restart_quorum(self) -> QuorumSession:
         """Discard the shares entered so far (e.g. a card turned out wrong) and start the entry again."""
-        self._quorum = None
-        self.recovery.audit.append("quorum-restarted")
-        return self.quorum()
+        return self.pipeline.restart_quorum(self.recovery.facts.get("recipient_fingerprint"))
 
     def combine(self, passphrase: str = "") -> str:
         """Combine the entered shares into the recovery key (kept in memory); returns its fingerprint."""
-        self.identity = self.quorum().combine(passphrase)
-        return self.identity.fingerprint
+        self.quorum()
+        return self.pipeline.combine(passphrase).fingerprint
 
     def restore_preview(self, progress: ProgressCallback = no_progress) -> list[tuple[Any, Any]]:
         """For a restore step: each plan step with what it would insert, overwrite, delete and keep."""
@@ -289,6 +303,8 @@ class RunbookExecutor:
             where = self.current.id if self.current else "the end"
             self.recovery.pause(f"paused at step {where}: {reason}")
             self._save()
+        self.pipeline.forget_key()
+        self.close()
         return self.folder
 
     def abort(self, reason: str) -> Path:
@@ -297,6 +313,7 @@ class RunbookExecutor:
         self.state.status = "aborted"
         self.recovery.close("aborted", f"aborted at step {where}: {reason}")
         self._save()
+        self.close()
         return self.folder
 
     @property
@@ -340,6 +357,7 @@ class RunbookExecutor:
         self.recovery.audit.current_step = None
         self.state.status = "completed" if not unmet else "partially completed"
         self.recovery.close(self.state.status, f"not done or not verified: {', '.join(unmet)}" if unmet else "")
+        self.close()
 
     def _save(self) -> None:
         self.recovery.audit.current_step = self.current.id if self.current is not None else None
@@ -352,39 +370,16 @@ class RunbookExecutor:
             raise UsageError(f"the current step is not a {action.value} step")
         return step
 
-    def _open_source(self) -> Any:
-        from enigm_recover.sources.open import open_source
-        from enigm_recover.sources.ssh import SSHSettings
-
-        return open_source(self.settings.source, self.settings.ssh or SSHSettings(), self.settings.cache_dir)
-
-    def _verify(self, progress: ProgressCallback, *, hash_payload: bool) -> Any:
-        from enigm_recover.snapshot.catalog import resolve
-        from enigm_recover.snapshot.signature import load_allowed_signers
-        from enigm_recover.snapshot.verify import verify_entry
-
-        if not self.state.snapshot:
-            raise UsageError("no snapshot selected yet")
-        allowed = load_allowed_signers(self.settings.allowed_signers)
-        with self._open_source() as source:
-            entry = resolve(source.list(), self.state.snapshot)
-            report, verified = verify_entry(source, entry, allowed, progress, hash_payload=hash_payload)
-        return report, verified
-
     def _verified(self, progress: ProgressCallback) -> Any:
         """The selected snapshot, verified in this session (again, after a resume)."""
         if self.verified is None:
-            report, verified = self._verify(progress, hash_payload=False)  # hashed again while decrypting
-            if verified is None:
+            if not self.state.snapshot:
+                raise UsageError("no snapshot selected yet")
+            report, verified = self.pipeline.verify(self.state.snapshot, progress, hash_payload=False)
+            if verified is None:  # the SHA-256 is checked again while decrypting
                 raise report.error
             self.recovery.record("snapshot-reverified", inputs={"snapshot": verified.manifest.id})
-            self.verified = verified
         return self.verified
-
-    def _key(self) -> Any:
-        if self.identity is None:
-            raise UsageError("the recovery key is not combined yet", "gather the custodians' shares first")
-        return self.identity
 
     def _plan(self, step: RunbookStep) -> Any:
         from enigm_recover.recovery.plan import make_plan
@@ -392,19 +387,15 @@ class RunbookExecutor:
         return make_plan(step.policies, step.kinds)
 
     def _diff(self, kinds: tuple[str, ...], progress: ProgressCallback) -> Any:
-        from enigm_recover.recovery.diff import diff
-        from enigm_recover.state.stores import open_store
-
-        verified = self._verified(progress)
-        with open_store(self.settings.target) as store:
-            return diff(verified, self._key(), store, kinds=list(kinds), progress=progress)
+        self._verified(progress)
+        return self.pipeline.diff(kinds, progress)
 
     def _dry_run_for(self, step: RunbookStep, progress: ProgressCallback) -> Any:
         """This session's dry run when it covers the step's kinds; otherwise a fresh one."""
-        if self.dry_run is not None and set(step.kinds or KIND_BY_NAME) <= set(self.dry_run.kinds):
+        if self.pipeline.covered(step.kinds):
             return self.dry_run
-        self.dry_run = self._diff(step.kinds, progress)
-        return self.dry_run
+        self._verified(progress)
+        return self.pipeline.dry_run(step.kinds, progress)
 
     def _perform(self, step: RunbookStep, confirmation: Confirmation | None,
                  progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
@@ -414,37 +405,36 @@ class RunbookExecutor:
 
     def _do_select_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
                             progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        from enigm_recover.snapshot.catalog import resolve
-
         ref = (confirmation.snapshot if confirmation and confirmation.snapshot else None) or step.snapshot
         if ref == "ask":
             raise UsageError(f"step {step.id} asks the operator to choose a snapshot", "give its id")
-        with self._open_source() as source:
-            entry = resolve(source.list(), ref)
-        self.state.snapshot, self.verified, self.dry_run = entry.id, None, None
+        entry = self.pipeline.select(ref)
+        self.state.snapshot = entry.id
         return "done", f"chose snapshot {entry.id}", {}, {"snapshot": entry.id, "asked_for": ref}
 
     def _do_verify_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
                             progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        report, verified = self._verify(progress, hash_payload=True)
+        if not self.state.snapshot:
+            raise UsageError("no snapshot selected yet")
+        report, verified = self.pipeline.verify(self.state.snapshot, progress, hash_payload=True)
         checks = {c.name: ("ok: " if c.ok else "FAILED: ") + c.detail for c in report.checks}
         if verified is None:
             raise report.error
-        self.verified = verified
         self.recovery.snapshot(verified.manifest, self.settings.source)
         return ("done", f"snapshot {verified.manifest.id} verified", dict(verified.manifest.counts),
                 {"snapshot": verified.manifest.id, "checks": checks})
 
     def _do_gather_quorum(self, step: RunbookStep, confirmation: Confirmation | None,
                           progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        identity = self._key()
+        identity = self.pipeline.key()
         names = [r.custodian for r in self.quorum().entry.receipts]
         return ("done", f"recovery key {identity.fingerprint} combined from {len(names)} shares",
                 {"shares": len(names)}, {"custodians": names, "fingerprint": identity.fingerprint})
 
     def _do_dry_run(self, step: RunbookStep, confirmation: Confirmation | None,
                     progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        self.dry_run = self._diff(step.kinds, progress)
+        self._verified(progress)
+        self.pipeline.dry_run(step.kinds, progress)
         totals = self.dry_run.totals()
         findings = dict(self.dry_run.findings())
         self.recovery.findings.update(findings)
@@ -454,21 +444,16 @@ class RunbookExecutor:
 
     def _do_restore(self, step: RunbookStep, confirmation: Confirmation | None,
                     progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        from enigm_recover.recovery.apply import Restorer
-        from enigm_recover.state.stores import open_store
-
         plan = self._plan(step)
-        checked = self._dry_run_for(step, progress)
+        self._dry_run_for(step, progress)
         resume = step.id in self.state.restore_started
         if not resume:
             self.state.restore_started.append(step.id)
             self._save()
-        with open_store(self.settings.target) as store:
-            outcome = Restorer(self._verified(progress), store, plan, checked, batch_size=self.settings.batch_size,
-                               progress=progress).run(resume=resume)
+        # The dry run is spent: the next step that needs one makes it afresh.
+        outcome = self.pipeline.restore(plan, resume=resume, batch_size=self.settings.batch_size, progress=progress)
         for plan_step in plan.steps:
             self.state.restored[plan_step.kind.name] = sorted(p.value for p in plan_step.policies)
-        self.dry_run = None  # the target changed: the next step needs a fresh dry run
         counts = {k: sum(getattr(o, k) for o in outcome.steps) for k in ("inserted", "updated", "deleted")}
         counts["kept_by_safety_rules"] = sum(o.verification.get("protected", 0) for o in outcome.steps)
         counts["left_by_policy"] = sum(o.verification.get("changed_left", 0) + o.verification.get("extra_left", 0)
