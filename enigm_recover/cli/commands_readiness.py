@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from enigm_recover.cli.commands_snapshots import recovery_facts
-from enigm_recover.cli.context import Context, gather_shares, open_recovery
+from enigm_recover.cli.context import Context, TerminalShares, open_recovery
 from enigm_recover.cli.output import emit_json, progress_for
 from enigm_recover.errors import InputFileError, NotReady, UsageError
 
@@ -16,7 +16,7 @@ SHOWN_PROBLEMS = 8
 
 def cmd_readiness(ctx: Context) -> int:
     from enigm_recover.quorum.recovery_key import recipient_fingerprint
-    from enigm_recover.readiness.checks import check_readiness
+    from enigm_recover.readiness.checks import Unlock, check_readiness
     from enigm_recover.readiness.policy import ReadinessPolicy, parse_duration, parse_percent
     from enigm_recover.readiness.report import write_prometheus, write_report
     from enigm_recover.snapshot.seal import read_recipient_file
@@ -35,11 +35,7 @@ def cmd_readiness(ctx: Context) -> int:
     expected = recipient_fingerprint(read_recipient_file(Path(ctx.required(args.recipient, "recipient",
                                                                            "--recipient"))))
     with open_recovery(ctx, "readiness") as recovery:
-
-        def unlock(manifest: Any) -> Any:
-            recovery.snapshot(manifest, spec)
-            return gather_shares(ctx, manifest.recipient_fingerprint, recovery)
-
+        unlock = Unlock(recovery, TerminalShares(ctx))
         report = check_readiness(lambda cache: open_source(spec, ctx.ssh_settings(), cache), spec, allowed, expected,
                                  policy, scratch=ctx.locations.cache_dir / "readiness", progress=progress_for(args),
                                  unlock=unlock if args.test_restore else None)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from enigm_recover.cli.context import Context, ask_hidden, gather_shares, open_recovery
+from enigm_recover.cli.context import Context, TerminalShares, ask_hidden, open_pipeline, open_recovery
 from enigm_recover.cli.output import check_mark, emit_json, print_listing, progress_for
 from enigm_recover.errors import InputFileError, UsageError
 
@@ -69,13 +69,8 @@ def cmd_snapshots_list(ctx: Context) -> int:
 
 def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any]:
     """Verify the chosen snapshot, fetching its payload into the cache if the source is remote."""
-    from enigm_recover.snapshot.catalog import resolve
-    from enigm_recover.snapshot.verify import verify_entry
-
-    allowed = ctx.allowed_signers()
-    with ctx.open_source() as source:
-        entry = resolve(source.list(), ctx.args.id)
-        return verify_entry(source, entry, allowed, progress_for(ctx.args), hash_payload=hash_payload)
+    with open_pipeline(ctx, None) as pipeline:
+        return pipeline.verify(ctx.args.id, progress_for(ctx.args), hash_payload=hash_payload)
 
 
 def cmd_verify(ctx: Context) -> int:
@@ -100,8 +95,8 @@ def cmd_unseal(ctx: Context) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} already exists", "choose another --out or pass --force")
-    with open_recovery(ctx, "unseal") as recovery:
-        verified, identity = open_sealed(ctx, recovery)
+    with open_recovery(ctx, "unseal") as recovery, open_pipeline(ctx, recovery) as pipeline:
+        verified, identity = open_sealed(ctx, pipeline)
         counts = unseal_to_file(verified, identity, out, overwrite=args.force, progress=progress_for(args))
         recovery.record("unseal", step="unseal", inputs={"out": str(out)}, counts=counts)
         folder = recovery.close("completed")
@@ -121,11 +116,8 @@ def recovery_facts(recovery: Any) -> dict[str, Any]:
             "audit_log": str(recovery.folder / "audit.jsonl"), "audit_head": recovery.audit.head}
 
 
-def open_sealed(ctx: Context, recovery: Any) -> tuple[Any, Any]:
-    """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares."""
-    report, verified = verify_chosen(ctx, hash_payload=False)
-    if verified is None:
-        recovery.record("verify-snapshot", outcome="failed", inputs={"snapshot": report.snapshot_id})
-        raise report.error
-    recovery.snapshot(verified.manifest, ctx.args.source)
-    return verified, gather_shares(ctx, verified.manifest.recipient_fingerprint, recovery)
+def open_sealed(ctx: Context, pipeline: Any) -> tuple[Any, Any]:
+    """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares
+    (a pipeline that may write holds the target's restore lock before the first share is asked for)."""
+    verified = pipeline.require_verified(ctx.args.id, progress_for(ctx.args))
+    return verified, pipeline.gather(TerminalShares(ctx))
