@@ -438,3 +438,15 @@ def test_a_run_connects_to_and_lists_its_source_once(drill, served, cli, tmp_pat
     assert code == 0, err
     assert json.loads(out)["status"] == "completed"
     assert (CountingSFTP.sessions, CountingSFTP.listings) == (1, 1)
+
+
+def test_an_unknown_host_key_error_carries_its_fingerprint_as_a_field(drill, served, tmp_path: Path) -> None:
+    """A face offers the fingerprint for confirmation from the error's field, never by parsing its text."""
+    from enigm_recover.errors import HostKeyUnknown
+
+    config = served()
+    _host, algorithm, key = (tmp_path / "known_hosts").read_text().split()[:3]
+    (tmp_path / "known_hosts").write_text("")
+    with pytest.raises(HostKeyUnknown) as caught:
+        open_drill_source(config, tmp_path).list()
+    assert caught.value.fingerprint == asyncssh.import_public_key(f"{algorithm} {key}").get_fingerprint("sha256")

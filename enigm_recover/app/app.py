@@ -27,7 +27,6 @@ from enigm_recover.app.options import AppOptions
 from enigm_recover.progress import Progress
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress updates on screen
-_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/=]+")
 
 
 def scrub(text: str) -> str:
@@ -263,7 +262,7 @@ class RecoverApp(App[str]):
             try:
                 return ex.snapshots(fingerprint)
             except HostKeyUnknown as exc:
-                offered = exc.fingerprint or next(iter(_FINGERPRINT.findall(exc.message)), None)
+                offered = exc.fingerprint
                 ssh = ex.settings.ssh
                 if not offered or ssh is None or ssh.accept_host_key == offered:
                     raise

@@ -9,6 +9,7 @@ from textual.widgets import DataTable, Label, Static
 
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import humanize_counts
+from enigm_recover.runbook.model import Action
 
 
 class DoneScreen(StageScreen):
@@ -29,7 +30,7 @@ class DoneScreen(StageScreen):
         results = ex.results
         totals: dict[str, int] = {}
         for result in results:
-            if result.action == "restore":
+            if result.action is Action.RESTORE:
                 for key, value in result.counts.items():
                     totals[key] = totals.get(key, 0) + value
         outcome = Text(f"Run {ex.status}", style="bold")

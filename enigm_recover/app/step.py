@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Input, Label, Static
 from enigm_recover.app.dialogs import QuestionDialog
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import ProgressPanel, humanize_counts
+from enigm_recover.runbook.model import Action, StepStatus
 
 ACTION_LABELS = {"restore": "Restore", "verify-target": "Verify the target", "checkpoint": "Checkpoint",
                  "sign-off": "Sign-off"}
@@ -50,7 +51,7 @@ class StepScreen(StageScreen):
         yield Static(Text(" ".join(step.guidance.split())), id="guidance")
         if step.prompts:
             yield Static(self._prompts_text(step), id="prompts")
-        if step.action.value == "restore":
+        if step.action is Action.RESTORE:
             yield Label("Plan", classes="section-title")
             yield DataTable(id="plan", cursor_type="none", show_cursor=False)
         with Vertical(id="confirm-form"):
@@ -82,7 +83,7 @@ class StepScreen(StageScreen):
             title.append("  ·  " + "  ·  ".join(flags), style="dim")
         self.query_one("#step-title", Static).update(title)
         self.query_one(ProgressPanel).display = False
-        if step.action.value == "restore":
+        if step.action is Action.RESTORE:
             self.query_one("#plan", DataTable).add_columns("step", "policies", "insert", "overwrite", "delete",
                                                            "kept", "left")
             self.load_plan()
@@ -171,7 +172,7 @@ class StepScreen(StageScreen):
             self.action_run()
 
     def action_run(self) -> None:
-        if self.state == "failed" and self.step.action.value == "restore" and not self.planned:
+        if self.state == "failed" and self.step.action is Action.RESTORE and not self.planned:
             if not self.recover.busy:
                 self.load_plan()
             return
@@ -191,7 +192,7 @@ class StepScreen(StageScreen):
 
     def _done(self, result: Any) -> None:
         self.state, self.result = "done", result
-        mark = "✓" if result.ok else ("–" if result.status == "skipped" else "!")
+        mark = "✓" if result.ok else ("–" if result.status is StepStatus.SKIPPED else "!")
         text = Text(f"{mark} {result.status}: ", style="bold")
         text.append(result.summary)
         for outcome in result.detail.get("steps", []) if isinstance(result.detail, dict) else []:
@@ -258,7 +259,7 @@ class StepScreen(StageScreen):
         if action == "skip":
             return state in ("confirm", "failed") and self.ex.can_skip(self.step)
         if action == "dry_run":
-            return (self.step.action.value == "restore" and self.ex.dry_run is not None
+            return (self.step.action is Action.RESTORE and self.ex.dry_run is not None
                     and state in ("confirm", "failed"))
         if action == "cancel_work":
             return state in ("running", "preview")

@@ -50,6 +50,7 @@ def _ask_step(step: Any, preview: Any) -> bool:
 
 def cmd_restore(ctx: Context) -> int:
     from enigm_recover.errors import RestoreNotVerified
+    from enigm_recover.recovery.apply import RestoreStepStatus
     from enigm_recover.recovery.plan import make_plan, preview
 
     args = ctx.args
@@ -81,7 +82,7 @@ def cmd_restore(ctx: Context) -> int:
         for o in outcome.steps:
             recovery.record("restore-step", step=o.step, outcome=o.status,
                             counts={"inserted": o.inserted, "updated": o.updated, "deleted": o.deleted})
-        incomplete = [o.step for o in outcome.steps if o.status != "verified"]
+        incomplete = [o.step for o in outcome.steps if o.status is not RestoreStepStatus.VERIFIED]
         folder = recovery.close(outcome.status, f"not verified: {', '.join(incomplete)}" if incomplete else "")
     if args.json:
         emit_json({**outcome.as_dict(), "recovery": recovery_facts(recovery)})
@@ -96,7 +97,7 @@ def cmd_restore(ctx: Context) -> int:
             print(f"  {o.step:<11} {o.status:<13} inserted {o.inserted:,}, overwritten {o.updated:,}, "
                   f"deleted {o.deleted:,}{detail}")
         print(f"report {folder / 'report.md'}; audit head {recovery.audit.head}")
-    if any(o.status == "not-verified" for o in outcome.steps):
-        failed = [o.step for o in outcome.steps if o.status == "not-verified"]
+    failed = [o.step for o in outcome.steps if o.status is RestoreStepStatus.NOT_VERIFIED]
+    if failed:
         raise RestoreNotVerified(f"the restore ran but step(s) {', '.join(failed)} did not verify")
     return 0

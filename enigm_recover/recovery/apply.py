@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
+from enum import StrEnum
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
@@ -40,14 +41,32 @@ from enigm_recover.state.model import DEVICE, Kind
 from enigm_recover.state.store import TargetStore
 
 
+class RestoreStepStatus(StrEnum):
+    """How a plan step stands; "verified" only when its read-back check finished and held."""
+
+    VERIFIED = "verified"
+    NOT_VERIFIED = "not-verified"
+    SKIPPED = "skipped"
+    APPLIED = "applied"  # interrupted before its verification
+    FAILED = "failed"
+
+
+class RestoreStatus(StrEnum):
+    COMPLETED = "completed"  # every step verified
+    PARTIAL = "partial"
+
+
 @dataclass
 class StepOutcome:
     step: str
-    status: str  # verified | not-verified | skipped | applied (interrupted before verification)
+    status: RestoreStepStatus
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
     verification: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # the journal keeps the status as text
+        self.status = RestoreStepStatus(self.status)
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "status": self.status, "inserted": self.inserted, "updated": self.updated,
@@ -60,7 +79,10 @@ class RestoreOutcome:
     snapshot_id: str
     resumed: bool
     steps: list[StepOutcome]
-    status: str  # completed | partial
+    status: RestoreStatus
+
+    def __post_init__(self) -> None:
+        self.status = RestoreStatus(self.status)
 
     def as_dict(self) -> dict[str, Any]:
         return {"run": self.run_id, "snapshot": self.snapshot_id, "resumed": self.resumed, "status": self.status,

@@ -38,16 +38,21 @@ from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.recovery.pipeline import RecoveryPipeline, source_opener
 from enigm_recover.recovery.quorum_session import QuorumSession
 from enigm_recover.recovery.session import Recovery
-from enigm_recover.runbook.model import Action, Runbook, RunbookStep
+from enigm_recover.runbook.model import Action, Runbook, RunbookStep, RunStatus, StepStatus
 from enigm_recover.snapshot.signature import Signer
+from enigm_recover.snapshot.verify import Check
 from enigm_recover.state.journal import DEFAULT_BATCH
 
 STATE_FILE = "run.toml"
 FORMAT = 1
-OPEN_STATUSES = ("in-progress", "paused")
+OPEN_STATUSES = (RunStatus.IN_PROGRESS, RunStatus.PAUSED)
 # Steps a person must confirm even without the two-person rule.
 _ALWAYS_CONFIRMED = (Action.RESTORE, Action.CHECKPOINT, Action.SIGN_OFF)
 _SKIPPABLE = (Action.RESTORE, Action.CHECKPOINT, Action.VERIFY_TARGET)
+
+
+# What a step's handler returns: its status, a one-line summary, counts and details for the report.
+Outcome = tuple[StepStatus, str, dict[str, int], dict[str, Any]]
 
 
 def _now() -> str:
@@ -82,9 +87,11 @@ class Confirmation:
 
 @dataclass
 class StepResult:
+    """What one step did; kept in run.toml (as plain values) and shown by every face."""
+
     step: str
-    action: str
-    status: str  # done | verified | not-verified | failed | skipped
+    action: Action
+    status: StepStatus
     summary: str
     started: str
     finished: str
@@ -92,9 +99,17 @@ class StepResult:
     detail: dict[str, Any] = field(default_factory=dict)
     confirmed_by: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:  # from run.toml, the values come as text
+        self.action, self.status = Action(self.action), StepStatus(self.status)
+
     @property
     def ok(self) -> bool:
-        return self.status in ("done", "verified")
+        return self.status.ok
+
+    @property
+    def checks(self) -> list[Check]:
+        """A verify-snapshot step's checks, in order (empty for other steps)."""
+        return [Check(c["name"], c.get("ok"), c["detail"]) for c in self.detail.get("checks", [])]
 
 
 @dataclass
@@ -108,13 +123,16 @@ class RunState:
     source: str
     target: str
     allowed_signers: str
-    status: str = "in-progress"
+    status: RunStatus = RunStatus.IN_PROGRESS
     position: int = 0
     snapshot: str = ""
     restore_started: list[str] = field(default_factory=list)  # restore steps whose journal run began
     restored: dict[str, list[str]] = field(default_factory=dict)  # kind -> policies applied in this run
     results: list[dict[str, Any]] = field(default_factory=list)
     recovery: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # from run.toml, the status comes as text
+        self.status = RunStatus(self.status)
 
     def to_toml(self) -> bytes:
         return tomlfile.dumps({"format": FORMAT, **asdict(self)})
@@ -173,7 +191,7 @@ class RunbookExecutor:
         recovery = Recovery.reopen(folder, state.recovery)
         recovery.signer = settings.signer
         executor = cls(runbook, settings, recovery, state)
-        executor.state.status = "in-progress"
+        executor.state.status = RunStatus.IN_PROGRESS
         executor._save()
         return executor
 
@@ -283,7 +301,7 @@ class RunbookExecutor:
             self.recovery.record("step-failed", inputs={"step": step.id, "reason": exc.message}, outcome="failed")
             self._save()
             raise
-        return self._finish(step, StepResult(step.id, step.action.value, status, summary, started, _now(), counts,
+        return self._finish(step, StepResult(step.id, step.action, status, summary, started, _now(), counts,
                                              detail, confirmed_by))
 
     def skip_current(self, operator: str, reason: str) -> StepResult:
@@ -293,13 +311,13 @@ class RunbookExecutor:
         if step is None or not self.can_skip(step):
             raise UsageError(f"step {step.id if step else '?'} cannot be skipped")
         now = _now()
-        return self._finish(step, StepResult(step.id, step.action.value, "skipped", f"skipped: {reason}", now, now,
+        return self._finish(step, StepResult(step.id, step.action, StepStatus.SKIPPED, f"skipped: {reason}", now, now,
                                              {}, {"reason": reason}, [operator]))
 
     def pause(self, reason: str = "the operator quit") -> Path:
         """Stop here; ``resume`` continues at the same step."""
         if self.state.status in OPEN_STATUSES:
-            self.state.status = "paused"
+            self.state.status = RunStatus.PAUSED
             where = self.current.id if self.current else "the end"
             self.recovery.pause(f"paused at step {where}: {reason}")
             self._save()
@@ -310,14 +328,14 @@ class RunbookExecutor:
     def abort(self, reason: str) -> Path:
         """End the run for good, saying where and why."""
         where = self.current.id if self.current else "the end"
-        self.state.status = "aborted"
-        self.recovery.close("aborted", f"aborted at step {where}: {reason}")
+        self.state.status = RunStatus.ABORTED
+        self.recovery.close(RunStatus.ABORTED, f"aborted at step {where}: {reason}")
         self._save()
         self.close()
         return self.folder
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         return self.state.status
 
     # -- internals -----------------------------------------------------------------------
@@ -345,7 +363,7 @@ class RunbookExecutor:
         self.recovery.record(step.action.value, step=step.id, title=step.title, outcome=result.status,
                              counts=result.counts, started=result.started, detail=result.summary,
                              inputs={"confirmed_by": result.confirmed_by, **_audit_inputs(result.detail)})
-        self.state.results.append(asdict(result))
+        self.state.results.append({**asdict(result), "action": result.action.value, "status": result.status.value})
         self.state.position += 1
         if self.state.position >= len(self.runbook.steps):
             self._close_finished()
@@ -355,7 +373,7 @@ class RunbookExecutor:
     def _close_finished(self) -> None:
         unmet = [r.step for r in self.results if not r.ok]
         self.recovery.audit.current_step = None
-        self.state.status = "completed" if not unmet else "partially completed"
+        self.state.status = RunStatus.COMPLETED if not unmet else RunStatus.PARTIALLY_COMPLETED
         self.recovery.close(self.state.status, f"not done or not verified: {', '.join(unmet)}" if unmet else "")
         self.close()
 
@@ -398,52 +416,54 @@ class RunbookExecutor:
         return self.pipeline.dry_run(step.kinds, progress)
 
     def _perform(self, step: RunbookStep, confirmation: Confirmation | None,
-                 progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        handler: Callable[..., tuple[str, str, dict[str, int], dict[str, Any]]] = getattr(
+                 progress: ProgressCallback) -> Outcome:
+        handler: Callable[..., Outcome] = getattr(
             self, "_do_" + step.action.value.replace("-", "_"))
         return handler(step, confirmation, progress)
 
     def _do_select_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
-                            progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                            progress: ProgressCallback) -> Outcome:
         ref = (confirmation.snapshot if confirmation and confirmation.snapshot else None) or step.snapshot
         if ref == "ask":
             raise UsageError(f"step {step.id} asks the operator to choose a snapshot", "give its id")
         entry = self.pipeline.select(ref)
         self.state.snapshot = entry.id
-        return "done", f"chose snapshot {entry.id}", {}, {"snapshot": entry.id, "asked_for": ref}
+        return StepStatus.DONE, f"chose snapshot {entry.id}", {}, {"snapshot": entry.id, "asked_for": ref}
 
     def _do_verify_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
-                            progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                            progress: ProgressCallback) -> Outcome:
         if not self.state.snapshot:
             raise UsageError("no snapshot selected yet")
         report, verified = self.pipeline.verify(self.state.snapshot, progress, hash_payload=True)
-        checks = {c.name: ("ok: " if c.ok else "FAILED: ") + c.detail for c in report.checks}
+        checks = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks]
         if verified is None:
             raise report.error
         self.recovery.snapshot(verified.manifest, self.settings.source)
-        return ("done", f"snapshot {verified.manifest.id} verified", dict(verified.manifest.counts),
+        return (StepStatus.DONE, f"snapshot {verified.manifest.id} verified", dict(verified.manifest.counts),
                 {"snapshot": verified.manifest.id, "checks": checks})
 
     def _do_gather_quorum(self, step: RunbookStep, confirmation: Confirmation | None,
-                          progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                          progress: ProgressCallback) -> Outcome:
         identity = self.pipeline.key()
         names = [r.custodian for r in self.quorum().entry.receipts]
-        return ("done", f"recovery key {identity.fingerprint} combined from {len(names)} shares",
+        return (StepStatus.DONE, f"recovery key {identity.fingerprint} combined from {len(names)} shares",
                 {"shares": len(names)}, {"custodians": names, "fingerprint": identity.fingerprint})
 
     def _do_dry_run(self, step: RunbookStep, confirmation: Confirmation | None,
-                    progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                    progress: ProgressCallback) -> Outcome:
         self._verified(progress)
         self.pipeline.dry_run(step.kinds, progress)
         totals = self.dry_run.totals()
         findings = dict(self.dry_run.findings())
         self.recovery.findings.update(findings)
         summary = ", ".join(f"{n:,} {c}" for c, n in totals.items())
-        return "done", summary, totals, {"findings": findings,
+        return StepStatus.DONE, summary, totals, {"findings": findings,
                                          "kinds": {k: s.as_dict() for k, s in self.dry_run.kinds.items()}}
 
     def _do_restore(self, step: RunbookStep, confirmation: Confirmation | None,
-                    progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                    progress: ProgressCallback) -> Outcome:
+        from enigm_recover.recovery.apply import RestoreStepStatus
+
         plan = self._plan(step)
         self._dry_run_for(step, progress)
         resume = step.id in self.state.restore_started
@@ -458,8 +478,8 @@ class RunbookExecutor:
         counts["kept_by_safety_rules"] = sum(o.verification.get("protected", 0) for o in outcome.steps)
         counts["left_by_policy"] = sum(o.verification.get("changed_left", 0) + o.verification.get("extra_left", 0)
                                        for o in outcome.steps)
-        failed = [o.step for o in outcome.steps if o.status != "verified"]
-        status = "verified" if not failed else "not-verified"
+        failed = [o.step for o in outcome.steps if o.status is not RestoreStepStatus.VERIFIED]
+        status = StepStatus.VERIFIED if not failed else StepStatus.NOT_VERIFIED
         summary = (f"inserted {counts['inserted']:,}, overwrote {counts['updated']:,}, deleted {counts['deleted']:,}; "
                    + ("verified" if not failed else f"NOT verified: {', '.join(failed)}"))
         return status, summary, counts, {"run": outcome.run_id, "resumed": outcome.resumed,
@@ -467,7 +487,7 @@ class RunbookExecutor:
                                          "steps": [o.as_dict() for o in outcome.steps]}
 
     def _do_verify_target(self, step: RunbookStep, confirmation: Confirmation | None,
-                          progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                          progress: ProgressCallback) -> Outcome:
         """A fresh dry run: what this run restored must now match the snapshot, safety findings aside."""
         from enigm_recover.recovery.assess import ChangeType
         from enigm_recover.recovery.plan import Policy
@@ -485,21 +505,21 @@ class RunbookExecutor:
                 unmet[change.kind] = unmet.get(change.kind, 0) + 1
         kinds = {k: s.as_dict() for k, s in result.kinds.items()}
         if unmet:
-            return ("not-verified", "the target differs from the snapshot where this run restored: "
+            return (StepStatus.NOT_VERIFIED, "the target differs from the snapshot where this run restored: "
                     + ", ".join(f"{n:,} {k}" for k, n in unmet.items()), unmet, {"unmet": unmet, "kinds": kinds})
         left = sum(s.changed + s.extra + s.missing for s in result.kinds.values())
-        return ("verified", f"the target matches the snapshot for every restored kind; {left:,} differences left "
+        return (StepStatus.VERIFIED, f"the target matches the snapshot for every restored kind; {left:,} differences left "
                             "by policy or safety rules", {"left": left}, {"kinds": kinds})
 
     def _do_checkpoint(self, step: RunbookStep, confirmation: Confirmation | None,
-                       progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                       progress: ProgressCallback) -> Outcome:
         note = confirmation.note if confirmation else ""
-        return "done", "confirmed" + (f": {note}" if note else ""), {}, {"note": note}
+        return StepStatus.DONE, "confirmed" + (f": {note}" if note else ""), {}, {"note": note}
 
     def _do_sign_off(self, step: RunbookStep, confirmation: Confirmation | None,
-                     progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                     progress: ProgressCallback) -> Outcome:
         note = confirmation.note if confirmation else ""
-        return "done", "signed off" + (f": {note}" if note else ""), {}, {"note": note}
+        return StepStatus.DONE, "signed off" + (f": {note}" if note else ""), {}, {"note": note}
 
 
 def _audit_inputs(detail: dict[str, Any]) -> dict[str, Any]:

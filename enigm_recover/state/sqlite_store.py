@@ -86,7 +86,9 @@ class SQLiteStore:
         if create and not path.parent.exists():
             raise TargetError(f"folder {path.parent} for the target database does not exist")
         try:
-            self.conn = sqlite3.connect(path, isolation_level=None)
+            # One recovery keeps its target open from the quorum to the end, and the app runs each step in a
+            # worker thread of its own (one at a time): the connection may move between threads.
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
