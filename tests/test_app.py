@@ -16,6 +16,7 @@ import pytest
 from enigm_recover.app.app import RecoverApp, scrub
 from enigm_recover.app.options import drill_options
 from enigm_recover.app.tour import enter_share, on, read_cards, share_keys, until, walk, wrong_share
+from enigm_recover.progress import Stage
 from enigm_recover.recovery.audit import verify_log
 from enigm_recover.runbook.executor import RunState
 from enigm_recover.state.stores import open_store
@@ -237,7 +238,7 @@ def test_cancelling_a_restore_leaves_the_run_resumable(served, tmp_path: Path, m
         wrapped = real(progress, token)
 
         def report(p):
-            if p.stage.startswith("restore") and not reached.is_set():
+            if p.stage is Stage.RESTORE and not reached.is_set():
                 reached.set()
                 go_on.wait(30)
             wrapped(p)
@@ -488,15 +489,15 @@ def test_share_words_never_reach_an_error_dialog() -> None:
 def test_cancel_token_raises_at_the_next_report() -> None:
     from enigm_recover.cancellation import CancelToken, cancellable
     from enigm_recover.errors import InterruptedByUser
-    from enigm_recover.progress import Progress
+    from enigm_recover.progress import Progress, Stage
 
     seen = []
     token = CancelToken()
     report = cancellable(seen.append, token)
-    report(Progress("restore devices", 10, 100, "records"))
+    report(Progress(Stage.RESTORE, 10, 100, "records", "devices"))
     token.cancel()
     with pytest.raises(InterruptedByUser) as info:
-        report(Progress("restore devices", 20, 100, "records"))
+        report(Progress(Stage.RESTORE, 20, 100, "records", "devices"))
     assert len(seen) == 2 and "restore devices (20 of 100 records)" in info.value.message
     assert info.value.exit_code == 130
 
@@ -599,9 +600,9 @@ def test_an_ssh_prompt_is_asked_in_a_hidden_dialog(served, tmp_path: Path) -> No
 
 def test_rates_and_times_left() -> None:
     from enigm_recover.app.format import rate_and_eta
-    from enigm_recover.progress import Progress
+    from enigm_recover.progress import Progress, Stage
 
-    p = Progress("fetch x.payload.age", 10 << 20, 40 << 20, "bytes")
+    p = Progress(Stage.FETCH, 10 << 20, 40 << 20, "bytes", "x.payload.age")
     assert rate_and_eta(p, 2.0) == "5.0 MiB/s · about 6 s left"
-    assert rate_and_eta(Progress("restore devices", 500, 1000, "records"), 1.0) == "500 records/s · about 1 s left"
+    assert rate_and_eta(Progress(Stage.RESTORE, 500, 1000, "records", "device"), 1.0) == "500 records/s · about 1 s left"
     assert rate_and_eta(p, 0.0) == ""

@@ -31,3 +31,16 @@ def test_imports_run_downward_only() -> None:
             for imported in _imports(path) & above:
                 wrong.append(f"{path.relative_to(PACKAGE)} imports {imported}/")
     assert wrong == []
+
+
+def test_no_face_reads_engine_text_to_decide() -> None:
+    """Faces read typed fields (statuses, checks, stages, a host key's fingerprint), never the engine's words."""
+    statuses = ("done", "verified", "not-verified", "failed", "skipped", "completed", "partial")
+    parsing = ("p.stage.startswith", "p.stage ==", '"ok: "', '"FAILED: "', "findall(exc", "search(exc", "match(exc",
+               '.partition(": ")', 'action.value == "', *(f'status {op} "{s}"' for s in statuses for op in ("==", "!=")))
+    found = []
+    for face in ("app", "cli"):
+        for path in sorted((PACKAGE / face).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            found += [f"{path.relative_to(PACKAGE)}: {p}" for p in parsing if p in text]
+    assert found == []

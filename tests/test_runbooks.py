@@ -16,6 +16,7 @@ import pytest
 
 from enigm_recover.errors import CeremonyMismatch, RunbookInvalid, RunStateError, StepNotConfirmed
 from enigm_recover.quorum.cards import read_share_file
+from enigm_recover.progress import Stage
 from enigm_recover.recovery.audit import NAMESPACE, verify_log
 from enigm_recover.recovery.session import load_report
 from enigm_recover.runbook.executor import Confirmation, RunbookExecutor, RunSettings
@@ -504,7 +505,7 @@ def test_a_restore_stopped_during_its_verification_is_never_reported_verified(dr
     token = CancelToken()
 
     def stop_while_verifying(p) -> None:
-        if p.stage.startswith("verify "):
+        if p.stage is Stage.VERIFY:
             token.cancel()
 
     with pytest.raises(InterruptedByUser):

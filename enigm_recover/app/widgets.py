@@ -144,9 +144,9 @@ class ProgressPanel(Vertical):
 
     def report(self, p: Progress) -> None:
         now = self.app.options.monotonic()  # type: ignore[attr-defined]
-        if p.stage != self._stage:
-            self._stage, self._started, self._since = p.stage, now, p.done
-        self.query_one(".progress-stage", Label).update(fmt.humanize_stage(p.stage))
+        if p.label != self._stage:
+            self._stage, self._started, self._since = p.label, now, p.done
+        self.query_one(".progress-stage", Label).update(fmt.humanize_stage(p))
         self.query_one(".progress-bar", ProgressBar).update(total=p.total or None, progress=p.done)
         rate = fmt.rate_and_eta(p, now - self._started, self._since)
         self.query_one(".progress-amount", Label).update(fmt.amount(p) + (f"  ·  {rate}" if rate else ""))

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from enigm_recover.errors import RestoreRefused
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.recovery.assess import (
     UNCHANGED,
     Assessment,
@@ -206,7 +206,7 @@ class Restorer:
             # The live rows are read inside the batch's own transaction, locked until it commits.
             if len(self.store.apply_with(run_id, kind, [c.key for c in chunk], build)):
                 number += 1
-            self.progress(Progress(f"restore {step.name}", start + len(chunk), len(changes), "records"))
+            self.progress(Progress(Stage.RESTORE, start + len(chunk), len(changes), "records", step.name))
         return self.store.step_position(run_id, step.name)
 
     def verify_step(self, step: Step) -> dict[str, Any]:
@@ -256,7 +256,7 @@ class Restorer:
                 else:
                     counts["extra_left"] += 1
                     unmet["extra"] += Policy.DELETE_EXTRA in step.policies
-            self.progress(Progress(f"verify {step.name}", start + len(chunk), len(changes), "records"))
+            self.progress(Progress(Stage.VERIFY, start + len(chunk), len(changes), "records", step.name))
         verified = not any(unmet.values()) and live_digest.digest() == snapshot_digest.digest()
         return {"verified": verified, "unmet": unmet, **counts, "digest": live_digest.hexdigest()}
 

@@ -19,7 +19,7 @@ import zstandard
 
 from enigm_recover.atomic import atomic_output, write_atomic
 from enigm_recover.errors import InputFileError
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import decode_recipient
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.agecrypt import encrypt_stream
@@ -112,7 +112,7 @@ def seal(
                 out = compressor.compress(block)
                 if out:
                     yield out
-                progress(Progress(f"seal {kind.name}", digest.count, total, "records"))
+                progress(Progress(Stage.SEAL, digest.count, total, "records", kind.name))
         yield compressor.flush()
 
     payload_path = out_dir / payload_name(snapshot_id)

@@ -18,7 +18,7 @@ import zstandard
 from enigm_recover.atomic import atomic_output
 from enigm_recover.errors import DecryptionError, PayloadIntegrityError, SnapshotContentError, WrongRecoveryKey
 from enigm_recover.prefetch import prefetched
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.agecrypt import decrypt_chunks
 from enigm_recover.snapshot.records import MAX_LINE_BYTES, RecordChecker
@@ -103,7 +103,7 @@ def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                 raise _final_verdict(blocks) or content_error from None
             if out:
                 yield out
-            progress(Progress("decrypt payload", done, total, "bytes"))
+            progress(Progress(Stage.DECRYPT, done, total, "bytes"))
         if not decompressor.eof:
             raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
     finally:

@@ -32,7 +32,7 @@ from enigm_recover.errors import (
     SourceError,
 )
 from enigm_recover.hashing import hash_file
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
 from enigm_recover.snapshot.source import Listing, SnapshotEntry, parse_entry
 from enigm_recover.sources.names import classify, hostile_name_reason
@@ -245,7 +245,7 @@ class SftpSource:
         expected = (manifest.payload_size, manifest.payload_sha256)
         if dest.exists():
             if hash_file(dest) == expected:
-                progress(Progress("payload (cached)", manifest.payload_size, manifest.payload_size, "bytes"))
+                progress(Progress(Stage.CACHED, manifest.payload_size, manifest.payload_size, "bytes"))
                 return dest
             dest.unlink()
         download = _Download(partial, manifest.payload_size)
@@ -297,7 +297,7 @@ class SftpSource:
                             pending.append(loop.run_in_executor(writer, download.persist, out, block))
                         while len(pending) > WRITES_IN_FLIGHT:
                             await pending.popleft()
-                        progress(Progress(f"fetch {name}", download.received, download.total, "bytes"))
+                        progress(Progress(Stage.FETCH, download.received, download.total, "bytes", name))
             finally:
                 download.waiting.clear()  # blocks past a gap are fetched again on resume
                 for write in pending:
