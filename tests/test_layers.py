@@ -44,3 +44,11 @@ def test_no_face_reads_engine_text_to_decide() -> None:
             text = path.read_text(encoding="utf-8")
             found += [f"{path.relative_to(PACKAGE)}: {p}" for p in parsing if p in text]
     assert found == []
+
+
+def test_screens_do_not_switch_to_each_other() -> None:
+    """Navigation lives in one place (app/navigation.py); the app's own dialogs aside, nothing else moves screens."""
+    moves = ("push_screen(", "switch_screen(", "pop_screen(")
+    found = [f"{path.name}: {m}" for path in sorted((PACKAGE / "app").glob("*.py"))
+             if path.name not in ("navigation.py", "app.py") for m in moves if m in path.read_text(encoding="utf-8")]
+    assert found == []

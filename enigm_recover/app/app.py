@@ -23,6 +23,7 @@ from textual.screen import ModalScreen, Screen
 
 from enigm_recover.app import format as fmt
 from enigm_recover.app.dialogs import ErrorDialog, HostKeyDialog, SecretDialog
+from enigm_recover.app.navigation import Navigator
 from enigm_recover.app.options import AppOptions
 from enigm_recover.progress import Progress
 
@@ -69,6 +70,7 @@ class RecoverApp(App[str]):
         self._work_label = ""
         self._quitting = False
         self._prompts: list[tuple[ModalScreen[Any], asyncio.Future[Any]]] = []
+        self.navigator = Navigator(self)
         if options.still:
             self.animation_level = "none"
 
@@ -284,44 +286,9 @@ class RecoverApp(App[str]):
 
     # -- where the run is --------------------------------------------------------------------------------------
 
-    def screen_for_current(self) -> Screen[Any]:
-        from enigm_recover.runbook.model import Action
-
-        ex = self.executor
-        step = ex.current
-        if step is None:
-            from enigm_recover.app.done import DoneScreen
-            return DoneScreen()
-        if ex.needs_quorum or step.action is Action.GATHER_QUORUM:
-            from enigm_recover.app.quorum import QuorumScreen
-            return QuorumScreen()
-        if step.action is Action.SELECT_SNAPSHOT:
-            from enigm_recover.app.source import SourceScreen
-            return SourceScreen()
-        if step.action is Action.VERIFY_SNAPSHOT:
-            from enigm_recover.app.verify import VerifyScreen
-            return VerifyScreen()
-        if step.action is Action.DRY_RUN:
-            from enigm_recover.app.dryrun import DryRunScreen
-            return DryRunScreen()
-        from enigm_recover.app.step import StepScreen
-        return StepScreen()
-
     def show_current(self) -> None:
-        """The screen of the step the run is at (above the start screen, which stays at the bottom)."""
-        while len(self.screen_stack) > 1 and isinstance(self.screen, ModalScreen):
-            self.pop_screen()
-        if self.executor is None:
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-            return
-        screen = self.screen_for_current()
-        ex = self.executor
-        screen.step_index = ex.state.position if ex.current is not None else None  # type: ignore[attr-defined]
-        if len(self.screen_stack) == 1:
-            self.push_screen(screen)
-        else:
-            self.switch_screen(screen)
+        """The screen of the step the run is at (the navigator decides every change of screen)."""
+        self.navigator.show_current()
 
     # -- quitting: pause the run where it stands ------------------------------------------------------------
 

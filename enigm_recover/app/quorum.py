@@ -180,9 +180,10 @@ class QuorumScreen(StageScreen):
     def action_combine(self) -> None:
         if not self.quorum.complete or self.combining or self.recover.busy:
             return
-        self.app.push_screen(SecretDialog("SLIP-39 passphrase",
-                                          "If the share cards were made with a passphrase, type it now; otherwise "
-                                          "press Enter. It is not shown, stored or logged."), callback=self._combine)
+        self.recover.navigator.ask(SecretDialog("SLIP-39 passphrase",
+                                                "If the share cards were made with a passphrase, type it now; "
+                                                "otherwise press Enter. It is not shown, stored or logged."),
+                                   self._combine)
 
     def _combine(self, passphrase: str | None) -> None:
         if passphrase is None:

@@ -51,11 +51,7 @@ class SourceScreen(StageScreen):
         self.refresh_bindings()
 
     def _listed(self, summaries: list[Any]) -> None:
-        from enigm_recover.app.snapshots import SnapshotsScreen
-
-        screen = SnapshotsScreen(summaries)
-        screen.step_index = self.step_index
-        self.app.switch_screen(screen)
+        self.recover.navigator.listed(summaries, self.step_index)
 
     def _failed(self, error: BaseException) -> None:
         self.failed = True

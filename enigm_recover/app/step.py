@@ -227,9 +227,9 @@ class StepScreen(StageScreen):
     def action_skip(self) -> None:
         if self.state not in ("confirm", "failed") or not self.ex.can_skip(self.step) or self.recover.busy:
             return
-        self.app.push_screen(QuestionDialog("Skip this step?", f"Step {self.step.id} ({self.step.title}) will be "
-                                            "left undone and the report says so. Why?", "the reason, for the record",
-                                            required=True), callback=self._skip)
+        self.recover.navigator.ask(QuestionDialog("Skip this step?", f"Step {self.step.id} ({self.step.title}) will "
+                                                  "be left undone and the report says so. Why?",
+                                                  "the reason, for the record", required=True), self._skip)
 
     def _skip(self, reason: str | None) -> None:
         if not reason:
@@ -242,11 +242,7 @@ class StepScreen(StageScreen):
     def action_dry_run(self) -> None:
         if self.ex.dry_run is None or self.state == "running":
             return
-        from enigm_recover.app.dryrun import DryRunScreen
-
-        screen = DryRunScreen(browse=True)
-        screen.step_index = self.step_index
-        self.app.push_screen(screen)
+        self.recover.navigator.browse_dry_run(self.step_index)
 
     def action_next(self) -> None:
         if self.state == "done":
