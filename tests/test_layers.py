@@ -52,3 +52,14 @@ def test_screens_do_not_switch_to_each_other() -> None:
     found = [f"{path.name}: {m}" for path in sorted((PACKAGE / "app").glob("*.py"))
              if path.name not in ("navigation.py", "app.py") for m in moves if m in path.read_text(encoding="utf-8")]
     assert found == []
+
+
+def test_the_restore_journal_sql_is_written_once() -> None:
+    """Both stores take the journal's statements from state/journal.py, each in its own dialect."""
+    from enigm_recover.state import postgres_store, sqlite_store
+
+    for module in (sqlite_store, postgres_store):
+        text = Path(module.__file__).read_text(encoding="utf-8")
+        assert not any(t in text for t in ("enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps"))
+    same = sqlite_store.JOURNAL.step_totals.replace("?", "%s").replace("INTEGER", "bigint")
+    assert same == postgres_store.JOURNAL.step_totals

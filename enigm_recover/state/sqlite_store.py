@@ -10,7 +10,6 @@ WAL mode the reader keeps a consistent view.
 from __future__ import annotations
 
 import fcntl
-import json
 import secrets
 import sqlite3
 from contextlib import contextmanager
@@ -24,8 +23,10 @@ from enigm_recover.state.journal import (
     RestoreRun,
     StepPosition,
     another_restore_running,
-    decode_key,
-    encode_key,
+    batch_row,
+    journal_sql,
+    step_position,
+    step_result_row,
 )
 from enigm_recover.state.model import (
     DEVICE_STATES,
@@ -49,19 +50,8 @@ STREAM_BATCH = 4096  # rows per fetch of a stream
 # finishes its last fetch.
 READ_AHEAD = sqlite3.threadsafety == 3
 
-JOURNAL_SQL = (
-    "CREATE TABLE IF NOT EXISTS enigm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_runs (
-  run_id TEXT PRIMARY KEY, snapshot_id TEXT NOT NULL, payload_sha256 TEXT NOT NULL, plan TEXT NOT NULL,
-  started_at TEXT NOT NULL, status TEXT NOT NULL) STRICT""",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_batches (
-  run_id TEXT NOT NULL, step TEXT NOT NULL, batch INTEGER NOT NULL, last_key TEXT NOT NULL,
-  inserted INTEGER NOT NULL, updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
-  PRIMARY KEY (run_id, step, batch)) STRICT""",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
-  run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
-  PRIMARY KEY (run_id, step)) STRICT""",
-)
+JOURNAL = journal_sql(placeholder="?", key_text="TEXT", text="TEXT", integer="INTEGER", counter="INTEGER",
+                      table_suffix=" STRICT")
 
 
 def schema_sql(kind: Kind) -> str:
@@ -134,7 +124,7 @@ class SQLiteStore:
             with self.transaction():
                 for kind in KINDS:
                     self.conn.execute(schema_sql(kind))
-                for statement in JOURNAL_SQL:
+                for statement in JOURNAL.create:
                     self.conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot create the schema in {self.path}: {exc}") from None
@@ -210,7 +200,7 @@ class SQLiteStore:
 
     def _ensure_journal(self) -> None:
         try:
-            for statement in JOURNAL_SQL:
+            for statement in JOURNAL.create:
                 self.conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot create the restore journal in {self.path}: {exc}") from None
@@ -243,30 +233,21 @@ class SQLiteStore:
 
     def unfinished_run(self) -> RestoreRun | None:
         self._ensure_journal()
-        row = self.conn.execute("SELECT run_id, snapshot_id, payload_sha256, plan, started_at, status "
-                                "FROM enigm_restore_runs WHERE status='running'").fetchone()
+        row = self.conn.execute(JOURNAL.unfinished_run).fetchone()
         return RestoreRun(*row) if row else None
 
     def start_run(self, run: RestoreRun) -> None:
         self._ensure_journal()
         with self.transaction() as conn:
-            conn.execute("INSERT INTO enigm_restore_runs VALUES (?, ?, ?, ?, ?, ?)",
-                         (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
+            conn.execute(JOURNAL.start_run, (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.transaction() as conn:
-            conn.execute("UPDATE enigm_restore_runs SET status=? WHERE run_id=?", (status, run_id))
+            conn.execute(JOURNAL.finish_run, (str(status), run_id))
 
     def step_position(self, run_id: str, step: str) -> StepPosition:
-        row = self.conn.execute(
-            "SELECT count(*), coalesce(sum(inserted),0), coalesce(sum(updated),0), coalesce(sum(deleted),0), "
-            "(SELECT last_key FROM enigm_restore_batches WHERE run_id=? AND step=? ORDER BY batch DESC LIMIT 1) "
-            "FROM enigm_restore_batches WHERE run_id=? AND step=?", (run_id, step, run_id, step)).fetchone()
-        done = self.conn.execute("SELECT status, result FROM enigm_restore_steps WHERE run_id=? AND step=?",
-                                 (run_id, step)).fetchone()
-        return StepPosition(batches=row[0], inserted=row[1], updated=row[2], deleted=row[3],
-                            last_key=decode_key(row[4]) if row[4] else None,
-                            status=done[0] if done else None, result=json.loads(done[1]) if done else {})
+        totals = self.conn.execute(JOURNAL.step_totals, (run_id, step, run_id, step)).fetchone()
+        return step_position(totals, self.conn.execute(JOURNAL.step_result, (run_id, step)).fetchone())
 
     def apply_batch(self, run_id: str, batch: Batch) -> None:
         """The batch's rows and its journal row, in one transaction: all or nothing."""
@@ -301,15 +282,11 @@ class SQLiteStore:
                              f"ON CONFLICT ({keys}) DO UPDATE SET {updates}", batch.upserts)
         if batch.deletes:
             conn.executemany(f"DELETE FROM {kind.table} WHERE {where}", batch.deletes)
-        conn.execute("INSERT INTO enigm_restore_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
-                      batch.updated, batch.deleted))
+        conn.execute(JOURNAL.record_batch, batch_row(run_id, batch))
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         with self.transaction() as conn:
-            conn.execute("INSERT INTO enigm_restore_steps VALUES (?, ?, ?, ?) ON CONFLICT (run_id, step) "
-                         "DO UPDATE SET status=excluded.status, result=excluded.result",
-                         (run_id, step, status, json.dumps(result, sort_keys=True)))
+            conn.execute(JOURNAL.record_step, step_result_row(run_id, step, status, result))
 
 
 class _Transaction:
