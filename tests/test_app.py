@@ -226,6 +226,34 @@ def test_quit_mid_run_and_resume_at_the_same_step(served, tmp_path: Path) -> Non
     run(resume)
 
 
+def test_no_share_is_asked_while_another_restore_holds_the_target(served, tmp_path: Path) -> None:
+    """The app opens the share entry only under the target's restore lock, as every face does."""
+    doc, drill = served
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+    app = make_app(doc, tmp_path)
+    holder = open_store(drill.target)
+    holder.lock_restores()
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await walk(pilot, cards, "verify")
+            await pilot.press("enter")
+            await until(pilot, lambda: on(app, "ErrorDialog"), 60)
+            assert "is running right now" in text_of(app, "#error-message")
+            assert not app.executor.quorum_open and app.executor.current.id == "quorum"
+            holder.close()
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, "VerifyScreen"))
+            await pilot.press("enter")  # the holder is gone: the share entry opens
+            await until(pilot, lambda: on(app, "QuorumScreen"), 60)
+        assert app.internal_errors == []
+
+    try:
+        run(scenario)
+    finally:
+        holder.close()
+
+
 def test_cancelling_a_restore_leaves_the_run_resumable(served, tmp_path: Path, monkeypatch) -> None:
     import enigm_recover.cancellation as cancellation
 
@@ -332,7 +360,7 @@ def test_a_share_typed_ahead_of_the_focus_never_shows(served, tmp_path: Path) ->
 def test_a_failing_worker_becomes_a_dialog_not_a_crash(served, tmp_path: Path, monkeypatch) -> None:
     from enigm_recover.runbook.executor import RunbookExecutor
 
-    def broken(self, fingerprint=None):
+    def broken(self, fingerprint=None, *, refresh=False):
         raise ValueError("the listing broke in an unexpected way")
 
     monkeypatch.setattr(RunbookExecutor, "snapshots", broken)

@@ -254,15 +254,16 @@ class RecoverApp(App[str]):
 
         return self.run_engine(work, done=started, label="starting the run")
 
-    def list_snapshots(self) -> list[Any]:
-        """The source's snapshots (in a worker), asking about an unknown host key in a dialog."""
+    def list_snapshots(self, refresh: bool = False) -> list[Any]:
+        """The source's snapshots (in a worker), asking about an unknown host key in a dialog; ``refresh``
+        reads the source again instead of this run's listing."""
         from enigm_recover.errors import HostKeyUnknown
 
         ex = self.executor
         fingerprint = self.recipient_fingerprint()
         while True:
             try:
-                return ex.snapshots(fingerprint)
+                return ex.snapshots(fingerprint, refresh=refresh)
             except HostKeyUnknown as exc:
                 offered = exc.fingerprint
                 ssh = ex.settings.ssh

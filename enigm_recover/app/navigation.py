@@ -51,7 +51,17 @@ class Navigator:
                 app.pop_screen()
             return
         ex = app.executor
-        self._replace(self.screen_for_current(), ex.state.position if ex.current is not None else None)
+        screen = self.screen_for_current()
+        index = ex.state.position if ex.current is not None else None
+        from enigm_recover.app.quorum import QuorumScreen
+
+        if isinstance(screen, QuorumScreen) and not ex.quorum_open:
+            # Opening the share entry takes the target's restore lock (a connection, perhaps a wait): in the
+            # engine's worker, and a refusal is a dialog naming the cause, before any custodian is asked.
+            app.run_engine(lambda progress: ex.quorum(), done=lambda _: self._replace(screen, index),
+                           label="opening the share entry")
+            return
+        self._replace(screen, index)
 
     # -- places within one step ---------------------------------------------------------------------------
 
@@ -62,10 +72,10 @@ class Navigator:
         self._replace(SnapshotsScreen(summaries), step_index)
 
     def relist(self, step_index: int | None) -> None:
-        """Connect to the source again and list it afresh."""
+        """List the source afresh (the operator asked)."""
         from enigm_recover.app.source import SourceScreen
 
-        self._replace(SourceScreen(), step_index)
+        self._replace(SourceScreen(refresh=True), step_index)
 
     def browse_dry_run(self, step_index: int | None) -> None:
         """This session's dry run, to browse above the current step's screen."""

@@ -20,6 +20,7 @@ from textual.widgets import Input, Label, Static
 from enigm_recover.app.dialogs import SecretDialog
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import BigText, ShareInput
+from enigm_recover.runbook.model import Action
 
 SHARE_WORDS = 33
 # The visible fields take at most three words: keys typed ahead of a focus change (a fast typist, a password
@@ -70,7 +71,7 @@ class QuorumScreen(StageScreen):
         note = Text()
         note.append(f"Ceremony {ex.ceremony}. ", style="bold")
         note.append("Custodians: check that this is the ceremony you were called for before you enter your share. ")
-        if ex.current is not None and ex.current.action.value != "gather-quorum":
+        if ex.current is not None and ex.current.action is not Action.GATHER_QUORUM:
             note.append("The run was resumed: the recovery key is needed again for this step.", style="bold")
         note.append(f"\nRecovery key expected: {self.quorum.entry.expected_fingerprint}", style="dim")
         self.query_one("#ceremony-note", Static).update(note)

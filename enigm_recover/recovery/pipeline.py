@@ -109,9 +109,9 @@ class RecoveryPipeline:
             self._source = self._open_source()
         return self._source
 
-    def listing(self) -> Listing:
-        """The source's manifests and signatures, read once per recovery."""
-        if self._listing is None:
+    def listing(self, *, refresh: bool = False) -> Listing:
+        """The source's manifests and signatures, read once per recovery (again only when asked to)."""
+        if self._listing is None or refresh:
             self._listing = self.source.list()
         return self._listing
 
@@ -124,11 +124,11 @@ class RecoveryPipeline:
             raise UsageError("no allowed_signers file to check signatures with", "pass --allowed-signers")
         return self._allowed_signers
 
-    def summaries(self, recipient_fingerprint: str | None = None) -> list[Any]:
+    def summaries(self, recipient_fingerprint: str | None = None, *, refresh: bool = False) -> list[Any]:
         """The snapshots, newest first, with signature and recovery-key status."""
         from enigm_recover.snapshot.listing import summarize
 
-        return summarize(self.listing(), self.allowed_signers(), recipient_fingerprint)
+        return summarize(self.listing(refresh=refresh), self.allowed_signers(), recipient_fingerprint)
 
     def resolve(self, ref: str | None) -> SnapshotEntry:
         from enigm_recover.snapshot.catalog import resolve
@@ -215,6 +215,11 @@ class RecoveryPipeline:
                 self.lock()
             self._quorum = QuorumSession(self.recovery, fingerprint)
         return self._quorum
+
+    @property
+    def quorum_open(self) -> bool:
+        """The share entry is open (and, for a recovery that may write, the restore lock is held)."""
+        return self._quorum is not None
 
     def restart_quorum(self, expected_fingerprint: str | None = None) -> QuorumSession:
         """Discard the shares entered so far and start the entry again."""

@@ -252,11 +252,12 @@ class RunbookExecutor:
 
     # -- what steps need from people -----------------------------------------------
 
-    def snapshots(self, recipient_fingerprint: str | None = None) -> list[Any]:
+    def snapshots(self, recipient_fingerprint: str | None = None, *, refresh: bool = False) -> list[Any]:
         """The source's snapshots, newest first, with signature and recipient status, for select-snapshot.
         With ``recipient_fingerprint`` (the configured recovery key's), each says whether it is sealed to it.
-        Each listed manifest's text is kept in ``self.manifests`` (id -> TOML) for a details view."""
-        summaries = self.pipeline.summaries(recipient_fingerprint)
+        Each listed manifest's text is kept in ``self.manifests`` (id -> TOML) for a details view. The run
+        lists its source once; ``refresh`` (an operator's "list again") reads it afresh."""
+        summaries = self.pipeline.summaries(recipient_fingerprint, refresh=refresh)
         self.manifests = {e.id: e.manifest_bytes.decode("utf-8", "replace") for e in self.pipeline.listing().entries
                           if e.manifest_bytes}
         return summaries
@@ -266,6 +267,11 @@ class RunbookExecutor:
         ahead, the target's restore lock is taken first (RestoreRefused while another restore holds it)."""
         self.pipeline.writes = any(s.action is Action.RESTORE for s in self.runbook.steps[self.state.position:])
         return self.pipeline.quorum(self.recovery.facts.get("recipient_fingerprint"))
+
+    @property
+    def quorum_open(self) -> bool:
+        """The share entry is open: ``quorum()`` returns at once, without taking the lock."""
+        return self.pipeline.quorum_open
 
     def restart_quorum(self) -> QuorumSession:
         """Discard the shares entered so far (e.g. a card turned out wrong) and start the entry again."""
