@@ -2,14 +2,13 @@
 
 Every location comes from, in order: a command-line flag, an environment
 variable, the configuration file (for defaults such as allowed_signers), and
-the platformdirs location for this user. The config is TOML, read with
-tomllib and written with tomli-w.
+the platformdirs location for this user. The config is TOML, read with the
+bounded reader and written with tomli-w.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,10 @@ import platformdirs
 import tomli_w
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.bounded import CONFIG_FILE, load_toml_file
+from enigm_recover.private import make_private_dir, refuse_if_others_can_write
 from enigm_recover.errors import ConfigError
+from enigm_recover.paths import display_text
 
 APP = "enigm-recover"
 ENV_CONFIG = "ENIGM_RECOVER_CONFIG"
@@ -53,17 +55,12 @@ def locations(config: str | None = None, state_dir: str | None = None, cache_dir
 
 
 def load_config(path: Path) -> dict[str, str]:
-    """The config file's settings; an absent file is an empty config."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    """The config file's settings; an absent file is an empty config. One that other users can write is
+    refused (they could point allowed_signers at their own key)."""
+    doc = load_toml_file(path, CONFIG_FILE, "config file", ConfigError, missing_ok=True)
+    if doc is None:
         return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    refuse_if_others_can_write(path, "config file")
     for key, value in doc.items():
         if key not in SETTINGS:
             raise ConfigError(f"config file {path} has unknown setting {key!r}",
@@ -76,13 +73,17 @@ def load_config(path: Path) -> dict[str, str]:
 def save_setting(path: Path, key: str, value: str | None) -> None:
     if key not in SETTINGS:
         raise ConfigError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+    if value is not None and display_text(value) != value:
+        raise ConfigError(f"the value for {key} ({display_text(value)}) is not UTF-8 text, and the configuration "
+                          "file holds only text",
+                          f"give it on the command line or in {SETTINGS[key][0]} instead, or rename it in UTF-8")
     doc: dict[str, Any] = load_config(path)
     if value is None:
         doc.pop(key, None)
     else:
         doc[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, tomli_w.dumps(doc).encode(), overwrite=True)
+    make_private_dir(path.parent, "config folder", check=False)
+    write_atomic(path, tomli_w.dumps(doc).encode(), mode=0o600, overwrite=True)
 
 
 def setting(flag_value: str | None, key: str, config: dict[str, str]) -> str | None:

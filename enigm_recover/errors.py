@@ -7,6 +7,8 @@ or decrypted records.
 
 from __future__ import annotations
 
+from enigm_recover.paths import display_text
+
 
 class EnigmError(Exception):
     """Base of every failure the tool reports to a user (never with a traceback)."""
@@ -15,6 +17,7 @@ class EnigmError(Exception):
     hint = ""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        message = display_text(message)  # a path's raw bytes as \xNN: messages go to UTF-8 text and JSON
         super().__init__(message)
         self.message = message
         if hint is not None:
@@ -243,6 +246,28 @@ class NotReady(EnigmError):
     hint = "read each failing check's evidence in the readiness report, fix the cause, then run readiness again"
 
 
+class SnapshotFromTheFuture(EnigmError):
+    """``latest`` would be a snapshot dated later than this host's clock allows: a wrong clock or a forged time."""
+
+    exit_code = 44
+    hint = "check this host's clock and the producer's (NTP); to use that snapshot all the same, name its id"
+
+
 class InterruptedByUser(EnigmError):
     exit_code = 130
     hint = "nothing was left half-written"
+
+
+class InsecurePath(EnigmError):
+    """A folder or file of the tool's own (state, recoveries, cache, config, a ceremony's output) that other
+    users can write, or that another user owns: refused, as OpenSSH refuses such a ~/.ssh."""
+
+    exit_code = 47
+    hint = "make it yours and writable by you alone (chmod go-w PATH), then run the command again"
+
+
+class CustodianNameInvalid(ShareError):
+    """A custodian name read back from a card or typed at a prompt breaks the rule of ``keys init``."""
+
+    exit_code = 20
+    hint = "use the name on the share card: letters, digits, '.', '_' or '-', at most 64 characters"

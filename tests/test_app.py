@@ -40,7 +40,7 @@ def served(drill):
 
 def make_app(doc: dict, tmp_path: Path, **overrides) -> RecoverApp:
     options = drill_options(doc, state_dir=tmp_path / "state", cache_dir=tmp_path / "cache", operator="dana",
-                            now=lambda: DRILL_AT, still=True, **overrides)
+                            **{"now": lambda: DRILL_AT, "still": True, **overrides})
     return RecoverApp(options)
 
 
@@ -432,6 +432,25 @@ def test_every_action_has_a_key_and_the_palette_offers_it(served, tmp_path: Path
             await pilot.press("enter")
             await until(pilot, lambda: on(app, "VerifyScreen"), 60)
             await until(pilot, lambda: on(app, "VerifyScreen", state="done"), 60)
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    run(scenario)
+
+
+def test_a_snapshot_from_the_future_is_not_proposed_silently(served, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    doc, drill = served
+    app = make_app(doc, tmp_path, now=lambda: DRILL_AT - timedelta(days=30))  # this host's clock is behind
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await walk(pilot, {}, "snapshots")
+            proposal = text_of(app, "#proposal")
+            assert drill.latest in proposal and "clock" in proposal and "is proposed" not in proposal, proposal
+            assert "IN THE FUTURE" in text_of(app, "#snapshot-table")
+            assert "ago" not in text_of(app, "#snapshot-table")
             await pilot.press("ctrl+q")
         assert app.internal_errors == []
 

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -365,7 +366,7 @@ def test_sigkill_during_a_runbook_restore_then_resume_finishes_it(tmp_path: Path
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while process.poll() is None:  # aimed by the journal's progress, not by the clock
         try:
-            with sqlite3.connect(target) as conn:
+            with closing(sqlite3.connect(target)) as conn:
                 done = conn.execute("SELECT count(*) FROM enigm_restore_batches WHERE step = 'devices'").fetchone()[0]
         except sqlite3.Error:
             done = 0

@@ -206,6 +206,12 @@ class RecoverApp(App[str]):
     async def ask_host_key(self, source: str, fingerprint: str, detail: str) -> bool:
         return bool(await self._ask_modal(HostKeyDialog(source, fingerprint, detail)))
 
+    def notify(self, message: str, *, title: str = "", markup: bool = False, **kwargs: Any) -> None:
+        """A toast: its text is never markup and its control characters show escaped, whoever calls it."""
+        from enigm_recover.inert import for_terminal
+
+        super().notify(for_terminal(message, multiline=True), title=for_terminal(title), markup=False, **kwargs)
+
     def post_notice(self, message: str) -> None:
         self.notices.append(message)
         self.notify(self.options.shown(message), timeout=8)

@@ -56,9 +56,12 @@ class AppOptions:
     redact: Callable[[str], str] | None = None  # applied to paths and hashes before they are shown
 
     def shown(self, text: object) -> str:
-        """``text`` as the screen shows it (tests replace paths and hashes that change run to run)."""
+        """``text`` as the screen shows it: controls escaped (``inert.for_terminal``; tests also replace paths
+        and hashes that change run to run)."""
+        from enigm_recover.inert import for_terminal
+
         value = str(text)
-        return self.redact(value) if self.redact else value
+        return for_terminal(self.redact(value) if self.redact else value, multiline=True)
 
 
 def drill_options(doc: dict[str, Any], *, state_dir: Path, cache_dir: Path, operator: str,

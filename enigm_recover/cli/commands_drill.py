@@ -78,6 +78,10 @@ def cmd_drill(ctx: Context) -> int:
         if at.tzinfo is None:
             raise UsageError("--at needs a time zone, e.g. 2026-11-27T12:00:00Z")
     spec = DrillSpec(args.identities, args.devices_per_identity, args.seed, args.snapshots, at)
+    if args.dir is None:
+        from enigm_recover.private import make_private_dir
+
+        make_private_dir(ctx.locations.state_dir, "state folder")  # the drill goes inside: private, checked
     started = time.monotonic()
     doc = make_drill(folder, spec, replace=replace, progress=progress_for(args))
     if args.json:

@@ -8,7 +8,8 @@ from typing import Any
 from enigm_recover.cli.commands_snapshots import recovery_facts
 from enigm_recover.cli.context import Context, TerminalShares, open_recovery
 from enigm_recover.cli.output import emit_json, progress_for
-from enigm_recover.errors import InputFileError, NotReady, UsageError
+from enigm_recover.errors import EnigmError, InputFileError, NotReady, UsageError
+from enigm_recover.paths import display_path
 
 MARKS = {True: "ok  ", False: "FAIL", None: "-   "}
 SHOWN_PROBLEMS = 8
@@ -16,7 +17,7 @@ SHOWN_PROBLEMS = 8
 
 def cmd_readiness(ctx: Context) -> int:
     from enigm_recover.quorum.recovery_key import recipient_fingerprint
-    from enigm_recover.readiness.checks import Unlock, check_readiness
+    from enigm_recover.readiness.checks import Unlock, check_readiness, stopped_before_checking
     from enigm_recover.readiness.policy import ReadinessPolicy, parse_duration, parse_percent
     from enigm_recover.readiness.report import write_prometheus, write_report
     from enigm_recover.snapshot.seal import read_recipient_file
@@ -31,26 +32,37 @@ def cmd_readiness(ctx: Context) -> int:
         raise InputFileError(f"folder {prometheus.parent} for --prometheus does not exist",
                              "create it first (node_exporter's --collector.textfile.directory)")
     spec = ctx.required(args.source, "source", "SOURCE")
-    allowed = ctx.allowed_signers()
-    expected = recipient_fingerprint(read_recipient_file(Path(ctx.required(args.recipient, "recipient",
-                                                                           "--recipient"))))
-    with open_recovery(ctx, "readiness") as recovery:
-        unlock = Unlock(recovery, TerminalShares(ctx))
-        report = check_readiness(lambda cache: open_source(spec, ctx.ssh_settings(), cache), spec, allowed, expected,
-                                 policy, scratch=ctx.locations.cache_dir / "readiness", progress=progress_for(args),
-                                 unlock=unlock if args.test_restore else None)
-        for check in report.checks:
-            recovery.record("readiness-check", step=check.name, outcome=check.status, inputs={"summary": check.summary})
-        context = {"ceremony": recovery.ceremony, "operator": recovery.operator,
-                   "audit_log": str(recovery.folder / "audit.jsonl")}
-        files = write_report(report, recovery.folder, context)
-        recovery.record("readiness-report", outcome="ready" if report.ready else "not-ready",
-                        inputs={"report": Path(files["toml"]).name, "sha256": files["sha256"],
-                                "markdown": Path(files["markdown"]).name, "markdown_sha256": files["markdown_sha256"],
-                                "failing": report.failing})
-        if prometheus is not None:
-            write_prometheus(report, prometheus)
-        recovery.close("completed", "ready" if report.ready else f"not ready: {', '.join(report.failing)} failed")
+    told = False  # whether monitoring has this run's textfile
+    try:
+        allowed = ctx.allowed_signers()
+        expected = recipient_fingerprint(read_recipient_file(Path(ctx.required(args.recipient, "recipient",
+                                                                               "--recipient"))))
+        with open_recovery(ctx, "readiness") as recovery:
+
+            unlock = Unlock(recovery, TerminalShares(ctx))
+            report = check_readiness(lambda cache: open_source(spec, ctx.ssh_settings(), cache), spec, allowed,
+                                     expected, policy, scratch=ctx.locations.cache_dir / "readiness",
+                                     progress=progress_for(args), unlock=unlock if args.test_restore else None)
+            for check in report.checks:
+                recovery.record("readiness-check", step=check.name, outcome=check.status,
+                                inputs={"summary": check.summary})
+            context = {"ceremony": recovery.ceremony, "operator": recovery.operator,
+                       "audit_log": display_path(recovery.folder / "audit.jsonl")}
+            files = write_report(report, recovery.folder, context)
+            recovery.record("readiness-report", outcome="ready" if report.ready else "not-ready",
+                            inputs={"report": Path(files["toml"]).name, "sha256": files["sha256"],
+                                    "markdown": Path(files["markdown"]).name,
+                                    "markdown_sha256": files["markdown_sha256"],
+                                    "failing": report.failing})
+            if prometheus is not None:
+                write_prometheus(report, prometheus)
+                told = True
+            recovery.close("completed",
+                           "ready" if report.ready else f"not ready: {', '.join(report.failing)} failed")
+    except EnigmError as exc:  # whatever stopped the run, monitoring must not go blind
+        if prometheus is not None and not told:
+            write_prometheus(stopped_before_checking(spec, policy, exc), prometheus)
+        raise
     if args.json:
         emit_json({**report.as_dict(), "report": files, "prometheus": str(prometheus) if prometheus else None,
                    "recovery": recovery_facts(recovery)})

@@ -9,7 +9,7 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from enigm_recover.errors import InputFileError, ShareError, UsageError
+from enigm_recover.errors import ShareError, UsageError
 
 
 def ask_hidden(prompt: str) -> str:
@@ -84,8 +84,12 @@ class Context:
     def own_runbook_folders(self) -> list[Path]:
         """The operator's runbook folders: each --runbooks DIR, then <config dir>/runbooks (the built-in
         ones are added by the runbook loader)."""
+        from enigm_recover.private import refuse_if_others_can_write
+
         given = [Path(p) for p in (getattr(self.args, "runbooks", None) or [])]
-        return [*given, self.locations.config_file.parent / "runbooks"]
+        own = self.locations.config_file.parent / "runbooks"
+        refuse_if_others_can_write(own, "runbooks folder")  # a runbook planted there would shadow a built-in
+        return [*given, own]
 
     def audit_signer(self) -> Any:
         from enigm_recover.snapshot.signature import audit_signer
@@ -102,10 +106,10 @@ class Context:
 
 def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
     if getattr(args, "passphrase_file", None):
-        try:
-            text = Path(args.passphrase_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputFileError(f"cannot read passphrase file {args.passphrase_file}: {exc}") from None
+        from enigm_recover.bounded import PASSPHRASE_FILE, read_text_bounded
+
+        text = read_text_bounded(Path(args.passphrase_file), PASSPHRASE_FILE, "passphrase file")
+        assert text is not None
         return text.rstrip("\r\n")
     if getattr(args, "ask_passphrase", False):
         first = ask_hidden("SLIP-39 passphrase: ")
@@ -145,6 +149,7 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
     """Feed shares into a quorum until it is complete: from share files, stdin lines, or the terminal
     (where each custodian gives a name and may bind the share to the ceremony by typing its id back)."""
     from enigm_recover.quorum.cards import parse_share_text, read_share_file
+    from enigm_recover.quorum.names import custodian_name_problem
 
     args = ctx.args
     recovery = quorum.recovery
@@ -161,11 +166,13 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
             if quorum.complete:
                 break
     elif not sys.stdin.isatty():
-        for number, line in enumerate(sys.stdin, 1):
+        from enigm_recover.bounded import bounded_lines
+
+        for number, line in enumerate(bounded_lines(getattr(sys.stdin, "buffer", sys.stdin)), 1):
             if not line.strip():
                 continue
             try:
-                quorum.add(parse_share_text(line).words, f"stdin share {number}")
+                quorum.add(parse_share_text(line).words, f"stdin-share-{number}")
             except ShareError as exc:
                 raise type(exc)(f"share on stdin line {number}: {exc.message}", exc.hint) from None
             if quorum.complete:
@@ -177,6 +184,9 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
             name = ""
             while not name:
                 name = input("Custodian name: ").strip()
+                if name and (problem := custodian_name_problem(name)) is not None:
+                    print(problem, file=sys.stderr)
+                    name = ""
             typed = input("Type the ceremony id to bind your share to it (Enter to skip): ").strip()
             words = getpass.getpass(f"Share words of {name}: ")
             try:

@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from enigm_recover.inert import for_terminal
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 
 
@@ -16,7 +17,7 @@ class ProgressPrinter:
     """Draws progress (done, rate, ETA) on a terminal's stderr, at most ten times a second."""
 
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+        self.stream: TextIO = getattr(stream, "unescaped", stream)  # its own control sequences pass; text is escaped
         self.started = time.monotonic()
         self.last = 0.0
         self.stage = ""
@@ -39,7 +40,7 @@ class ProgressPrinter:
             eta = (p.total - p.done) / rate if rate > 0 else 0
             line += f" of {human_size(p.total) if p.unit == 'bytes' else f'{p.total:,}'}" \
                     f" ({100 * p.done / p.total:.0f}%), {rate_s}, ETA {eta:.0f} s"
-        self.stream.write("\r\033[K" + line)
+        self.stream.write("\r\033[K" + for_terminal(line))
         if p.total and p.done >= p.total:
             self.stream.write("\n")
         self.stream.flush()
@@ -52,8 +53,21 @@ def progress_for(args: argparse.Namespace) -> ProgressCallback:
 
 
 def emit_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
+    """Strict JSON: every string is Unicode text, a path's raw bytes shown by ``display_text``."""
+    from enigm_recover.paths import display_text
+
+    json.dump(_as_text(obj, display_text), sys.stdout, indent=2, default=lambda o: display_text(str(o)))
     sys.stdout.write("\n")
+
+
+def _as_text(value: Any, show: Any) -> Any:
+    if isinstance(value, str):
+        return show(value)
+    if isinstance(value, dict):
+        return {show(k) if isinstance(k, str) else k: _as_text(v, show) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_text(v, show) for v in value]
+    return value
 
 
 def print_listing(summaries: list[Any], signers_checked: bool) -> None:
@@ -68,7 +82,8 @@ def print_listing(summaries: list[Any], signers_checked: bool) -> None:
         key = "-" if s.recipient_matches is None else ("yes" if s.recipient_matches else "NO")
         counts = " ".join(f"{k[0]}:{n:,}" for k, n in s.counts.items()) or "-"
         rows.append([s.id, s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
-                     human_age(s.age_seconds(now)), s.environment or "-", s.producer or "-", counts,
+                     "FUTURE" if s.in_future(now) else human_age(s.age_seconds(now)), s.environment or "-",
+                     s.producer or "-", counts,
                      human_size(s.payload_size), s.signature.value, key])
     print(table(["ID", "CREATED (UTC)", "AGE", "ENV", "PRODUCER", "COUNTS", "PAYLOAD", "SIGNATURE", "KEY"], rows))
     if not signers_checked:
@@ -96,8 +111,16 @@ def print_diff(result: Any, limit: int) -> None:
     if shown:
         print(f"\nchanges (first {len(shown):,} of {len(result.changes):,}; findings first; --limit shows more):")
     for change in shown:
-        key = "/".join(str(k) for k in change.key)
+        key = for_terminal("/".join(str(k) for k in change.key))
         notes = f"  [{', '.join(f.value for f in change.findings)}]" if change.findings else ""
         print(f"  {change.change.value:<8} {change.kind} {key}{notes}")
         for name, live, snap in change.fields:
             print(f"             {name}: live {live!r} -> snapshot {snap!r}")
+        if change.unreadable is not None:
+            u = change.unreadable
+            print(f"             {u.column}: live holds {u.found}, not {u.expected}")
+    unreadable = getattr(result, "unreadable_live", [])
+    if unreadable:
+        print(f"\nlive tables and records that cannot be read ({len(unreadable):,}):")
+        for u in unreadable[:limit] if limit else unreadable[:20]:
+            print(f"  {u.describe()}")

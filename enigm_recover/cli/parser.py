@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dry-run first, show the plan, then apply it step by step (identities, devices, settings, "
                     "roles). Each batch commits with its journal row, so an interrupted restore resumes "
                     "(--resume) without losing or repeating anything. Each step is verified afterwards.",
-        epilog="Policies: restore-missing (always), overwrite-changed, delete-extra; e.g. "
+        epilog="Policies: restore-missing (always), overwrite-changed, delete-extra, overwrite-unreadable (replace "
+               "live records the model cannot read, which are otherwise kept); e.g. "
                "--policy device=overwrite-changed --policy role=overwrite-changed,delete-extra. The safety rules "
                "(revocations kept, identity keys never rolled back, no orphan devices) hold under every policy.")
     _add_snapshot_arguments(p)

@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.private import make_private_dir
 from enigm_recover.drill.platform import SyntheticPlatform, ts
 from enigm_recover.errors import OutputExistsError, UsageError
+from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.keygen import RECIPIENT_FILE, GroupSpec, create_recovery_key
 from enigm_recover.snapshot.seal import seal
@@ -83,7 +85,7 @@ def prepare_folder(folder: Path, replace: bool) -> None:
         if not replace:
             raise OutputExistsError(f"{folder} already holds a drill", "pass --replace to make a new one there")
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder, "drill folder")
 
 
 def _incident(platform: SyntheticPlatform, store: SQLiteStore, when: datetime) -> tuple[int, int, int, int, int]:
@@ -105,22 +107,32 @@ def _incident(platform: SyntheticPlatform, store: SQLiteStore, when: datetime) -
     return deleted, altered, settings, 1, removed
 
 
+EARLIEST_AT = datetime(1980, 1, 1, tzinfo=timezone.utc)
+LATEST_AT = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
 def make_drill(folder: Path, spec: DrillSpec, *, replace: bool = False,
                progress: ProgressCallback = no_progress) -> dict[str, Any]:
     """Build the drill in ``folder``; returns the contents written to drill.toml."""
     if spec.identities < 10 or spec.devices_per_identity < 1 or not 1 <= spec.snapshots <= 30:
         raise UsageError("a drill needs at least 10 identities, 1 device each and 1 to 30 snapshots")
     at = (spec.at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(second=0, microsecond=0)
+    if not EARLIEST_AT <= at <= LATEST_AT:  # the drill dates its history years before the incident
+        raise UsageError(f"the incident time {at:%Y-%m-%dT%H:%M:%SZ} is out of range: it must be between "
+                         f"{EARLIEST_AT:%Y-%m-%d} and {LATEST_AT:%Y-%m-%d}", "e.g. --at 2026-11-27T12:00:00Z")
+    where = str(folder.resolve())
+    if display_text(where) != where:
+        raise UsageError(f"drill folder {display_text(where)} is not UTF-8 text, and drill.toml records the drill's "
+                         "paths as text", "choose a drill folder whose path is UTF-8")
     prepare_folder(folder, replace)
     folder = folder.resolve()
     keys_dir, cards_dir, snap_dir = folder / "keys", folder / "custodians", folder / "snapshots"
     for d in (keys_dir, cards_dir, snap_dir):
-        d.mkdir()
+        make_private_dir(d, exclusive=True)
 
     producer = _producer_key(spec.seed)
-    producer.write_private_key(str(keys_dir / "producer"))
-    (keys_dir / "producer").chmod(0o600)
-    producer.write_public_key(str(keys_dir / "producer.pub"))
+    write_atomic(keys_dir / "producer", producer.export_private_key(), mode=0o600)
+    write_atomic(keys_dir / "producer.pub", producer.export_public_key())
     allowed = keys_dir / "allowed_signers"
     public_line = producer.export_public_key().decode().strip()
     write_atomic(allowed, f'{PRODUCER} namespaces="{NAMESPACE}" {public_line}\n'.encode())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from enigm_recover.atomic import write_atomic
+from enigm_recover.private import make_private_dir
+from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.drill.scenario import DRILL_FILE
 from enigm_recover.drill.sftp_server import LOOPBACK, ServerKeys, SnapshotServer
 from enigm_recover.errors import InputFileError
@@ -17,14 +18,11 @@ SSH_ALIAS = "enigm-drill"
 
 
 def read_drill(folder: Path) -> dict[str, Any]:
-    path = folder / DRILL_FILE
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    doc = load_toml_file(folder / DRILL_FILE, OWN_DOCUMENT, "drill file", missing_ok=True)
+    if doc is None:
         raise InputFileError(f"{folder} holds no drill ({DRILL_FILE} is missing)",
-                             "make one with `enigm-recover drill --no-tui DIR`") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputFileError(f"{path} cannot be read: {exc}") from None
+                             "make one with `enigm-recover drill --no-tui DIR`")
+    return doc
 
 
 def serve_drill(folder: Path) -> tuple[SnapshotServer, dict[str, Any]]:
@@ -35,11 +33,9 @@ def serve_drill(folder: Path) -> tuple[SnapshotServer, dict[str, Any]]:
     server = SnapshotServer(Path(doc["paths"]["snapshots"]), keys)
     port = server.start()
     ssh_dir = folder / "ssh"
-    ssh_dir.mkdir(exist_ok=True)
+    make_private_dir(ssh_dir, "drill ssh folder")
     identity = ssh_dir / "client_key"
-    identity.unlink(missing_ok=True)
-    keys.client_key.write_private_key(str(identity))
-    identity.chmod(0o600)
+    write_atomic(identity, keys.client_key.export_private_key(), mode=0o600, overwrite=True)
     known_hosts = ssh_dir / "known_hosts"
     write_atomic(known_hosts, (keys.known_hosts_line(port) + "\n").encode(), overwrite=True)
     config = ssh_dir / "config"

@@ -9,6 +9,8 @@ SFTP) without touching the operator's ~/.ssh.
 from __future__ import annotations
 
 import asyncio
+import os
+import posixpath
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +24,45 @@ _WRITE_FLAGS = FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC
 
 
 class ReadOnlySFTPServer(asyncssh.SFTPServer):
-    """Serves one folder (as its root) and refuses every change."""
+    """Serves one folder (as its root) and refuses every change.
+
+    asyncssh's chroot maps names, but the operating system still follows a symbolic link inside the
+    folder that points outside it. So every path is resolved here: a path that follows links (open,
+    stat, listing, realpath) must resolve inside the folder, and a link itself (lstat, readlink) must
+    sit in a folder that resolves inside; anything else is answered as if it did not exist.
+    """
 
     def __init__(self, chan: asyncssh.SSHServerChannel, root: Path) -> None:
-        super().__init__(chan, chroot=str(root).encode())
+        self._root = os.fsencode(os.path.realpath(root))
+        super().__init__(chan, chroot=self._root)
+
+    def _contained(self, local: bytes) -> bool:
+        real = os.path.realpath(local)
+        return real == self._root or real.startswith(self._root.rstrip(b"/") + b"/")
+
+    def map_path(self, path: bytes) -> bytes:
+        """The local path, followed through every link: refused unless it stays inside the folder."""
+        local = super().map_path(path)
+        if not self._contained(local):
+            raise asyncssh.SFTPNoSuchFile("no such file in the served folder")
+        return local
+
+    def _map_link(self, path: bytes) -> bytes:
+        """The local path of a link itself: its folder must resolve inside, the link is not followed."""
+        local = super().map_path(path)
+        if not self._contained(posixpath.dirname(local)):
+            raise asyncssh.SFTPNoSuchFile("no such file in the served folder")
+        return local
+
+    def lstat(self, path: bytes) -> Any:
+        return os.lstat(self._map_link(path))
+
+    def readlink(self, path: bytes) -> bytes:
+        local = self._map_link(path)
+        target = os.path.realpath(local)
+        if not self._contained(target):
+            raise asyncssh.SFTPNoSuchFile("the link leads outside the served folder")
+        return self.reverse_map_path(target)
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> Any:
         if pflags & _WRITE_FLAGS:

@@ -42,14 +42,16 @@ from enigm_recover.errors import (
     HostKeyUnknown,
     ScopeError,
     ShareError,
-    SourceError,
     WrongRecoveryKey,
 )
+from enigm_recover.private import make_private_dir
+from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.recovery.pipeline import RecoveryPipeline, ShareSource
 from enigm_recover.recovery.session import Recovery
-from enigm_recover.readiness.policy import CLOCK_SKEW, DROP_KINDS, ReadinessPolicy, format_duration
-from enigm_recover.snapshot.catalog import newest_first
+from enigm_recover.readiness.policy import DROP_KINDS, ReadinessPolicy, format_duration
+from enigm_recover.snapshot.catalog import chronological, newest_first
+from enigm_recover.snapshot.clock import age_seconds, in_future
 from enigm_recover.snapshot.listing import SnapshotSummary, summarize
 from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS, check_manifest_scope
@@ -136,11 +138,16 @@ class SnapshotFacts:
                 and self.payload != "failed")
 
     def age_seconds(self, now: datetime) -> int | None:
-        return None if self.created_at is None else int((now - self.created_at).total_seconds())
+        """Never negative: a snapshot from the future is age 0 and flagged by ``in_future``."""
+        return None if self.created_at is None else age_seconds(self.created_at, now)
+
+    def in_future(self, now: datetime) -> bool:
+        return self.created_at is not None and in_future(self.created_at, now)
 
     def as_dict(self, now: datetime) -> dict[str, Any]:
         return {"id": self.id, "created_at": _iso(self.created_at) if self.created_at else None,
-                "age_seconds": self.age_seconds(now), "environment": self.environment, "producer": self.producer,
+                "age_seconds": self.age_seconds(now), "in_future": self.in_future(now),
+                "environment": self.environment, "producer": self.producer,
                 "counts": self.counts, "payload_size": self.payload_size, "signature": self.signature,
                 "recipient_matches": self.recipient_matches, "previous_id": self.previous_id,
                 "payload": self.payload, "payload_detail": self.payload_detail, "usable": self.usable}
@@ -227,9 +234,10 @@ def check_readiness(
     ``source`` check and sets ``source_error``; the checks that need the source are then not run.
     Share-entry errors raised by ``unlock`` (other than a wrong key) propagate to the caller.
     """
-    report = ReadinessReport(description, now or datetime.now(timezone.utc), policy, recipient_fingerprint)
+    report = ReadinessReport(display_text(description), now or datetime.now(timezone.utc), policy,
+                             recipient_fingerprint)
     if scratch is not None:
-        scratch.mkdir(parents=True, exist_ok=True)
+        make_private_dir(scratch, "scratch folder")
     with tempfile.TemporaryDirectory(prefix="readiness-", dir=scratch) as cache:
         _run(report, lambda: open_source(Path(cache)), Path(cache), allowed, progress, unlock)
     for check in report.checks:
@@ -245,12 +253,12 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
     verified: dict[str, VerifiedSnapshot] = {}
     try:
         source = open_source()
-    except SourceError as exc:
+    except EnigmError as exc:  # whatever the source: the report and the textfile still say "not ready"
         return _unusable(report, exc)
     try:
         try:
             listing = source.list()
-        except SourceError as exc:
+        except EnigmError as exc:
             return _unusable(report, exc)
         report.source = source.description
         entries = _of_environment(listing.entries, policy.environment)
@@ -286,7 +294,16 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
     return None
 
 
-def _unusable(report: ReadinessReport, exc: SourceError) -> None:
+def stopped_before_checking(description: str, policy: ReadinessPolicy, exc: EnigmError,
+                            now: datetime | None = None) -> ReadinessReport:
+    """The report of a run that stopped before its checks (its trust files unreadable, say): not ready,
+    with no check passed, so a textfile written from it still tells monitoring."""
+    report = ReadinessReport(display_text(description), now or datetime.now(timezone.utc), policy, "")
+    report.source_error = exc
+    return report
+
+
+def _unusable(report: ReadinessReport, exc: EnigmError) -> None:
     report.source_error = exc
     report.checks = [CheckResult(SOURCE, False, exc.message, [exc.one_line()])]
     report.checks += [CheckResult(name, None, "not run: the source could not be used") for name in CHECKS[1:]]
@@ -392,7 +409,7 @@ def _check_scope(entries: list[SnapshotEntry]) -> CheckResult:
 def _by_environment(entries: list[SnapshotEntry]) -> dict[str, list[Manifest]]:
     """Readable manifests per environment, oldest first (ids begin with the creation time)."""
     chains: dict[str, list[Manifest]] = {}
-    for e in sorted(entries, key=lambda e: e.id):
+    for e in chronological(entries):
         if e.manifest is not None:
             chains.setdefault(e.manifest.environment, []).append(e.manifest)
     return chains
@@ -527,10 +544,12 @@ def _check_freshness(report: ReadinessReport, policy: ReadinessPolicy) -> CheckR
             assert age is not None
             report.newest_id, report.newest_age_seconds = fact.id, age
             evidence.append(f"newest usable snapshot {fact.id}, created {_iso(fact.created_at)}")
-            if age < -CLOCK_SKEW.total_seconds():
-                return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} was created "
-                                                     f"{_hours(-age)} in the future: a wrong clock or a forged "
-                                                     "time", evidence)
+            if fact.in_future(now):
+                ahead = int((fact.created_at - now).total_seconds())
+                return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} is dated "
+                                                     f"{_iso(fact.created_at)}, {_hours(ahead)} in the future of this "
+                                                     f"host's clock ({_iso(now)}): a wrong clock or a forged time",
+                                   evidence)
             if age > policy.max_age.total_seconds():
                 return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} is {_hours(age)} old, "
                                                      f"older than the {limit} allowed", evidence)

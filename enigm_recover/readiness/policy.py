@@ -10,7 +10,7 @@ from enigm_recover.errors import UsageError
 
 DEFAULT_MAX_AGE = timedelta(hours=26)  # nightly snapshots, with two hours of slack
 DEFAULT_MAX_DROP = 25.0  # percent of identities or devices lost between two consecutive snapshots
-CLOCK_SKEW = timedelta(minutes=5)  # a snapshot created further in the future than this is suspect
+MAX_DURATION = timedelta(days=3650)  # ten years: past that, a duration is a typing mistake
 DROP_KINDS = ("identity", "device")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -39,9 +39,16 @@ def parse_duration(text: str, option: str = "--max-age") -> timedelta:
     if not _DURATION.fullmatch(value):
         raise UsageError(f"{option} {text!r} is not a duration",
                          f"give a number and a unit (s, m, h, d, w), e.g. {option} 26h, 90m, 2d or 3600s")
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    try:
+        seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    except ValueError:  # more digits than Python converts: far past the bound anyway
+        seconds = int(MAX_DURATION.total_seconds()) + 1
     if seconds <= 0:
         raise UsageError(f"{option} {text!r} must be longer than zero", f"e.g. {option} 26h")
+    if seconds > MAX_DURATION.total_seconds():
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise UsageError(f"{option} {shown!r} is longer than the {format_duration(MAX_DURATION)} allowed: it must "
+                         f"be at most {format_duration(MAX_DURATION)} (ten years)", f"e.g. {option} 26h")
     return timedelta(seconds=seconds)
 
 

@@ -21,7 +21,7 @@ from enum import StrEnum
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from enigm_recover.errors import RestoreRefused
+from enigm_recover.errors import PayloadIntegrityError, RestoreRefused, TargetError
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.recovery.assess import (
     UNCHANGED,
@@ -37,7 +37,8 @@ from enigm_recover.recovery.plan import Plan, Policy, Step, decide
 from enigm_recover.snapshot.records import parse_checked_line, row_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
-from enigm_recover.state.model import DEVICE, Kind
+from enigm_recover.state.live import Unreadable, table_unreadable, table_unwritable, unreadable
+from enigm_recover.state.model import DEVICE, IDENTITY, Kind
 from enigm_recover.state.store import TargetStore
 
 
@@ -104,6 +105,8 @@ class Restorer:
                  batch_size: int = DEFAULT_BATCH, progress: ProgressCallback = no_progress) -> None:
         if checked.snapshot_id != verified.manifest.id:
             raise ValueError("the dry run is of another snapshot")
+        if checked.payload_sha256 != verified.manifest.payload_sha256:
+            raise PayloadIntegrityError("the dry run did not confirm the payload's signed SHA-256: nothing was written")
         self.verified = verified
         self.store = store
         self.plan = plan
@@ -127,13 +130,32 @@ class Restorer:
                 raise RestoreRefused(f"the interrupted restore in {self.store.display} is of snapshot "
                                      f"{current.snapshot_id}, not {manifest.id}")
             self.plan = Plan.from_json(current.plan)  # the plan the operator confirmed, not a new one
+            self.check_tables()
             return current, True
         if resume:
             raise RestoreRefused(f"there is no interrupted restore to resume in {self.store.display}",
                                  "start the restore without --resume")
+        self.check_tables()
         run = RestoreRun(secrets.token_hex(6), manifest.id, manifest.payload_sha256, self.plan.to_json(), _now())
         self.store.start_run(run)
         return run, False
+
+    def check_tables(self) -> None:
+        """Refuse, before anything is written, a plan with a step whose live table cannot be read as its kind
+        (missing, a column missing or of another type) or cannot take the snapshot's records (a column the
+        model does not know that must be given a value). A device step also reads the identities' ids."""
+        problems: list[tuple[Step, Unreadable]] = []
+        for step in self.plan.steps:
+            table = self.store.live_table(step.kind)
+            problems += [(step, u) for u in table_unreadable(step.kind, table) or table_unwritable(step.kind, table)]
+            if step.kind is DEVICE:
+                problems += [(step, u) for u in table_unreadable(IDENTITY, self.store.live_table(IDENTITY))
+                             if u.column in (None, "account_id")]
+        if problems:
+            steps = list(dict.fromkeys(step.name for step, _ in problems))
+            raise TargetError(f"cannot restore {', '.join(steps)} into {self.store.display}: "
+                              + "; ".join(u.describe() for _, u in problems) + "; nothing was written",
+                              "repair the live table first, or leave the step out (--step names the steps to run)")
 
     def run(self, *, resume: bool = False, confirm: Confirm = lambda step: True) -> RestoreOutcome:
         run, resumed = self.open_run(resume)
@@ -192,7 +214,7 @@ class Restorer:
             def build(live_now: dict[tuple[Any, ...], Row], chunk: list[Change] = chunk) -> Batch:
                 batch = Batch(step.name, number + 1, kind, last_key=chunk[-1].key)
                 for change, snap, _live, verdict in self._reassess(kind, chunk, live_now):
-                    action = decide(verdict.change, verdict.protected, step.policies)
+                    action = decide(verdict.change, verdict.protected, step.policies, verdict.unreadable is not None)
                     if action == "insert":
                         batch.inserts.append(snap)  # type: ignore[arg-type]
                         batch.inserted += 1
@@ -213,8 +235,9 @@ class Restorer:
         """Read the step's keys back and check what its policies promised; the records that now equal the
         snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed)."""
         kind = step.kind
-        counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0}
-        unmet = {"missing": 0, "changed": 0, "extra": 0}
+        counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0,
+                  "unreadable": 0}
+        unmet = {"missing": 0, "changed": 0, "extra": 0, "unreadable": 0}
         live_digest, snapshot_digest = hashlib.sha256(), hashlib.sha256()
         changes = self._changes(kind)
         for start in range(0, len(changes), self.batch_size):
@@ -226,13 +249,16 @@ class Restorer:
                 if live is not None and line is not None:
                     try:
                         encoded: bytes | None = row_line(kind, live)
-                    except TypeError:  # a live value of a type the model does not have: not equal
+                    except (TypeError, ValueError):  # a live value JSON cannot hold (bytes, NaN): not equal
                         encoded = None
-                    # Equal bytes mean equal records. A sealed line may escape a settings value otherwise
-                    # than the encoder: compared by value, and hashed in the canonical encoding on both sides.
+                    # Equal bytes mean equal records: the line was checked against the model, so the live row
+                    # holds the model's values in the model's types. A sealed line may escape a settings value
+                    # otherwise than the encoder: compared by value (a row the model can read, so == is exact),
+                    # and hashed in the canonical encoding on both sides.
                     if encoded == line:
                         canonical = line
-                    elif encoded is not None and (snap := parse_checked_line(kind, line)) == live:
+                    elif (encoded is not None and unreadable(kind, live) is None
+                          and (snap := parse_checked_line(kind, line)) == live):
                         canonical = row_line(kind, snap)
                     else:
                         residual.append(change)
@@ -242,9 +268,18 @@ class Restorer:
                     live_digest.update(encoded)
                     continue
                 residual.append(change)
-            for _change, _snap, _live, verdict in self._reassess(kind, residual, live_now):
+            for change, _snap, _live, verdict in self._reassess(kind, residual, live_now):
                 if verdict.change is None:  # equal keys were counted above: this is an extra record now gone
                     counts["deleted"] += 1
+                elif verdict.unreadable is not None:
+                    # Kept unless the policies said to replace it; a record the dry run found missing must now
+                    # read back as the snapshot's (a column that mangles what is written breaks that promise).
+                    counts["unreadable"] += 1
+                    if (change.change is ChangeType.MISSING
+                            or decide(verdict.change, verdict.protected, step.policies, True) is not None):
+                        unmet["unreadable"] += 1
+                    else:
+                        counts["protected"] += 1
                 elif verdict.protected:
                     counts["protected"] += 1
                 elif verdict.change is ChangeType.MISSING:

@@ -22,7 +22,8 @@ from typing import Any
 import asyncssh
 
 from enigm_recover.atomic import write_atomic
-from enigm_recover.errors import InputFileError
+from enigm_recover.bounded import AUDIT_LOG, KEY_FILE, read_bounded
+from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.snapshot import signature
 
 NAMESPACE = "enigm-audit"
@@ -45,7 +46,7 @@ class AuditLog:
         self.host = socket.gethostname()
         self.seq, self.head = _tail(path)
         self.current_step: str | None = None  # the runbook step entries belong to, unless they name one
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent, "recovery folder")
 
     def append(self, action: str, *, step: str | None = None, inputs: dict[str, Any] | None = None,
                outcome: str = "ok", counts: dict[str, int] | None = None) -> str:
@@ -63,7 +64,7 @@ class AuditLog:
             "prev": self.head,
         }
         line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = create_private_file(self.path, append=True)
         try:
             os.write(fd, line)
             os.fsync(fd)
@@ -105,17 +106,18 @@ class AuditVerdict:
 
 
 def verify_log(path: Path, allowed: asyncssh.SSHAllowedSigners | None = None) -> AuditVerdict:
-    try:
-        lines = path.read_bytes().splitlines(keepends=True)
-    except FileNotFoundError:
-        raise InputFileError(f"audit log {path} does not exist") from None
+    data = read_bounded(path, AUDIT_LOG, "audit log")
+    assert data is not None
+    lines = data.splitlines(keepends=True)
     prev, seq = GENESIS, 0
     hashes = [GENESIS]  # the chain's hash after each entry
     for number, line in enumerate(lines, 1):
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested past the parser's stack
             return AuditVerdict(False, seq, prev, f"entry {number} is not JSON (edited or damaged)")
+        if not isinstance(entry, dict):
+            return AuditVerdict(False, seq, prev, f"entry {number} is not a JSON object (edited or damaged)")
         if not line.endswith(b"\n"):
             return AuditVerdict(False, seq, prev, f"entry {number} is cut short (the log was truncated)")
         if entry.get("seq") != number:
@@ -130,11 +132,13 @@ def verify_log(path: Path, allowed: asyncssh.SSHAllowedSigners | None = None) ->
     head_path = path.with_name(path.name + HEAD_SUFFIX)
     if not head_path.exists():
         return AuditVerdict(True, seq, prev, None, "missing")
-    head_bytes = head_path.read_bytes()
+    head_bytes = read_bounded(head_path, KEY_FILE, "audit head") or b""
     try:
         head = json.loads(head_bytes)
-    except ValueError:
+    except (ValueError, RecursionError):
         return AuditVerdict(False, seq, prev, "the head file is not JSON")
+    if not isinstance(head, dict):
+        return AuditVerdict(False, seq, prev, "the head file is not a JSON object")
     if head.get("entries") != seq or head.get("head") != prev:
         if isinstance(head.get("entries"), int) and head["entries"] > seq:
             return AuditVerdict(False, seq, prev, f"the log ends after entry {seq} but its signed head counts "
@@ -152,7 +156,7 @@ def verify_log(path: Path, allowed: asyncssh.SSHAllowedSigners | None = None) ->
     sig_path = path.with_name(path.name + SIG_SUFFIX)
     if allowed is None or not sig_path.exists():
         return AuditVerdict(True, seq, prev, None, "missing" if not sig_path.exists() else "unchecked")
-    verdict = signature.check(head_bytes, sig_path.read_bytes(), str(head.get("operator")), allowed,
+    verdict = signature.check(head_bytes, read_bounded(sig_path, KEY_FILE, "audit head signature") or b"", str(head.get("operator")), allowed,
                               namespace=NAMESPACE)
     if not verdict.trusted:
         return AuditVerdict(False, seq, prev, f"the head signature is {verdict.status.value}: {verdict.detail}",

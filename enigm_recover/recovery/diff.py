@@ -6,6 +6,11 @@ memory bounded by the changes it keeps. A change keeps its key, the differing
 fields and, where a restore would write it, the record's canonical line (one
 compact bytes object): the restore applies the change list without reading
 the payload again. Decrypted records stay in memory only.
+
+Live tables are read as an incident left them (``state.live``): a record the
+model cannot read is a change with a finding, a record whose very key cannot
+be read and a table that cannot be read (or written) as its kind are listed
+apart; none of them stops the dry run.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ from enigm_recover.recovery.assess import (
 from enigm_recover.recovery.line_store import LineStore
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
 from enigm_recover.snapshot.records import parse_checked_line
+from enigm_recover.snapshot.unseal import PayloadConfirmation
 from enigm_recover.snapshot.verify import VerifiedSnapshot
-from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS
+from enigm_recover.state.live import Unreadable, exact_types, key_is_addressable, table_unreadable, table_unwritable
+from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS, Kind
 from enigm_recover.state.store import TargetStore
 
 
@@ -49,6 +56,7 @@ class Change:
     line_ref: int | None = None  # the canonical record a restore would write (missing, changed), in `lines`
     account: str | None = None  # an extra device's account, for the orphan check (a missing one's is in its line)
     lines: LineStore | None = None
+    unreadable: Unreadable | None = None  # the live record cannot be read into the model: what was found
 
     @property
     def snapshot_line(self) -> bytes | None:
@@ -62,6 +70,7 @@ class Change:
             "fields": [{"field": f, "live": live, "snapshot": snap} for f, live, snap in self.fields],
             "findings": [f.value for f in self.findings],
             "protected": self.protected,
+            "unreadable": self.unreadable.detail() if self.unreadable is not None else None,
         }
 
 
@@ -87,6 +96,12 @@ class DiffResult:
     target: str
     kinds: dict[str, KindSummary]
     changes: list[Change] = field(default_factory=list)
+    # Live tables that cannot be read (or written) as their kind, and live records whose key itself cannot be
+    # read: findings without a change a restore could act on.
+    unreadable_live: list[Unreadable] = field(default_factory=list)
+    # The payload SHA-256 its stream confirmed, set as the dry run ends: a result without it was not made
+    # from the signed payload (anyone can encrypt to the recipient), and a restore refuses it.
+    payload_sha256: str | None = None
 
     def findings(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -132,6 +147,7 @@ class DiffResult:
             "changes": [c.as_dict() for c in shown],
             "changes_total": len(self.changes),
             "changes_shown": len(shown),
+            "unreadable_live": [u.as_dict() for u in self.unreadable_live],
         }
 
 
@@ -150,13 +166,16 @@ def _account_of(change: Change) -> str | None:
 ORPHAN_CHUNK = 20_000
 
 
-def resolve_orphans(changes: list[Change], restorable_accounts: set[str], store: TargetStore) -> None:
+def resolve_orphans(changes: list[Change], restorable_accounts: set[str], store: TargetStore,
+                    accounts_readable: bool = True) -> None:
     """Flag missing or extra devices whose account exists neither in live nor among the snapshot's
-    missing identities (a missing one is then not restored). Batched lookups, not one per device."""
+    missing identities (a missing one is then not restored). Batched lookups, not one per device.
+    Where live's accounts cannot be read, no account is known to exist there."""
     for start in range(0, len(changes), ORPHAN_CHUNK):  # in chunks: memory stays bounded
         pending = [(c, account) for c in changes[start:start + ORPHAN_CHUNK]
                    if (account := _account_of(c)) is not None]
-        known = store.existing_accounts({account for _, account in pending} - restorable_accounts)
+        wanted = {account for _, account in pending} - restorable_accounts
+        known = store.existing_accounts(wanted) if accounts_readable else set()
         for change, account in pending:
             if account not in known and account not in restorable_accounts:
                 verdict = orphan_assessment(Assessment(change.change, change.findings, change.protected))
@@ -173,7 +192,8 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
                         {k.name: KindSummary() for k in KINDS if k.name in selected})
     missing_accounts: set[str] = set()  # the snapshot's identities that live lacks: a restore brings them back
     lines = LineStore()
-    for kind, items in rows_by_kind(verified, identity, progress):
+    confirmation = PayloadConfirmation()
+    for kind, items in rows_by_kind(verified, identity, progress, confirmation):
         wanted = kind.name in selected or (kind is IDENTITY and DEVICE.name in selected)
         if not wanted:
             for _ in items:
@@ -181,31 +201,60 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
             continue
         summary = KindSummary()
         changes: list[Change] = []
-        assess = Assessor(kind, snapshot_time)
-        unchanged = 0
-        for key, snap, line, live in merge(kind, items, store.stream(kind)):
-            if snap == live:  # the common case, counted without a call (merge never yields two Nones)
-                unchanged += 1
-                continue
-            verdict = assess(snap, live)
-            assert verdict.change is not None
-            setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
-            changed = verdict.change is ChangeType.CHANGED
-            fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
-            account = device_account(snap, live) if kind is DEVICE and verdict.change is ChangeType.EXTRA else None
-            changes.append(Change(kind.name, as_key(kind, key), verdict.change, fields, verdict.findings,
-                                  verdict.protected, lines.add(line) if line is not None else None, account,
-                                  lines))
-            if kind is IDENTITY and verdict.change is ChangeType.MISSING:
-                missing_accounts.add(key)
-        summary.unchanged = unchanged
-        summary.snapshot = unchanged + summary.missing + summary.changed
-        summary.live = unchanged + summary.extra + summary.changed
-        if kind is DEVICE:
-            resolve_orphans(changes, missing_accounts, store)
+        table = store.live_table(kind)
+        unreadable = table_unreadable(kind, table)
+        if unreadable:  # the live table cannot be read as this kind: one finding per missing or odd column
+            summary.snapshot = sum(1 for _ in items)
+            summary.findings[Finding.UNREADABLE_LIVE_TABLE.value] = len(unreadable)
+        else:
+            unwritable = table_unwritable(kind, table)
+            keyless = _compare(kind, items, store, snapshot_time, summary, changes, lines, missing_accounts)
+            summary.findings[Finding.UNWRITABLE_LIVE_TABLE.value] = len(unwritable)
+            summary.findings[Finding.UNREADABLE_LIVE_RECORD.value] = len(keyless)
+            unreadable = unwritable + keyless
+            if kind is DEVICE:
+                identities = table_unreadable(IDENTITY, store.live_table(IDENTITY))
+                resolve_orphans(changes, missing_accounts, store,
+                                accounts_readable=not any(u.column in (None, "account_id") for u in identities))
         if kind.name in selected:
             for change in changes:
                 summary.findings.update(f.value for f in change.findings)
+            summary.findings = +summary.findings  # only the findings there are
             result.kinds[kind.name] = summary
             result.changes.extend(changes)
+            result.unreadable_live.extend(unreadable)
+    result.payload_sha256 = confirmation.sha256()  # nothing of the result leaves before the payload is the signed one
     return result
+
+
+def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: TargetStore, snapshot_time: str,
+             summary: KindSummary, changes: list[Change], lines: LineStore, missing_accounts: set[str]
+             ) -> list[Unreadable]:
+    """One merge pass of a kind: counts into ``summary``, changes into ``changes``; returns the live records
+    whose key cannot be read (they have no place in the key order, and no change a restore could act on)."""
+    assess = Assessor(kind, snapshot_time)
+    exact = exact_types(kind)  # where Python's == is looser than the model (3.0 == 3)
+    keyless: list[Unreadable] = []
+    unchanged = 0
+    for key, snap, line, live in merge(kind, items, store.stream(kind)):
+        if snap == live and (exact is None or exact(live)):  # the common case (merge never yields two Nones)
+            unchanged += 1
+            continue
+        verdict = assess(snap, live)
+        assert verdict.change is not None
+        setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
+        if verdict.unreadable is not None and not key_is_addressable(kind, live):  # type: ignore[arg-type]
+            keyless.append(verdict.unreadable)
+            continue
+        changed = verdict.change is ChangeType.CHANGED and verdict.unreadable is None
+        fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
+        account = device_account(snap, live) if kind is DEVICE and verdict.change is ChangeType.EXTRA else None
+        changes.append(Change(kind.name, as_key(kind, key), verdict.change, fields, verdict.findings,
+                              verdict.protected, lines.add(line) if line is not None else None, account,
+                              lines, verdict.unreadable))
+        if kind is IDENTITY and verdict.change is ChangeType.MISSING:
+            missing_accounts.add(key)
+    summary.unchanged = unchanged
+    summary.snapshot = unchanged + summary.missing + summary.changed
+    summary.live = unchanged + summary.extra + summary.changed
+    return keyless

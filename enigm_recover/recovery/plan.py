@@ -2,7 +2,9 @@
 
 Non-destructive by default: every step restores what is missing. Overwriting
 changed records and deleting extra ones are explicit per-step choices, shown
-with their counts before they run. The safety rules hold under every policy.
+with their counts before they run. A live record the model cannot read is
+never written over or deleted unless the step says overwrite-unreadable. The
+safety rules hold under every policy.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Policy(str, Enum):
     RESTORE_MISSING = "restore-missing"
     OVERWRITE_CHANGED = "overwrite-changed"
     DELETE_EXTRA = "delete-extra"
+    OVERWRITE_UNREADABLE = "overwrite-unreadable"  # replace unreadable live records (and delete them, with delete-extra)
 
 
 STEP_KINDS: dict[str, Kind] = {"identities": IDENTITY, "devices": DEVICE, "settings": SETTING, "roles": ROLE}
@@ -50,6 +53,7 @@ class StepPreview:
     deletes: int
     protected: int
     left: int  # changes the chosen policies leave alone
+    unreadable: int = 0  # unreadable live records kept (counted among ``protected`` too)
 
 
 @dataclass(frozen=True)
@@ -94,12 +98,20 @@ def make_plan(policy_args: Iterable[str] = (), only_steps: Iterable[str] = ()) -
     return Plan(tuple(Step(name, frozenset(chosen[name])) for name in ordered))
 
 
-def decide(change: ChangeType | None, protected: bool, policies: frozenset[Policy]) -> str | None:
-    """The write a change gets under these policies: insert, update, delete or nothing."""
+def decide(change: ChangeType | None, protected: bool, policies: frozenset[Policy],
+           unreadable: bool = False) -> str | None:
+    """The write a change gets under these policies: insert, update, delete or nothing. A live record the
+    model cannot read is left as it is unless the policies include overwrite-unreadable."""
     if change is None or protected:
         return None
     if change is ChangeType.MISSING:
         return "insert"
+    if unreadable:
+        if Policy.OVERWRITE_UNREADABLE not in policies:
+            return None
+        if change is ChangeType.CHANGED:
+            return "update"
+        return "delete" if Policy.DELETE_EXTRA in policies else None
     if change is ChangeType.CHANGED and Policy.OVERWRITE_CHANGED in policies:
         return "update"
     if change is ChangeType.EXTRA and Policy.DELETE_EXTRA in policies:
@@ -108,13 +120,16 @@ def decide(change: ChangeType | None, protected: bool, policies: frozenset[Polic
 
 
 def preview(step: Step, result: DiffResult) -> StepPreview:
-    counts = {"insert": 0, "update": 0, "delete": 0, "protected": 0, "left": 0}
+    counts = {"insert": 0, "update": 0, "delete": 0, "protected": 0, "left": 0, "unreadable": 0}
     for change in result.select(kind=step.kind.name):
-        action = decide(change.change, change.protected, step.policies)
+        unreadable = change.unreadable is not None
+        action = decide(change.change, change.protected, step.policies, unreadable)
         if action:
             counts[action] += 1
-        elif change.protected:
-            counts["protected"] += 1
+        elif change.protected or unreadable:
+            counts["protected"] += 1  # kept by the safety rules (an unreadable record among them)
+            counts["unreadable"] += unreadable
         else:
             counts["left"] += 1
-    return StepPreview(counts["insert"], counts["update"], counts["delete"], counts["protected"], counts["left"])
+    return StepPreview(counts["insert"], counts["update"], counts["delete"], counts["protected"], counts["left"],
+                       counts["unreadable"])

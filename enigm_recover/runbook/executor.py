@@ -25,7 +25,6 @@ A face drives it like this::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +32,9 @@ from typing import Any, Callable
 
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
+from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import EnigmError, RunStateError, StepNotConfirmed, UsageError
+from enigm_recover.paths import display_text, is_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.recovery.pipeline import RecoveryPipeline, source_opener
 from enigm_recover.recovery.quorum_session import QuorumSession
@@ -139,16 +140,24 @@ class RunState:
 
     @classmethod
     def from_file(cls, path: Path) -> "RunState":
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise RunStateError(f"the run state {path} cannot be read: {exc}") from None
+        doc = load_toml_file(path, OWN_DOCUMENT, "run state", RunStateError) or {}
         if doc.pop("format", None) != FORMAT:
             raise RunStateError(f"the run state {path} is of another format version")
         try:
             return cls(**doc)
         except TypeError as exc:
             raise RunStateError(f"the run state {path} is damaged: {exc}") from None
+
+
+def _check_resumable(runbook: Runbook, settings: RunSettings) -> None:
+    """run.toml keeps the run's paths as text, to resume with exactly them: a path that is not UTF-8 could
+    not be written there, so it is refused before anything starts."""
+    for what, value in (("the source", settings.source), ("the target", settings.target),
+                        ("the allowed signers file", str(settings.allowed_signers)),
+                        ("the runbook file", str(runbook.path))):
+        if not is_text(value):
+            raise UsageError(f"{what} {display_text(value)} is not UTF-8 text, and a run records it as text to "
+                             "resume with it", "give a path in UTF-8 (for instance a symbolic link with a UTF-8 name)")
 
 
 class RunbookExecutor:
@@ -169,6 +178,7 @@ class RunbookExecutor:
     @classmethod
     def start(cls, runbook: Runbook, settings: RunSettings, ceremony: str | None = None) -> "RunbookExecutor":
         """A new run; ``ceremony`` fixes the ceremony id (tests and screenshots only; normally random)."""
+        _check_resumable(runbook, settings)
         recovery = Recovery.open(settings.state_dir, f"run {runbook.name}", settings.operator, ceremony=ceremony)
         recovery.signer = settings.signer
         recovery.record("runbook-started", inputs={"runbook": runbook.name, "runbook_sha256": runbook.sha256,
@@ -495,8 +505,7 @@ class RunbookExecutor:
     def _do_verify_target(self, step: RunbookStep, confirmation: Confirmation | None,
                           progress: ProgressCallback) -> Outcome:
         """A fresh dry run: what this run restored must now match the snapshot, safety findings aside."""
-        from enigm_recover.recovery.assess import ChangeType
-        from enigm_recover.recovery.plan import Policy
+        from enigm_recover.recovery.plan import Policy, decide
 
         result = self._diff(step.kinds, progress)
         unmet: dict[str, int] = {}
@@ -504,11 +513,13 @@ class RunbookExecutor:
             policies = self.state.restored.get(change.kind)
             if policies is None or change.protected:
                 continue
-            promised = (change.change is ChangeType.MISSING
-                        or change.change is ChangeType.CHANGED and Policy.OVERWRITE_CHANGED.value in policies
-                        or change.change is ChangeType.EXTRA and Policy.DELETE_EXTRA.value in policies)
+            promised = decide(change.change, False, frozenset(Policy(p) for p in policies),
+                              change.unreadable is not None) is not None  # an unreadable record: as chosen
             if promised:
                 unmet[change.kind] = unmet.get(change.kind, 0) + 1
+        for kind, summary in result.kinds.items():  # a live table that cannot be read verifies nothing
+            if kind in self.state.restored and summary.findings.get("unreadable-live-table"):
+                unmet[kind] = unmet.get(kind, 0) + summary.findings["unreadable-live-table"]
         kinds = {k: s.as_dict() for k, s in result.kinds.items()}
         if unmet:
             return (StepStatus.NOT_VERIFIED, "the target differs from the snapshot where this run restored: "

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from enigm_recover.bounded import RUNBOOK_FILE, loads_toml, read_bounded
 from enigm_recover.errors import RunbookInvalid, UsageError
 from enigm_recover.recovery.plan import Policy
 from enigm_recover.runbook.model import Action, Runbook, RunbookStep
@@ -23,7 +23,6 @@ from enigm_recover.state.model import KIND_BY_NAME
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "runbooks"
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-MAX_BYTES = 256 * 1024
 MAX_STEPS = 100
 MAX_TEXT = 4000
 _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
@@ -109,21 +108,14 @@ class _Checker:
 
 def load_runbook(path: Path) -> Runbook:
     """Read and validate one runbook file."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RunbookInvalid(f"runbook {path} does not exist", "see `enigm-recover runbooks list`") from None
-    except OSError as exc:
-        raise RunbookInvalid(f"runbook {path} cannot be read: {exc.strerror}") from None
-    if len(raw) > MAX_BYTES:
-        raise RunbookInvalid(f"{path}: larger than {MAX_BYTES // 1024} KiB; a runbook is a short file")
+    raw = read_bounded(path, RUNBOOK_FILE, "runbook", RunbookInvalid,
+                       missing_hint="see `enigm-recover runbooks list`")
+    assert raw is not None
     try:
         text = raw.decode("utf-8")
-        doc = tomllib.loads(text)
     except UnicodeDecodeError:
         raise RunbookInvalid(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RunbookInvalid(f"{path}: not valid TOML: {exc}") from None
+    doc = loads_toml(text, str(path), RunbookInvalid)
     check = _Checker(path, _scan(text))
     check.unknown_keys(doc, TOP_KEYS, None, None)
     name = check.text(doc, "name", None, None, limit=63)

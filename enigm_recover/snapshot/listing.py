@@ -9,6 +9,7 @@ import asyncssh
 
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.catalog import newest_first
+from enigm_recover.snapshot.clock import age_seconds, in_future
 from enigm_recover.snapshot.signature import SignatureStatus
 from enigm_recover.snapshot.source import Listing
 
@@ -27,15 +28,20 @@ class SnapshotSummary:
     previous_id: str | None
 
     def age_seconds(self, now: datetime | None = None) -> int | None:
+        """Never negative: a snapshot from the future is age 0 and flagged by ``in_future``."""
         if self.created_at is None:
             return None
-        return int(((now or datetime.now(timezone.utc)) - self.created_at).total_seconds())
+        return age_seconds(self.created_at, now or datetime.now(timezone.utc))
+
+    def in_future(self, now: datetime | None = None) -> bool:
+        return self.created_at is not None and in_future(self.created_at, now or datetime.now(timezone.utc))
 
     def as_dict(self, now: datetime | None = None) -> dict[str, object]:
         return {
             "id": self.id,
             "created_at": self.created_at.isoformat().replace("+00:00", "Z") if self.created_at else None,
             "age_seconds": self.age_seconds(now),
+            "in_future": self.in_future(now),
             "environment": self.environment,
             "producer": self.producer,
             "counts": self.counts,

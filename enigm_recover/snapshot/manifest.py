@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import re
 import secrets
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import tomli_w
 
+from enigm_recover.bounded import loads_toml
 from enigm_recover.errors import ManifestError, UnsupportedFormat
 from enigm_recover.quorum.recovery_key import decode_recipient, recipient_fingerprint
 from enigm_recover.snapshot.scope import check_manifest_scope
+from enigm_recover.snapshot.timeform import EXPECTED, check_created_at
 from enigm_recover.state.model import KIND_ORDER
 
 FORMAT = "enigm-snapshot/1"
@@ -102,9 +103,12 @@ class Manifest:
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"manifest is {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
         try:
-            doc = tomllib.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise ManifestError(f"manifest is not valid TOML: {exc}") from None
+        doc = loads_toml(text, "manifest", ManifestError)
+        if doc.get("format") == FORMAT:  # another format's time is not this reader's business
+            check_created_at(text)
         return _parse(doc)
 
 
@@ -143,8 +147,8 @@ def _parse(doc: dict[str, Any]) -> Manifest:
     if "previous_id" in top and not SNAPSHOT_ID_RE.fullmatch(top["previous_id"]):
         raise ManifestError("manifest previous_id is malformed")
     created = top["created_at"]
-    if created.tzinfo is None or created.utcoffset() != timezone.utc.utcoffset(None):
-        raise ManifestError("manifest created_at must be a UTC time")
+    if created.tzinfo is None or created.utcoffset() != timezone.utc.utcoffset(None) or created.microsecond:
+        raise ManifestError(f"manifest created_at must be a UTC time in whole seconds, in the form {EXPECTED}")
     if top["id"][:16] != created.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ"):
         raise ManifestError("manifest id does not begin with its created_at time")
     if not _ENV.fullmatch(top["environment"]):

@@ -11,12 +11,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import re._parser as _regex_parser  # only for the widest match of the model's fixed syntaxes
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from enigm_recover.errors import RecordInvalid, ScopeError, SnapshotContentError
 from enigm_recover.snapshot.manifest import KindScope, Manifest
-from enigm_recover.state.model import KIND_BY_NAME, KIND_ORDER, KINDS, Field, Kind, invalid_fields
+from enigm_recover.state.model import (
+    KIND_BY_NAME,
+    KIND_ORDER,
+    KINDS,
+    MAX_SETTING_VALUE_BYTES,
+    Field,
+    Kind,
+    invalid_fields,
+)
 
 MAX_LINE_BYTES = 64 * 1024
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -112,6 +121,33 @@ def _line_pattern(kind: Kind) -> re.Pattern[str]:
 
 
 _LINE_PATTERNS: dict[str, re.Pattern[str]] = {k.name: _line_pattern(k) for k in KINDS}
+
+
+def _widest_value(f: Field) -> int:
+    """The most bytes a value of ``f`` takes in a line the checker accepts, quotes included."""
+    if f.sql_type == "INTEGER":
+        return 10  # [1-9][0-9]{0,9}
+    if f.json_text:
+        return 2 + 6 * MAX_SETTING_VALUE_BYTES  # each byte of the value at most a six-byte escape, \u00xx
+    assert f.syntax is not None
+    widest = _regex_parser.parse(f.syntax).getwidth()[1]  # ASCII without quotes or backslashes: as is
+    if widest >= _regex_parser.MAXREPEAT:  # pragma: no cover - every syntax of the model is bounded
+        raise ValueError(f"the syntax of {f.name} is unbounded")
+    return 2 + widest
+
+
+def _widest_line(kind: Kind) -> int:
+    fixed = len((_ROW_TEMPLATES[kind.name] % tuple("" for _ in kind.fields)).encode("utf-8"))
+    return min(MAX_LINE_BYTES, fixed + sum(_widest_value(f) for f in kind.fields))
+
+
+WIDEST_LINE: dict[str, int] = {k.name: _widest_line(k) for k in KINDS}
+
+
+def plaintext_bound(manifest: Manifest) -> int:
+    """The most bytes a payload's records can decompress to, from its signed counts: each kind's count
+    times the longest line a record of that kind can have. More is a decompression bomb, not records."""
+    return sum(scope.count * WIDEST_LINE[kind] for kind, scope in manifest.scope.items())
 HASH_BATCH = 1024  # accepted lines hashed together
 _KIND_PREFIX = re.compile(r'\{"kind":"([a-z]+)"')
 
@@ -178,8 +214,14 @@ class RecordChecker:
         return kind, values
 
     def _hash_accepted(self) -> None:
-        """Lines go into the digest many at a time: one hash call per batch, not one per record."""
+        """Lines go into the digest many at a time: one hash call per batch, not one per record. A kind
+        with more records than the manifest says is refused here, a batch past its count, not at its end."""
         _hashed(self.unhashed, self.digest)
+        assert self.kind is not None
+        signed = self.manifest.scope[self.kind.name].count
+        if self.digest.count > signed:
+            raise SnapshotContentError(
+                f"the payload holds more {self.kind.name} records than the {signed} the manifest says")
 
     def _explain(self, text: str) -> None:
         """Raise the precise reason a line is not a canonical record of the current kind."""

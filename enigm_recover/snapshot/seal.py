@@ -18,6 +18,7 @@ import asyncssh
 import zstandard
 
 from enigm_recover.atomic import atomic_output, write_atomic
+from enigm_recover.bounded import KEY_FILE, read_text_bounded
 from enigm_recover.errors import InputFileError
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import decode_recipient
@@ -59,12 +60,9 @@ class _HashingWriter:
 
 def read_recipient_file(path: Path) -> str:
     """The one ``age1...`` line of a recipients file (``#`` comments allowed, like age -R)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputFileError(f"recipient file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"recipient file {path} cannot be read: {exc}") from None
+    text = read_text_bounded(path, KEY_FILE, "recipient file")
+    assert text is not None
+    lines = text.splitlines()
     recipients = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if len(recipients) != 1:
         raise InputFileError(f"recipient file {path} must hold exactly one age recipient line")

@@ -22,6 +22,7 @@ import asyncssh
 from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt32
 from asyncssh.public_key import decode_ssh_public_key
 
+from enigm_recover.bounded import KEY_FILE, TRUST_FILE, read_bounded, read_text_bounded
 from enigm_recover.errors import InputFileError, SignatureError
 
 NAMESPACE = "enigm-snapshot"
@@ -51,11 +52,11 @@ class SignatureVerdict:
 
 
 def load_allowed_signers(path: Path) -> asyncssh.SSHAllowedSigners:
+    text = read_text_bounded(path, TRUST_FILE, "allowed_signers file")
+    assert text is not None
     try:
-        return asyncssh.read_allowed_signers(str(path))
-    except FileNotFoundError:
-        raise InputFileError(f"allowed_signers file {path} does not exist") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return asyncssh.import_allowed_signers(text)
+    except (ValueError, asyncssh.KeyImportError) as exc:
         raise InputFileError(f"allowed_signers file {path} cannot be used: {exc}") from None
 
 
@@ -64,18 +65,16 @@ PassphraseCallback = Callable[[str], str]
 
 def load_signing_key(path: Path, ask_passphrase: PassphraseCallback | None = None) -> asyncssh.SSHKey:
     """Read an OpenSSH private key, asking for its passphrase when it has one."""
+    data = read_bounded(path, KEY_FILE, "signing key")
+    assert data is not None
     try:
-        return asyncssh.read_private_key(str(path))
-    except FileNotFoundError:
-        raise InputFileError(f"signing key {path} does not exist") from None
+        return asyncssh.import_private_key(data)
     except asyncssh.KeyImportError as exc:
         if "passphrase" not in str(exc).lower() or ask_passphrase is None:
             raise InputFileError(f"signing key {path} cannot be read: {exc}") from None
-    except OSError as exc:
-        raise InputFileError(f"signing key {path} cannot be read: {exc}") from None
     passphrase = ask_passphrase(f"Passphrase for signing key {path}: ")
     try:
-        return asyncssh.read_private_key(str(path), passphrase)
+        return asyncssh.import_private_key(data, passphrase)
     except asyncssh.KeyImportError:
         raise InputFileError(f"wrong passphrase for signing key {path}", "try again") from None
 
@@ -153,9 +152,11 @@ def agent_signer(public_key_path: Path | None = None) -> AgentSigner | None:
         return None
     wanted = None
     if public_key_path is not None:
+        data = read_bounded(public_key_path, KEY_FILE, "public key")
+        assert data is not None
         try:
-            wanted = asyncssh.read_public_key(str(public_key_path))
-        except (OSError, asyncssh.KeyImportError) as exc:
+            wanted = asyncssh.import_public_key(data)
+        except asyncssh.KeyImportError as exc:
             raise InputFileError(f"public key {public_key_path} cannot be read: {exc}") from None
 
     async def keys() -> list[asyncssh.SSHKey]:

@@ -1,29 +1,65 @@
 """Decrypt and decompress a verified snapshot into a stream of checked records.
 
-Nothing here trusts the payload until the stream ends: the ciphertext is
-hashed as it is read and compared with the signed SHA-256 at the end, age
-authenticates every chunk, and the record checker compares counts and
-digests with the signed manifest. Consumers therefore commit only after the
-iterator is exhausted without error.
+age's AEAD does not authenticate the sender: anyone with the public recipient
+can encrypt a payload that decrypts fine. Only the signed SHA-256 says the
+payload is the producer's, so nothing decrypted is trusted until the stream
+ends: the ciphertext is hashed as it is read and compared with the signed
+size and SHA-256 at the end, age authenticates every chunk, and the record
+checker compares counts and digests with the signed manifest. A consumer
+holds back whatever it makes from the stream until the stream is exhausted
+without error and its ``PayloadConfirmation`` holds the confirmed SHA-256.
+
+Decompression is bounded: each step of the zstd decoder gets a few hundred
+compressed bytes, so whatever they expand to stays small, and the whole
+stream may not expand past what the signed record counts allow
+(``plaintext_bound``): a decompression bomb is refused at that point, in
+bounded memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, NoReturn
 
 import zstandard
 
-from enigm_recover.atomic import atomic_output
-from enigm_recover.errors import DecryptionError, PayloadIntegrityError, SnapshotContentError, WrongRecoveryKey
+from enigm_recover.errors import (
+    DecryptionError,
+    EnigmError,
+    PayloadIntegrityError,
+    SnapshotContentError,
+    WrongRecoveryKey,
+)
+from enigm_recover.invisible import invisible_output
 from enigm_recover.prefetch import prefetched
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.agecrypt import decrypt_chunks
-from enigm_recover.snapshot.records import MAX_LINE_BYTES, RecordChecker
+from enigm_recover.snapshot.records import MAX_LINE_BYTES, RecordChecker, plaintext_bound
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.model import Kind
+
+
+class PayloadConfirmation:
+    """Whether a stream of the payload reached its end with the signed size and SHA-256.
+
+    Whatever a consumer made from the stream before then (a dry run's result, an unsealed file)
+    may come from anyone who knows the public recipient: it is shown, written or acted on only
+    after ``sha256`` returns.
+    """
+
+    def __init__(self) -> None:
+        self._sha256: str | None = None
+
+    def _confirm(self, sha256: str) -> None:
+        self._sha256 = sha256
+
+    def sha256(self) -> str:
+        """The confirmed SHA-256; raises while the payload is not confirmed."""
+        if self._sha256 is None:
+            raise PayloadIntegrityError("the payload was not read to its end: its signed SHA-256 is not confirmed")
+        return self._sha256
 
 
 class _HashingReader:
@@ -46,6 +82,10 @@ class _HashingReader:
 READ_BLOCK = 1 << 20
 DECOMPRESSED_BLOCK = 1 << 20
 READ_AHEAD_BLOCKS = 8  # decrypted blocks waiting for the decompressor
+# RFC 8878: a block regenerates at most 128 KiB, and the smallest (an RLE block) takes 4 bytes. A step of
+# DECOMPRESS_STEP compressed bytes therefore yields at most (256 / 4 + 1) x 128 KiB, about 8 MiB.
+DECOMPRESS_STEP = 256
+MAX_WINDOW = 1 << 23  # the producer's level 3 uses 2 MiB; a frame asking for more is refused
 
 
 def require_matching_identity(verified: VerifiedSnapshot, identity: RecoveryIdentity) -> None:
@@ -62,8 +102,8 @@ def _altered(verified: VerifiedSnapshot, reader: _HashingReader) -> PayloadInteg
     return PayloadIntegrityError("payload SHA-256 does not match the signed manifest: the payload was altered")
 
 
-def _decrypted_blocks(verified: VerifiedSnapshot,
-                      identity: RecoveryIdentity) -> Iterator[list[tuple[bytes, int]]]:
+def _decrypted_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
+                      confirmation: PayloadConfirmation) -> Iterator[list[tuple[bytes, int]]]:
     """Each decrypted block with the payload bytes read so far (one per batch, for ``prefetched``).
 
     The whole file is always hashed: when anything fails, a payload that does not
@@ -80,46 +120,98 @@ def _decrypted_blocks(verified: VerifiedSnapshot,
         altered = _altered(verified, reader)
         if altered is not None:
             raise altered
+        confirmation._confirm(reader.hasher.hexdigest())
 
 
 def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
-                     progress: ProgressCallback = no_progress) -> Iterator[bytes]:
+                     progress: ProgressCallback = no_progress,
+                     confirmation: PayloadConfirmation | None = None) -> Iterator[bytes]:
     """Decompressed payload bytes, in blocks; raises at the end if anything is off.
 
     The payload's SHA-256 is checked here, in the same pass as decryption, so a
-    caller may skip hashing it beforehand; nothing is trusted until the end.
-    Reading, hashing and ChaCha20-Poly1305 run on a thread of their own and zstd
-    here: all release the GIL, so the two use two cores.
+    caller may skip hashing it beforehand; nothing is trusted until the end, when
+    ``confirmation`` (if given) holds the confirmed SHA-256. Reading, hashing and
+    ChaCha20-Poly1305 run on a thread of their own and zstd here: all release the
+    GIL, so the two use two cores.
     """
     require_matching_identity(verified, identity)
     total = verified.manifest.payload_size
-    decompressor = zstandard.ZstdDecompressor().decompressobj(write_size=DECOMPRESSED_BLOCK)
-    blocks = prefetched(_decrypted_blocks(verified, identity), depth=READ_AHEAD_BLOCKS)
+    inflater = _BoundedInflater(plaintext_bound(verified.manifest))
+    blocks = prefetched(_decrypted_blocks(verified, identity, confirmation or PayloadConfirmation()),
+                        depth=READ_AHEAD_BLOCKS)
     try:
         for block, done in blocks:
             try:
-                out = _decompress(decompressor, block)
-            except SnapshotContentError as content_error:
+                yield from inflater.feed(block)
+            except EnigmError as content_error:  # the inflater's, or one a consumer found in the records (judge)
                 raise _final_verdict(blocks) or content_error from None
-            if out:
-                yield out
             progress(Progress(Stage.DECRYPT, done, total, "bytes"))
-        if not decompressor.eof:
-            raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
+        yield from inflater.finish()
     finally:
         blocks.close()
 
 
-def _decompress(decompressor: Any, block: bytes) -> bytes:
-    if decompressor.eof:
-        raise SnapshotContentError("the payload holds data after the end of its zstd stream")
-    try:
-        out = decompressor.decompress(block)
-    except zstandard.ZstdError:
-        raise SnapshotContentError("the decrypted payload is not a valid zstd stream") from None
-    if decompressor.eof and decompressor.unused_data:
-        raise SnapshotContentError("the payload holds data after the end of its zstd stream")
-    return out
+def judge(source: Iterator[Any], error: EnigmError) -> NoReturn:
+    """Raise what is wrong with the payload behind ``source`` when a consumer found ``error`` in its content.
+
+    Until the stream has ended, the content may be anyone's: the rest of the payload is read and hashed
+    first, and a payload that is not the signed one is reported as altered, naming nothing it holds.
+    """
+    throw = getattr(source, "throw", None)
+    if throw is not None:
+        throw(error)  # the stream raises its own verdict, or ``error`` once the payload is confirmed
+    raise error
+
+
+class _BoundedInflater:
+    """One zstd frame, decompressed a few hundred compressed bytes at a time, to at most ``limit`` bytes.
+
+    python-zstandard's streaming decompressor returns all that its input expands to, and a 64 KiB chunk
+    can expand to gigabytes: feeding it DECOMPRESS_STEP bytes at a time bounds each step's output.
+    The output is handed on in blocks of about DECOMPRESSED_BLOCK bytes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.produced = 0
+        self._decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+
+    def feed(self, block: bytes) -> Iterator[bytes]:
+        decompressor = self._decompressor
+        view = memoryview(block)
+        for start in range(0, len(view), DECOMPRESS_STEP):
+            if decompressor.eof:
+                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
+            try:
+                out = decompressor.decompress(view[start:start + DECOMPRESS_STEP])
+            except zstandard.ZstdError:
+                raise SnapshotContentError("the decrypted payload is not a valid zstd stream") from None
+            if decompressor.eof and decompressor.unused_data:
+                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
+            if out:
+                self.produced += len(out)
+                if self.produced > self.limit:
+                    raise SnapshotContentError(
+                        f"the payload decompresses to more than the {self.limit:,} bytes its signed record "
+                        "counts allow: a decompression bomb, refused")
+                self._pending.append(out)
+                self._pending_bytes += len(out)
+                if self._pending_bytes >= DECOMPRESSED_BLOCK:
+                    yield self._take()
+
+    def finish(self) -> Iterator[bytes]:
+        if not self._decompressor.eof:
+            raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
+        if self._pending:
+            yield self._take()
+
+    def _take(self) -> bytes:
+        out = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
+        return out
 
 
 def _final_verdict(blocks: Iterator[tuple[bytes, int]]) -> Exception | None:
@@ -133,40 +225,58 @@ def _final_verdict(blocks: Iterator[tuple[bytes, int]]) -> Exception | None:
 
 
 def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
-                  progress: ProgressCallback = no_progress) -> Iterator[bytes]:
+                  progress: ProgressCallback = no_progress,
+                  confirmation: PayloadConfirmation | None = None) -> Iterator[bytes]:
     """Each record line, with its newline. A block is split as it is (no copy of the whole block): only the
-    line cut at a block's end is joined with the start of the next."""
+    line cut at a block's end is joined with the start of the next. An error found in a line (here, or
+    thrown in by ``judge``) is judged with the rest of the payload first."""
+    source = plaintext_blocks(verified, identity, progress, confirmation)
     tail = b""
-    for block in plaintext_blocks(verified, identity, progress):
-        lines = block.splitlines(keepends=True)
-        if not lines:
-            continue
-        if tail:
-            lines[0] = tail + lines[0]
-        tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
-        if len(tail) > MAX_LINE_BYTES:
-            raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
-        yield from lines
+    try:
+        for block in source:
+            lines = block.splitlines(keepends=True)
+            if not lines:
+                continue
+            if tail:
+                lines[0] = tail + lines[0]
+            tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
+            if len(tail) > MAX_LINE_BYTES:
+                raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
+            yield from lines
+    except EnigmError as exc:
+        judge(source, exc)
     if tail:
         raise SnapshotContentError("the payload's last record is not terminated by a newline")
 
 
 def records(verified: VerifiedSnapshot, identity: RecoveryIdentity,
-            progress: ProgressCallback = no_progress) -> Iterator[tuple[Kind, tuple[Any, ...], bytes]]:
+            progress: ProgressCallback = no_progress,
+            confirmation: PayloadConfirmation | None = None) -> Iterator[tuple[Kind, tuple[Any, ...], bytes]]:
     """Checked records in payload order: (kind, values in field order, canonical line)."""
     checker = RecordChecker(verified.manifest)
-    for line in payload_lines(verified, identity, progress):
-        kind, values = checker.check(line)
+    lines = payload_lines(verified, identity, progress, confirmation)
+    for line in lines:
+        try:
+            kind, values = checker.check(line)
+        except EnigmError as exc:
+            judge(lines, exc)
         yield kind, values, line
     checker.finish()
 
 
 def unseal_to_file(verified: VerifiedSnapshot, identity: RecoveryIdentity, out: Path, *,
                    overwrite: bool = False, progress: ProgressCallback = no_progress) -> dict[str, int]:
-    """Write the checked records as JSON Lines to ``out`` (mode 0600), whole or not at all."""
+    """Write the checked records as JSON Lines to ``out`` (mode 0600), whole or not at all.
+
+    The records go to a file without a name (``invisible_output``), which gets its name only once the
+    payload is confirmed and every record checked: until then nobody can open it, and a crash, even
+    SIGKILL, leaves nothing behind.
+    """
     counts: dict[str, int] = {}
-    with atomic_output(out, mode=0o600, overwrite=overwrite) as f:
-        for kind, _values, line in records(verified, identity, progress):
+    confirmation = PayloadConfirmation()
+    with invisible_output(out, mode=0o600, overwrite=overwrite) as f:
+        for kind, _values, line in records(verified, identity, progress, confirmation):
             f.write(line)
             counts[kind.name] = counts.get(kind.name, 0) + 1
+        confirmation.sha256()
     return counts

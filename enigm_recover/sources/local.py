@@ -6,7 +6,9 @@ import os
 import stat
 from pathlib import Path
 
+from enigm_recover.bounded import read_bounded
 from enigm_recover.errors import SourceError
+from enigm_recover.paths import display_path
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
 from enigm_recover.snapshot.source import Listing, SnapshotEntry, parse_entry
@@ -16,8 +18,12 @@ from enigm_recover.sources.names import classify
 class LocalFolderSource:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.description = str(folder)
-        if not folder.is_dir():
+        self.description = display_path(folder)
+        try:
+            is_folder = folder.is_dir()
+        except OSError as exc:  # e.g. a name too long, or no permission to look
+            raise SourceError(f"snapshot folder {folder} cannot be used: {exc.strerror}") from None
+        if not is_folder:
             raise SourceError(f"snapshot folder {folder} does not exist or is not a folder")
 
     def close(self) -> None:
@@ -47,8 +53,11 @@ class LocalFolderSource:
 
     @staticmethod
     def _read_small(path: Path) -> bytes:
-        with open(path, "rb") as f:
-            return f.read(MAX_MANIFEST_BYTES + 1)
+        """A manifest or signature: a regular file (checked again on the opened file) of at most the
+        manifest limit, as over SFTP."""
+        data = read_bounded(path, MAX_MANIFEST_BYTES, "file", SourceError)
+        assert data is not None
+        return data
 
     def list(self) -> Listing:
         listing = Listing(entries=[])
@@ -65,12 +74,13 @@ class LocalFolderSource:
             try:
                 manifest_path = self._safe_file(name)
                 sig_path = self._safe_file(signature_name(verdict.snapshot_id))
+                assert manifest_path is not None
+                manifest = self._read_small(manifest_path)
+                sig = self._read_small(sig_path) if sig_path else None
             except SourceError as exc:
                 listing.rejected.append(f"{name!r}: {exc.message}")
                 continue
-            assert manifest_path is not None
-            listing.entries.append(parse_entry(verdict.snapshot_id, self._read_small(manifest_path),
-                                               self._read_small(sig_path) if sig_path else None))
+            listing.entries.append(parse_entry(verdict.snapshot_id, manifest, sig))
         return listing
 
     def payload(self, entry: SnapshotEntry, progress: ProgressCallback = no_progress) -> Path:

@@ -18,7 +18,7 @@ def open_source(spec: str, ssh: SSHSettings | None = None, cache_dir: Path | Non
         parts = urlsplit(spec)
         if parts.netloc not in ("", "localhost"):
             raise SourceError(f"file URL {spec!r} names a remote host")
-        return LocalFolderSource(Path(unquote(parts.path)))
+        return LocalFolderSource(Path(unquote(parts.path, errors="surrogateescape")))
     if spec.startswith("sftp://"):
         if cache_dir is None:
             raise SourceError("an SFTP source needs a cache folder")

@@ -32,6 +32,8 @@ from enigm_recover.errors import (
     SourceError,
 )
 from enigm_recover.hashing import hash_file
+from enigm_recover.private import create_private_file, make_private_dir
+from enigm_recover.paths import display_text
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
 from enigm_recover.snapshot.source import Listing, SnapshotEntry, parse_entry
@@ -58,7 +60,7 @@ class SftpURL:
             port = parts.port
         except ValueError:
             raise SourceError(f"{url!r} has an invalid port") from None
-        path = unquote(parts.path) or "/"
+        path = unquote(parts.path, errors="surrogateescape") or "/"  # %FF: the byte 0xFF, as a local path
         if path == "/~" or path.startswith("/~/"):
             path = path[3:] or "."
         if "\x00" in path:
@@ -67,7 +69,7 @@ class SftpURL:
 
     def __str__(self) -> str:
         shown = self.path if self.path.startswith("/") else "/~/" + self.path
-        return f"sftp://{self.target}{shown}"
+        return display_text(f"sftp://{self.target}{shown}")
 
 
 class _LoopThread:
@@ -111,6 +113,7 @@ class SftpSource:
         self.url = url
         self.settings = settings
         self.description = str(url)
+        self.cache_root = cache_dir
         self.cache_dir = cache_dir / "payloads" / _cache_key(url)
         self._loop = _LoopThread()
         self._conn: asyncssh.SSHClientConnection | None = None
@@ -144,7 +147,8 @@ class SftpSource:
         if self._sftp is None:
             self._conn = await connect(self.url.target, self.settings)
             try:
-                self._sftp = await self._conn.start_sftp_client()
+                # Remote names are bytes: one that is not UTF-8 travels as surrogates, as local paths do.
+                self._sftp = await self._conn.start_sftp_client(path_errors="surrogateescape")
                 self._folder = await self._sftp.realpath(self.url.path)
             except asyncssh.SFTPNoSuchFile:
                 raise SourceError(f"folder {self.url.path} does not exist on {self.url.target}") from None
@@ -164,7 +168,7 @@ class SftpSource:
         sftp = await self._client()
         assert self._folder is not None
         try:
-            names = await sftp.readdir(self._folder.encode())
+            names = await sftp.readdir(self._folder.encode("utf-8", "surrogateescape"))
         except asyncssh.SFTPError as exc:
             raise SourceError(f"cannot list {self._folder} on {self.url.target}: {exc.reason}") from None
         rejected: list[str] = []
@@ -239,7 +243,8 @@ class SftpSource:
         manifest = entry.manifest
         if manifest is None:
             raise SourceError(f"snapshot {entry.id} has no readable manifest to check its payload against")
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.cache_root, self.cache_dir.parent, self.cache_dir):  # made if missing, else checked
+            make_private_dir(folder, "cache folder")
         dest = self.cache_dir / payload_name(entry.id)
         partial = dest.with_name(dest.name + ".partial")
         expected = (manifest.payload_size, manifest.payload_sha256)
@@ -285,7 +290,8 @@ class SftpSource:
         path = await self._inside(sftp, name, attrs)
         loop = asyncio.get_running_loop()
         pending: collections.deque[asyncio.Future[None]] = collections.deque()
-        with open(download.partial, "ab") as out, ThreadPoolExecutor(1, "enigm-fetch-writer") as writer:
+        sink = os.fdopen(create_private_file(download.partial, append=True), "ab")
+        with sink as out, ThreadPoolExecutor(1, "enigm-fetch-writer") as writer:
             try:
                 async with sftp.open(path, "rb", block_size=FETCH_READ_SIZE) as remote:
                     # One pipeline of parallel reads for the whole file. Blocks may arrive out of order;

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import asyncssh
 
+from enigm_recover.bounded import KEY_FILE, TRUST_FILE, check_regular, read_bounded, read_text_bounded
+from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -104,6 +106,9 @@ class SSHSettings:
 
 def _probe(target: SSHTarget, settings: SSHSettings) -> asyncssh.SSHClientConnectionOptions:
     """The config's view of a target (HostName, Port, User, ProxyJump, ...), without connecting."""
+    default = [Path(os.path.expanduser("~/.ssh/config"))]
+    for config in settings.config_files if settings.config_files is not None else default:
+        check_regular(config, TRUST_FILE, "SSH client config", SourceError)  # asyncssh reads it itself
     try:
         return asyncssh.SSHClientConnectionOptions(
             config=settings.config_arg(), host=target.host, port=target.port or (),
@@ -122,13 +127,8 @@ def _known_hosts_path(probe: asyncssh.SSHClientConnectionOptions, settings: SSHS
 
 
 def _load_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"cannot read known_hosts file {path}: {exc}") from None
-    return asyncssh.import_known_hosts(text)
+    text = read_text_bounded(path, TRUST_FILE, "known_hosts file", SourceError, missing_ok=True)
+    return asyncssh.import_known_hosts(text or "")
 
 
 def _host_pattern(host: str, port: int) -> str:
@@ -150,18 +150,20 @@ def _load_keys(paths: list[Path], explicit: bool) -> tuple[list[asyncssh.SSHKey]
     plain, encrypted = [], []
     for path in paths:
         try:
-            plain.append(asyncssh.read_private_key(str(path)))
-        except FileNotFoundError:
+            data = read_bounded(path, KEY_FILE, "identity file", SourceError, missing_ok=not explicit)
+        except SourceError:
             if explicit:
-                raise SourceError(f"identity file {path} does not exist") from None
+                raise
+            continue  # a default key file that cannot be read is skipped, as ssh does
+        if data is None:
+            continue
+        try:
+            plain.append(asyncssh.import_private_key(data))
         except asyncssh.KeyImportError as exc:
             if "passphrase" in str(exc).lower():
                 encrypted.append(path)
             elif explicit:
                 raise SourceError(f"identity file {path} cannot be used: {exc}") from None
-        except OSError as exc:
-            if explicit:
-                raise SourceError(f"identity file {path} cannot be read: {exc}") from None
     return plain, encrypted
 
 
@@ -189,7 +191,11 @@ class _Client(asyncssh.SSHClient):
                 if not passphrase:
                     break
                 try:
-                    return asyncssh.read_private_key(str(path), passphrase)
+                    return asyncssh.import_private_key(
+                        read_bounded(path, KEY_FILE, "identity file", SourceError) or b"", passphrase)
+                except SourceError as exc:
+                    self.prompter.notice(exc.message)
+                    break
                 except asyncssh.KeyImportError:
                     self.prompter.notice(f"wrong passphrase for {path}")
         return None
@@ -230,9 +236,9 @@ async def _check_unverified_host(target: SSHTarget, probe: asyncssh.SSHClientCon
     if settings.accept_host_key != fingerprint:
         raise HostKeyUnknown(f"{host}:{probe.port} is not in {known_path}; it offers the "
                              f"{key.get_algorithm()} host key {fingerprint}", fingerprint=fingerprint)
-    known_path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(known_path.parent, "known_hosts folder", check=False)
     line = f"{_host_pattern(host, probe.port)} {key.export_public_key().decode().strip()}\n"
-    with open(known_path, "a", encoding="utf-8") as f:
+    with os.fdopen(create_private_file(known_path, append=True), "a", encoding="utf-8") as f:
         f.write(line)
     settings.prompter.notice(f"recorded the host key of {host}:{probe.port} ({fingerprint}) in {known_path}")
 

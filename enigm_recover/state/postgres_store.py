@@ -38,6 +38,7 @@ from enigm_recover.state.journal import (
     step_position,
     step_result_row,
 )
+from enigm_recover.state.live import LiveColumn, LiveTable
 from enigm_recover.state.model import IDENTITY, KINDS, Kind
 from enigm_recover.state.sqlite_store import _CHECKS
 from enigm_recover.state.url import TargetURL, parse_target_url
@@ -50,6 +51,9 @@ _TYPES = {"TEXT": 'text COLLATE "C"', "INTEGER": "integer"}
 JOURNAL = journal_sql(placeholder="%s", key_text='text COLLATE "C"', text="text", integer="integer",
                       counter="bigint")
 
+
+# The types (by their regtype names) that hold each model type's values as the model reads them.
+_COMPATIBLE = {"INTEGER": ("smallint", "integer", "bigint"), "TEXT": ("text", "character varying", "character")}
 
 RESTORE_LOCK = "enigm-recover restore"  # the advisory lock's name (locks are per database)
 
@@ -199,6 +203,29 @@ class PostgresStore:
                 f"create the schema with `enigm-recover target init {self.display}`",
             )
         return [r[0] for r in rows]
+
+    def live_table(self, kind: Kind) -> LiveTable:
+        """The live table as it really is (no columns when it does not exist). A column of the model is
+        compatible when its type (a domain's base type) holds the model's values as the model reads them: an
+        integer type for integers; for text, a character type, whose "C" collation orders bytes (citext, say,
+        would order without case and break the merge). Unique keys: those ON CONFLICT can use."""
+        rows = self._query(
+            "read the catalog",
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+            "a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '', "
+            "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END::regtype::text "
+            "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass(%s::text) "
+            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", (kind.table,))
+        model = {f.name: f.sql_type for f in kind.fields}
+        columns = tuple(LiveColumn(name, type_, required, base in _COMPATIBLE.get(model.get(name, ""), (base,)))
+                        for name, type_, required, base in rows)
+        keys = self._query(
+            "read the catalog",
+            "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass(%s::text) AND i.indisunique "
+            "AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "
+            "GROUP BY i.indexrelid", (kind.table,))
+        return LiveTable(columns, frozenset(frozenset(names) for (names,) in keys))
 
     def count(self, kind: Kind) -> int:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(kind.table))

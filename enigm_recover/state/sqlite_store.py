@@ -10,14 +10,16 @@ WAL mode the reader keeps a consistent view.
 from __future__ import annotations
 
 import fcntl
+import os
 import secrets
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
 from enigm_recover.errors import TargetError
 from enigm_recover.prefetch import prefetched
+from enigm_recover.private import create_private_file
 from enigm_recover.state.journal import (
     Batch,
     RestoreRun,
@@ -28,6 +30,7 @@ from enigm_recover.state.journal import (
     step_position,
     step_result_row,
 )
+from enigm_recover.state.live import LiveColumn, LiveTable
 from enigm_recover.state.model import (
     DEVICE_STATES,
     IDENTITY,
@@ -84,14 +87,16 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot open target database {path}: {exc}") from None
         self._reader: sqlite3.Connection | None = None
+        self._lenient: sqlite3.Connection | None = None  # decodes text that is not UTF-8 (see _row_batches)
         self._restore_lock: IO[str] | None = None
         self.display = f"sqlite:///{path}"
 
     # -- lifecycle ---------------------------------------------------------
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
+        for reader in (self._reader, self._lenient):
+            if reader is not None:
+                reader.close()
         self.conn.close()
         if self._restore_lock is not None:
             self._restore_lock.close()
@@ -144,33 +149,79 @@ class SQLiteStore:
             )
         return [r[1] for r in rows]
 
+    def live_table(self, kind: Kind) -> LiveTable:
+        """The live table as it really is (no columns when it does not exist). SQLite types values, not
+        columns, but a column's declared type gives it an affinity that converts what is written: a model
+        column is compatible when its affinity keeps the model's values as they are."""
+        model = {f.name: f.sql_type for f in kind.fields}
+        # (cid, name, type, notnull, default, pk, hidden): a generated (hidden) column needs no value.
+        columns = tuple(
+            LiveColumn(name := str(name_).lower(), str(type_), bool(notnull) and default is None and not hidden,
+                       _affinity(str(type_)) in _KEEPS.get(model.get(name, ""), _ANY_AFFINITY))
+            for _cid, name_, type_, notnull, default, _pk, hidden
+            in self._query("SELECT * FROM pragma_table_xinfo(?)", (kind.table,)))
+        keys = set()
+        for (index,) in self._query("SELECT name FROM pragma_index_list(?) WHERE \"unique\" AND NOT partial",
+                                    (kind.table,)):
+            names = [r[0] for r in self._query("SELECT name FROM pragma_index_info(?)", (index,))]
+            if None not in names:  # an index on an expression matches no column
+                keys.add(frozenset(str(n).lower() for n in names))
+        return LiveTable(columns, frozenset(keys))
+
     def count(self, kind: Kind) -> int:
         return int(self._query(f"SELECT count(*) FROM {kind.table}")[0][0])
 
     def stream(self, kind: Kind, columns: Iterable[str] | None = None) -> Iterator[tuple[Any, ...]]:
         """Rows of `kind` in primary-key order, as tuples in `columns` order (its own read view), read ahead
         on a thread of their own."""
-        cols = ", ".join(columns or kind.field_names)
-        order = ", ".join(kind.primary_key)
+        names = list(columns or kind.field_names)
         try:
-            cursor = self._read_conn().execute(f"SELECT {cols} FROM {kind.table} ORDER BY {order}")
+            cursor = self._read_conn().execute(_stream_sql(kind, names))
         except sqlite3.DatabaseError as exc:
-            raise TargetError(f"cannot read {kind.table} from {self.path}: {exc}") from None
-        batches = self._row_batches(kind, cursor)
+            raise TargetError(f"cannot read {kind.table} from {self.path}: {_safe(exc)}") from None
+        batches = self._row_batches(kind, names, cursor)
         if READ_AHEAD:
             yield from prefetched(batches)
         else:
             for batch in batches:
                 yield from batch
 
-    def _row_batches(self, kind: Kind, cursor: sqlite3.Cursor) -> Iterator[list[tuple[Any, ...]]]:
+    def _row_batches(self, kind: Kind, names: list[str], cursor: sqlite3.Cursor) -> Iterator[list[tuple[Any, ...]]]:
+        last: tuple[Any, ...] | None = None
         try:
             while batch := cursor.fetchmany(STREAM_BATCH):
+                last = batch[-1]
                 yield batch
+            return
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise TargetError(f"cannot read {kind.table} from {self.path}: {_safe(exc)}") from None
         except sqlite3.DatabaseError as exc:
-            raise TargetError(f"cannot read {kind.table} from {self.path}: {exc}") from None
+            raise TargetError(f"cannot read {kind.table} from {self.path}: {_safe(exc)}") from None
         finally:
             cursor.close()
+        # Text that is not UTF-8 (a drifted table): the rest of the stream, after the last row read, from a
+        # connection that decodes leniently, for the reader of the rows to find unreadable.
+        yield from self._lenient_batches(kind, names, last)
+
+    def _lenient_batches(self, kind: Kind, names: list[str],
+                         last: tuple[Any, ...] | None) -> Iterator[list[tuple[Any, ...]]]:
+        if last is not None and not all(k in names for k in kind.primary_key):
+            raise TargetError(f"cannot read {kind.table} from {self.path}: it holds text that is not UTF-8",
+                              "read it with all its key columns, or repair the text")
+        if self._lenient is None:
+            self._lenient = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._lenient.text_factory = _lenient_text
+        after = () if last is None else tuple(last[names.index(k)] for k in kind.primary_key)
+        try:
+            cursor = self._lenient.execute(_stream_sql(kind, names, after=bool(after)), after)
+            try:
+                while batch := cursor.fetchmany(STREAM_BATCH):
+                    yield batch
+            finally:
+                cursor.close()
+        except sqlite3.DatabaseError as exc:
+            raise TargetError(f"cannot read {kind.table} from {self.path}: {_safe(exc)}") from None
 
     # -- writing (drills and, later, restore) ------------------------------
 
@@ -181,14 +232,22 @@ class SQLiteStore:
 
     def rows_by_key(self, kind: Kind, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
         """The live rows of these keys (absent keys are missing from the result)."""
-        return _rows_by_key(self._read_conn(), kind, keys)
+        conn = self._read_conn()
+        try:
+            return _leniently(conn, lambda: _rows_by_key(conn, kind, keys))
+        except sqlite3.DatabaseError as exc:
+            raise TargetError(f"cannot read {kind.table} from {self.path}: {_safe(exc)}") from None
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
         """Which of these accounts live has: only the ids are read, never whole rows. Inside a write
         transaction (a restore batch) through that transaction, which sees what it locked."""
         conn = self.conn if self.conn.in_transaction else self._read_conn()
         # In key order: consecutive lookups share the table's pages (a random order reads ~3x more of them).
-        return {row[0] for row in _select_in(conn, "account_id", IDENTITY.table, "account_id", sorted(account_ids))}
+        try:
+            return _leniently(conn, lambda: {row[0] for row in _select_in(conn, "account_id", IDENTITY.table,
+                                                                          "account_id", sorted(account_ids))})
+        except sqlite3.DatabaseError as exc:
+            raise TargetError(f"cannot read {IDENTITY.table} from {self.path}: {_safe(exc)}") from None
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -212,7 +271,8 @@ class SQLiteStore:
         itself: closing another descriptor of that file would drop SQLite's own locks)."""
         if self._restore_lock is not None:
             return
-        lock = open(self.path.with_name(self.path.name + ".restore-lock"), "a")
+        lock_path = self.path.with_name(self.path.name + ".restore-lock")
+        lock = os.fdopen(create_private_file(lock_path, append=True), "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -261,7 +321,7 @@ class SQLiteStore:
         BEGIN IMMEDIATE takes SQLite's write lock first, so nothing can change those rows between the
         read the decisions rest on and the commit (a device revoked meanwhile is never overwritten)."""
         with self.transaction() as conn:
-            batch = build(_rows_by_key(conn, kind, keys))
+            batch = build(_leniently(conn, lambda: _rows_by_key(conn, kind, keys)))
             if len(batch):
                 self._write_batch(conn, run_id, batch)
         return batch
@@ -287,6 +347,26 @@ class SQLiteStore:
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         with self.transaction() as conn:
             conn.execute(JOURNAL.record_step, step_result_row(run_id, step, status, result))
+
+
+def _affinity(declared: str) -> str:
+    """The affinity SQLite gives a column declared with this type (its documented rules, in order)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(t in upper for t in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if not upper or "BLOB" in upper or upper == "ANY":  # ANY: a STRICT table's column that keeps any value
+        return "BLOB"
+    if any(t in upper for t in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+# The affinities that keep a model value as written: integers stay integers (REAL would make 3 into 3.0),
+# text stays text (a numeric affinity would make the text '30' into the integer 30).
+_ANY_AFFINITY = frozenset({"INTEGER", "TEXT", "BLOB", "REAL", "NUMERIC"})
+_KEEPS = {"INTEGER": frozenset({"INTEGER", "NUMERIC", "BLOB"}), "TEXT": frozenset({"TEXT", "BLOB"})}
 
 
 class _Transaction:
@@ -316,6 +396,46 @@ class _Transaction:
                               "nothing of this batch was kept; fix the cause, then run again (a restore "
                               "continues with --resume)") from None
         return False
+
+
+def _stream_sql(kind: Kind, names: list[str], after: bool = False) -> str:
+    """A kind's rows in key order; with ``after``, only those whose key is greater than the one bound."""
+    keys = ", ".join(kind.primary_key)
+    where = f" WHERE ({keys}) > ({', '.join('?' for _ in kind.primary_key)})" if after else ""
+    return f"SELECT {', '.join(names)} FROM {kind.table}{where} ORDER BY {keys}"
+
+
+def _lenient_text(data: bytes) -> str:
+    """Text as SQLite holds it, even when it is not UTF-8 (undecodable bytes become lone surrogates, which
+    no value of the model admits)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _undecodable(exc: sqlite3.Error) -> bool:
+    return str(exc).startswith("Could not decode to UTF-8")
+
+
+def _safe(exc: sqlite3.Error) -> str:
+    """SQLite's message without the live text some quote (a message is shown; a value is never shown raw)."""
+    return "a column holds text that is not UTF-8" if _undecodable(exc) else str(exc)
+
+
+T = TypeVar("T")
+
+
+def _leniently(conn: sqlite3.Connection, read: Callable[[], T]) -> T:
+    """``read()``, once more decoding text leniently if some of it is not UTF-8 (a keyed read of a drifted
+    table; ``read`` must read everything it returns)."""
+    try:
+        return read()
+    except sqlite3.OperationalError as exc:
+        if not _undecodable(exc):
+            raise
+    conn.text_factory = _lenient_text
+    try:
+        return read()
+    finally:
+        conn.text_factory = str
 
 
 def _rows_by_key(conn: sqlite3.Connection, kind: Kind,

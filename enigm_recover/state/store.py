@@ -6,6 +6,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from enigm_recover.state.journal import Batch, RestoreRun, StepPosition
+from enigm_recover.state.live import LiveTable
 from enigm_recover.state.model import Kind
 
 
@@ -17,6 +18,10 @@ class TargetStore(Protocol):
     def init_schema(self) -> None: ...
 
     def columns(self, kind: Kind) -> list[str]: ...
+
+    def live_table(self, kind: Kind) -> LiveTable:
+        """The live table as it really is: its columns (none when it does not exist) and its unique keys."""
+        ...
 
     def count(self, kind: Kind) -> int: ...
 
