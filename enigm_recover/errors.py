@@ -182,6 +182,14 @@ class AuditLogTampered(EnigmError):
     hint = "the audit log was altered after it was written; keep this copy as evidence and compare with backups"
 
 
+class AuditHeadMissing(EnigmError):
+    """An audit log's entries chain together, but its head file is gone: a cut tail would leave no trace."""
+
+    exit_code = 28
+    hint = ("check the log against the head written down at the end of the recovery: "
+            "`enigm-recover audit verify FILE --head HASH --entries N`")
+
+
 # -- quorum: 20-29 -------------------------------------------------------------
 
 
@@ -271,3 +279,22 @@ class CustodianNameInvalid(ShareError):
 
     exit_code = 20
     hint = "use the name on the share card: letters, digits, '.', '_' or '-', at most 64 characters"
+
+
+# -- what a snapshot says, and what it does not: 34-37 ------------------------------------------
+
+
+class KindNotInSnapshot(EnigmError):
+    """A step names a kind outside the snapshot's signed scope: the snapshot says nothing about that kind,
+    which is not the same as holding none of it."""
+
+    exit_code = 34
+    hint = "run only the steps of kinds the snapshot holds (--step), or choose a snapshot that holds the kind"
+
+
+class EnvironmentMismatch(EnigmError):
+    """The snapshot was sealed in another environment than the target's configured one."""
+
+    exit_code = 35
+    hint = ("choose a snapshot of the target's environment (--environment), or pass --allow-environment-mismatch "
+            "if restoring across environments is intended (it is recorded in the audit log)")

@@ -101,6 +101,9 @@ class DryRunScreen(StageScreen):
         kinds = self.query_one("#kinds", DataTable)
         kinds.clear()
         for kind, s in result.kinds.items():
+            if not s.in_snapshot:
+                kinds.add_row(fmt.plain(fmt.KIND_LABELS.get(kind, kind)), "not in this snapshot", "", "", "", "", "")
+                continue
             kinds.add_row(fmt.plain(fmt.KIND_LABELS.get(kind, kind)), f"{s.snapshot:,}", f"{s.live:,}", f"{s.missing:,}",
                           f"{s.extra:,}", f"{s.changed:,}", f"{s.unchanged:,}")
         browser = self.query_one(ChangeBrowser)

@@ -73,7 +73,7 @@ class SnapshotsScreen(StageScreen):
         elif self.summaries[first_choice].in_future(now):
             newest = self.summaries[first_choice]
             assert newest.created_at is not None
-            proposal.append(f"The newest usable snapshot, {newest.id}, is dated "
+            proposal.append(f"The newest usable snapshot, {fmt.inert(newest.id)}, is dated "
                             f"{newest.created_at:%Y-%m-%d %H:%M:%S} UTC, after this host's clock "
                             f"({now:%Y-%m-%d %H:%M:%S} UTC): a wrong clock or a forged time. ", style="bold")
             proposal.append("Check this host's clock and the producer's; choose it only if you know it is genuine.",
@@ -84,6 +84,10 @@ class SnapshotsScreen(StageScreen):
             ask = step is not None and step.snapshot == "ask"
             proposal.append("Choose the snapshot to recover from. " if ask else
                             f"The newest usable snapshot, {fmt.inert(newest)}, is proposed. ")
+            if first_choice > 0:  # never a silent fallback: say that newer entries are refused
+                proposal.append(f"The newer {fmt.inert(self.summaries[0].id)} is refused "
+                                f"({fmt.inert(why_not(self.summaries[0]))}): "
+                                "using an older snapshot is your explicit choice. ", style="bold")
             proposal.append("Unsigned or untrusted snapshots are shown struck out and cannot be chosen.", style="dim")
             table.move_cursor(row=first_choice)
         self.query_one("#proposal", Static).update(proposal)

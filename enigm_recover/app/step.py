@@ -120,6 +120,9 @@ class StepScreen(StageScreen):
         for plan_step, p in preview:
             policies = plan_step.describe().replace("restore-missing", "missing").replace(
                 "overwrite-changed", "overwrite").replace("delete-extra", "delete")
+            if not p.in_snapshot:  # refused when run: the snapshot says nothing about the kind
+                table.add_row(plain(plan_step.name), plain(policies), "not in this snapshot", "", "", "", "")
+                continue
             table.add_row(plain(plan_step.name), plain(policies), f"{p.inserts:,}", f"{p.updates:,}",
                           f"{p.deletes:,}", f"{p.protected:,}", f"{p.left:,}")
         self.planned = True

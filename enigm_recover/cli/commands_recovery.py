@@ -7,7 +7,7 @@ from typing import Any
 
 from enigm_recover.cli.commands_snapshots import open_sealed, recovery_facts
 from enigm_recover.cli.context import Context, open_pipeline, open_recovery
-from enigm_recover.cli.output import emit_json, print_diff, progress_for
+from enigm_recover.cli.output import audit_head_line, emit_json, print_diff, progress_for
 from enigm_recover.errors import UsageError
 
 
@@ -51,14 +51,22 @@ def _ask_step(step: Any, preview: Any) -> bool:
 def cmd_restore(ctx: Context) -> int:
     from enigm_recover.errors import RestoreNotVerified
     from enigm_recover.recovery.apply import RestoreStepStatus
-    from enigm_recover.recovery.plan import make_plan, preview
+    from enigm_recover.recovery.environment import bind_environment
+    from enigm_recover.recovery.plan import make_plan, preview, require_in_snapshot
 
     args = ctx.args
     plan = make_plan(args.policy or [], args.step or [])
     target = ctx.required(args.target, "target", "--target")
     with open_recovery(ctx, "restore") as recovery, \
             open_pipeline(ctx, recovery, target=target, writes=not args.dry_run) as pipeline:
-        open_sealed(ctx, pipeline)  # the pipeline takes the restore lock before the first share is asked for
+
+        def before_shares(manifest: Any) -> None:
+            require_in_snapshot(plan, manifest)
+            bind_environment(recovery, manifest, pipeline.store().display, ctx.target_environment(),
+                             args.allow_environment_mismatch)
+
+        # The pipeline takes the restore lock before the first share is asked for.
+        open_sealed(ctx, pipeline, before_shares)
         result = pipeline.dry_run(None, progress_for(args))
         record_dry_run(recovery, result)
         previews = {step.name: preview(step, result) for step in plan.steps}
@@ -96,7 +104,8 @@ def cmd_restore(ctx: Context) -> int:
                           f"rules, {v.get('changed_left', 0):,} changed and {v.get('extra_left', 0):,} extra left")
             print(f"  {o.step:<11} {o.status:<13} inserted {o.inserted:,}, overwritten {o.updated:,}, "
                   f"deleted {o.deleted:,}{detail}")
-        print(f"report {folder / 'report.md'}; audit head {recovery.audit.head}")
+        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'}")
+        print(audit_head_line(recovery.audit))
     failed = [o.step for o in outcome.steps if o.status is RestoreStepStatus.NOT_VERIFIED]
     if failed:
         raise RestoreNotVerified(f"the restore ran but step(s) {', '.join(failed)} did not verify")

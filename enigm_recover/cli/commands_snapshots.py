@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from enigm_recover.cli.context import Context, TerminalShares, ask_hidden, open_pipeline, open_recovery
-from enigm_recover.cli.output import check_mark, emit_json, print_listing, progress_for
+from enigm_recover.cli.output import audit_head_line, check_mark, emit_json, print_listing, progress_for
 from enigm_recover.errors import InputFileError, UsageError
 
 
@@ -42,7 +42,7 @@ def cmd_seal(ctx: Context) -> int:
 
 def cmd_snapshots_list(ctx: Context) -> int:
     from enigm_recover.quorum.recovery_key import recipient_fingerprint
-    from enigm_recover.snapshot.listing import summarize
+    from enigm_recover.snapshot.listing import latest_verdict, summarize
     from enigm_recover.snapshot.seal import read_recipient_file
     from enigm_recover.snapshot.signature import load_allowed_signers
 
@@ -54,14 +54,17 @@ def cmd_snapshots_list(ctx: Context) -> int:
     with ctx.open_source() as source:
         listing = source.list()
         description = source.description
-    summaries = summarize(listing, allowed, fingerprint)
+    summaries = summarize(listing, allowed, fingerprint, args.environment)
+    latest = latest_verdict(listing, allowed, args.environment)
     if args.json:
         now = datetime.now(timezone.utc)
         emit_json({"source": description, "snapshots": [s.as_dict(now) for s in summaries],
-                   "rejected": listing.rejected})
+                   "rejected": listing.rejected, "refused": [r.__dict__ for r in listing.refused],
+                   "latest": latest.as_dict()})
         return 0
     print(f"source {description}")
     print_listing(summaries, allowed is not None)
+    print(latest.describe())
     for reason in listing.rejected:
         print(f"refused: {reason}", file=sys.stderr)
     return 0
@@ -70,7 +73,8 @@ def cmd_snapshots_list(ctx: Context) -> int:
 def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any]:
     """Verify the chosen snapshot, fetching its payload into the cache if the source is remote."""
     with open_pipeline(ctx, None) as pipeline:
-        return pipeline.verify(ctx.args.id, progress_for(ctx.args), hash_payload=hash_payload)
+        return pipeline.verify(ctx.args.id, progress_for(ctx.args), hash_payload=hash_payload,
+                               environment=ctx.snapshot_environment(ctx.args.id))
 
 
 def cmd_verify(ctx: Context) -> int:
@@ -107,7 +111,8 @@ def cmd_unseal(ctx: Context) -> int:
         shown = ", ".join(f"{n:,} {k}" for k, n in counts.items())
         print(f"unsealed {verified.manifest.id} to {out} ({shown}); the file holds decrypted records: "
               "keep it on protected storage and delete it when done")
-        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'} (head {recovery.audit.head})")
+        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'}")
+        print(audit_head_line(recovery.audit))
     return 0
 
 
@@ -116,8 +121,12 @@ def recovery_facts(recovery: Any) -> dict[str, Any]:
             "audit_log": str(recovery.folder / "audit.jsonl"), "audit_head": recovery.audit.head}
 
 
-def open_sealed(ctx: Context, pipeline: Any) -> tuple[Any, Any]:
-    """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares
-    (a pipeline that may write holds the target's restore lock before the first share is asked for)."""
-    verified = pipeline.require_verified(ctx.args.id, progress_for(ctx.args))
+def open_sealed(ctx: Context, pipeline: Any, before_shares: Any = None) -> tuple[Any, Any]:
+    """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares;
+    ``before_shares(manifest)`` may refuse the verified snapshot before any custodian is asked. A pipeline
+    that may write holds the target's restore lock before the first share is asked for."""
+    verified = pipeline.require_verified(ctx.args.id, progress_for(ctx.args),
+                                         environment=ctx.snapshot_environment(ctx.args.id))
+    if before_shares is not None:
+        before_shares(verified.manifest)
     return verified, pipeline.gather(TerminalShares(ctx))

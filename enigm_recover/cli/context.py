@@ -61,6 +61,19 @@ class Context:
                              f"pass {option}, set {SETTINGS[key][0]}, or `enigm-recover config set {key} VALUE`")
         return value
 
+    def target_environment(self) -> str | None:
+        """The configured environment of the command's target (see config.target_environment)."""
+        from enigm_recover import config
+
+        if not hasattr(self.args, "target_environment"):
+            return None
+        return config.target_environment(self.args.target, self.args.target_environment, self.config)
+
+    def snapshot_environment(self, ref: str) -> str | None:
+        """The environment ``ref`` resolves in: --environment; for `latest`, else the target's environment (an id
+        named explicitly is then resolved as named, and a mismatch refused as such)."""
+        return getattr(self.args, "environment", None) or (self.target_environment() if ref == "latest" else None)
+
     def ssh_settings(self) -> Any:
         from enigm_recover.sources.ssh import SSHSettings
 

@@ -631,7 +631,8 @@ def scratch_restore(snapshot: VerifiedSnapshot, unlock: Unlock, report: Readines
                 total = sum(s.snapshot for s in result.kinds.values())
                 evidence.append(f"unsealed {manifest.id}: {total:,} records, each checked against the model and "
                                 "the signed per-kind counts and digests")
-                outcome = pipeline.restore(make_plan([]), progress=progress)
+                plan = make_plan([], list(manifest.scope))  # only the kinds the snapshot holds (scope says the rest)
+                outcome = pipeline.restore(plan, progress=progress)
                 for o in outcome.steps:
                     evidence.append(f"restore step {o.step}: {o.status}, {o.inserted:,} inserted")
                     if o.status != "verified":

@@ -130,37 +130,39 @@ class RecoveryPipeline:
 
         return summarize(self.listing(refresh=refresh), self.allowed_signers(), recipient_fingerprint)
 
-    def resolve(self, ref: str | None) -> SnapshotEntry:
+    def resolve(self, ref: str, environment: str | None = None, *, screened: bool = True) -> SnapshotEntry:
+        """The entry ``ref`` names; ``screened`` refuses untrusted candidates as it looks (a snapshot chosen
+        earlier in the run is looked up by its id alone and judged by verification)."""
         from enigm_recover.snapshot.catalog import resolve
 
-        return resolve(self.listing(), ref)
+        return resolve(self.listing(), ref, self.allowed_signers() if screened else None, environment)
 
     # -- verify ------------------------------------------------------------------------------------------
 
-    def select(self, ref: str | None) -> SnapshotEntry:
+    def select(self, ref: str, environment: str | None = None, *, screened: bool = True) -> SnapshotEntry:
         """Choose a snapshot: what was verified, combined or dry-run for another one is dropped."""
-        entry = self.resolve(ref)
+        entry = self.resolve(ref, environment, screened=screened)
         if self.verified is None or self.verified.manifest.id != entry.id:
             self.verified, self.checked = None, None
         return entry
 
-    def verify(self, ref: str | None, progress: ProgressCallback = no_progress, *,
-               hash_payload: bool = True) -> tuple[VerifyReport, VerifiedSnapshot | None]:
+    def verify(self, ref: str, progress: ProgressCallback = no_progress, *, hash_payload: bool = True,
+               environment: str | None = None, screened: bool = True) -> tuple[VerifyReport, VerifiedSnapshot | None]:
         """Check the snapshot (fetching a remote payload into the cache); keep it when it verified.
         Without ``hash_payload`` the SHA-256 is left to the decryption pass, which checks it anyway."""
         from enigm_recover.snapshot.verify import verify_entry
 
-        entry = self.select(ref)
+        entry = self.select(ref, environment, screened=screened)
         report, verified = verify_entry(self.source, entry, self.allowed_signers(), progress,
                                         hash_payload=hash_payload)
         if verified is not None:
             self.verified = verified
         return report, verified
 
-    def require_verified(self, ref: str | None, progress: ProgressCallback = no_progress, *,
-                         hash_payload: bool = False) -> VerifiedSnapshot:
+    def require_verified(self, ref: str, progress: ProgressCallback = no_progress, *, hash_payload: bool = False,
+                         environment: str | None = None) -> VerifiedSnapshot:
         """The snapshot, verified, and named in the recovery's report; its check's error otherwise."""
-        report, verified = self.verify(ref, progress, hash_payload=hash_payload)
+        report, verified = self.verify(ref, progress, hash_payload=hash_payload, environment=environment)
         if verified is None:
             if self.recovery is not None:
                 self.recovery.record("verify-snapshot", outcome="failed", inputs={"snapshot": report.snapshot_id})

@@ -25,7 +25,7 @@ from enigm_recover.private import make_private_dir, refuse_if_others_can_write
 from enigm_recover.paths import display_text
 from enigm_recover.inert import for_markdown, for_markdown_code
 from enigm_recover.quorum.entry import ShareReceipt
-from enigm_recover.recovery.audit import AuditLog
+from enigm_recover.recovery.audit import AuditLog, readable_head
 from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.signature import Signer
 
@@ -221,6 +221,12 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"- head: {code(audit['head'])} ("
               + (f"signed by {md(audit['signer'])}" if audit["signed"] else "not signed: no operator key or agent")
               + ")",
+              f"- head to write down: entry {audit['entries']}, `{readable_head(audit['head'])}`",
+              "",
+              "Write the head down (or photograph it) and keep it apart from the log, e.g. in the incident "
+              "ticket: whoever can rewrite the log can rewrite its head file too. "
+              f"`enigm-recover audit verify {audit['log']} --head HASH --entries {audit['entries']}` checks "
+              "the log against it.",
               ""]
     return "\n".join(lines)
 

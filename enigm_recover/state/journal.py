@@ -46,6 +46,9 @@ class Batch:
     inserted: int = 0
     updated: int = 0
     inserts: list[tuple[Any, ...]] = field(default_factory=list)  # whole rows, written where the key is absent
+    # key -> SHA-256 of the canonical line of the row written there (inserts and upserts): journaled with the
+    # batch, so a step's read-back covers every key it wrote, in this process or before an interruption
+    expected: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     @property
     def deleted(self) -> int:
@@ -57,6 +60,24 @@ class Batch:
     def count_skipped_inserts(self, written: int) -> None:
         """Only ``written`` of the inserts went in: the others' keys were taken meanwhile."""
         self.inserted -= len(self.inserts) - written
+
+    def drop_skipped_inserts(self, live: dict[tuple[Any, ...], tuple[Any, ...]]) -> None:
+        """After a short insert: ``live`` holds the inserted keys' rows as they are now; a key holding another
+        row than ours was taken meanwhile (kept, not ours), so it is not read back as ours."""
+        for row in self.inserts:
+            key = self.kind.key_of_row(row)
+            if live.get(key) != row:
+                self.expected.pop(key, None)
+
+    def written_record(self) -> tuple[str, str]:
+        """The journal's read-back record of this batch: the rows written (key and line hash), the keys deleted."""
+        return (json.dumps([[list(k), h] for k, h in self.expected.items()], separators=(",", ":")),
+                json.dumps([list(k) for k in self.deletes], separators=(",", ":")))
+
+
+def decode_written(written: str, deleted: str) -> tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]:
+    """A journaled read-back record (see ``Batch.written_record``)."""
+    return [(tuple(k), h) for k, h in json.loads(written)], [tuple(k) for k in json.loads(deleted)]
 
 
 @dataclass(frozen=True)
@@ -85,7 +106,8 @@ def another_restore_running(target: str) -> RestoreRefused:
                           "again (with --resume to continue an interrupted restore)")
 
 
-JOURNAL_TABLES = ("enigm_meta", "enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps")
+JOURNAL_TABLES = ("enigm_meta", "enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps",
+                  "enigm_restore_written")
 
 
 # -- the journal's SQL, written once for both stores ------------------------------------------------------
@@ -104,6 +126,9 @@ class JournalSQL:
     step_result: str
     record_batch: str
     record_step: str
+    record_written: str
+    written_batches: str
+    written_batch: str
 
 
 def journal_sql(*, placeholder: str, key_text: str, text: str, integer: str, counter: str,
@@ -127,6 +152,9 @@ def journal_sql(*, placeholder: str, key_text: str, text: str, integer: str, cou
             f"""CREATE TABLE IF NOT EXISTS enigm_restore_steps (
   run_id {key_text} NOT NULL, step {key_text} NOT NULL, status {text} NOT NULL, result {text} NOT NULL,
   PRIMARY KEY (run_id, step){end}""",
+            f"""CREATE TABLE IF NOT EXISTS enigm_restore_written (
+  run_id {key_text} NOT NULL, step {key_text} NOT NULL, batch {integer} NOT NULL, written {text} NOT NULL,
+  deleted {text} NOT NULL, PRIMARY KEY (run_id, step, batch){end}""",
         ),
         unfinished_run=("SELECT run_id, snapshot_id, payload_sha256, plan, started_at, status FROM enigm_restore_runs "
                         "WHERE status = 'running' ORDER BY started_at, run_id LIMIT 1"),
@@ -143,6 +171,11 @@ def journal_sql(*, placeholder: str, key_text: str, text: str, integer: str, cou
                        "VALUES (?, ?, ?, ?, ?, ?, ?)"),
         record_step=q("INSERT INTO enigm_restore_steps (run_id, step, status, result) VALUES (?, ?, ?, ?) "
                       "ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status, result = excluded.result"),
+        record_written=q("INSERT INTO enigm_restore_written (run_id, step, batch, written, deleted) "
+                         "VALUES (?, ?, ?, ?, ?)"),
+        written_batches=q("SELECT batch FROM enigm_restore_written WHERE run_id = ? AND step = ? ORDER BY batch"),
+        written_batch=q("SELECT written, deleted FROM enigm_restore_written WHERE run_id = ? AND step = ? "
+                        "AND batch = ?"),
     )
 
 
@@ -150,6 +183,11 @@ def batch_row(run_id: str, batch: Batch) -> tuple[Any, ...]:
     """The arguments of ``record_batch`` for one batch."""
     return (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted, batch.updated,
             batch.deleted)
+
+
+def written_row(run_id: str, batch: Batch) -> tuple[Any, ...]:
+    """The arguments of ``record_written`` for one batch."""
+    return (run_id, batch.step, batch.number, *batch.written_record())
 
 
 def step_position(totals: tuple[Any, ...], result: tuple[Any, ...] | None) -> StepPosition:
