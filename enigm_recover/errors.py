@@ -298,3 +298,14 @@ class EnvironmentMismatch(EnigmError):
     exit_code = 35
     hint = ("choose a snapshot of the target's environment (--environment), or pass --allow-environment-mismatch "
             "if restoring across environments is intended (it is recorded in the audit log)")
+
+
+# -- retention: 50-59 -------------------------------------------------------------
+
+
+class PruneRefused(EnigmError):
+    """Pruning would rest on something it cannot trust (a broken newest snapshot, an unreadable run state),
+    so nothing was removed."""
+
+    exit_code = 50
+    hint = "fix or remove the named cause (verify the newest snapshot), then run the prune again"
