@@ -273,7 +273,7 @@ def worker(argv: list[str]) -> dict[str, Any]:
     """``list CONFIG FOLDER CACHE`` or ``{fetch,cached} CONFIG FOLDER CACHE MANIFEST``: one JSON report."""
     mode, config, folder, cache, *rest = argv
     from enigm_recover.sources import sftp as sftp_module
-    from enigm_recover.sources.base import parse_entry
+    from enigm_recover.snapshot.source import parse_entry
     from enigm_recover.sources.sftp import SftpSource, SftpURL
     from enigm_recover.sources.ssh import SSHSettings
 

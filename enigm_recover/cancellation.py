@@ -48,8 +48,8 @@ class CancelToken:
 
 def _describe(progress: Progress) -> str:
     if progress.total:
-        return f"{progress.stage} ({progress.done:,} of {progress.total:,} {progress.unit})"
-    return progress.stage
+        return f"{progress.label} ({progress.done:,} of {progress.total:,} {progress.unit})"
+    return progress.label
 
 
 def cancellable(progress: ProgressCallback = no_progress, token: CancelToken | None = None) -> ProgressCallback:

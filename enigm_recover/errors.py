@@ -93,9 +93,12 @@ class ConnectionFailed(SourceError):
 
 class HostKeyUnknown(SourceError):
     exit_code = 31
-    fingerprint: str | None = None  # the SHA256 fingerprint the host offers, for a face to confirm
     hint = ("compare the fingerprint with the one the host's owner gives you out of band, then pass "
             "--accept-new-host-key FINGERPRINT")
+
+    def __init__(self, message: str, hint: str | None = None, *, fingerprint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.fingerprint = fingerprint  # the SHA256 fingerprint the host offers (None: it offered no key)
 
 
 class HostKeyChanged(SourceError):

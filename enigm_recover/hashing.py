@@ -6,12 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 
 HASH_BLOCK = 1 << 20
 
 
-def hash_file(path: Path, progress: ProgressCallback = no_progress, stage: str = "hash payload") -> tuple[int, str]:
+def hash_file(path: Path, progress: ProgressCallback = no_progress, stage: Stage = Stage.HASH) -> tuple[int, str]:
     """(size, SHA-256 hex) of a file, read once in 1 MiB blocks."""
     hasher = hashlib.sha256()
     size = 0

@@ -16,6 +16,7 @@ import pytest
 from enigm_recover.app.app import RecoverApp, scrub
 from enigm_recover.app.options import drill_options
 from enigm_recover.app.tour import enter_share, on, read_cards, share_keys, until, walk, wrong_share
+from enigm_recover.progress import Stage
 from enigm_recover.recovery.audit import readable_head, verify_log
 from enigm_recover.runbook.executor import RunState
 from enigm_recover.state.stores import open_store
@@ -227,6 +228,34 @@ def test_quit_mid_run_and_resume_at_the_same_step(served, tmp_path: Path) -> Non
     run(resume)
 
 
+def test_no_share_is_asked_while_another_restore_holds_the_target(served, tmp_path: Path) -> None:
+    """The app opens the share entry only under the target's restore lock, as every face does."""
+    doc, drill = served
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+    app = make_app(doc, tmp_path)
+    holder = open_store(drill.target)
+    holder.lock_restores()
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await walk(pilot, cards, "verify")
+            await pilot.press("enter")
+            await until(pilot, lambda: on(app, "ErrorDialog"), 60)
+            assert "is running right now" in text_of(app, "#error-message")
+            assert not app.executor.quorum_open and app.executor.current.id == "quorum"
+            holder.close()
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, "VerifyScreen"))
+            await pilot.press("enter")  # the holder is gone: the share entry opens
+            await until(pilot, lambda: on(app, "QuorumScreen"), 60)
+        assert app.internal_errors == []
+
+    try:
+        run(scenario)
+    finally:
+        holder.close()
+
+
 def test_cancelling_a_restore_leaves_the_run_resumable(served, tmp_path: Path, monkeypatch) -> None:
     import enigm_recover.cancellation as cancellation
 
@@ -239,7 +268,7 @@ def test_cancelling_a_restore_leaves_the_run_resumable(served, tmp_path: Path, m
         wrapped = real(progress, token)
 
         def report(p):
-            if p.stage.startswith("restore") and not reached.is_set():
+            if p.stage is Stage.RESTORE and not reached.is_set():
                 reached.set()
                 go_on.wait(30)
             wrapped(p)
@@ -333,7 +362,7 @@ def test_a_share_typed_ahead_of_the_focus_never_shows(served, tmp_path: Path) ->
 def test_a_failing_worker_becomes_a_dialog_not_a_crash(served, tmp_path: Path, monkeypatch) -> None:
     from enigm_recover.runbook.executor import RunbookExecutor
 
-    def broken(self, fingerprint=None):
+    def broken(self, fingerprint=None, *, refresh=False):
         raise ValueError("the listing broke in an unexpected way")
 
     monkeypatch.setattr(RunbookExecutor, "snapshots", broken)
@@ -509,15 +538,15 @@ def test_share_words_never_reach_an_error_dialog() -> None:
 def test_cancel_token_raises_at_the_next_report() -> None:
     from enigm_recover.cancellation import CancelToken, cancellable
     from enigm_recover.errors import InterruptedByUser
-    from enigm_recover.progress import Progress
+    from enigm_recover.progress import Progress, Stage
 
     seen = []
     token = CancelToken()
     report = cancellable(seen.append, token)
-    report(Progress("restore devices", 10, 100, "records"))
+    report(Progress(Stage.RESTORE, 10, 100, "records", "devices"))
     token.cancel()
     with pytest.raises(InterruptedByUser) as info:
-        report(Progress("restore devices", 20, 100, "records"))
+        report(Progress(Stage.RESTORE, 20, 100, "records", "devices"))
     assert len(seen) == 2 and "restore devices (20 of 100 records)" in info.value.message
     assert info.value.exit_code == 130
 
@@ -620,9 +649,9 @@ def test_an_ssh_prompt_is_asked_in_a_hidden_dialog(served, tmp_path: Path) -> No
 
 def test_rates_and_times_left() -> None:
     from enigm_recover.app.format import rate_and_eta
-    from enigm_recover.progress import Progress
+    from enigm_recover.progress import Progress, Stage
 
-    p = Progress("fetch x.payload.age", 10 << 20, 40 << 20, "bytes")
+    p = Progress(Stage.FETCH, 10 << 20, 40 << 20, "bytes", "x.payload.age")
     assert rate_and_eta(p, 2.0) == "5.0 MiB/s · about 6 s left"
-    assert rate_and_eta(Progress("restore devices", 500, 1000, "records"), 1.0) == "500 records/s · about 1 s left"
+    assert rate_and_eta(Progress(Stage.RESTORE, 500, 1000, "records", "device"), 1.0) == "500 records/s · about 1 s left"
     assert rate_and_eta(p, 0.0) == ""

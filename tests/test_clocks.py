@@ -92,7 +92,8 @@ def seal_at(drill: Drill, tmp_path: Path, when: datetime, token: str | None = No
     with SQLiteStore(db) as store:
         manifest = seal(store, recipient=read_recipient_file(drill.recipient),
                         signing_key=load_signing_key(drill.signing_key), environment="drill", producer="backup@drill",
-                        out_dir=drill.snapshots, created_at=when, id_token=token)
+                        out_dir=drill.snapshots, existing=LocalFolderSource(drill.snapshots).list(),
+                            created_at=when, id_token=token)
     return manifest.id
 
 

@@ -22,6 +22,7 @@ from enigm_recover.readiness.policy import parse_duration, parse_percent
 from enigm_recover.snapshot.manifest import manifest_name, payload_name, signature_name
 from enigm_recover.snapshot.seal import read_recipient_file, seal
 from enigm_recover.snapshot.signature import load_signing_key
+from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.state.sqlite_store import SQLiteStore
 from tests.conftest import DRILL_AT, Drill
 from tests.helpers import manifest_path, read_manifest, sign_as_producer, write_payload
@@ -72,7 +73,8 @@ def seal_next(drill: Drill, tmp_path: Path, *, recipient: str | None = None, kee
     with SQLiteStore(db) as store:
         manifest = seal(store, recipient=recipient or read_recipient_file(drill.recipient),
                         signing_key=load_signing_key(drill.signing_key), environment="drill", producer="backup@drill",
-                        out_dir=drill.snapshots, created_at=DRILL_AT)
+                        out_dir=drill.snapshots, existing=LocalFolderSource(drill.snapshots).list(),
+                        created_at=DRILL_AT)
     return manifest.id
 
 

@@ -45,7 +45,7 @@ def restore_argv(drill: Drill, target: Path, *extra: str) -> list[str]:
 def journal_position(target: Path) -> tuple[str, int]:
     """Where the killed run had got to: "not started" (no run in the journal), "finished", or the step
     it was in, with the batches committed in all."""
-    with closing(sqlite3.connect(target)) as conn, conn:
+    with closing(sqlite3.connect(target)) as conn:
         try:
             run = conn.execute("SELECT status FROM enigm_restore_runs").fetchone()
             batches = conn.execute("SELECT step, count(*) FROM enigm_restore_batches GROUP BY step").fetchall()
@@ -65,7 +65,7 @@ ORDER = ["identities", "devices", "settings", "roles"]
 
 
 def batches_per_step(target: Path) -> dict[str, int]:
-    with closing(sqlite3.connect(target)) as conn, conn:
+    with closing(sqlite3.connect(target)) as conn:
         return dict(conn.execute("SELECT step, count(*) FROM enigm_restore_batches GROUP BY step").fetchall())
 
 

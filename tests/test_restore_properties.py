@@ -91,7 +91,8 @@ def test_restore_reaches_the_promised_state_and_keeps_the_safety_rules(keys, sna
         (work / "snaps").mkdir()
         with load(work / "snapshot.db", snapshot) as source_store:
             seal(source_store, recipient=identity.recipient, signing_key=producer, environment="prop",
-                 producer="backup@prop", out_dir=work / "snaps", created_at=SNAPSHOT_AT)
+                 producer="backup@prop", out_dir=work / "snaps", existing=LocalFolderSource(work / "snaps").list(),
+                 created_at=SNAPSHOT_AT)
         folder = LocalFolderSource(work / "snaps")
         report, verified = verify_entry(folder, resolve(folder.list(), "latest"), allowed)
         assert verified is not None, report.as_dict()

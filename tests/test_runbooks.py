@@ -17,6 +17,7 @@ import pytest
 
 from enigm_recover.errors import CeremonyMismatch, RunbookInvalid, RunStateError, StepNotConfirmed
 from enigm_recover.quorum.cards import read_share_file
+from enigm_recover.progress import Stage
 from enigm_recover.recovery.audit import NAMESPACE, verify_log
 from enigm_recover.recovery.session import load_report
 from enigm_recover.runbook.executor import Confirmation, RunbookExecutor, RunSettings
@@ -365,7 +366,7 @@ def test_sigkill_during_a_runbook_restore_then_resume_finishes_it(tmp_path: Path
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while process.poll() is None:  # aimed by the journal's progress, not by the clock
         try:
-            with closing(sqlite3.connect(target)) as conn, conn:
+            with closing(sqlite3.connect(target)) as conn:
                 done = conn.execute("SELECT count(*) FROM enigm_restore_batches WHERE step = 'devices'").fetchone()[0]
         except sqlite3.Error:
             done = 0
@@ -508,7 +509,7 @@ def test_a_restore_stopped_during_its_verification_is_never_reported_verified(dr
     token = CancelToken()
 
     def stop_while_verifying(p) -> None:
-        if p.stage.startswith("verify "):
+        if p.stage is Stage.VERIFY:
             token.cancel()
 
     with pytest.raises(InterruptedByUser):
@@ -521,3 +522,46 @@ def test_a_restore_stopped_during_its_verification_is_never_reported_verified(dr
     enter_cards(again, drill)
     result = again.run_current(Confirmation("dana", "lee"))
     assert result.status == "verified" and result.detail["resumed"]  # continued from the journal, then verified
+
+
+# -- one pipeline: the restore lock before any share ----------------------------------------------------------
+
+
+def test_run_refuses_before_any_share_while_another_process_holds_the_restore_lock(drill: Drill, cli,
+                                                                                    tmp_path: Path) -> None:
+    """`run` takes the target's restore lock before the first custodian is asked, as `restore` does."""
+    from enigm_recover.state.stores import open_store
+
+    state = tmp_path / "state"
+    holder = open_store(drill.target)
+    holder.lock_restores()
+    try:
+        code, _, err = cli("--state-dir", state, *run_args(drill), "--yes", "--second-operator", "lee")
+    finally:
+        holder.close()
+    assert code == 17 and "is running right now" in err, err
+    assert "accepted share" not in err  # refused before any custodian was asked for a share
+    (log,) = (state / "recoveries").glob("*/audit.jsonl")
+    actions = [json.loads(line)["action"] for line in log.read_text().splitlines()]
+    assert "share-accepted" not in actions and "key-combined" not in actions
+    code, _, err = cli("--state-dir", state, "run", "tabletop-drill", "--resume", *share_args(drill), "--yes",
+                       "--operator", "dana", "--second-operator", "lee")
+    assert code == 0, err  # the lock went with its holder; the run resumes where it stopped
+
+
+def test_the_executor_asks_for_no_share_while_the_target_is_locked(drill: Drill, tmp_path: Path) -> None:
+    """The app drives the same executor: its share entry is refused while another restore holds the lock."""
+    from enigm_recover.errors import RestoreRefused
+    from enigm_recover.state.stores import open_store
+
+    ex = RunbookExecutor.start(load_runbook(BUILTIN_DIR / "tabletop-drill.toml"), settings_for(drill, tmp_path / "s"))
+    walk_until(ex, drill, "quorum")
+    holder = open_store(drill.target)
+    holder.lock_restores()
+    try:
+        with pytest.raises(RestoreRefused, match="is running right now"):
+            ex.quorum()
+    finally:
+        holder.close()
+    walk_until(ex, drill, None)  # the holder is gone: the share entry opens
+    assert ex.status == "completed"

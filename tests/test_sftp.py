@@ -438,3 +438,43 @@ def test_a_refused_newest_remote_entry_stops_latest(drill, served, tmp_path: Pat
     assert code in (7, 10) and newer in err and "older snapshot" in err, err
     code, _, err = cli(*base[:4], drill.latest, *base[4:])
     assert code == 0, err
+
+
+class CountingSFTP(ReadOnlySFTPServer):
+    """Counts SFTP sessions (one per connection) and folder listings."""
+
+    sessions = 0
+    listings = 0
+
+    def __init__(self, chan, root) -> None:
+        CountingSFTP.sessions += 1
+        super().__init__(chan, root)
+
+    def scandir(self, path):  # type: ignore[override]
+        CountingSFTP.listings += 1
+        return super().scandir(path)
+
+
+def test_a_run_connects_to_and_lists_its_source_once(drill, served, cli, tmp_path: Path) -> None:
+    CountingSFTP.sessions = CountingSFTP.listings = 0
+    config = served(sftp_factory=lambda chan: CountingSFTP(chan, drill.snapshots))
+    code, out, err = cli("--state-dir", tmp_path / "state", "--cache-dir", tmp_path / "cache", "run",
+                         "tabletop-drill", "--source", "sftp://drill/", "--ssh-config", config, "--target",
+                         drill.target, "--allowed-signers", drill.allowed_signers, "--operator", "dana",
+                         *sum((["--share-file", drill.card(n)] for n in ("amara", "chen", "emeka")), []),
+                         "--yes", "--second-operator", "lee", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "completed"
+    assert (CountingSFTP.sessions, CountingSFTP.listings) == (1, 1)
+
+
+def test_an_unknown_host_key_error_carries_its_fingerprint_as_a_field(drill, served, tmp_path: Path) -> None:
+    """A face offers the fingerprint for confirmation from the error's field, never by parsing its text."""
+    from enigm_recover.errors import HostKeyUnknown
+
+    config = served()
+    _host, algorithm, key = (tmp_path / "known_hosts").read_text().split()[:3]
+    (tmp_path / "known_hosts").write_text("")
+    with pytest.raises(HostKeyUnknown) as caught:
+        open_drill_source(config, tmp_path).list()
+    assert caught.value.fingerprint == asyncssh.import_public_key(f"{algorithm} {key}").get_fingerprint("sha256")

@@ -252,12 +252,14 @@ def seal_other_environment(drill, tmp_path: Path, environment: str = "staging") 
 
     from enigm_recover.snapshot.seal import read_recipient_file, seal
     from enigm_recover.snapshot.signature import load_signing_key
+    from enigm_recover.sources.local import LocalFolderSource
 
     created = read_manifest(drill.snapshots, drill.latest).created_at + timedelta(minutes=5)
     with open_store(drill.target) as store:
         return seal(store, recipient=read_recipient_file(drill.recipient),
                     signing_key=load_signing_key(drill.signing_key), environment=environment,
-                    producer="backup@drill", out_dir=drill.snapshots, created_at=created).id
+                    producer="backup@drill", out_dir=drill.snapshots,
+                    existing=LocalFolderSource(drill.snapshots).list(), created_at=created).id
 
 
 def test_latest_can_be_limited_to_one_environment(drill, cli, tmp_path: Path) -> None:

@@ -23,12 +23,12 @@ from textual.screen import ModalScreen, Screen
 
 from enigm_recover.app import format as fmt
 from enigm_recover.app.dialogs import ErrorDialog, HostKeyDialog, SecretDialog
+from enigm_recover.app.navigation import Navigator
 from enigm_recover.app.options import AppOptions
 from enigm_recover.progress import Progress
 from enigm_recover.resources import app_stylesheet
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress updates on screen
-_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/=]+")
 
 
 def scrub(text: str) -> str:
@@ -71,6 +71,7 @@ class RecoverApp(App[str]):
         self._work_label = ""
         self._quitting = False
         self._prompts: list[tuple[ModalScreen[Any], asyncio.Future[Any]]] = []
+        self.navigator = Navigator(self)
         if options.still:
             self.animation_level = "none"
 
@@ -260,17 +261,18 @@ class RecoverApp(App[str]):
 
         return self.run_engine(work, done=started, label="starting the run")
 
-    def list_snapshots(self) -> list[Any]:
-        """The source's snapshots (in a worker), asking about an unknown host key in a dialog."""
+    def list_snapshots(self, refresh: bool = False) -> list[Any]:
+        """The source's snapshots (in a worker), asking about an unknown host key in a dialog; ``refresh``
+        reads the source again instead of this run's listing."""
         from enigm_recover.errors import HostKeyUnknown
 
         ex = self.executor
         fingerprint = self.recipient_fingerprint()
         while True:
             try:
-                return ex.snapshots(fingerprint)
+                return ex.snapshots(fingerprint, refresh=refresh)
             except HostKeyUnknown as exc:
-                offered = exc.fingerprint or next(iter(_FINGERPRINT.findall(exc.message)), None)
+                offered = exc.fingerprint
                 ssh = ex.settings.ssh
                 if not offered or ssh is None or ssh.accept_host_key == offered:
                     raise
@@ -292,44 +294,9 @@ class RecoverApp(App[str]):
 
     # -- where the run is --------------------------------------------------------------------------------------
 
-    def screen_for_current(self) -> Screen[Any]:
-        from enigm_recover.runbook.model import Action
-
-        ex = self.executor
-        step = ex.current
-        if step is None:
-            from enigm_recover.app.done import DoneScreen
-            return DoneScreen()
-        if ex.needs_quorum or step.action is Action.GATHER_QUORUM:
-            from enigm_recover.app.quorum import QuorumScreen
-            return QuorumScreen()
-        if step.action is Action.SELECT_SNAPSHOT:
-            from enigm_recover.app.source import SourceScreen
-            return SourceScreen()
-        if step.action is Action.VERIFY_SNAPSHOT:
-            from enigm_recover.app.verify import VerifyScreen
-            return VerifyScreen()
-        if step.action is Action.DRY_RUN:
-            from enigm_recover.app.dryrun import DryRunScreen
-            return DryRunScreen()
-        from enigm_recover.app.step import StepScreen
-        return StepScreen()
-
     def show_current(self) -> None:
-        """The screen of the step the run is at (above the start screen, which stays at the bottom)."""
-        while len(self.screen_stack) > 1 and isinstance(self.screen, ModalScreen):
-            self.pop_screen()
-        if self.executor is None:
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-            return
-        screen = self.screen_for_current()
-        ex = self.executor
-        screen.step_index = ex.state.position if ex.current is not None else None  # type: ignore[attr-defined]
-        if len(self.screen_stack) == 1:
-            self.push_screen(screen)
-        else:
-            self.switch_screen(screen)
+        """The screen of the step the run is at (the navigator decides every change of screen)."""
+        self.navigator.show_current()
 
     # -- quitting: pause the run where it stands ------------------------------------------------------------
 

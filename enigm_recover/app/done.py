@@ -11,6 +11,7 @@ from enigm_recover.app.format import inert, plain
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import humanize_counts
 from enigm_recover.recovery.audit import readable_head
+from enigm_recover.runbook.model import Action
 
 
 class DoneScreen(StageScreen):
@@ -31,7 +32,7 @@ class DoneScreen(StageScreen):
         results = ex.results
         totals: dict[str, int] = {}
         for result in results:
-            if result.action == "restore":
+            if result.action is Action.RESTORE:
                 for key, value in result.counts.items():
                     totals[key] = totals.get(key, 0) + value
         outcome = Text(f"Run {inert(ex.status)}", style="bold")

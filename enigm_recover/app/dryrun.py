@@ -123,13 +123,13 @@ class DryRunScreen(StageScreen):
         if self.state != "done":
             return
         if self.browse:
-            self.app.pop_screen()
+            self.recover.navigator.back()
         else:
             self.recover.show_current()
 
     def action_escape(self) -> None:
         if self.browse:
-            self.app.pop_screen()
+            self.recover.navigator.back()
         elif self.state == "running":
             self.recover.cancel_work()
 

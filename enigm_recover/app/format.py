@@ -7,7 +7,7 @@ import re
 from rich.text import Text
 
 from enigm_recover.inert import for_terminal
-from enigm_recover.progress import Progress
+from enigm_recover.progress import Progress, Stage
 from enigm_recover.render import human_age, human_size
 
 KIND_LABELS = {"identity": "identities", "device": "devices", "setting": "settings", "role": "roles"}
@@ -71,16 +71,17 @@ def error_title(exc: BaseException) -> str:
     return text[:1].upper() + text[1:]
 
 
-def humanize_stage(stage: str) -> str:
-    """The engine's progress stage as a short label ('fetch X.payload.age' -> 'Downloading X.payload.age')."""
-    if stage.startswith("fetch "):
-        return "Downloading " + stage[len("fetch "):]
-    if stage == "hash payload":
-        return "Checking the payload's SHA-256"
-    if stage.startswith("restore "):
-        return "Restoring " + stage[len("restore "):]
-    if stage == "decrypt payload":
-        return "Decrypting the payload and comparing it with the target"
-    if stage == "payload (cached)":
-        return "Payload already downloaded and checked"
-    return stage[:1].upper() + stage[1:]
+_STAGE_WORDS = {
+    Stage.SEAL: "Seal {}",
+    Stage.FETCH: "Downloading {}",
+    Stage.CACHED: "Payload already downloaded and checked",
+    Stage.HASH: "Checking the payload's SHA-256",
+    Stage.DECRYPT: "Decrypting the payload and comparing it with the target",
+    Stage.RESTORE: "Restoring {}",
+    Stage.VERIFY: "Verify {}",
+}
+
+
+def humanize_stage(progress: Progress) -> str:
+    """The engine's progress as a short label (Stage.FETCH of X.payload.age -> 'Downloading X.payload.age')."""
+    return _STAGE_WORDS[progress.stage].format(progress.subject).strip()

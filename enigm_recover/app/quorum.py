@@ -21,6 +21,7 @@ from enigm_recover.app.dialogs import SecretDialog
 from enigm_recover.app.format import inert
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import BigText, ShareInput
+from enigm_recover.runbook.model import Action
 
 SHARE_WORDS = 33
 # The visible fields take at most three words: keys typed ahead of a focus change (a fast typist, a password
@@ -71,7 +72,7 @@ class QuorumScreen(StageScreen):
         note = Text()
         note.append(f"Ceremony {ex.ceremony}. ", style="bold")
         note.append("Custodians: check that this is the ceremony you were called for before you enter your share. ")
-        if ex.current is not None and ex.current.action.value != "gather-quorum":
+        if ex.current is not None and ex.current.action is not Action.GATHER_QUORUM:
             note.append("The run was resumed: the recovery key is needed again for this step.", style="bold")
         note.append(f"\nRecovery key expected: {self.quorum.entry.expected_fingerprint}", style="dim")
         self.query_one("#ceremony-note", Static).update(note)
@@ -182,9 +183,10 @@ class QuorumScreen(StageScreen):
     def action_combine(self) -> None:
         if not self.quorum.complete or self.combining or self.recover.busy:
             return
-        self.app.push_screen(SecretDialog("SLIP-39 passphrase",
-                                          "If the share cards were made with a passphrase, type it now; otherwise "
-                                          "press Enter. It is not shown, stored or logged."), callback=self._combine)
+        self.recover.navigator.ask(SecretDialog("SLIP-39 passphrase",
+                                                "If the share cards were made with a passphrase, type it now; "
+                                                "otherwise press Enter. It is not shown, stored or logged."),
+                                   self._combine)
 
     def _combine(self, passphrase: str | None) -> None:
         if passphrase is None:

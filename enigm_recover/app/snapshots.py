@@ -142,8 +142,4 @@ class SnapshotsScreen(StageScreen):
     def action_relist(self) -> None:
         if self.recover.busy:
             return
-        from enigm_recover.app.source import SourceScreen
-
-        screen = SourceScreen()
-        screen.step_index = self.step_index
-        self.app.switch_screen(screen)
+        self.recover.navigator.relist(self.step_index)

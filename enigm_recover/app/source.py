@@ -17,9 +17,10 @@ class SourceScreen(StageScreen):
     STAGE = "Source"
     BINDINGS = [Binding("r", "retry", "Connect again", tooltip="Connect to the source and list it again")]
 
-    def __init__(self) -> None:
+    def __init__(self, refresh: bool = False) -> None:
         super().__init__()
         self.failed = False
+        self.relisting = refresh  # read the source again (the operator asked), not this run's listing
 
     def compose_body(self) -> ComposeResult:
         yield Label("Snapshot source", classes="section-title")
@@ -46,16 +47,13 @@ class SourceScreen(StageScreen):
         self.failed = False
         self.query_one(ProgressPanel).start(Text(f"Connecting to {self.recover.options.shown(self.ex.settings.source)} "
                                                  "and reading the manifests…"))
-        self.recover.run_engine(lambda progress: self.recover.list_snapshots(), done=self._listed,
+        refresh = self.relisting
+        self.recover.run_engine(lambda progress: self.recover.list_snapshots(refresh), done=self._listed,
                                 failed=self._failed, label="listing the source")
         self.refresh_bindings()
 
     def _listed(self, summaries: list[Any]) -> None:
-        from enigm_recover.app.snapshots import SnapshotsScreen
-
-        screen = SnapshotsScreen(summaries)
-        screen.step_index = self.step_index
-        self.app.switch_screen(screen)
+        self.recover.navigator.listed(summaries, self.step_index)
 
     def _failed(self, error: BaseException) -> None:
         self.failed = True

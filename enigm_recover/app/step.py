@@ -22,6 +22,7 @@ from enigm_recover.app.dialogs import QuestionDialog
 from enigm_recover.app.format import inert, plain
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import ProgressPanel, humanize_counts
+from enigm_recover.runbook.model import Action, StepStatus
 
 ACTION_LABELS = {"restore": "Restore", "verify-target": "Verify the target", "checkpoint": "Checkpoint",
                  "sign-off": "Sign-off"}
@@ -51,7 +52,7 @@ class StepScreen(StageScreen):
         yield Static(plain(" ".join(step.guidance.split())), id="guidance")
         if step.prompts:
             yield Static(self._prompts_text(step), id="prompts")
-        if step.action.value == "restore":
+        if step.action is Action.RESTORE:
             yield Label("Plan", classes="section-title")
             yield DataTable(id="plan", cursor_type="none", show_cursor=False)
         with Vertical(id="confirm-form"):
@@ -83,7 +84,7 @@ class StepScreen(StageScreen):
             title.append(inert("  ·  " + "  ·  ".join(flags)), style="dim")
         self.query_one("#step-title", Static).update(title)
         self.query_one(ProgressPanel).display = False
-        if step.action.value == "restore":
+        if step.action is Action.RESTORE:
             self.query_one("#plan", DataTable).add_columns("step", "policies", "insert", "overwrite", "delete",
                                                            "kept", "left")
             self.load_plan()
@@ -175,7 +176,7 @@ class StepScreen(StageScreen):
             self.action_run()
 
     def action_run(self) -> None:
-        if self.state == "failed" and self.step.action.value == "restore" and not self.planned:
+        if self.state == "failed" and self.step.action is Action.RESTORE and not self.planned:
             if not self.recover.busy:
                 self.load_plan()
             return
@@ -195,7 +196,7 @@ class StepScreen(StageScreen):
 
     def _done(self, result: Any) -> None:
         self.state, self.result = "done", result
-        mark = "✓" if result.ok else ("–" if result.status == "skipped" else "!")
+        mark = "✓" if result.ok else ("–" if result.status is StepStatus.SKIPPED else "!")
         text = Text(f"{mark} {inert(result.status)}: ", style="bold")
         text.append(inert(result.summary, multiline=True))
         for outcome in result.detail.get("steps", []) if isinstance(result.detail, dict) else []:
@@ -231,9 +232,10 @@ class StepScreen(StageScreen):
     def action_skip(self) -> None:
         if self.state not in ("confirm", "failed") or not self.ex.can_skip(self.step) or self.recover.busy:
             return
-        self.app.push_screen(QuestionDialog("Skip this step?", f"Step {inert(self.step.id)} ({inert(self.step.title)}) will be "
-                                            "left undone and the report says so. Why?", "the reason, for the record",
-                                            required=True), callback=self._skip)
+        self.recover.navigator.ask(QuestionDialog("Skip this step?", f"Step {inert(self.step.id)} "
+                                                  f"({inert(self.step.title)}) will be left undone and the report "
+                                                  "says so. Why?", "the reason, for the record", required=True),
+                                   self._skip)
 
     def _skip(self, reason: str | None) -> None:
         if not reason:
@@ -246,11 +248,7 @@ class StepScreen(StageScreen):
     def action_dry_run(self) -> None:
         if self.ex.dry_run is None or self.state == "running":
             return
-        from enigm_recover.app.dryrun import DryRunScreen
-
-        screen = DryRunScreen(browse=True)
-        screen.step_index = self.step_index
-        self.app.push_screen(screen)
+        self.recover.navigator.browse_dry_run(self.step_index)
 
     def action_next(self) -> None:
         if self.state == "done":
@@ -263,7 +261,7 @@ class StepScreen(StageScreen):
         if action == "skip":
             return state in ("confirm", "failed") and self.ex.can_skip(self.step)
         if action == "dry_run":
-            return (self.step.action.value == "restore" and self.ex.dry_run is not None
+            return (self.step.action is Action.RESTORE and self.ex.dry_run is not None
                     and state in ("confirm", "failed"))
         if action == "cancel_work":
             return state in ("running", "preview")

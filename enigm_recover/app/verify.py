@@ -63,10 +63,9 @@ class VerifyScreen(StageScreen):
         self.state, self.result = "done", result
         table = self.query_one("#checks", DataTable)
         table.clear()
-        for name, verdict in result.detail.get("checks", {}).items():
-            ok, _, detail = verdict.partition(": ")
-            mark = {"ok": "✓ ok", "FAILED": "✗ FAILED"}.get(ok, ok)
-            table.add_row(fmt.plain(name), fmt.plain(mark), Text(self.recover.options.shown(detail)))
+        for check in result.checks:
+            mark = {True: "✓ ok", False: "✗ FAILED", None: "– later"}[check.ok]
+            table.add_row(fmt.plain(check.name), mark, Text(self.recover.options.shown(check.detail)))
         self.query_one(ProgressPanel).finish("Fetched and checked", "")
         outcome = Text(f"✓ {fmt.inert(result.summary)}. ", style="bold")
         outcome.append(fmt.counts(result.counts))

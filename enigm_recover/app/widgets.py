@@ -12,12 +12,15 @@ from textual.widgets import Input, Label, ProgressBar, Static
 
 from enigm_recover.app import format as fmt
 from enigm_recover.progress import Progress
+from enigm_recover.runbook.model import StepStatus
 
-STATUS_ICONS = {"done": "✓", "verified": "✓", "not-verified": "!", "skipped": "–", "failed": "✗"}
+STATUS_ICONS = {StepStatus.DONE: "✓", StepStatus.VERIFIED: "✓", StepStatus.NOT_VERIFIED: "!", StepStatus.SKIPPED: "–",
+                StepStatus.FAILED: "✗"}
+_FLAGGED = (StepStatus.FAILED, StepStatus.NOT_VERIFIED, StepStatus.SKIPPED)
 
 
-def step_statuses(executor: Any) -> list[str]:
-    """One status per runbook step: done/verified/..., 'current', or 'pending'."""
+def step_statuses(executor: Any) -> list[StepStatus | str]:
+    """One status per runbook step: the step's StepStatus once it ended, else 'current' or 'pending'."""
     results = executor.results
     out = []
     for index, _step in enumerate(executor.runbook.steps):
@@ -104,11 +107,11 @@ class RunbookPanel(Static):
         lines = []
         for index, (step, status) in enumerate(zip(runbook.steps, statuses)):
             icon = "▶" if status == "current" else "·" if status == "pending" else STATUS_ICONS.get(status, "?")
-            style = "dim" if status == "pending" else "bold" if status in ("failed", "not-verified") else ""
+            style = "dim" if status == "pending" else "bold" if status in _FLAGGED[:2] else ""
             if index == viewing:
                 style = "bold reverse"
             line = Text(f"{icon} {index + 1}. {fmt.inert(step.title)}", style=style, no_wrap=True, overflow="ellipsis")
-            if status in ("failed", "not-verified", "skipped"):
+            if status in _FLAGGED:
                 line.append(f" ({status})")
             line.truncate(width, overflow="ellipsis")
             lines.append(line)
@@ -141,9 +144,9 @@ class ProgressPanel(Vertical):
 
     def report(self, p: Progress) -> None:
         now = self.app.options.monotonic()  # type: ignore[attr-defined]
-        if p.stage != self._stage:
-            self._stage, self._started, self._since = p.stage, now, p.done
-        self.query_one(".progress-stage", Label).update(fmt.plain(fmt.humanize_stage(p.stage)))
+        if p.label != self._stage:
+            self._stage, self._started, self._since = p.label, now, p.done
+        self.query_one(".progress-stage", Label).update(fmt.plain(fmt.humanize_stage(p)))
         self.query_one(".progress-bar", ProgressBar).update(total=p.total or None, progress=p.done)
         rate = fmt.rate_and_eta(p, now - self._started, self._since)
         self.query_one(".progress-amount", Label).update(fmt.plain(fmt.amount(p) + (f"  ·  {rate}" if rate else "")))

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from enigm_recover.cli.commands_snapshots import recovery_facts
-from enigm_recover.cli.context import Context, gather_shares, open_recovery
+from enigm_recover.cli.context import Context, TerminalShares, open_recovery
 from enigm_recover.cli.output import emit_json, progress_for
 from enigm_recover.errors import EnigmError, InputFileError, NotReady, UsageError
 from enigm_recover.paths import display_path
@@ -17,7 +17,7 @@ SHOWN_PROBLEMS = 8
 
 def cmd_readiness(ctx: Context) -> int:
     from enigm_recover.quorum.recovery_key import recipient_fingerprint
-    from enigm_recover.readiness.checks import check_readiness, stopped_before_checking
+    from enigm_recover.readiness.checks import Unlock, check_readiness, stopped_before_checking
     from enigm_recover.readiness.policy import ReadinessPolicy, parse_duration, parse_percent
     from enigm_recover.readiness.report import write_prometheus, write_report
     from enigm_recover.snapshot.seal import read_recipient_file
@@ -47,10 +47,7 @@ def cmd_readiness(ctx: Context) -> int:
                                                                                "--recipient"))))
         with open_recovery(ctx, "readiness") as recovery:
 
-            def unlock(manifest: Any) -> Any:
-                recovery.snapshot(manifest, spec)
-                return gather_shares(ctx, manifest.recipient_fingerprint, recovery)
-
+            unlock = Unlock(recovery, TerminalShares(ctx))
             report = check_readiness(lambda cache: open_source(spec, ctx.ssh_settings(), cache), spec, allowed,
                                      expected, policy, scratch=ctx.locations.cache_dir / "readiness",
                                      progress=progress_for(args), unlock=unlock if args.test_restore else None)

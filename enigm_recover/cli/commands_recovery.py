@@ -6,15 +6,13 @@ import sys
 from typing import Any
 
 from enigm_recover.cli.commands_snapshots import open_sealed, recovery_facts
-from enigm_recover.cli.context import Context, open_recovery
+from enigm_recover.cli.context import Context, open_pipeline, open_recovery
 from enigm_recover.cli.output import audit_head_line, emit_json, print_diff, progress_for
 from enigm_recover.errors import UsageError
 
 
 def cmd_diff(ctx: Context) -> int:
-    from enigm_recover.recovery.diff import diff
     from enigm_recover.state.model import kind_named
-    from enigm_recover.state.stores import open_store
 
     args = ctx.args
     kinds = []
@@ -24,10 +22,9 @@ def cmd_diff(ctx: Context) -> int:
         except KeyError as exc:
             raise UsageError(str(exc.args[0])) from None
     target = ctx.required(args.target, "target", "--target")
-    with open_recovery(ctx, "diff") as recovery:
-        verified, identity = open_sealed(ctx, recovery)
-        with open_store(target) as store:
-            result = diff(verified, identity, store, kinds=kinds, progress=progress_for(args))
+    with open_recovery(ctx, "diff") as recovery, open_pipeline(ctx, recovery, target=target) as pipeline:
+        open_sealed(ctx, pipeline)
+        result = pipeline.dry_run(kinds, progress_for(args))
         record_dry_run(recovery, result)
         folder = recovery.close("completed")
     if args.json:
@@ -53,26 +50,24 @@ def _ask_step(step: Any, preview: Any) -> bool:
 
 def cmd_restore(ctx: Context) -> int:
     from enigm_recover.errors import RestoreNotVerified
-    from enigm_recover.recovery.apply import Restorer
-    from enigm_recover.recovery.diff import diff
+    from enigm_recover.recovery.apply import RestoreStepStatus
     from enigm_recover.recovery.environment import bind_environment
     from enigm_recover.recovery.plan import make_plan, preview, require_in_snapshot
-    from enigm_recover.state.stores import open_store
 
     args = ctx.args
     plan = make_plan(args.policy or [], args.step or [])
     target = ctx.required(args.target, "target", "--target")
-    with open_recovery(ctx, "restore") as recovery, open_store(target) as store:
-        if not args.dry_run:
-            store.lock_restores()  # before custodians enter shares: a restore already running refuses at once
+    with open_recovery(ctx, "restore") as recovery, \
+            open_pipeline(ctx, recovery, target=target, writes=not args.dry_run) as pipeline:
 
         def before_shares(manifest: Any) -> None:
             require_in_snapshot(plan, manifest)
-            bind_environment(recovery, manifest, store.display, ctx.target_environment(),
+            bind_environment(recovery, manifest, pipeline.store().display, ctx.target_environment(),
                              args.allow_environment_mismatch)
 
-        verified, identity = open_sealed(ctx, recovery, before_shares)
-        result = diff(verified, identity, store, progress=progress_for(args))
+        # The pipeline takes the restore lock before the first share is asked for.
+        open_sealed(ctx, pipeline, before_shares)
+        result = pipeline.dry_run(None, progress_for(args))
         record_dry_run(recovery, result)
         previews = {step.name: preview(step, result) for step in plan.steps}
         if not args.json:
@@ -90,13 +85,12 @@ def cmd_restore(ctx: Context) -> int:
                            "recovery": recovery_facts(recovery)})
             return 0
         confirm = (lambda step: True) if args.yes else (lambda step: _ask_step(step, previews[step.name]))
-        restorer = Restorer(verified, store, plan, result, batch_size=args.batch_size,
-                            progress=progress_for(args))
-        outcome = restorer.run(resume=args.resume, confirm=confirm)
+        outcome = pipeline.restore(plan, resume=args.resume, confirm=confirm, batch_size=args.batch_size,
+                                   progress=progress_for(args))
         for o in outcome.steps:
             recovery.record("restore-step", step=o.step, outcome=o.status,
                             counts={"inserted": o.inserted, "updated": o.updated, "deleted": o.deleted})
-        incomplete = [o.step for o in outcome.steps if o.status != "verified"]
+        incomplete = [o.step for o in outcome.steps if o.status is not RestoreStepStatus.VERIFIED]
         folder = recovery.close(outcome.status, f"not verified: {', '.join(incomplete)}" if incomplete else "")
     if args.json:
         emit_json({**outcome.as_dict(), "recovery": recovery_facts(recovery)})
@@ -112,7 +106,7 @@ def cmd_restore(ctx: Context) -> int:
                   f"deleted {o.deleted:,}{detail}")
         print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'}")
         print(audit_head_line(recovery.audit))
-    if any(o.status == "not-verified" for o in outcome.steps):
-        failed = [o.step for o in outcome.steps if o.status == "not-verified"]
+    failed = [o.step for o in outcome.steps if o.status is RestoreStepStatus.NOT_VERIFIED]
+    if failed:
         raise RestoreNotVerified(f"the restore ran but step(s) {', '.join(failed)} did not verify")
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 from enigm_recover.cli.context import Context, enter_shares, read_passphrase
 from enigm_recover.cli.output import audit_head_line, emit_json, print_listing, progress_for
 from enigm_recover.errors import EnigmError, RestoreNotVerified, UsageError
+from enigm_recover.runbook.model import Action, StepStatus
 from enigm_recover.state.url import safe_url
 
 
@@ -115,7 +116,7 @@ def _confirmation(ctx: Context, ex: Any, step: Any) -> Any:
     second = None
     if step.two_person:
         second = args.second_operator or _ask("Two-person step: second operator, type your name to confirm: ")
-    note = args.note or (_ask("Note for the record (Enter for none): ") if step.action.value == "checkpoint" else "")
+    note = args.note or (_ask("Note for the record (Enter for none): ") if step.action is Action.CHECKPOINT else "")
     return Confirmation(operator, second, args.snapshot, note)
 
 
@@ -139,14 +140,14 @@ def _walk(ctx: Context, ex: Any) -> None:
         say("")
         if not args.json:
             _print_step(step, ex.state.position + 1, total)
-        if step.action.value == "select-snapshot":
+        if step.action is Action.SELECT_SNAPSHOT:
             _choose_snapshot(ctx, ex, step)
-        if step.action.value == "gather-quorum" or ex.needs_quorum:
-            if ex.needs_quorum and step.action.value != "gather-quorum":
+        if step.action is Action.GATHER_QUORUM or ex.needs_quorum:
+            if ex.needs_quorum and step.action is not Action.GATHER_QUORUM:
                 say(f"the recovery key is needed again after the resume: custodians, ceremony {ex.ceremony}")
             enter_shares(ctx, ex.quorum())
             ex.combine(read_passphrase(args))
-        if step.action.value == "restore" and not args.json:
+        if step.action is Action.RESTORE and not args.json:
             for plan_step, p in ex.restore_preview(progress):
                 say(f"    plan: {plan_step.name} ({plan_step.describe()}): insert {p.inserts:,}, overwrite "
                     f"{p.updates:,}, delete {p.deletes:,}; kept by safety rules {p.protected:,}; "
@@ -202,6 +203,8 @@ def cmd_run(ctx: Context) -> int:
     except KeyboardInterrupt:
         ex.pause("interrupted by the operator")
         raise
+    finally:
+        ex.close()
     return _summary(ctx, ex, ex.folder, paused=False)
 
 
@@ -221,7 +224,7 @@ def _summary(ctx: Context, ex: Any, folder: Path, *, paused: bool) -> int:
         print(f"run {ex.ceremony}: {ex.status}")
         print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'}")
         print(audit_head_line(ex.recovery.audit))
-    failed = [r.step for r in results if r.status == "not-verified"]
+    failed = [r.step for r in results if r.status is StepStatus.NOT_VERIFIED]
     if failed:
         raise RestoreNotVerified(f"step(s) {', '.join(failed)} did not verify", "read the report, then investigate")
     return 0

@@ -7,13 +7,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from enigm_recover.cli.context import Context, ask_hidden, gather_shares, open_recovery
+from enigm_recover.cli.context import Context, TerminalShares, ask_hidden, open_pipeline, open_recovery
 from enigm_recover.cli.output import audit_head_line, check_mark, emit_json, print_listing, progress_for
 from enigm_recover.errors import InputFileError, UsageError
 
 
 def cmd_seal(ctx: Context) -> int:
     from enigm_recover.snapshot.seal import read_recipient_file, seal
+    from enigm_recover.sources.local import LocalFolderSource
     from enigm_recover.snapshot.signature import load_signing_key
     from enigm_recover.state.stores import open_store
 
@@ -28,7 +29,8 @@ def cmd_seal(ctx: Context) -> int:
         raise InputFileError(f"output folder {out} does not exist", "create it first")
     with open_store(ctx.required(args.from_url, "target", "--from")) as store:
         manifest = seal(store, recipient=recipient, signing_key=key, environment=args.environment,
-                        producer=producer, out_dir=out, progress=progress_for(args))
+                        producer=producer, out_dir=out, existing=LocalFolderSource(out).list(),
+                        progress=progress_for(args))
     if args.json:
         emit_json({"id": manifest.id, "counts": manifest.counts, "payload_size": manifest.payload_size,
                    "payload_sha256": manifest.payload_sha256, "previous_id": manifest.previous_id})
@@ -70,13 +72,9 @@ def cmd_snapshots_list(ctx: Context) -> int:
 
 def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any]:
     """Verify the chosen snapshot, fetching its payload into the cache if the source is remote."""
-    from enigm_recover.snapshot.catalog import resolve
-    from enigm_recover.snapshot.verify import verify_entry
-
-    allowed = ctx.allowed_signers()
-    with ctx.open_source() as source:
-        entry = resolve(source.list(), ctx.args.id, allowed, ctx.snapshot_environment(ctx.args.id))
-        return verify_entry(source, entry, allowed, progress_for(ctx.args), hash_payload=hash_payload)
+    with open_pipeline(ctx, None) as pipeline:
+        return pipeline.verify(ctx.args.id, progress_for(ctx.args), hash_payload=hash_payload,
+                               environment=ctx.snapshot_environment(ctx.args.id))
 
 
 def cmd_verify(ctx: Context) -> int:
@@ -101,8 +99,8 @@ def cmd_unseal(ctx: Context) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} already exists", "choose another --out or pass --force")
-    with open_recovery(ctx, "unseal") as recovery:
-        verified, identity = open_sealed(ctx, recovery)
+    with open_recovery(ctx, "unseal") as recovery, open_pipeline(ctx, recovery) as pipeline:
+        verified, identity = open_sealed(ctx, pipeline)
         counts = unseal_to_file(verified, identity, out, overwrite=args.force, progress=progress_for(args))
         recovery.record("unseal", step="unseal", inputs={"out": str(out)}, counts=counts)
         folder = recovery.close("completed")
@@ -123,14 +121,12 @@ def recovery_facts(recovery: Any) -> dict[str, Any]:
             "audit_log": str(recovery.folder / "audit.jsonl"), "audit_head": recovery.audit.head}
 
 
-def open_sealed(ctx: Context, recovery: Any, before_shares: Any = None) -> tuple[Any, Any]:
+def open_sealed(ctx: Context, pipeline: Any, before_shares: Any = None) -> tuple[Any, Any]:
     """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares;
-    ``before_shares(manifest)`` may refuse the verified snapshot before any custodian is asked."""
-    report, verified = verify_chosen(ctx, hash_payload=False)
-    if verified is None:
-        recovery.record("verify-snapshot", outcome="failed", inputs={"snapshot": report.snapshot_id})
-        raise report.error
-    recovery.snapshot(verified.manifest, ctx.args.source)
+    ``before_shares(manifest)`` may refuse the verified snapshot before any custodian is asked. A pipeline
+    that may write holds the target's restore lock before the first share is asked for."""
+    verified = pipeline.require_verified(ctx.args.id, progress_for(ctx.args),
+                                         environment=ctx.snapshot_environment(ctx.args.id))
     if before_shares is not None:
         before_shares(verified.manifest)
-    return verified, gather_shares(ctx, verified.manifest.recipient_fingerprint, recovery)
+    return verified, pipeline.gather(TerminalShares(ctx))

@@ -135,13 +135,27 @@ def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
 # -- commands ------------------------------------------------------------------
 
 
-def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any:
-    """The recovery identity, from a new quorum of the recovery."""
-    from enigm_recover.recovery.quorum_session import QuorumSession
+class TerminalShares:
+    """The terminal's share source for the pipeline: share files, stdin lines, or hidden prompts."""
 
-    quorum = QuorumSession(recovery, expected_fingerprint)
-    enter_shares(ctx, quorum)
-    return quorum.combine(read_passphrase(ctx.args))
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def enter(self, quorum: Any) -> None:
+        enter_shares(self.ctx, quorum)
+
+    def passphrase(self) -> str:
+        return read_passphrase(self.ctx.args)
+
+
+def open_pipeline(ctx: Context, recovery: Any, *, target: str | None = None, writes: bool = False) -> Any:
+    """The recovery pipeline over the command's SOURCE (opened when first needed, once)."""
+    from enigm_recover.recovery.pipeline import RecoveryPipeline, source_opener
+
+    spec = ctx.required(ctx.args.source, "source", "SOURCE")
+    return RecoveryPipeline(recovery, open_source=source_opener(spec, ctx.ssh_settings(), ctx.locations.cache_dir),
+                            source_name=ctx.args.source, allowed_signers=ctx.allowed_signers(), target=target,
+                            writes=writes)
 
 
 def enter_shares(ctx: Context, quorum: Any) -> None:

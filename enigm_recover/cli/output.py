@@ -24,8 +24,8 @@ class ProgressPrinter:
 
     def __call__(self, p: Progress) -> None:
         now = time.monotonic()
-        if p.stage != self.stage:
-            self.stage, self.started = p.stage, now
+        if p.label != self.stage:
+            self.stage, self.started = p.label, now
         if now - self.last < 0.1 and p.done != p.total:
             return
         self.last = now
@@ -35,7 +35,7 @@ class ProgressPrinter:
 
         done = human_size(p.done) if p.unit == "bytes" else f"{p.done:,}"
         rate_s = f"{human_size(int(rate))}/s" if p.unit == "bytes" else f"{rate:,.0f}/s"
-        line = f"{p.stage}: {done}"
+        line = f"{p.label}: {done}"
         if p.total:
             eta = (p.total - p.done) / rate if rate > 0 else 0
             line += f" of {human_size(p.total) if p.unit == 'bytes' else f'{p.total:,}'}" \

@@ -33,6 +33,7 @@ from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.keygen import RECIPIENT_FILE, GroupSpec, create_recovery_key
 from enigm_recover.snapshot.seal import seal
+from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.snapshot.signature import NAMESPACE
 from enigm_recover.state.sqlite_store import SQLiteStore
 
@@ -152,7 +153,8 @@ def make_drill(folder: Path, spec: DrillSpec, *, replace: bool = False,
             if day != spec.snapshots:
                 platform.evolve_day(store, when - timedelta(hours=6))
             manifest = seal(store, recipient=identity.recipient, signing_key=producer, environment=ENVIRONMENT,
-                            producer=PRODUCER, out_dir=snap_dir, created_at=when,
+                            producer=PRODUCER, out_dir=snap_dir, existing=LocalFolderSource(snap_dir).list(),
+                            created_at=when,
                             id_token=token_rng.randbytes(4).hex(), progress=progress)
             ids.append(manifest.id)
         # Legitimate changes after the last snapshot: the restore must respect them.

@@ -41,12 +41,14 @@ from enigm_recover.errors import (
     HostKeyChanged,
     HostKeyUnknown,
     ScopeError,
+    ShareError,
     WrongRecoveryKey,
 )
 from enigm_recover.private import make_private_dir
 from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
-from enigm_recover.quorum.recovery_key import RecoveryIdentity
+from enigm_recover.recovery.pipeline import RecoveryPipeline, ShareSource
+from enigm_recover.recovery.session import Recovery
 from enigm_recover.readiness.policy import DROP_KINDS, ReadinessPolicy, format_duration
 from enigm_recover.readiness.retention_check import DESCRIPTION as RETENTION_DESCRIPTION
 from enigm_recover.readiness.retention_check import RETENTION, check_retention, retention_figures
@@ -57,7 +59,7 @@ from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS, check_manifest_scope
 from enigm_recover.snapshot.signature import SignatureStatus
 from enigm_recover.snapshot.verify import VerifiedSnapshot, verify_entry
-from enigm_recover.sources.base import Listing, SnapshotEntry, SnapshotSource
+from enigm_recover.snapshot.source import Listing, SnapshotEntry, SnapshotSource
 
 SOURCE = "source"
 MANIFESTS = "manifests"
@@ -89,7 +91,14 @@ DESCRIPTIONS = {
 # A source that cannot be reached keeps its own error (and exit code); it is not a readiness verdict.
 SOURCE_UNUSABLE = (ConnectionFailed, HostKeyUnknown, HostKeyChanged, AuthenticationFailed)
 
-Unlock = Callable[[Manifest], RecoveryIdentity]  # combines the custodians' shares for this snapshot
+
+
+@dataclass
+class Unlock:
+    """What a test restore needs from its face: the recovery (ceremony, audit log) and the shares."""
+
+    recovery: Recovery
+    shares: ShareSource
 
 
 @dataclass
@@ -582,13 +591,7 @@ def _test_restore_newest(entries: list[SnapshotEntry], report: ReadinessReport,
     if fact.recipient_matches is not True:
         return CheckResult(TEST_RESTORE, False, f"not attempted: the newest snapshot {newest.id} is sealed to "
                                                 f"another recovery key than {report.recipient_fingerprint}")
-    try:
-        identity = unlock(snapshot.manifest)
-    except WrongRecoveryKey as exc:
-        return CheckResult(TEST_RESTORE, False, f"{newest.id}: {exc.message}",
-                           ["the custodians' shares do not open the newest snapshot"])
-    report.test_restored = newest.id
-    return scratch_restore(snapshot, identity, progress)
+    return scratch_restore(snapshot, unlock, report, progress)
 
 
 def memory_backed_folder() -> str | None:
@@ -597,16 +600,16 @@ def memory_backed_folder() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
 
-def scratch_restore(snapshot: VerifiedSnapshot, identity: RecoveryIdentity,
+def scratch_restore(snapshot: VerifiedSnapshot, unlock: Unlock, report: ReadinessReport,
                     progress: ProgressCallback = no_progress) -> CheckResult:
     """Unseal ``snapshot`` into a new scratch SQLite target, restore it with the default plan, read it back,
     compare each kind's count and canonical SHA-256 with the signed manifest, and delete the scratch target.
+    It walks the recovery pipeline like any restore: the custodians' shares are asked for under the scratch
+    target's restore lock, and the restore applies the pipeline's dry run.
 
     The scratch folder is made by ``tempfile`` (mode 0700) in /dev/shm where there is one, so the decrypted
     records stay in memory-backed storage, else in TMPDIR; it is removed whatever happens.
     """
-    from enigm_recover.recovery.apply import Restorer
-    from enigm_recover.recovery.diff import diff
     from enigm_recover.recovery.plan import make_plan
     from enigm_recover.snapshot.records import KindDigest, encode_rows
     from enigm_recover.state.model import KINDS
@@ -619,19 +622,27 @@ def scratch_restore(snapshot: VerifiedSnapshot, identity: RecoveryIdentity,
     with tempfile.TemporaryDirectory(prefix="enigm-readiness-", dir=memory) as scratch:
         url = f"sqlite:///{Path(scratch) / 'scratch.db'}"
         try:
-            with open_store(url, create=True) as store:
-                store.init_schema()
-                evidence.append(f"scratch SQLite target created in a private folder in {Path(scratch).parent}"
-                                + (" (memory-backed)" if memory else " (TMPDIR: on disk unless it is a tmpfs)"))
+            with open_store(url, create=True) as created:
+                created.init_schema()
+            evidence.append(f"scratch SQLite target created in a private folder in {Path(scratch).parent}"
+                            + (" (memory-backed)" if memory else " (TMPDIR: on disk unless it is a tmpfs)"))
+            with RecoveryPipeline(unlock.recovery, source_name=report.source, target=url, writes=True) as pipeline:
+                pipeline.adopt(snapshot)
+                try:
+                    pipeline.gather(unlock.shares)
+                except WrongRecoveryKey as exc:
+                    return CheckResult(TEST_RESTORE, False, f"{manifest.id}: {exc.message}",
+                                       ["the custodians' shares do not open the newest snapshot"])
+                report.test_restored = manifest.id
+                store = pipeline.store()
                 # The dry run reads the whole payload: its SHA-256, age's authentication, and every record
                 # against the model and the manifest's per-kind counts and digests.
-                result = diff(snapshot, identity, store, progress=progress)
+                result = pipeline.dry_run(None, progress)
                 total = sum(s.snapshot for s in result.kinds.values())
                 evidence.append(f"unsealed {manifest.id}: {total:,} records, each checked against the model and "
                                 "the signed per-kind counts and digests")
                 plan = make_plan([], list(manifest.scope))  # only the kinds the snapshot holds (scope says the rest)
-                outcome = Restorer(snapshot, store, plan, result, progress=progress).run(
-                    resume=False, confirm=lambda step: True)
+                outcome = pipeline.restore(plan, progress=progress)
                 for o in outcome.steps:
                     evidence.append(f"restore step {o.step}: {o.status}, {o.inserted:,} inserted")
                     if o.status != "verified":
@@ -651,6 +662,8 @@ def scratch_restore(snapshot: VerifiedSnapshot, identity: RecoveryIdentity,
                     else:
                         evidence.append(f"{kind.name}: {digest.count:,} restored = {count:,} signed, canonical "
                                         f"SHA-256 {actual} as signed")
+        except ShareError:
+            raise  # the custodians' input errors go back to the face that asked (a wrong key is a verdict above)
         except EnigmError as exc:
             failure = f"failed ({type(exc).__name__}): {exc.message}"
             return CheckResult(TEST_RESTORE, False, f"{manifest.id}: {exc.message}", evidence + [failure], [failure])

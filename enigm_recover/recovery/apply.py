@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
+from enum import StrEnum
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from enigm_recover.errors import PayloadIntegrityError, RestoreRefused, TargetError
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.recovery.assess import (
     UNCHANGED,
     Assessment,
@@ -41,14 +42,32 @@ from enigm_recover.state.model import DEVICE, IDENTITY, Kind
 from enigm_recover.state.store import TargetStore
 
 
+class RestoreStepStatus(StrEnum):
+    """How a plan step stands; "verified" only when its read-back check finished and held."""
+
+    VERIFIED = "verified"
+    NOT_VERIFIED = "not-verified"
+    SKIPPED = "skipped"
+    APPLIED = "applied"  # interrupted before its verification
+    FAILED = "failed"
+
+
+class RestoreStatus(StrEnum):
+    COMPLETED = "completed"  # every step verified
+    PARTIAL = "partial"
+
+
 @dataclass
 class StepOutcome:
     step: str
-    status: str  # verified | not-verified | skipped | applied (interrupted before verification)
+    status: RestoreStepStatus
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
     verification: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # the journal keeps the status as text
+        self.status = RestoreStepStatus(self.status)
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "status": self.status, "inserted": self.inserted, "updated": self.updated,
@@ -61,7 +80,10 @@ class RestoreOutcome:
     snapshot_id: str
     resumed: bool
     steps: list[StepOutcome]
-    status: str  # completed | partial
+    status: RestoreStatus
+
+    def __post_init__(self) -> None:
+        self.status = RestoreStatus(self.status)
 
     def as_dict(self) -> dict[str, Any]:
         return {"run": self.run_id, "snapshot": self.snapshot_id, "resumed": self.resumed, "status": self.status,
@@ -210,7 +232,7 @@ class Restorer:
             # The live rows are read inside the batch's own transaction, locked until it commits.
             if len(self.store.apply_with(run_id, kind, [c.key for c in chunk], build)):
                 number += 1
-            self.progress(Progress(f"restore {step.name}", start + len(chunk), len(changes), "records"))
+            self.progress(Progress(Stage.RESTORE, start + len(chunk), len(changes), "records", step.name))
         return self.store.step_position(run_id, step.name)
 
     def verify_step(self, step: Step, run_id: str | None = None) -> dict[str, Any]:
@@ -275,7 +297,7 @@ class Restorer:
                 else:
                     counts["extra_left"] += 1
                     unmet["extra"] += Policy.DELETE_EXTRA in step.policies
-            self.progress(Progress(f"verify {step.name}", start + len(chunk), len(changes), "records"))
+            self.progress(Progress(Stage.VERIFY, start + len(chunk), len(changes), "records", step.name))
         if run_id is not None:
             counts["written"], unmet["written"] = self._read_back(run_id, step)
         verified = not any(unmet.values()) and live_digest.digest() == snapshot_digest.digest()

@@ -9,6 +9,10 @@ combined recovery key, the dry run — is rebuilt on resume: the snapshot is
 verified again, and the custodians are asked for their shares again before
 the next step that reads the payload (``needs_quorum``).
 
+Every step works through one ``RecoveryPipeline`` per session: the source is
+opened and listed once, and the target's restore lock is taken before the first
+share is asked for whenever a restore step lies ahead.
+
 A face drives it like this::
 
     ex = RunbookExecutor.start(runbook, settings)      # or .resume(...)
@@ -32,20 +36,25 @@ from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import EnigmError, RunStateError, StepNotConfirmed, UsageError
 from enigm_recover.paths import display_text, is_text
 from enigm_recover.progress import ProgressCallback, no_progress
+from enigm_recover.recovery.pipeline import RecoveryPipeline, source_opener
 from enigm_recover.recovery.quorum_session import QuorumSession
 from enigm_recover.recovery.session import Recovery
-from enigm_recover.runbook.model import Action, Runbook, RunbookStep
+from enigm_recover.runbook.model import Action, Runbook, RunbookStep, RunStatus, StepStatus
 from enigm_recover.snapshot.signature import Signer
+from enigm_recover.snapshot.verify import Check
 from enigm_recover.state.journal import DEFAULT_BATCH
-from enigm_recover.state.model import KIND_BY_NAME
 from enigm_recover.state.url import safe_url, without_password
 
 STATE_FILE = "run.toml"
 FORMAT = 1
-OPEN_STATUSES = ("in-progress", "paused")
+OPEN_STATUSES = (RunStatus.IN_PROGRESS, RunStatus.PAUSED)
 # Steps a person must confirm even without the two-person rule.
 _ALWAYS_CONFIRMED = (Action.RESTORE, Action.CHECKPOINT, Action.SIGN_OFF)
 _SKIPPABLE = (Action.RESTORE, Action.CHECKPOINT, Action.VERIFY_TARGET)
+
+
+# What a step's handler returns: its status, a one-line summary, counts and details for the report.
+Outcome = tuple[StepStatus, str, dict[str, int], dict[str, Any]]
 
 
 def _now() -> str:
@@ -83,9 +92,11 @@ class Confirmation:
 
 @dataclass
 class StepResult:
+    """What one step did; kept in run.toml (as plain values) and shown by every face."""
+
     step: str
-    action: str
-    status: str  # done | verified | not-verified | failed | skipped
+    action: Action
+    status: StepStatus
     summary: str
     started: str
     finished: str
@@ -93,9 +104,17 @@ class StepResult:
     detail: dict[str, Any] = field(default_factory=dict)
     confirmed_by: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:  # from run.toml, the values come as text
+        self.action, self.status = Action(self.action), StepStatus(self.status)
+
     @property
     def ok(self) -> bool:
-        return self.status in ("done", "verified")
+        return self.status.ok
+
+    @property
+    def checks(self) -> list[Check]:
+        """A verify-snapshot step's checks, in order (empty for other steps)."""
+        return [Check(c["name"], c.get("ok"), c["detail"]) for c in self.detail.get("checks", [])]
 
 
 @dataclass
@@ -109,13 +128,16 @@ class RunState:
     source: str
     target: str
     allowed_signers: str
-    status: str = "in-progress"
+    status: RunStatus = RunStatus.IN_PROGRESS
     position: int = 0
     snapshot: str = ""
     restore_started: list[str] = field(default_factory=list)  # restore steps whose journal run began
     restored: dict[str, list[str]] = field(default_factory=dict)  # kind -> policies applied in this run
     results: list[dict[str, Any]] = field(default_factory=list)
     recovery: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # from run.toml, the status comes as text
+        self.status = RunStatus(self.status)
 
     def to_toml(self) -> bytes:
         return tomlfile.dumps({"format": FORMAT, **asdict(self)})
@@ -148,10 +170,11 @@ class RunbookExecutor:
         self.settings = settings
         self.recovery = recovery
         self.state = state
-        self.verified: Any = None  # VerifiedSnapshot, this session only
-        self.identity: Any = None  # RecoveryIdentity, in memory only
-        self.dry_run: Any = None  # DiffResult of this session's latest dry run
-        self._quorum: QuorumSession | None = None
+        # This session's source, verified snapshot, lock, recovery key (memory only) and dry run.
+        self.pipeline = RecoveryPipeline(recovery, open_source=source_opener(settings.source, settings.ssh,
+                                                                               settings.cache_dir),
+                                         source_name=settings.source, allowed_signers=settings.allowed_signers,
+                                         target=settings.target)
         self.manifests: dict[str, str] = {}  # id -> manifest TOML, from the latest snapshots() listing
 
     # -- starting and resuming ---------------------------------------------------
@@ -195,7 +218,7 @@ class RunbookExecutor:
         recovery = Recovery.reopen(folder, state.recovery)
         recovery.signer = settings.signer
         executor = cls(runbook, settings, recovery, state)
-        executor.state.status = "in-progress"
+        executor.state.status = RunStatus.IN_PROGRESS
         executor._save()
         return executor
 
@@ -214,6 +237,25 @@ class RunbookExecutor:
         if self.state.status not in OPEN_STATUSES or self.state.position >= len(self.runbook.steps):
             return None
         return self.runbook.steps[self.state.position]
+
+    @property
+    def verified(self) -> Any:
+        """The selected snapshot, if verified in this session."""
+        return self.pipeline.verified
+
+    @property
+    def identity(self) -> Any:
+        """The combined recovery key, in memory only, this session only."""
+        return self.pipeline.identity
+
+    @property
+    def dry_run(self) -> Any:
+        """This session's latest dry run (None once a restore changed the target)."""
+        return self.pipeline.checked
+
+    def close(self) -> None:
+        """Let go of the source and the target, and with it the restore lock."""
+        self.pipeline.close()
 
     @property
     def finished(self) -> bool:
@@ -237,39 +279,35 @@ class RunbookExecutor:
 
     # -- what steps need from people -----------------------------------------------
 
-    def snapshots(self, recipient_fingerprint: str | None = None) -> list[Any]:
+    def snapshots(self, recipient_fingerprint: str | None = None, *, refresh: bool = False) -> list[Any]:
         """The source's snapshots, newest first, with signature and recipient status, for select-snapshot.
         With ``recipient_fingerprint`` (the configured recovery key's), each says whether it is sealed to it.
-        Each listed manifest's text is kept in ``self.manifests`` (id -> TOML) for a details view."""
-        from enigm_recover.snapshot.listing import summarize
-        from enigm_recover.snapshot.signature import load_allowed_signers
-
-        allowed = load_allowed_signers(self.settings.allowed_signers)
-        with self._open_source() as source:
-            listing = source.list()
-        self.manifests = {e.id: e.manifest_bytes.decode("utf-8", "replace") for e in listing.entries
+        Each listed manifest's text is kept in ``self.manifests`` (id -> TOML) for a details view. The run
+        lists its source once; ``refresh`` (an operator's "list again") reads it afresh."""
+        summaries = self.pipeline.summaries(recipient_fingerprint, refresh=refresh)
+        self.manifests = {e.id: e.manifest_bytes.decode("utf-8", "replace") for e in self.pipeline.listing().entries
                           if e.manifest_bytes}
-        return summarize(listing, allowed, recipient_fingerprint)
+        return summaries
 
     def quorum(self) -> QuorumSession:
-        """The share entry for this step (or for the key a resumed run needs again)."""
-        fingerprint = self.recovery.facts.get("recipient_fingerprint")
-        if not fingerprint:
-            raise UsageError("no verified snapshot yet: the quorum comes after the snapshot is verified")
-        if self._quorum is None:
-            self._quorum = QuorumSession(self.recovery, fingerprint)
-        return self._quorum
+        """The share entry for this step (or for the key a resumed run needs again). With a restore step
+        ahead, the target's restore lock is taken first (RestoreRefused while another restore holds it)."""
+        self.pipeline.writes = any(s.action is Action.RESTORE for s in self.runbook.steps[self.state.position:])
+        return self.pipeline.quorum(self.recovery.facts.get("recipient_fingerprint"))
+
+    @property
+    def quorum_open(self) -> bool:
+        """The share entry is open: ``quorum()`` returns at once, without taking the lock."""
+        return self.pipeline.quorum_open
 
     def restart_quorum(self) -> QuorumSession:
         """Discard the shares entered so far (e.g. a card turned out wrong) and start the entry again."""
-        self._quorum = None
-        self.recovery.audit.append("quorum-restarted")
-        return self.quorum()
+        return self.pipeline.restart_quorum(self.recovery.facts.get("recipient_fingerprint"))
 
     def combine(self, passphrase: str = "") -> str:
         """Combine the entered shares into the recovery key (kept in memory); returns its fingerprint."""
-        self.identity = self.quorum().combine(passphrase)
-        return self.identity.fingerprint
+        self.quorum()
+        return self.pipeline.combine(passphrase).fingerprint
 
     def restore_preview(self, progress: ProgressCallback = no_progress) -> list[tuple[Any, Any]]:
         """For a restore step: each plan step with what it would insert, overwrite, delete and keep."""
@@ -296,7 +334,7 @@ class RunbookExecutor:
             self.recovery.record("step-failed", inputs={"step": step.id, "reason": exc.message}, outcome="failed")
             self._save()
             raise
-        return self._finish(step, StepResult(step.id, step.action.value, status, summary, started, _now(), counts,
+        return self._finish(step, StepResult(step.id, step.action, status, summary, started, _now(), counts,
                                              detail, confirmed_by))
 
     def skip_current(self, operator: str, reason: str) -> StepResult:
@@ -306,28 +344,31 @@ class RunbookExecutor:
         if step is None or not self.can_skip(step):
             raise UsageError(f"step {step.id if step else '?'} cannot be skipped")
         now = _now()
-        return self._finish(step, StepResult(step.id, step.action.value, "skipped", f"skipped: {reason}", now, now,
+        return self._finish(step, StepResult(step.id, step.action, StepStatus.SKIPPED, f"skipped: {reason}", now, now,
                                              {}, {"reason": reason}, [operator]))
 
     def pause(self, reason: str = "the operator quit") -> Path:
         """Stop here; ``resume`` continues at the same step."""
         if self.state.status in OPEN_STATUSES:
-            self.state.status = "paused"
+            self.state.status = RunStatus.PAUSED
             where = self.current.id if self.current else "the end"
             self.recovery.pause(f"paused at step {where}: {reason}")
             self._save()
+        self.pipeline.forget_key()
+        self.close()
         return self.folder
 
     def abort(self, reason: str) -> Path:
         """End the run for good, saying where and why."""
         where = self.current.id if self.current else "the end"
-        self.state.status = "aborted"
-        self.recovery.close("aborted", f"aborted at step {where}: {reason}")
+        self.state.status = RunStatus.ABORTED
+        self.recovery.close(RunStatus.ABORTED, f"aborted at step {where}: {reason}")
         self._save()
+        self.close()
         return self.folder
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         return self.state.status
 
     # -- internals -----------------------------------------------------------------------
@@ -355,7 +396,7 @@ class RunbookExecutor:
         self.recovery.record(step.action.value, step=step.id, title=step.title, outcome=result.status,
                              counts=result.counts, started=result.started, detail=result.summary,
                              inputs={"confirmed_by": result.confirmed_by, **_audit_inputs(result.detail)})
-        self.state.results.append(asdict(result))
+        self.state.results.append({**asdict(result), "action": result.action.value, "status": result.status.value})
         self.state.position += 1
         if self.state.position >= len(self.runbook.steps):
             self._close_finished()
@@ -365,8 +406,9 @@ class RunbookExecutor:
     def _close_finished(self) -> None:
         unmet = [r.step for r in self.results if not r.ok]
         self.recovery.audit.current_step = None
-        self.state.status = "completed" if not unmet else "partially completed"
+        self.state.status = RunStatus.COMPLETED if not unmet else RunStatus.PARTIALLY_COMPLETED
         self.recovery.close(self.state.status, f"not done or not verified: {', '.join(unmet)}" if unmet else "")
+        self.close()
 
     def _save(self) -> None:
         self.recovery.audit.current_step = self.current.id if self.current is not None else None
@@ -379,39 +421,16 @@ class RunbookExecutor:
             raise UsageError(f"the current step is not a {action.value} step")
         return step
 
-    def _open_source(self) -> Any:
-        from enigm_recover.sources.open import open_source
-        from enigm_recover.sources.ssh import SSHSettings
-
-        return open_source(self.settings.source, self.settings.ssh or SSHSettings(), self.settings.cache_dir)
-
-    def _verify(self, progress: ProgressCallback, *, hash_payload: bool) -> Any:
-        from enigm_recover.snapshot.catalog import resolve
-        from enigm_recover.snapshot.signature import load_allowed_signers
-        from enigm_recover.snapshot.verify import verify_entry
-
-        if not self.state.snapshot:
-            raise UsageError("no snapshot selected yet")
-        allowed = load_allowed_signers(self.settings.allowed_signers)
-        with self._open_source() as source:
-            entry = resolve(source.list(), self.state.snapshot)
-            report, verified = verify_entry(source, entry, allowed, progress, hash_payload=hash_payload)
-        return report, verified
-
     def _verified(self, progress: ProgressCallback) -> Any:
         """The selected snapshot, verified in this session (again, after a resume)."""
         if self.verified is None:
-            report, verified = self._verify(progress, hash_payload=False)  # hashed again while decrypting
-            if verified is None:
+            if not self.state.snapshot:
+                raise UsageError("no snapshot selected yet")
+            report, verified = self.pipeline.verify(self.state.snapshot, progress, hash_payload=False, screened=False)
+            if verified is None:  # the SHA-256 is checked again while decrypting
                 raise report.error
             self.recovery.record("snapshot-reverified", inputs={"snapshot": verified.manifest.id})
-            self.verified = verified
         return self.verified
-
-    def _key(self) -> Any:
-        if self.identity is None:
-            raise UsageError("the recovery key is not combined yet", "gather the custodians' shares first")
-        return self.identity
 
     def _plan(self, step: RunbookStep) -> Any:
         from enigm_recover.recovery.plan import make_plan
@@ -419,73 +438,65 @@ class RunbookExecutor:
         return make_plan(step.policies, step.kinds)
 
     def _diff(self, kinds: tuple[str, ...], progress: ProgressCallback) -> Any:
-        from enigm_recover.recovery.diff import diff
-        from enigm_recover.state.stores import open_store
-
-        verified = self._verified(progress)
-        with open_store(self.settings.target) as store:
-            return diff(verified, self._key(), store, kinds=list(kinds), progress=progress)
+        self._verified(progress)
+        return self.pipeline.diff(kinds, progress)
 
     def _dry_run_for(self, step: RunbookStep, progress: ProgressCallback) -> Any:
         """This session's dry run when it covers the step's kinds; otherwise a fresh one."""
-        if self.dry_run is not None and set(step.kinds or KIND_BY_NAME) <= set(self.dry_run.kinds):
+        if self.pipeline.covered(step.kinds):
             return self.dry_run
-        self.dry_run = self._diff(step.kinds, progress)
-        return self.dry_run
+        self._verified(progress)
+        return self.pipeline.dry_run(step.kinds, progress)
 
     def _perform(self, step: RunbookStep, confirmation: Confirmation | None,
-                 progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        handler: Callable[..., tuple[str, str, dict[str, int], dict[str, Any]]] = getattr(
+                 progress: ProgressCallback) -> Outcome:
+        handler: Callable[..., Outcome] = getattr(
             self, "_do_" + step.action.value.replace("-", "_"))
         return handler(step, confirmation, progress)
 
     def _do_select_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
-                            progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        from enigm_recover.snapshot.catalog import resolve
-        from enigm_recover.snapshot.signature import load_allowed_signers
-
+                            progress: ProgressCallback) -> Outcome:
         ref = (confirmation.snapshot if confirmation and confirmation.snapshot else None) or step.snapshot
         if ref == "ask":
             raise UsageError(f"step {step.id} asks the operator to choose a snapshot", "give its id")
-        allowed = load_allowed_signers(self.settings.allowed_signers)
         environment = self.settings.environment or (self.settings.target_environment if ref == "latest" else None)
-        with self._open_source() as source:
-            entry = resolve(source.list(), ref, allowed, environment)
-        self.state.snapshot, self.verified, self.dry_run = entry.id, None, None
-        return "done", f"chose snapshot {entry.id}", {}, {"snapshot": entry.id, "asked_for": ref}
+        entry = self.pipeline.select(ref, environment)
+        self.state.snapshot = entry.id
+        return StepStatus.DONE, f"chose snapshot {entry.id}", {}, {"snapshot": entry.id, "asked_for": ref}
 
     def _do_verify_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
-                            progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        report, verified = self._verify(progress, hash_payload=True)
-        checks = {c.name: ("ok: " if c.ok else "FAILED: ") + c.detail for c in report.checks}
+                            progress: ProgressCallback) -> Outcome:
+        if not self.state.snapshot:
+            raise UsageError("no snapshot selected yet")
+        report, verified = self.pipeline.verify(self.state.snapshot, progress, hash_payload=True, screened=False)
+        checks = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks]
         if verified is None:
             raise report.error
-        self.verified = verified
         self.recovery.snapshot(verified.manifest, self.settings.source)
-        return ("done", f"snapshot {verified.manifest.id} verified", dict(verified.manifest.counts),
+        return (StepStatus.DONE, f"snapshot {verified.manifest.id} verified", dict(verified.manifest.counts),
                 {"snapshot": verified.manifest.id, "checks": checks})
 
     def _do_gather_quorum(self, step: RunbookStep, confirmation: Confirmation | None,
-                          progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        identity = self._key()
+                          progress: ProgressCallback) -> Outcome:
+        identity = self.pipeline.key()
         names = [r.custodian for r in self.quorum().entry.receipts]
-        return ("done", f"recovery key {identity.fingerprint} combined from {len(names)} shares",
+        return (StepStatus.DONE, f"recovery key {identity.fingerprint} combined from {len(names)} shares",
                 {"shares": len(names)}, {"custodians": names, "fingerprint": identity.fingerprint})
 
     def _do_dry_run(self, step: RunbookStep, confirmation: Confirmation | None,
-                    progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        self.dry_run = self._diff(step.kinds, progress)
+                    progress: ProgressCallback) -> Outcome:
+        self._verified(progress)
+        self.pipeline.dry_run(step.kinds, progress)
         totals = self.dry_run.totals()
         findings = dict(self.dry_run.findings())
         self.recovery.findings.update(findings)
         summary = ", ".join(f"{n:,} {c}" for c, n in totals.items())
-        return "done", summary, totals, {"findings": findings,
+        return StepStatus.DONE, summary, totals, {"findings": findings,
                                          "kinds": {k: s.as_dict() for k, s in self.dry_run.kinds.items()}}
 
     def _do_restore(self, step: RunbookStep, confirmation: Confirmation | None,
-                    progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-        from enigm_recover.recovery.apply import Restorer
-        from enigm_recover.state.stores import open_store
+                    progress: ProgressCallback) -> Outcome:
+        from enigm_recover.recovery.apply import RestoreStepStatus
 
         from enigm_recover.recovery.environment import bind_environment
         from enigm_recover.recovery.plan import require_in_snapshot
@@ -495,23 +506,21 @@ class RunbookExecutor:
         require_in_snapshot(plan, manifest)
         bind_environment(self.recovery, manifest, self.settings.target, self.settings.target_environment,
                          self.settings.allow_environment_mismatch)
-        checked = self._dry_run_for(step, progress)
+        self._dry_run_for(step, progress)
         resume = step.id in self.state.restore_started
         if not resume:
             self.state.restore_started.append(step.id)
             self._save()
-        with open_store(self.settings.target) as store:
-            outcome = Restorer(self._verified(progress), store, plan, checked, batch_size=self.settings.batch_size,
-                               progress=progress).run(resume=resume)
+        # The dry run is spent: the next step that needs one makes it afresh.
+        outcome = self.pipeline.restore(plan, resume=resume, batch_size=self.settings.batch_size, progress=progress)
         for plan_step in plan.steps:
             self.state.restored[plan_step.kind.name] = sorted(p.value for p in plan_step.policies)
-        self.dry_run = None  # the target changed: the next step needs a fresh dry run
         counts = {k: sum(getattr(o, k) for o in outcome.steps) for k in ("inserted", "updated", "deleted")}
         counts["kept_by_safety_rules"] = sum(o.verification.get("protected", 0) for o in outcome.steps)
         counts["left_by_policy"] = sum(o.verification.get("changed_left", 0) + o.verification.get("extra_left", 0)
                                        for o in outcome.steps)
-        failed = [o.step for o in outcome.steps if o.status != "verified"]
-        status = "verified" if not failed else "not-verified"
+        failed = [o.step for o in outcome.steps if o.status is not RestoreStepStatus.VERIFIED]
+        status = StepStatus.VERIFIED if not failed else StepStatus.NOT_VERIFIED
         summary = (f"inserted {counts['inserted']:,}, overwrote {counts['updated']:,}, deleted {counts['deleted']:,}; "
                    + ("verified" if not failed else f"NOT verified: {', '.join(failed)}"))
         return status, summary, counts, {"run": outcome.run_id, "resumed": outcome.resumed,
@@ -519,7 +528,7 @@ class RunbookExecutor:
                                          "steps": [o.as_dict() for o in outcome.steps]}
 
     def _do_verify_target(self, step: RunbookStep, confirmation: Confirmation | None,
-                          progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                          progress: ProgressCallback) -> Outcome:
         """A fresh dry run: what this run restored must now match the snapshot, safety findings aside."""
         from enigm_recover.recovery.plan import Policy, decide
 
@@ -538,21 +547,21 @@ class RunbookExecutor:
                 unmet[kind] = unmet.get(kind, 0) + summary.findings["unreadable-live-table"]
         kinds = {k: s.as_dict() for k, s in result.kinds.items()}
         if unmet:
-            return ("not-verified", "the target differs from the snapshot where this run restored: "
+            return (StepStatus.NOT_VERIFIED, "the target differs from the snapshot where this run restored: "
                     + ", ".join(f"{n:,} {k}" for k, n in unmet.items()), unmet, {"unmet": unmet, "kinds": kinds})
         left = sum(s.changed + s.extra + s.missing for s in result.kinds.values())
-        return ("verified", f"the target matches the snapshot for every restored kind; {left:,} differences left "
+        return (StepStatus.VERIFIED, f"the target matches the snapshot for every restored kind; {left:,} differences left "
                             "by policy or safety rules", {"left": left}, {"kinds": kinds})
 
     def _do_checkpoint(self, step: RunbookStep, confirmation: Confirmation | None,
-                       progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                       progress: ProgressCallback) -> Outcome:
         note = confirmation.note if confirmation else ""
-        return "done", "confirmed" + (f": {note}" if note else ""), {}, {"note": note}
+        return StepStatus.DONE, "confirmed" + (f": {note}" if note else ""), {}, {"note": note}
 
     def _do_sign_off(self, step: RunbookStep, confirmation: Confirmation | None,
-                     progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
+                     progress: ProgressCallback) -> Outcome:
         note = confirmation.note if confirmation else ""
-        return "done", "signed off" + (f": {note}" if note else ""), {}, {"note": note}
+        return StepStatus.DONE, "signed off" + (f": {note}" if note else ""), {}, {"note": note}
 
 
 def _audit_inputs(detail: dict[str, Any]) -> dict[str, Any]:

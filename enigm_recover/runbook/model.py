@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 
 
@@ -25,6 +25,34 @@ class Action(str, Enum):
     @property
     def writes_target(self) -> bool:
         return self is Action.RESTORE
+
+
+class StepStatus(StrEnum):
+    """How a runbook step ended. Only a finished check makes a step "verified"."""
+
+    DONE = "done"
+    VERIFIED = "verified"
+    NOT_VERIFIED = "not-verified"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def ok(self) -> bool:
+        return self in (StepStatus.DONE, StepStatus.VERIFIED)
+
+
+class RunStatus(StrEnum):
+    """Where a run stands; an open run can be resumed."""
+
+    IN_PROGRESS = "in-progress"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    PARTIALLY_COMPLETED = "partially completed"
+    ABORTED = "aborted"
+
+    @property
+    def open(self) -> bool:
+        return self in (RunStatus.IN_PROGRESS, RunStatus.PAUSED)
 
 
 @dataclass(frozen=True)

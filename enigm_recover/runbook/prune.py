@@ -32,7 +32,7 @@ from enigm_recover.snapshot.catalog import latest_candidate, newest_first
 from enigm_recover.snapshot.clock import refuse_from_future
 from enigm_recover.snapshot.retention import Candidate, Decision, RetentionPolicy, decide
 from enigm_recover.snapshot.verify import verify_entry
-from enigm_recover.sources.base import SnapshotEntry, SnapshotSource
+from enigm_recover.snapshot.source import SnapshotEntry, SnapshotSource
 
 
 class RemovableSource(SnapshotSource, Protocol):

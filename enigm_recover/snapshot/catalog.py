@@ -20,7 +20,7 @@ import asyncssh
 from enigm_recover.errors import EnigmError, SignatureError, SnapshotNotFound, SourceError
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.clock import refuse_from_future
-from enigm_recover.sources.base import Listing, RefusedName, SnapshotEntry
+from enigm_recover.snapshot.source import Listing, RefusedName, SnapshotEntry
 
 _UNKNOWN_TIME = "99999999T999999Z"  # a candidate whose time is unknown may be the newest: it sorts first
 

@@ -11,7 +11,7 @@ from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.catalog import REFUSED_SIGNATURES, latest_candidate, newest_first
 from enigm_recover.snapshot.clock import age_seconds, in_future
 from enigm_recover.snapshot.signature import SignatureStatus
-from enigm_recover.sources.base import Listing
+from enigm_recover.snapshot.source import Listing
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from enigm_recover.inert import for_markdown
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.catalog import chronological
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS
-from enigm_recover.sources.base import SnapshotEntry
+from enigm_recover.snapshot.source import SnapshotEntry
 
 DEFAULT_THRESHOLD = 25.0  # percent a kind's count may move between consecutive snapshots before it is named
 

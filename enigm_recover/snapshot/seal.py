@@ -20,7 +20,7 @@ import zstandard
 from enigm_recover.atomic import atomic_output, write_atomic
 from enigm_recover.bounded import KEY_FILE, read_text_bounded
 from enigm_recover.errors import InputFileError
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import decode_recipient
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.agecrypt import encrypt_stream
@@ -33,8 +33,8 @@ from enigm_recover.snapshot.manifest import (
 )
 from enigm_recover.snapshot.records import KindDigest, encode_rows
 from enigm_recover.snapshot.scope import check_live_columns
-from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.snapshot.catalog import newest_first
+from enigm_recover.snapshot.source import Listing
 from enigm_recover.state.model import KIND_BY_NAME, KINDS
 from enigm_recover.state.store import TargetStore
 
@@ -73,8 +73,7 @@ def read_recipient_file(path: Path) -> str:
     return recipients[0]
 
 
-def _previous_id(out_dir: Path, environment: str) -> str | None:
-    listing = LocalFolderSource(out_dir).list()
+def _previous_id(listing: Listing, environment: str) -> str | None:
     same_env = [e for e in newest_first(listing.entries) if e.manifest and e.manifest.environment == environment]
     return same_env[0].id if same_env else None
 
@@ -87,13 +86,16 @@ def seal(
     environment: str,
     producer: str,
     out_dir: Path,
+    existing: Listing,
     created_at: datetime | None = None,
     id_token: str | None = None,
     progress: ProgressCallback = no_progress,
 ) -> Manifest:
+    """Seal the store's records into ``out_dir``; ``existing`` is that folder's listing (the newest snapshot
+    of the same environment there becomes the new one's previous id)."""
     created = (created_at or datetime.now(timezone.utc)).replace(microsecond=0)
     snapshot_id = new_snapshot_id(created, id_token)
-    previous = _previous_id(out_dir, environment)
+    previous = _previous_id(existing, environment)
     digests: dict[str, KindDigest] = {}
 
     for kind in KINDS:  # before any file is created
@@ -108,7 +110,7 @@ def seal(
                 out = compressor.compress(block)
                 if out:
                     yield out
-                progress(Progress(f"seal {kind.name}", digest.count, total, "records"))
+                progress(Progress(Stage.SEAL, digest.count, total, "records", kind.name))
         yield compressor.flush()
 
     payload_path = out_dir / payload_name(snapshot_id)

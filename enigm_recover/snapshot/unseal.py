@@ -33,7 +33,7 @@ from enigm_recover.errors import (
 )
 from enigm_recover.invisible import invisible_output
 from enigm_recover.prefetch import prefetched
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.agecrypt import decrypt_chunks
 from enigm_recover.snapshot.records import MAX_LINE_BYTES, RecordChecker, plaintext_bound
@@ -145,7 +145,7 @@ def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                 yield from inflater.feed(block)
             except EnigmError as content_error:  # the inflater's, or one a consumer found in the records (judge)
                 raise _final_verdict(blocks) or content_error from None
-            progress(Progress("decrypt payload", done, total, "bytes"))
+            progress(Progress(Stage.DECRYPT, done, total, "bytes"))
         yield from inflater.finish()
     finally:
         blocks.close()

@@ -20,7 +20,7 @@ from enigm_recover.hashing import hash_file
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.manifest import Manifest
-from enigm_recover.sources.base import SnapshotEntry, SnapshotSource
+from enigm_recover.snapshot.source import SnapshotEntry, SnapshotSource
 
 @dataclass
 class Check:

@@ -11,7 +11,7 @@ from enigm_recover.errors import SourceError
 from enigm_recover.paths import display_path
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
-from enigm_recover.sources.base import Listing, RefusedName, SnapshotEntry, parse_entry
+from enigm_recover.snapshot.source import Listing, RefusedName, SnapshotEntry, parse_entry
 from enigm_recover.sources.names import claimed_time, classify
 from enigm_recover.sources.removal import removal_order, tombstone_name, tombstoned_id
 

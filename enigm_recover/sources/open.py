@@ -6,7 +6,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from enigm_recover.errors import SourceError
-from enigm_recover.sources.base import SnapshotSource
+from enigm_recover.snapshot.source import SnapshotSource
 from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.sources.sftp import SftpSource, SftpURL
 from enigm_recover.sources.ssh import SSHSettings

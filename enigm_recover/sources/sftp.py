@@ -34,9 +34,9 @@ from enigm_recover.errors import (
 from enigm_recover.hashing import hash_file
 from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.paths import display_text
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, manifest_name, payload_name, signature_name
-from enigm_recover.sources.base import Listing, RefusedName, SnapshotEntry, parse_entry
+from enigm_recover.snapshot.source import Listing, RefusedName, SnapshotEntry, parse_entry
 from enigm_recover.sources.names import claimed_time, classify, hostile_name_reason
 from enigm_recover.sources.removal import removal_order, tombstone_name, tombstoned_id
 from enigm_recover.sources.ssh import SSHSettings, SSHTarget, connect
@@ -300,7 +300,7 @@ class SftpSource:
         expected = (manifest.payload_size, manifest.payload_sha256)
         if dest.exists():
             if hash_file(dest) == expected:
-                progress(Progress("payload (cached)", manifest.payload_size, manifest.payload_size, "bytes"))
+                progress(Progress(Stage.CACHED, manifest.payload_size, manifest.payload_size, "bytes"))
                 return dest
             dest.unlink()
         download = _Download(partial, manifest.payload_size)
@@ -353,7 +353,7 @@ class SftpSource:
                             pending.append(loop.run_in_executor(writer, download.persist, out, block))
                         while len(pending) > WRITES_IN_FLIGHT:
                             await pending.popleft()
-                        progress(Progress(f"fetch {name}", download.received, download.total, "bytes"))
+                        progress(Progress(Stage.FETCH, download.received, download.total, "bytes", name))
             finally:
                 download.waiting.clear()  # blocks past a gap are fetched again on resume
                 for write in pending:

@@ -234,10 +234,8 @@ async def _check_unverified_host(target: SSHTarget, probe: asyncssh.SSHClientCon
             f"the host key of {host}:{probe.port} has CHANGED: {known_path} holds another key; "
             f"the host now offers {fingerprint}")
     if settings.accept_host_key != fingerprint:
-        unknown = HostKeyUnknown(f"{host}:{probe.port} is not in {known_path}; it offers the "
-                                 f"{key.get_algorithm()} host key {fingerprint}")
-        unknown.fingerprint = fingerprint
-        raise unknown
+        raise HostKeyUnknown(f"{host}:{probe.port} is not in {known_path}; it offers the "
+                             f"{key.get_algorithm()} host key {fingerprint}", fingerprint=fingerprint)
     make_private_dir(known_path.parent, "known_hosts folder", check=False)
     line = f"{_host_pattern(host, probe.port)} {key.export_public_key().decode().strip()}\n"
     with os.fdopen(create_private_file(known_path, append=True), "a", encoding="utf-8") as f:

@@ -108,3 +108,95 @@ def another_restore_running(target: str) -> RestoreRefused:
 
 JOURNAL_TABLES = ("enigm_meta", "enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps",
                   "enigm_restore_written")
+
+
+# -- the journal's SQL, written once for both stores ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JournalSQL:
+    """The restore journal's statements. Each store gives its dialect: its placeholder and column types
+    (SQLite's STRICT tables; PostgreSQL's byte-order collation for keys and bigint counters)."""
+
+    create: tuple[str, ...]
+    unfinished_run: str
+    start_run: str
+    finish_run: str
+    step_totals: str
+    step_result: str
+    record_batch: str
+    record_step: str
+    record_written: str
+    written_batches: str
+    written_batch: str
+
+
+def journal_sql(*, placeholder: str, key_text: str, text: str, integer: str, counter: str,
+                table_suffix: str = "") -> JournalSQL:
+    """The journal's statements in one dialect (``?`` below is written as ``placeholder``)."""
+
+    def q(statement: str) -> str:
+        return statement.replace("?", placeholder)
+
+    end = f"){table_suffix}"
+    return JournalSQL(
+        create=(
+            f"CREATE TABLE IF NOT EXISTS enigm_meta (key {key_text} PRIMARY KEY, value {text} NOT NULL{end}",
+            f"""CREATE TABLE IF NOT EXISTS enigm_restore_runs (
+  run_id {key_text} PRIMARY KEY, snapshot_id {text} NOT NULL, payload_sha256 {text} NOT NULL, plan {text} NOT NULL,
+  started_at {text} NOT NULL, status {text} NOT NULL{end}""",
+            f"""CREATE TABLE IF NOT EXISTS enigm_restore_batches (
+  run_id {key_text} NOT NULL, step {key_text} NOT NULL, batch {integer} NOT NULL, last_key {text} NOT NULL,
+  inserted {counter} NOT NULL, updated {counter} NOT NULL, deleted {counter} NOT NULL,
+  PRIMARY KEY (run_id, step, batch){end}""",
+            f"""CREATE TABLE IF NOT EXISTS enigm_restore_steps (
+  run_id {key_text} NOT NULL, step {key_text} NOT NULL, status {text} NOT NULL, result {text} NOT NULL,
+  PRIMARY KEY (run_id, step){end}""",
+            f"""CREATE TABLE IF NOT EXISTS enigm_restore_written (
+  run_id {key_text} NOT NULL, step {key_text} NOT NULL, batch {integer} NOT NULL, written {text} NOT NULL,
+  deleted {text} NOT NULL, PRIMARY KEY (run_id, step, batch){end}""",
+        ),
+        unfinished_run=("SELECT run_id, snapshot_id, payload_sha256, plan, started_at, status FROM enigm_restore_runs "
+                        "WHERE status = 'running' ORDER BY started_at, run_id LIMIT 1"),
+        start_run=q("INSERT INTO enigm_restore_runs (run_id, snapshot_id, payload_sha256, plan, started_at, status) "
+                    "VALUES (?, ?, ?, ?, ?, ?)"),
+        finish_run=q("UPDATE enigm_restore_runs SET status = ? WHERE run_id = ?"),
+        # (batches, inserted, updated, deleted, last key) of one step; arguments: run, step, run, step
+        step_totals=q(f"SELECT count(*), CAST(coalesce(sum(inserted), 0) AS {counter}), "
+                      f"CAST(coalesce(sum(updated), 0) AS {counter}), CAST(coalesce(sum(deleted), 0) AS {counter}), "
+                      "(SELECT last_key FROM enigm_restore_batches WHERE run_id = ? AND step = ? "
+                      "ORDER BY batch DESC LIMIT 1) FROM enigm_restore_batches WHERE run_id = ? AND step = ?"),
+        step_result=q("SELECT status, result FROM enigm_restore_steps WHERE run_id = ? AND step = ?"),
+        record_batch=q("INSERT INTO enigm_restore_batches (run_id, step, batch, last_key, inserted, updated, deleted) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)"),
+        record_step=q("INSERT INTO enigm_restore_steps (run_id, step, status, result) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status, result = excluded.result"),
+        record_written=q("INSERT INTO enigm_restore_written (run_id, step, batch, written, deleted) "
+                         "VALUES (?, ?, ?, ?, ?)"),
+        written_batches=q("SELECT batch FROM enigm_restore_written WHERE run_id = ? AND step = ? ORDER BY batch"),
+        written_batch=q("SELECT written, deleted FROM enigm_restore_written WHERE run_id = ? AND step = ? "
+                        "AND batch = ?"),
+    )
+
+
+def batch_row(run_id: str, batch: Batch) -> tuple[Any, ...]:
+    """The arguments of ``record_batch`` for one batch."""
+    return (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted, batch.updated,
+            batch.deleted)
+
+
+def written_row(run_id: str, batch: Batch) -> tuple[Any, ...]:
+    """The arguments of ``record_written`` for one batch."""
+    return (run_id, batch.step, batch.number, *batch.written_record())
+
+
+def step_position(totals: tuple[Any, ...], result: tuple[Any, ...] | None) -> StepPosition:
+    """A step's position from the rows of ``step_totals`` and ``step_result``."""
+    return StepPosition(batches=int(totals[0]), inserted=int(totals[1]), updated=int(totals[2]),
+                        deleted=int(totals[3]), last_key=decode_key(totals[4]) if totals[4] else None,
+                        status=result[0] if result else None, result=json.loads(result[1]) if result else {})
+
+
+def step_result_row(run_id: str, step: str, status: str, result: dict[str, Any]) -> tuple[Any, ...]:
+    """The arguments of ``record_step``."""
+    return (run_id, step, str(status), json.dumps(result, sort_keys=True))

@@ -18,7 +18,6 @@ from there, and its journal row inserted, all in one transaction.
 
 from __future__ import annotations
 
-import json
 import secrets
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
@@ -34,9 +33,12 @@ from enigm_recover.state.journal import (
     RestoreRun,
     StepPosition,
     another_restore_running,
-    decode_key,
+    batch_row,
     decode_written,
-    encode_key,
+    journal_sql,
+    step_position,
+    step_result_row,
+    written_row,
 )
 from enigm_recover.state.live import LiveColumn, LiveTable
 from enigm_recover.state.model import IDENTITY, KINDS, Kind
@@ -48,22 +50,8 @@ KEYS_CHUNK = 10000  # keys per keyed lookup
 
 _TYPES = {"TEXT": 'text COLLATE "C"', "INTEGER": "integer"}
 
-JOURNAL_SQL = (
-    'CREATE TABLE IF NOT EXISTS enigm_meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL)',
-    """CREATE TABLE IF NOT EXISTS enigm_restore_runs (
-  run_id text COLLATE "C" PRIMARY KEY, snapshot_id text NOT NULL, payload_sha256 text NOT NULL, plan text NOT NULL,
-  started_at text NOT NULL, status text NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_batches (
-  run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, batch integer NOT NULL, last_key text NOT NULL,
-  inserted bigint NOT NULL, updated bigint NOT NULL, deleted bigint NOT NULL,
-  PRIMARY KEY (run_id, step, batch))""",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
-  run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, status text NOT NULL, result text NOT NULL,
-  PRIMARY KEY (run_id, step))""",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_written (
-  run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, batch integer NOT NULL, written text NOT NULL,
-  deleted text NOT NULL, PRIMARY KEY (run_id, step, batch))""",
-)
+JOURNAL = journal_sql(placeholder="%s", key_text='text COLLATE "C"', text="text", integer="integer",
+                      counter="bigint")
 
 
 # The types (by their regtype names) that hold each model type's values as the model reads them.
@@ -183,7 +171,7 @@ class PostgresStore:
             with self.conn.transaction():
                 for kind in KINDS:
                     self.conn.execute(schema_sql(kind))  # type: ignore[arg-type]
-                for statement in JOURNAL_SQL:
+                for statement in JOURNAL.create:
                     self.conn.execute(statement)  # type: ignore[arg-type]
         except psycopg.Error as exc:
             raise self._error("create the schema", exc) from None
@@ -200,6 +188,12 @@ class PostgresStore:
     def _query(self, doing: str, query: Any, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return self.conn.execute(query, args).fetchall()
+        except psycopg.Error as exc:
+            raise self._error(doing, exc) from None
+
+    def _execute(self, doing: str, statement: Any, args: tuple[Any, ...] = ()) -> None:
+        try:
+            self.conn.execute(statement, args)
         except psycopg.Error as exc:
             raise self._error(doing, exc) from None
 
@@ -376,7 +370,7 @@ class PostgresStore:
         if self._missing_tables(list(JOURNAL_TABLES)):
             try:
                 with self.conn.transaction():
-                    for statement in JOURNAL_SQL:
+                    for statement in JOURNAL.create:
                         self.conn.execute(statement)  # type: ignore[arg-type]
             except psycopg.Error as exc:
                 raise self._error("create the restore journal", exc) from None
@@ -408,37 +402,23 @@ class PostgresStore:
 
     def unfinished_run(self) -> RestoreRun | None:
         self._ensure_journal()
-        rows = self._query("read the restore journal",
-                           "SELECT run_id, snapshot_id, payload_sha256, plan, started_at, status "
-                           "FROM enigm_restore_runs WHERE status = 'running' ORDER BY started_at, run_id LIMIT 1")
+        rows = self._query("read the restore journal", JOURNAL.unfinished_run)
         return RestoreRun(*rows[0]) if rows else None
 
     def start_run(self, run: RestoreRun) -> None:
         self._ensure_journal()
-        self._query("record the restore run",
-                    "INSERT INTO enigm_restore_runs (run_id, snapshot_id, payload_sha256, plan, started_at, status) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING run_id",
-                    (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
+        self._execute("record the restore run", JOURNAL.start_run,
+                      (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._ensure_journal()
-        self._query("record the end of the restore run",
-                    "UPDATE enigm_restore_runs SET status = %s WHERE run_id = %s RETURNING run_id", (status, run_id))
+        self._execute("record the end of the restore run", JOURNAL.finish_run, (str(status), run_id))
 
     def step_position(self, run_id: str, step: str) -> StepPosition:
         self._ensure_journal()
-        row = self._query(
-            "read the restore journal",
-            "SELECT count(*), coalesce(sum(inserted), 0)::bigint, coalesce(sum(updated), 0)::bigint, "
-            "coalesce(sum(deleted), 0)::bigint, (SELECT last_key FROM enigm_restore_batches WHERE run_id = %s "
-            "AND step = %s ORDER BY batch DESC LIMIT 1) FROM enigm_restore_batches WHERE run_id = %s AND step = %s",
-            (run_id, step, run_id, step))[0]
-        done = self._query("read the restore journal",
-                           "SELECT status, result FROM enigm_restore_steps WHERE run_id = %s AND step = %s",
-                           (run_id, step))
-        return StepPosition(batches=int(row[0]), inserted=int(row[1]), updated=int(row[2]), deleted=int(row[3]),
-                            last_key=decode_key(row[4]) if row[4] else None,
-                            status=done[0][0] if done else None, result=json.loads(done[0][1]) if done else {})
+        totals = self._query("read the restore journal", JOURNAL.step_totals, (run_id, step, run_id, step))[0]
+        done = self._query("read the restore journal", JOURNAL.step_result, (run_id, step))
+        return step_position(totals, done[0] if done else None)
 
     def _stage(self, kind: Kind, columns: tuple[str, ...], suffix: str, created: list[str],
                nested: bool) -> sql.Identifier:
@@ -501,13 +481,8 @@ class PostgresStore:
                     match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(c))
                                                   for c in kind.primary_key)
                     cursor.execute(sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {}").format(table, stage, match))
-                cursor.execute("INSERT INTO enigm_restore_batches (run_id, step, batch, last_key, inserted, updated, "
-                               "deleted) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                               (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
-                                batch.updated, batch.deleted))
-                cursor.execute("INSERT INTO enigm_restore_written (run_id, step, batch, written, deleted) "
-                               "VALUES (%s, %s, %s, %s, %s)",
-                               (run_id, batch.step, batch.number, *batch.written_record()))
+                cursor.execute(JOURNAL.record_batch, batch_row(run_id, batch))  # type: ignore[arg-type]
+                cursor.execute(JOURNAL.record_written, written_row(run_id, batch))  # type: ignore[arg-type]
         except psycopg.Error as exc:
             raise self._error(f"write batch {batch.number} of step {batch.step}", exc,
                               "the batch was rolled back; the restore journal says how far the step got: "
@@ -519,16 +494,12 @@ class PostgresStore:
                      step: str) -> Iterator[tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]]:
         """Per committed batch of the step: the rows it wrote (key, line hash) and the keys it deleted."""
         self._ensure_journal()
-        numbers = [r[0] for r in self._query("read the restore journal", "SELECT batch FROM enigm_restore_written "
-                                             "WHERE run_id = %s AND step = %s ORDER BY batch", (run_id, step))]
+        numbers = [r[0] for r in self._query("read the restore journal", JOURNAL.written_batches, (run_id, step))]
         for number in numbers:
-            row = self._query("read the restore journal", "SELECT written, deleted FROM enigm_restore_written "
-                              "WHERE run_id = %s AND step = %s AND batch = %s", (run_id, step, number))[0]
+            row = self._query("read the restore journal", JOURNAL.written_batch, (run_id, step, number))[0]
             yield decode_written(row[0], row[1])
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         self._ensure_journal()
-        self._query("record the step in the restore journal",
-                    "INSERT INTO enigm_restore_steps (run_id, step, status, result) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (run_id, step) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result "
-                    "RETURNING run_id", (run_id, step, status, json.dumps(result, sort_keys=True)))
+        self._execute("record the step in the restore journal", JOURNAL.record_step,
+                      step_result_row(run_id, step, status, result))

@@ -10,7 +10,6 @@ WAL mode the reader keeps a consistent view.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import secrets
 import sqlite3
@@ -26,9 +25,12 @@ from enigm_recover.state.journal import (
     RestoreRun,
     StepPosition,
     another_restore_running,
-    decode_key,
+    batch_row,
     decode_written,
-    encode_key,
+    journal_sql,
+    step_position,
+    step_result_row,
+    written_row,
 )
 from enigm_recover.state.live import LiveColumn, LiveTable
 from enigm_recover.state.model import (
@@ -53,22 +55,8 @@ STREAM_BATCH = 4096  # rows per fetch of a stream
 # finishes its last fetch.
 READ_AHEAD = sqlite3.threadsafety == 3
 
-JOURNAL_SQL = (
-    "CREATE TABLE IF NOT EXISTS enigm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_runs (
-  run_id TEXT PRIMARY KEY, snapshot_id TEXT NOT NULL, payload_sha256 TEXT NOT NULL, plan TEXT NOT NULL,
-  started_at TEXT NOT NULL, status TEXT NOT NULL) STRICT""",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_batches (
-  run_id TEXT NOT NULL, step TEXT NOT NULL, batch INTEGER NOT NULL, last_key TEXT NOT NULL,
-  inserted INTEGER NOT NULL, updated INTEGER NOT NULL, deleted INTEGER NOT NULL,
-  PRIMARY KEY (run_id, step, batch)) STRICT""",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
-  run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
-  PRIMARY KEY (run_id, step)) STRICT""",
-    """CREATE TABLE IF NOT EXISTS enigm_restore_written (
-  run_id TEXT NOT NULL, step TEXT NOT NULL, batch INTEGER NOT NULL, written TEXT NOT NULL, deleted TEXT NOT NULL,
-  PRIMARY KEY (run_id, step, batch)) STRICT""",
-)
+JOURNAL = journal_sql(placeholder="?", key_text="TEXT", text="TEXT", integer="INTEGER", counter="INTEGER",
+                      table_suffix=" STRICT")
 
 
 def restore_lock_path(database: Path) -> Path:
@@ -99,7 +87,9 @@ class SQLiteStore:
         if create and not path.parent.exists():
             raise TargetError(f"folder {path.parent} for the target database does not exist")
         try:
-            self.conn = sqlite3.connect(path, isolation_level=None)
+            # One recovery keeps its target open from the quorum to the end, and the app runs each step in a
+            # worker thread of its own (one at a time): the connection may move between threads.
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
@@ -147,7 +137,7 @@ class SQLiteStore:
             with self.transaction():
                 for kind in KINDS:
                     self.conn.execute(schema_sql(kind))
-                for statement in JOURNAL_SQL:
+                for statement in JOURNAL.create:
                     self.conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot create the schema in {self.path}: {exc}") from None
@@ -277,7 +267,7 @@ class SQLiteStore:
 
     def _ensure_journal(self) -> None:
         try:
-            for statement in JOURNAL_SQL:
+            for statement in JOURNAL.create:
                 self.conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot create the restore journal in {self.path}: {exc}") from None
@@ -312,30 +302,21 @@ class SQLiteStore:
 
     def unfinished_run(self) -> RestoreRun | None:
         self._ensure_journal()
-        row = self.conn.execute("SELECT run_id, snapshot_id, payload_sha256, plan, started_at, status "
-                                "FROM enigm_restore_runs WHERE status='running'").fetchone()
+        row = self.conn.execute(JOURNAL.unfinished_run).fetchone()
         return RestoreRun(*row) if row else None
 
     def start_run(self, run: RestoreRun) -> None:
         self._ensure_journal()
         with self.transaction() as conn:
-            conn.execute("INSERT INTO enigm_restore_runs VALUES (?, ?, ?, ?, ?, ?)",
-                         (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
+            conn.execute(JOURNAL.start_run, (run.run_id, run.snapshot_id, run.payload_sha256, run.plan, run.started_at, run.status))
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.transaction() as conn:
-            conn.execute("UPDATE enigm_restore_runs SET status=? WHERE run_id=?", (status, run_id))
+            conn.execute(JOURNAL.finish_run, (str(status), run_id))
 
     def step_position(self, run_id: str, step: str) -> StepPosition:
-        row = self.conn.execute(
-            "SELECT count(*), coalesce(sum(inserted),0), coalesce(sum(updated),0), coalesce(sum(deleted),0), "
-            "(SELECT last_key FROM enigm_restore_batches WHERE run_id=? AND step=? ORDER BY batch DESC LIMIT 1) "
-            "FROM enigm_restore_batches WHERE run_id=? AND step=?", (run_id, step, run_id, step)).fetchone()
-        done = self.conn.execute("SELECT status, result FROM enigm_restore_steps WHERE run_id=? AND step=?",
-                                 (run_id, step)).fetchone()
-        return StepPosition(batches=row[0], inserted=row[1], updated=row[2], deleted=row[3],
-                            last_key=decode_key(row[4]) if row[4] else None,
-                            status=done[0] if done else None, result=json.loads(done[1]) if done else {})
+        totals = self.conn.execute(JOURNAL.step_totals, (run_id, step, run_id, step)).fetchone()
+        return step_position(totals, self.conn.execute(JOURNAL.step_result, (run_id, step)).fetchone())
 
     def apply_batch(self, run_id: str, batch: Batch) -> None:
         """The batch's rows and its journal row, in one transaction: all or nothing."""
@@ -372,28 +353,21 @@ class SQLiteStore:
                              f"ON CONFLICT ({keys}) DO UPDATE SET {updates}", batch.upserts)
         if batch.deletes:
             conn.executemany(f"DELETE FROM {kind.table} WHERE {where}", batch.deletes)
-        conn.execute("INSERT INTO enigm_restore_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
-                      batch.updated, batch.deleted))
-        conn.execute("INSERT INTO enigm_restore_written VALUES (?, ?, ?, ?, ?)",
-                     (run_id, batch.step, batch.number, *batch.written_record()))
+        conn.execute(JOURNAL.record_batch, batch_row(run_id, batch))
+        conn.execute(JOURNAL.record_written, written_row(run_id, batch))
 
     def written_rows(self, run_id: str,
                      step: str) -> Iterator[tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]]:
         """Per committed batch of the step: the rows it wrote (key, line hash) and the keys it deleted."""
         self._ensure_journal()
-        numbers = [r[0] for r in self.conn.execute(
-            "SELECT batch FROM enigm_restore_written WHERE run_id=? AND step=? ORDER BY batch", (run_id, step))]
+        numbers = [r[0] for r in self.conn.execute(JOURNAL.written_batches, (run_id, step))]
         for number in numbers:
-            row = self.conn.execute("SELECT written, deleted FROM enigm_restore_written WHERE run_id=? AND step=? "
-                                    "AND batch=?", (run_id, step, number)).fetchone()
+            row = self.conn.execute(JOURNAL.written_batch, (run_id, step, number)).fetchone()
             yield decode_written(row[0], row[1])
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         with self.transaction() as conn:
-            conn.execute("INSERT INTO enigm_restore_steps VALUES (?, ?, ?, ?) ON CONFLICT (run_id, step) "
-                         "DO UPDATE SET status=excluded.status, result=excluded.result",
-                         (run_id, step, status, json.dumps(result, sort_keys=True)))
+            conn.execute(JOURNAL.record_step, step_result_row(run_id, step, status, result))
 
 
 def _affinity(declared: str) -> str:

@@ -1,4 +1,7 @@
-"""The snapshot source interface and the listing entry it produces."""
+"""The listing contract: what a snapshot source is, the listing it produces and one listed entry.
+
+It belongs with the snapshot format: `sources/` implements it (SFTP, local folders) and the rest of
+`snapshot/` reads it, so `snapshot/` never imports `sources/`."""
 
 from __future__ import annotations
 

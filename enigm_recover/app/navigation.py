@@ -1,0 +1,102 @@
+"""Where the app goes next: the one place that switches screens.
+
+Screens never push or switch to each other: they ask the navigator, which
+decides from the run (the executor's current step) or from the request (the
+listing done, a dry run to browse, back from it, a question to ask).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from textual.screen import ModalScreen, Screen
+
+
+class Navigator:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    # -- the screen of the run's current step -----------------------------------------------------------
+
+    def screen_for_current(self) -> Screen[Any]:
+        from enigm_recover.runbook.model import Action
+
+        ex = self.app.executor
+        step = ex.current
+        if step is None:
+            from enigm_recover.app.done import DoneScreen
+            return DoneScreen()
+        if ex.needs_quorum or step.action is Action.GATHER_QUORUM:
+            from enigm_recover.app.quorum import QuorumScreen
+            return QuorumScreen()
+        if step.action is Action.SELECT_SNAPSHOT:
+            from enigm_recover.app.source import SourceScreen
+            return SourceScreen()
+        if step.action is Action.VERIFY_SNAPSHOT:
+            from enigm_recover.app.verify import VerifyScreen
+            return VerifyScreen()
+        if step.action is Action.DRY_RUN:
+            from enigm_recover.app.dryrun import DryRunScreen
+            return DryRunScreen()
+        from enigm_recover.app.step import StepScreen
+        return StepScreen()
+
+    def show_current(self) -> None:
+        """The screen of the step the run is at (above the start screen, which stays at the bottom)."""
+        app = self.app
+        while len(app.screen_stack) > 1 and isinstance(app.screen, ModalScreen):
+            app.pop_screen()
+        if app.executor is None:
+            while len(app.screen_stack) > 1:
+                app.pop_screen()
+            return
+        ex = app.executor
+        screen = self.screen_for_current()
+        index = ex.state.position if ex.current is not None else None
+        from enigm_recover.app.quorum import QuorumScreen
+
+        if isinstance(screen, QuorumScreen) and not ex.quorum_open:
+            # Opening the share entry takes the target's restore lock (a connection, perhaps a wait): in the
+            # engine's worker, and a refusal is a dialog naming the cause, before any custodian is asked.
+            app.run_engine(lambda progress: ex.quorum(), done=lambda _: self._replace(screen, index),
+                           label="opening the share entry")
+            return
+        self._replace(screen, index)
+
+    # -- places within one step ---------------------------------------------------------------------------
+
+    def listed(self, summaries: list[Any], step_index: int | None) -> None:
+        """The source listed: choose among its snapshots."""
+        from enigm_recover.app.snapshots import SnapshotsScreen
+
+        self._replace(SnapshotsScreen(summaries), step_index)
+
+    def relist(self, step_index: int | None) -> None:
+        """List the source afresh (the operator asked)."""
+        from enigm_recover.app.source import SourceScreen
+
+        self._replace(SourceScreen(refresh=True), step_index)
+
+    def browse_dry_run(self, step_index: int | None) -> None:
+        """This session's dry run, to browse above the current step's screen."""
+        from enigm_recover.app.dryrun import DryRunScreen
+
+        screen = DryRunScreen(browse=True)
+        screen.step_index = step_index
+        self.app.push_screen(screen)
+
+    def back(self) -> None:
+        """Leave a screen shown above the current step's (a browsed dry run)."""
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+
+    def ask(self, dialog: ModalScreen[Any], answered: Callable[[Any], None]) -> None:
+        """A question above the current screen; ``answered`` gets the answer (None when dismissed)."""
+        self.app.push_screen(dialog, callback=answered)
+
+    def _replace(self, screen: Screen[Any], step_index: int | None) -> None:
+        screen.step_index = step_index  # type: ignore[attr-defined]
+        if len(self.app.screen_stack) == 1:
+            self.app.push_screen(screen)
+        else:
+            self.app.switch_screen(screen)
