@@ -261,3 +261,21 @@ class InsecurePath(EnigmError):
 
     exit_code = 47
     hint = "make it yours and writable by you alone (chmod go-w PATH), then run the command again"
+
+
+# -- the key's lifecycle: 28-29 -------------------------------------------------------
+
+
+class RecoveryKeyRetired(EnigmError):
+    """A recovery key marked retired (by ``keys rotate``) was named for new work: sealing, or a card check."""
+
+    exit_code = 28
+    hint = "use the recovery.pub that replaced it (its keys.toml names the new key's fingerprint)"
+
+
+class CardUnmatched(EnigmError):
+    """A share card is well-formed but cannot be tied to the recovery key named: it carries no fingerprint
+    and no keyring names the key's set id."""
+
+    exit_code = 29
+    hint = "check the card against the recovery.pub of its ceremony, with that folder's keys.toml beside it"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from enigm_recover.cli.context import Context, read_passphrase
 from enigm_recover.cli.output import emit_json
@@ -73,6 +74,108 @@ def cmd_config(ctx: Context) -> int:
     elif args.config_command == "unset":
         config.save_setting(ctx.locations.config_file, args.key, None)
         print(f"{args.key} unset (in {ctx.locations.config_file})")
+    return 0
+
+
+# -- the key's lifecycle ----------------------------------------------------------------
+
+
+def _recipient_arg(ctx: Context, required: bool = True) -> Any:
+    from enigm_recover.quorum.keyring import read_recipient
+
+    path = ctx.required(ctx.args.recipient, "recipient", "--recipient") if required else \
+        ctx.setting(ctx.args.recipient, "recipient")
+    return read_recipient(Path(path)) if path else None
+
+
+def _ask_words_one_by_one() -> tuple[str, str]:
+    """A card's words asked hidden, one at a time; a word not in the list is asked again, by position."""
+    import getpass
+    import sys
+
+    from enigm_recover.bounded import bounded_lines
+    from enigm_recover.quorum.entry import SHARE_WORDS, complete_word
+    from shamir_mnemonic.wordlist import WORD_INDEX_MAP
+
+    if not sys.stdin.isatty():  # a script: the words on standard input
+        text = " ".join(line for line in bounded_lines(getattr(sys.stdin, "buffer", sys.stdin)))
+        return text, ""
+    print(f"Type the {SHARE_WORDS} words of your card, one at a time (input hidden; the first four letters "
+          "of a word are enough).", file=sys.stderr)
+    words: list[str] = []
+    while len(words) < SHARE_WORDS:
+        token = getpass.getpass(f"word {len(words) + 1} of {SHARE_WORDS}: ").strip().lower()
+        word = token if token in WORD_INDEX_MAP else complete_word(token)
+        if word is None:
+            print(f"word {len(words) + 1} is not in the SLIP-39 word list: type it again", file=sys.stderr)
+            continue
+        words.append(word)
+    return " ".join(words), ""
+
+
+def cmd_keys_check(ctx: Context) -> int:
+    """Check cards one by one; nothing is combined; the audit log holds each verdict (never a word)."""
+    import sys
+
+    from enigm_recover.bounded import SHARE_FILE, read_text_bounded
+    from enigm_recover.cli.context import open_recovery
+    from enigm_recover.cli.commands_snapshots import recovery_facts
+    from enigm_recover.errors import EnigmError
+    from enigm_recover.quorum.cardcheck import CardHeader, check_card, parse_header
+    from enigm_recover.quorum.cards import parse_share_text
+
+    args = ctx.args
+    recipient = _recipient_arg(ctx, required=False)
+    results: list[dict[str, Any]] = []
+    first_failure: EnigmError | None = None
+    with open_recovery(ctx, "keys check") as recovery:
+        sources: list[tuple[str, str, CardHeader]] = []
+        if args.cards:
+            for name in args.cards:
+                text = read_text_bounded(Path(name), SHARE_FILE, "share card")
+                assert text is not None
+                sources.append((name, parse_share_text(text).words, parse_header(text)))
+        else:
+            words, _ = _ask_words_one_by_one()
+            sources.append(("(typed)", words, CardHeader()))
+        for name, words, header in sources:
+            try:
+                verdict = check_card(words, header, recipient)
+            except EnigmError as exc:
+                first_failure = first_failure or exc
+                results.append({"card": name, "ok": False, "exit_code": exc.exit_code, "error": exc.message,
+                                "hint": exc.hint, "custodian": header.custodian})
+                recovery.record("card-checked", outcome="refused",
+                                inputs={"card": name, "custodian": header.custodian or "", "reason": exc.message})
+                continue
+            results.append({"card": name, **verdict.as_dict()})
+            recovery.record("card-checked", outcome="ok",
+                            inputs={"card": name, "custodian": verdict.custodian or "", "set_id": verdict.set_id,
+                                    "group": verdict.group, "member_index": verdict.member,
+                                    "recipient_fingerprint": verdict.recipient_fingerprint or "",
+                                    "belongs": verdict.belongs})
+        recovery.close("completed" if first_failure is None else "failed",
+                       "" if first_failure is None else first_failure.message)
+    if args.json:
+        emit_json({"ok": first_failure is None, "cards": results, "recovery": recovery_facts(recovery)})
+    else:
+        for r in results:
+            if not r["ok"]:
+                print(f"{r['card']}: NOT OK: {r['error']} — {r['hint']}")
+                continue
+            who = f" ({r['custodian']})" if r["custodian"] else ""
+            print(f"{r['card']}{who}: OK — a well-formed share of set {r['set_id']}: group {r['group']} of "
+                  f"{r['group_count']} ({r['group_threshold']} group(s) needed), member {r['member']} "
+                  f"(this group needs {r['member_threshold']})")
+            if r["belongs"]:
+                print(f"  belongs to recovery key {r['recipient_fingerprint']}")
+            elif r["belongs"] is None:
+                print("  not checked against a recovery key (give --recipient recovery.pub)")
+        print(f"audit log {recovery.folder / 'audit.jsonl'}", file=sys.stderr)
+    if first_failure is not None:
+        if args.json:
+            return first_failure.exit_code
+        raise first_failure
     return 0
 
 

@@ -10,6 +10,7 @@ from enigm_recover.cli.commands_app import cmd_app, cmd_default
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
+from enigm_recover.cli.commands_keys import cmd_keys_check
 from enigm_recover.cli.commands_readiness import cmd_readiness
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
 from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
@@ -81,6 +82,32 @@ def _add_shares_options(p: argparse.ArgumentParser) -> None:
                         "holds (default: the agent's first key when SSH_AUTH_SOCK is set)")
 
 
+def _add_accountability(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument_group("accountability (each run leaves an audit log and a report in the state folder)")
+    a.add_argument("--operator", metavar="NAME", help="who runs the command (default: the login name)")
+    a.add_argument("--audit-key", metavar="SSH_KEY", help="signs the audit log's head (a private key, or a .pub "
+                                                          "the ssh-agent holds)")
+
+
+def _add_keys_lifecycle(ksub: Any) -> None:
+    """keys check / test-quorum / rotate / reshare / rewrap: the recovery key after its birth."""
+    p = ksub.add_parser(
+        "check", help="check one share card alone (offline, no other share, nothing combined)",
+        description="Check each CARD alone: every word in the SLIP-39 list and the checksum right; which set, "
+                    "group and member it is and the thresholds it belongs to; with --recipient, that it belongs "
+                    "to that recovery key (the fingerprint printed on the card, and the set id keys.toml records). "
+                    "Without CARD, the words are asked hidden, one at a time. Nothing is combined or written but "
+                    "an audit entry without any word.",
+        epilog="Exit 0 when every card is good; otherwise the first failure's code: 20 a word not in the list or a "
+               "wrong length, 21 a bad checksum, 22 another set or another key, 28 a retired key, 29 nothing ties "
+               "the card to the key.")
+    p.add_argument("cards", nargs="*", metavar="CARD", help="a share card file (or a file of the words alone)")
+    p.add_argument("--recipient", metavar="FILE", help="recovery.pub of the key the card should belong to")
+    p.add_argument("--json", action="store_true")
+    _add_accountability(p)
+    p.set_defaults(func=cmd_keys_check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="enigm-recover",
@@ -131,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--passphrase-file", metavar="F", help="read the SLIP-39 passphrase from a file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_keys_init)
+    _add_keys_lifecycle(ksub)
 
     p = sub.add_parser("seal", help="seal a store into a signed, encrypted snapshot",
                        description="Stream the store's records into <id>.payload.age (JSON Lines, zstd, age), "

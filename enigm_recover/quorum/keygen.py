@@ -20,6 +20,7 @@ from enigm_recover.atomic import write_atomic
 from enigm_recover.private import make_private_dir
 from enigm_recover.errors import OutputExistsError, UsageError
 from enigm_recover.quorum.cards import ShareCard
+from enigm_recover.quorum.keyring import KeyRecord, now_utc, record_key
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 
 CUSTODIAN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -120,4 +121,6 @@ def create_recovery_key(
             write_atomic(path, card.render().encode("utf-8"), mode=0o600)
             written.append(path)
     write_atomic(out_dir / RECIPIENT_FILE, recipient_file_text(identity).encode("ascii"))
+    set_id = Share.from_mnemonic(mnemonics[0][0]).identifier
+    record_key(out_dir, KeyRecord(identity.fingerprint, identity.recipient, set_id, now_utc()))
     return identity, written
