@@ -150,3 +150,94 @@ def test_keys_check_refuses_a_card_whose_header_is_not_its_words(ceremony: Path,
     forged.write_text(text.replace(set_line, "set id: 1"))
     code, _, err = cli("keys", "check", forged)
     assert code == 22 and "prints set id 1" in err
+
+
+# -- keys test-quorum and readiness ----------------------------------------------------------------
+
+
+from tests.test_readiness import THREE, cards, check, readiness  # noqa: E402
+
+
+def test_test_quorum_proves_the_key_and_readiness_reads_it(drill, cli, tmp_path: Path) -> None:
+    code, result, err = readiness(cli, drill, "--max-quorum-age", "30d")
+    assert code == 40 and result["failing"] == ["quorum-test"], err
+    assert "no successful quorum test" in check(result, "quorum-test")["summary"]
+
+    code, out, err = cli("keys", "test-quorum", "--recipient", drill.recipient, *cards(drill), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["ok"] is True and [c["custodian"] for c in doc["custodians"]] == list(THREE)
+    folder = Path(doc["recovery"]["report"]).parent
+    record = (folder / "quorum-test.toml").read_text()
+    audit = (folder / "audit.jsonl").read_text()
+    for name in THREE:  # nothing secret anywhere it wrote
+        for word in read_share_file(drill.card(name)).words.split():
+            assert f" {word} " not in f" {record} " and f'"{word}"' not in audit
+    assert '"quorum-tested"' in audit and "custodians" in (folder / "report.md").read_text().lower()
+    code, out, err = cli("audit", "verify", folder / "audit.jsonl")
+    assert code == 0, err
+
+    prom = tmp_path / "r.prom"
+    code, result, err = readiness(cli, drill, "--max-quorum-age", "30d", "--prometheus", prom)
+    assert code == 0, err
+    assert result["quorum_test"]["custodians"][0]["custodian"] == "amara"
+    assert check(result, "quorum-test")["status"] == "pass"
+    assert f"enigm_recover_quorum_test_timestamp_seconds{{source=\"{drill.snapshots}\"}} " \
+           f"{result['quorum_test']['timestamp_seconds']}" in prom.read_text()
+
+    # An edited record is not believed: readiness names it and fails again.
+    (folder / "quorum-test.toml").write_text(record.replace("amara", "amara2"))
+    code, result, err = readiness(cli, drill, "--max-quorum-age", "30d")
+    assert code == 40 and result["failing"] == ["quorum-test"]
+    assert "edited after the test" in " ".join(check(result, "quorum-test")["evidence"])
+
+
+def test_test_quorum_with_shares_of_another_key_fails_and_says_so(drill, cli, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    _init(cli, other, ["x", "y"], 2)
+    code, out, err = cli("keys", "test-quorum", "--recipient", drill.recipient,
+                         "--share-file", other / "x.share.txt", "--share-file", other / "y.share.txt")
+    assert code == 25, err
+    assert "not the snapshot's recovery key" in err or "is not" in err
+    [record] = list(_state_dir().glob("recoveries/*/quorum-test.toml"))
+    assert "ok = false" in record.read_text()
+    code, result, _ = readiness(cli, drill, "--max-quorum-age", "30d")
+    assert code == 40 and result["failing"] == ["quorum-test"]  # a failed test proves nothing
+
+
+def test_an_old_quorum_test_fails_max_quorum_age(drill, cli) -> None:
+    code, out, err = cli("keys", "test-quorum", "--recipient", drill.recipient, *cards(drill), "--json")
+    assert code == 0, err
+    record = Path(json.loads(out)["recovery"]["report"]).parent / "quorum-test.toml"
+    import hashlib
+    import re
+
+    old = re.sub(r'tested_at = "[^"]+"', 'tested_at = "2020-01-01T00:00:00Z"', record.read_text())
+    old = re.sub(r"timestamp_seconds = \d+", "timestamp_seconds = 1577836800", old)
+    # Re-vouch it as if the test had run then (the audit entry holds the record's SHA-256).
+    audit_path = record.parent / "audit.jsonl"
+    audit = audit_path.read_text().replace(hashlib.sha256(record.read_bytes()).hexdigest(),
+                                           hashlib.sha256(old.encode()).hexdigest())
+    record.write_text(old)
+    audit_path.write_text(audit)
+    code, result, err = readiness(cli, drill, "--max-quorum-age", "30d")
+    # The edited log no longer chains: readiness sets the test aside rather than trusting it.
+    assert code == 40 and result["failing"] == ["quorum-test"]
+
+
+def test_max_quorum_age_fails_when_the_last_test_is_older(drill, cli) -> None:
+    from datetime import timedelta
+
+    from enigm_recover.readiness.lifecycle import KeyLife, check_quorum_test
+    from enigm_recover.recovery.quorum_test import latest_quorum_test
+    from enigm_recover.quorum.keyring import read_recipient
+
+    code, _, err = cli("keys", "test-quorum", "--recipient", drill.recipient, *cards(drill))
+    assert code == 0, err
+    test, notes = latest_quorum_test(_state_dir(), read_recipient(drill.recipient).fingerprint)
+    assert test is not None and not notes
+    life = KeyLife(test)
+    assert check_quorum_test(life, timedelta(days=30), test.tested_at + timedelta(days=29)).ok is True
+    late = check_quorum_test(life, timedelta(days=30), test.tested_at + timedelta(days=31))
+    assert late.ok is False and "older than the 30d allowed" in late.summary
+    assert check_quorum_test(life, None, test.tested_at + timedelta(days=400)).ok is True  # no policy: report only

@@ -179,4 +179,36 @@ def cmd_keys_check(ctx: Context) -> int:
     return 0
 
 
+def cmd_keys_test_quorum(ctx: Context) -> int:
+    """Combine the custodians' shares in memory, compare the derived recipient with recovery.pub, forget."""
+    import sys
+
+    from enigm_recover.cli.commands_snapshots import recovery_facts
+    from enigm_recover.cli.context import enter_shares, open_recovery
+    from enigm_recover.recovery.quorum_session import QuorumSession
+    from enigm_recover.recovery.quorum_test import prove_quorum
+
+    args = ctx.args
+    recipient = _recipient_arg(ctx)
+    with open_recovery(ctx, "keys test-quorum") as recovery:
+        recovery.record("quorum-test-opened", inputs={"recipient_fingerprint": recipient.fingerprint,
+                                                      "recipient_file": str(recipient.path)})
+        quorum = QuorumSession(recovery, recipient.fingerprint)
+        enter_shares(ctx, quorum)
+        try:
+            test = prove_quorum(recovery, quorum, recipient.recipient, recipient.fingerprint, read_passphrase(args))
+        except Exception:
+            recovery.close("failed", "the quorum did not combine to the key")
+            raise
+        recovery.close("completed", "the quorum combines to the key")
+    if args.json:
+        emit_json({**test.as_dict(), "recovery": recovery_facts(recovery)})
+    else:
+        names = ", ".join(str(c["custodian"]) for c in test.custodians)
+        print(f"quorum proven: the shares of {names} combine to {recipient.fingerprint}; nothing was kept")
+        print(f"report {recovery.folder / 'report.md'}")
+        print(f"audit log {recovery.folder / 'audit.jsonl'} (head {recovery.audit.head})", file=sys.stderr)
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------

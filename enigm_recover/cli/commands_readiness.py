@@ -24,7 +24,8 @@ def cmd_readiness(ctx: Context) -> int:
     from enigm_recover.sources.open import open_source
 
     args = ctx.args
-    policy = ReadinessPolicy(parse_duration(args.max_age), parse_percent(args.max_drop), args.environment)
+    policy = ReadinessPolicy(parse_duration(args.max_age), parse_percent(args.max_drop), args.environment,
+                             parse_duration(args.max_quorum_age, "--max-quorum-age") if args.max_quorum_age else None)
     if args.share_file and not args.test_restore:
         raise UsageError("--share-file is used only with --test-restore", "add --test-restore or leave the cards out")
     prometheus = Path(args.prometheus) if args.prometheus else None
@@ -35,8 +36,9 @@ def cmd_readiness(ctx: Context) -> int:
     told = False  # whether monitoring has this run's textfile
     try:
         allowed = ctx.allowed_signers()
-        expected = recipient_fingerprint(read_recipient_file(Path(ctx.required(args.recipient, "recipient",
-                                                                               "--recipient"))))
+        recipient_path = Path(ctx.required(args.recipient, "recipient", "--recipient"))
+        expected = recipient_fingerprint(read_recipient_file(recipient_path))
+        life = key_life(ctx.locations.state_dir, recipient_path)
         with open_recovery(ctx, "readiness") as recovery:
 
             def unlock(manifest: Any) -> Any:
@@ -45,7 +47,7 @@ def cmd_readiness(ctx: Context) -> int:
 
             report = check_readiness(lambda cache: open_source(spec, ctx.ssh_settings(), cache), spec, allowed,
                                      expected, policy, scratch=ctx.locations.cache_dir / "readiness",
-                                     progress=progress_for(args), unlock=unlock if args.test_restore else None)
+                                     progress=progress_for(args), unlock=unlock if args.test_restore else None, life=life)
             for check in report.checks:
                 recovery.record("readiness-check", step=check.name, outcome=check.status,
                                 inputs={"summary": check.summary})
@@ -80,6 +82,17 @@ def cmd_readiness(ctx: Context) -> int:
     if not report.ready:
         raise NotReady(f"not ready: failing checks: {', '.join(report.failing)}")
     return 0
+
+
+def key_life(state_dir: Path, recipient_path: Path) -> Any:
+    """The expected key's life for readiness: its latest quorum test here, and the keyring's retired keys."""
+    from enigm_recover.quorum.keyring import read_recipient, retired_fingerprints
+    from enigm_recover.readiness.lifecycle import KeyLife
+    from enigm_recover.recovery.quorum_test import latest_quorum_test
+
+    recipient = read_recipient(recipient_path)
+    test, notes = latest_quorum_test(state_dir, recipient.fingerprint)
+    return KeyLife(test, notes, retired_fingerprints(recipient_path), recipient.retired)
 
 
 def print_readiness(report: Any) -> None:

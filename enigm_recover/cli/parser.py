@@ -10,7 +10,7 @@ from enigm_recover.cli.commands_app import cmd_app, cmd_default
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
-from enigm_recover.cli.commands_keys import cmd_keys_check
+from enigm_recover.cli.commands_keys import cmd_keys_check, cmd_keys_test_quorum
 from enigm_recover.cli.commands_readiness import cmd_readiness
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
 from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
@@ -106,6 +106,18 @@ def _add_keys_lifecycle(ksub: Any) -> None:
     p.add_argument("--json", action="store_true")
     _add_accountability(p)
     p.set_defaults(func=cmd_keys_check)
+
+    p = ksub.add_parser(
+        "test-quorum", help="prove that a quorum of custodians can still recover the key (nothing decrypted)",
+        description="Combine the custodians' shares in memory, derive the public recipient, compare it with "
+                    "--recipient and forget everything; no snapshot is touched. Leaves an audit log and a report "
+                    "(quorum-test.toml: which custodians, when, the result) that `readiness --max-quorum-age` reads.",
+        epilog="Exit 0 when the shares combine to the key; 25 when they combine to another key (a wrong passphrase "
+               "or cards of another key); 20-24 for a share refused as it is entered.")
+    p.add_argument("--recipient", metavar="FILE", help="recovery.pub of the key to prove (env ENIGM_RECOVER_RECIPIENT)")
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_test_quorum)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--environment", metavar="NAME", help="check only the snapshots of this environment")
     p.add_argument("--test-restore", action="store_true",
                    help="also unseal and restore the newest snapshot into a scratch target (needs shares)")
+    p.add_argument("--max-quorum-age", metavar="DURATION",
+                   help="fail when the last successful `keys test-quorum` of the expected key is older (e.g. 90d)")
     p.add_argument("--prometheus", metavar="FILE",
                    help="write the verdict as a node_exporter textfile (e.g. .../textfile/enigm_readiness.prom)")
     _add_shares_options(p)

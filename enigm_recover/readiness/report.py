@@ -115,6 +115,10 @@ def render_prometheus(report: ReadinessReport) -> str:
            [(f'{source},check="{_label(c.name)}"', int(bool(c.ok))) for c in report.checks if c.ok is not None])
     metric("enigm_recover_readiness_snapshots", "Snapshots listed in the source (of the checked environment).",
            [(source, len(report.snapshots))])
+    if report.quorum_test is not None:
+        metric("enigm_recover_quorum_test_timestamp_seconds",
+               "When the custodians last proved the expected key's quorum (keys test-quorum; Unix time).",
+               [(source, int(report.quorum_test["timestamp_seconds"]))])
     metric("enigm_recover_readiness_last_run_timestamp_seconds",
            "When the readiness checks ran (Unix time): alert when this file goes stale.",
            [(source, int(report.checked_at.timestamp()))])
