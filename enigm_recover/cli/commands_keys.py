@@ -211,4 +211,96 @@ def cmd_keys_test_quorum(ctx: Context) -> int:
     return 0
 
 
+def _new_split(args: Any) -> Any:
+    """The new cards' split, from the same options as ``keys init`` (and the new cards' passphrase)."""
+    from enigm_recover.bounded import PASSPHRASE_FILE, read_text_bounded
+    from enigm_recover.cli.context import ask_hidden
+    from enigm_recover.quorum.keygen import GroupSpec, validate_plan
+    from enigm_recover.quorum.lifecycle import NewSplit
+
+    if args.group:
+        if args.shares is not None:
+            raise UsageError("give either --shares (one group) or --group K/N (several), not both")
+        groups, group_threshold = [GroupSpec.parse(g) for g in args.group], args.threshold
+    else:
+        if args.shares is None:
+            raise UsageError("--shares N is required without --group")
+        groups, group_threshold = [GroupSpec(args.threshold, args.shares)], 1
+    validate_plan(group_threshold, groups, args.custodian)  # before any custodian types a share
+    passphrase = ""
+    if args.new_passphrase_file:
+        passphrase = (read_text_bounded(Path(args.new_passphrase_file), PASSPHRASE_FILE, "passphrase file")
+                      or "").rstrip("\r\n")
+    elif args.ask_new_passphrase:
+        passphrase = ask_hidden("SLIP-39 passphrase of the new cards: ")
+        if ask_hidden("Repeat it: ") != passphrase:
+            raise UsageError("the two passphrases differ", "run the command again")
+    if not all(32 <= ord(c) <= 126 for c in passphrase):
+        raise UsageError("a SLIP-39 passphrase may hold only printable ASCII characters")
+    return NewSplit(args.custodian, group_threshold, groups, passphrase)
+
+
+def _change_key(ctx: Context, command: str) -> int:
+    """keys rotate / keys reshare: a quorum of the current key, then new cards (and, to rotate, a new key)."""
+    import sys
+
+    from enigm_recover.cli.commands_snapshots import recovery_facts
+    from enigm_recover.cli.context import gather_shares, open_recovery
+    from enigm_recover.quorum import lifecycle
+
+    args = ctx.args
+    old = _recipient_arg(ctx)
+    split = _new_split(args)
+    out = Path(args.out)
+    if (out / "recovery.pub").exists():
+        from enigm_recover.errors import OutputExistsError
+
+        raise OutputExistsError(f"{out / 'recovery.pub'} already exists; new cards go to a new folder")
+    if command == "keys reshare":
+        print(f"enigm-recover: {lifecycle.RESHARE_WARNING}", file=sys.stderr)
+    elif old.retired:
+        from enigm_recover.errors import RecoveryKeyRetired
+
+        raise RecoveryKeyRetired(f"{old.path} is already retired ({old.retired})")
+    with open_recovery(ctx, command) as recovery:
+        identity = gather_shares(ctx, old.fingerprint, recovery)
+        if command == "keys rotate":
+            change = lifecycle.rotate(identity, old, split, out, args.reason)
+        else:
+            change = lifecycle.reshare(identity, old, split, out)
+        del identity
+        recovery.record("key-rotated" if command == "keys rotate" else "key-reshared", step=command.split()[1],
+                        inputs={"old_fingerprint": change.old_fingerprint, "new_fingerprint": change.new_fingerprint,
+                                "old_set_id": change.old_set_id, "new_set_id": change.new_set_id,
+                                "custodians": split.custodians, "out": str(out),
+                                "reason": getattr(args, "reason", "") or ""},
+                        detail=f"{change.old_fingerprint} -> {change.new_fingerprint}, set {change.new_set_id}")
+        recovery.close("completed")
+    result = {"old_fingerprint": change.old_fingerprint, "new_fingerprint": change.new_fingerprint,
+              "new_set_id": change.new_set_id, "recipient_file": str(out / "recovery.pub"),
+              "keyring": str(out / "keys.toml"), "cards": [str(c) for c in change.cards],
+              "old_cards_still_work": command == "keys reshare", "recovery": recovery_facts(recovery)}
+    if args.json:
+        emit_json(result)
+        return 0
+    if command == "keys rotate":
+        print(f"new recovery key {change.new_fingerprint} (set {change.new_set_id}) in {out}")
+        print(f"  retired {change.old_fingerprint}: {old.path} is marked retired; seal now refuses it")
+        print("  snapshots sealed to the old key still need its old quorum: `keys rewrap` moves them to the new key")
+    else:
+        print(f"recovery key {change.new_fingerprint}: new cards (set {change.new_set_id}) in {out}")
+        print(f"  {lifecycle.RESHARE_WARNING}")
+    for card in change.cards:
+        print(f"  share card {card}")
+    return 0
+
+
+def cmd_keys_rotate(ctx: Context) -> int:
+    return _change_key(ctx, "keys rotate")
+
+
+def cmd_keys_reshare(ctx: Context) -> int:
+    return _change_key(ctx, "keys reshare")
+
+
 # -- parser ----------------------------------------------------------------------

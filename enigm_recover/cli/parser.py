@@ -10,7 +10,7 @@ from enigm_recover.cli.commands_app import cmd_app, cmd_default
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
-from enigm_recover.cli.commands_keys import cmd_keys_check, cmd_keys_test_quorum
+from enigm_recover.cli.commands_keys import cmd_keys_check, cmd_keys_reshare, cmd_keys_rotate, cmd_keys_test_quorum
 from enigm_recover.cli.commands_readiness import cmd_readiness
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
 from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
@@ -118,6 +118,37 @@ def _add_keys_lifecycle(ksub: Any) -> None:
     _add_shares_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_keys_test_quorum)
+
+    for name, func, text in (
+        ("rotate", cmd_keys_rotate,
+         "With a quorum of the current key (--recipient OLD.pub and its shares), make a new recovery key and new "
+         "cards in --out DIR (the same options as `keys init`). The old recovery.pub is marked retired in place "
+         "(a comment line `age -R` ignores) and keys.toml beside each recovery.pub records the change; `seal` "
+         "refuses a retired recipient. Snapshots sealed to the old key still need its old quorum until "
+         "`keys rewrap` moves them."),
+        ("reshare", cmd_keys_reshare,
+         "With a quorum of the current key, split the SAME key again into new cards in --out DIR (a card lost, "
+         "nobody suspected). Every old card still works together with the rest of its old set: a card that may be "
+         "in the wrong hands calls for `keys rotate`, not this."),
+    ):
+        p = ksub.add_parser(name, help=text.split(".")[0][:90], description=text)
+        p.add_argument("--recipient", metavar="FILE", help="recovery.pub of the current key")
+        p.add_argument("--threshold", type=int, required=True, metavar="K",
+                       help="shares needed (one group) or groups needed (with --group), for the new cards")
+        p.add_argument("--shares", type=int, metavar="N", help="number of new shares in a single group")
+        p.add_argument("--group", action="append", metavar="K/N", help="a group needing K of its N shares")
+        p.add_argument("--custodian", action="append", required=True, metavar="NAME",
+                       help="a custodian of the new cards, in share order (repeat)")
+        p.add_argument("--out", required=True, metavar="DIR", help="a new folder for the new cards and recovery.pub")
+        if name == "rotate":
+            p.add_argument("--reason", default="rotated", metavar="TEXT",
+                           help="why the key is retired (recorded in keys.toml and recovery.pub)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--ask-new-passphrase", action="store_true", help="protect the new cards with a passphrase")
+        g.add_argument("--new-passphrase-file", metavar="F", help="the new cards' SLIP-39 passphrase, from a file")
+        _add_shares_options(p)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,7 +115,10 @@ def _check_membership(share: Share, header: CardHeader, recipient: RecipientFile
                                      "the new key is the one that counts now")
         raise ShareSetMismatch(f"this card belongs to recovery key {printed}, not to {recipient.fingerprint} "
                                f"({recipient.path})")
-    if record is not None and record.set_id is not None and record.set_id != share.identifier:
+    if record is not None and share.identifier in record.older_sets:
+        evidence.append(f"set {share.identifier} is an earlier split of this key (keys reshare made set "
+                        f"{record.set_id}): this card still works together with the rest of its old set")
+    elif record is not None and record.set_id is not None and record.set_id != share.identifier:
         raise ShareSetMismatch(f"this card is a share of set {share.identifier}; the recovery key "
                                f"{recipient.fingerprint} was split as set {record.set_id} (per "
                                f"{recipient.path.parent / 'keys.toml'})")
@@ -125,7 +128,7 @@ def _check_membership(share: Share, header: CardHeader, recipient: RecipientFile
                             f"{recipient.path} names the key's set id")
     if printed is not None:
         evidence.append(f"the card's fingerprint is the key's: {printed}")
-    if record is not None and record.set_id is not None:
+    if record is not None and record.set_id == share.identifier:
         evidence.append(f"set id {share.identifier} is the set the keyring records for the key")
     if recipient.retired or (record is not None and record.is_retired):
         why = recipient.retired or (f"{record.retired}: {record.reason}" if record else "")

@@ -41,6 +41,7 @@ class KeyRecord:
     retired: str = ""
     reason: str = ""
     replaced_by: str = ""
+    older_sets: tuple[int, ...] = ()  # earlier splits of the same key (keys reshare): their cards still work
 
     @property
     def is_retired(self) -> bool:
@@ -49,7 +50,7 @@ class KeyRecord:
     def as_dict(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "recipient": self.recipient, "set_id": self.set_id,
                 "created": self.created, "retired": self.retired, "reason": self.reason,
-                "replaced_by": self.replaced_by}
+                "replaced_by": self.replaced_by, "older_sets": list(self.older_sets)}
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def load_keyring(folder: Path) -> list[KeyRecord]:
         out.append(KeyRecord(item["fingerprint"], str(item.get("recipient", "")),
                              set_id if isinstance(set_id, int) else None, str(item.get("created", "")),
                              str(item.get("retired", "")), str(item.get("reason", "")),
-                             str(item.get("replaced_by", ""))))
+                             str(item.get("replaced_by", "")),
+                             tuple(i for i in item.get("older_sets", []) if isinstance(i, int))))
     return out
 
 
