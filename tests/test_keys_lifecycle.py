@@ -397,3 +397,143 @@ def test_rotate_with_shares_of_the_wrong_key_changes_nothing(drill, cli, tmp_pat
     assert code == 25, err
     assert drill.recipient.read_bytes() == before and not (tmp_path / "n").exists()
     assert (drill.recipient.parent / "keys.toml").read_bytes() == keyring_before
+
+
+# -- keys rewrap --------------------------------------------------------------------------------------
+
+
+from enigm_recover.quorum.entry import ShareEntry  # noqa: E402
+from enigm_recover.snapshot.manifest import manifest_name, payload_name, signature_name  # noqa: E402
+from enigm_recover.snapshot.agecrypt import _parse_header  # noqa: E402
+
+
+def _identity(*card_paths: Path):
+    entry = ShareEntry()
+    for path in card_paths:
+        entry.add(read_share_file(path).words)
+    return entry.combine()
+
+
+def _ids(drill) -> list[str]:
+    return sorted(p.name.removesuffix(".manifest.toml") for p in drill.snapshots.glob("*.manifest.toml"))
+
+
+def _body(path: Path) -> bytes:
+    data = path.read_bytes()
+    return data[_parse_header(data[:65536])[1]:]
+
+
+def _rewrap(cli, drill, new_pub: Path, *refs: str, share_cards=None) -> tuple[int, str, str]:
+    shares = share_cards if share_cards is not None else cards(drill)
+    return cli("keys", "rewrap", drill.snapshots, *refs, "--to", new_pub, "--sign-key", drill.signing_key,
+               "--allowed-signers", drill.allowed_signers, *shares, "--json")
+
+
+@pytest.fixture
+def rotated(drill, cli, tmp_path: Path) -> Path:
+    out = tmp_path / "new-ceremony"
+    code, _, err = _rotate(cli, drill, out)
+    assert code == 0, err
+    return out
+
+
+def test_rewrap_changes_only_the_header_and_the_real_tools_agree(drill, cli, rotated: Path, tmp_path: Path) -> None:
+    if not (shutil.which("age") and shutil.which("ssh-keygen")):
+        pytest.skip("needs the real age and ssh-keygen")
+    ids = _ids(drill)
+    before = {i: (drill.snapshots / payload_name(i)).read_bytes() for i in ids}
+    old_key, new_key = tmp_path / "old.key", tmp_path / "new.key"
+    old_key.write_text(_identity(*(drill.card(n) for n in THREE)).age_identity_string() + "\n")
+    new_key.write_text(_identity(rotated / "ines.share.txt", rotated / "kofi.share.txt").age_identity_string() + "\n")
+    plain = {i: subprocess.run(["age", "-d", "-i", old_key, drill.snapshots / payload_name(i)],
+                               capture_output=True, check=True).stdout for i in ids}
+
+    code, out, err = _rewrap(cli, drill, rotated / "recovery.pub", "--all")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert sorted(r["id"] for r in doc["rewrapped"]) == ids
+    for i in ids:
+        payload = drill.snapshots / payload_name(i)
+        assert _body(payload) == before[i][len(before[i]) - len(_body(payload)):]  # every byte after the header
+        assert len(before[i]) - len(_body(payload)) < 400  # ... and the header alone was replaced
+        # The real age opens it with the new identity, and refuses the old one.
+        opened = subprocess.run(["age", "-d", "-i", new_key, payload], capture_output=True)
+        assert opened.returncode == 0 and opened.stdout == plain[i], opened.stderr
+        assert subprocess.run(["age", "-d", "-i", old_key, payload], capture_output=True).returncode != 0
+        # ssh-keygen accepts the manifest signed again; it names the new recipient, size and SHA-256.
+        manifest = (drill.snapshots / manifest_name(i)).read_bytes()
+        verified = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", drill.allowed_signers, "-I", "backup@drill",
+                                   "-n", "enigm-snapshot", "-s", drill.snapshots / signature_name(i)],
+                                  input=manifest, capture_output=True)
+        assert verified.returncode == 0, verified.stderr
+        import hashlib
+
+        text = manifest.decode()
+        assert hashlib.sha256(payload.read_bytes()).hexdigest() in text and f"size = {payload.stat().st_size}" in text
+        assert (rotated / "recovery.pub").read_text().split()[-1] in text
+    assert not [p for p in drill.snapshots.iterdir() if "rewrap" in p.name]  # nothing left beside
+    # The new cards open the snapshot end to end; the old cards no longer do.
+    new_cards = ["--share-file", rotated / "ines.share.txt", "--share-file", rotated / "kofi.share.txt"]
+    code, _, err = cli("unseal", drill.snapshots, "latest", "--allowed-signers", drill.allowed_signers, *new_cards,
+                       "--out", tmp_path / "records.jsonl")
+    assert code == 0, err
+    code, _, err = cli("unseal", drill.snapshots, "latest", "--allowed-signers", drill.allowed_signers, *cards(drill),
+                       "--out", tmp_path / "records2.jsonl")
+    assert code == 25, err
+    # Every snapshot rewrapped is in the audit log; readiness with the new key passes its recipient check.
+    audit = _audit_text(_state_dir())
+    assert audit.count('"snapshot-rewrapped"') == len(ids)
+
+    class NewKey:
+        snapshots, allowed_signers, recipient = drill.snapshots, drill.allowed_signers, rotated / "recovery.pub"
+
+    code, result, err = readiness(cli, NewKey)
+    assert check(result, "recipient")["status"] == "pass" and check(result, "keys")["status"] == "pass"
+    assert check(result, "payloads")["status"] == "pass"
+    # Running it again changes nothing and needs no share.
+    code, out, err = _rewrap(cli, drill, rotated / "recovery.pub", "--all", share_cards=[])
+    assert code == 0 and sorted(json.loads(out)["already"]) == ids, err
+
+
+def test_a_snapshot_the_rewrap_did_not_cover_keeps_its_old_key(drill, cli, rotated: Path, tmp_path: Path) -> None:
+    first, *rest = _ids(drill)
+    code, out, err = _rewrap(cli, drill, rotated / "recovery.pub", first)
+    assert code == 0, err
+    for snapshot_id in rest:
+        code, _, err = cli("unseal", drill.snapshots, snapshot_id, "--allowed-signers", drill.allowed_signers,
+                           *cards(drill), "--out", tmp_path / f"{snapshot_id}.jsonl")
+        assert code == 0, err
+
+
+def test_rewrap_refuses_bad_requests_and_changes_nothing(drill, cli, rotated: Path, tmp_path: Path) -> None:
+    def state() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in drill.snapshots.iterdir()}
+
+    before = state()
+    # A snapshot sealed to a third key, named explicitly.
+    third = tmp_path / "third"
+    _init(cli, third, ["x", "y"], 2)
+    from enigm_recover.quorum.keyring import read_recipient
+
+    odd = _seal_live(drill, read_recipient(third / "recovery.pub").recipient, 3)
+    before = state()
+    code, _, err = _rewrap(cli, drill, rotated / "recovery.pub", odd)
+    assert code == 14 and "neither the old key" in err and state() == before
+    # With --all it is left as it is, and listed.
+    # Shares of the wrong key: refused, nothing changed.
+    wrong = ["--share-file", third / "x.share.txt", "--share-file", third / "y.share.txt"]
+    code, _, err = _rewrap(cli, drill, rotated / "recovery.pub", "--all", share_cards=wrong)
+    assert code == 25 and state() == before, err
+    # The new key must not be retired; the signing key must be the producer's.
+    code, _, err = _rewrap(cli, drill, drill.recipient, "--all")
+    assert code == 28 and state() == before
+    other_key = tmp_path / "id_other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other_key], check=True)
+    code, _, err = cli("keys", "rewrap", drill.snapshots, "--all", "--to", rotated / "recovery.pub", "--sign-key",
+                       other_key, "--allowed-signers", drill.allowed_signers, *cards(drill))
+    assert code == 10 and "not trusted" in err and state() == before
+    # --all covers the old key's snapshots and lists the third-key one.
+    code, out, err = _rewrap(cli, drill, rotated / "recovery.pub", "--all")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [line.split(":")[0] for line in doc["not_covered"]] == [odd] and len(doc["rewrapped"]) == 3

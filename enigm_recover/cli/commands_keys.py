@@ -303,4 +303,55 @@ def cmd_keys_reshare(ctx: Context) -> int:
     return _change_key(ctx, "keys reshare")
 
 
+def cmd_keys_rewrap(ctx: Context) -> int:
+    """Move snapshots to the new key: only each age header changes; the manifests are signed again."""
+    import sys
+
+    from enigm_recover.cli.commands_snapshots import recovery_facts
+    from enigm_recover.cli.context import ask_hidden, gather_shares, open_recovery
+    from enigm_recover.cli.output import progress_for
+    from enigm_recover.quorum.keyring import find_key, load_keyring, read_recipient, refuse_retired
+    from enigm_recover.recovery import rewrap as rewrapping
+    from enigm_recover.snapshot.signature import load_signing_key
+
+    args = ctx.args
+    if bool(args.ids) == bool(args.all):
+        raise UsageError("name the snapshots to rewrap (ID ...) or give --all, not both")
+    new = read_recipient(Path(args.to))
+    refuse_retired(new)
+    old_fp = read_recipient(Path(args.from_recipient)).fingerprint if args.from_recipient else None
+    if old_fp is None:  # after `keys rotate`, the keyring beside the new key names the key it replaced
+        replaced = [k for k in load_keyring(new.path.parent) if k.replaced_by == new.fingerprint]
+        old_fp = replaced[-1].fingerprint if len(replaced) == 1 else None
+    allowed = ctx.allowed_signers()
+    key = load_signing_key(Path(args.sign_key), ask_hidden)
+    folder = Path(ctx.required(args.source, "source", "SOURCE"))
+    todo = rewrapping.plan(folder, args.ids or [], args.all, new.recipient, key, allowed, old_fp)
+    with open_recovery(ctx, "keys rewrap") as recovery:
+        recovery.record("rewrap-planned", inputs={"source": str(folder), "new_fingerprint": new.fingerprint,
+                                                  "old_fingerprint": todo.old_fingerprint or "",
+                                                  "snapshots": [m.id for m in todo.todo], "already": todo.already,
+                                                  "not_covered": todo.not_covered})
+        identity = gather_shares(ctx, todo.old_fingerprint, recovery) if todo.todo else None
+        results = rewrapping.run(recovery, todo, identity, key, allowed, progress_for(args))
+        del identity
+        recovery.close("completed", f"{len(results)} snapshot(s) rewrapped to {new.fingerprint}")
+    doc = {"new_fingerprint": new.fingerprint, "old_fingerprint": todo.old_fingerprint,
+           "rewrapped": [r.__dict__ for r in results], "resumed": [r.id for r in todo.resumed],
+           "already": todo.already, "not_covered": todo.not_covered, "recovery": recovery_facts(recovery)}
+    if args.json:
+        emit_json(doc)
+        return 0
+    for r in todo.resumed:
+        print(f"{r.id}: interrupted rewrap finished (now {r.new_fingerprint})")
+    for r in results:
+        print(f"{r.id}: rewrapped {r.old_fingerprint} -> {r.new_fingerprint} (payload SHA-256 {r.new_sha256})")
+    for snapshot_id in todo.already:
+        print(f"{snapshot_id}: already sealed to {new.fingerprint}")
+    for line in todo.not_covered:
+        print(f"{line}: not covered (it keeps working with its own key)")
+    print(f"audit log {recovery.folder / 'audit.jsonl'} (head {recovery.audit.head})", file=sys.stderr)
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------

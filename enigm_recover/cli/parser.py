@@ -10,7 +10,7 @@ from enigm_recover.cli.commands_app import cmd_app, cmd_default
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
-from enigm_recover.cli.commands_keys import cmd_keys_check, cmd_keys_reshare, cmd_keys_rotate, cmd_keys_test_quorum
+from enigm_recover.cli.commands_keys import cmd_keys_check, cmd_keys_reshare, cmd_keys_rewrap, cmd_keys_rotate, cmd_keys_test_quorum
 from enigm_recover.cli.commands_readiness import cmd_readiness
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
 from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
@@ -149,6 +149,28 @@ def _add_keys_lifecycle(ksub: Any) -> None:
         _add_shares_options(p)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+
+    p = ksub.add_parser(
+        "rewrap", help="move snapshots to the new recovery key (only the age header changes)",
+        description="Re-encrypt snapshots in the local folder SOURCE to --to NEW.pub without decrypting their "
+                    "payloads: the file key is unwrapped with the old key (the old quorum's shares), wrapped for the "
+                    "new recipient and the header MAC recomputed; every payload byte after the header stays as it "
+                    "was. Each manifest gets the new payload size, SHA-256 and recipient and is signed again with "
+                    "--sign-key (the producer's key). New files are written beside the old and replace them only "
+                    "after they verify; an interrupted rewrap is finished (or undone) by the next run.",
+        epilog="The old key is --from OLD.pub, or else the key the keyring beside NEW.pub says NEW replaced. With "
+               "--all, snapshots sealed to other keys are left as they are and listed. " + EPILOG_EXIT_CODES)
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a local snapshot folder (env ENIGM_RECOVER_SOURCE)")
+    p.add_argument("ids", nargs="*", metavar="ID", help=ID_HELP)
+    p.add_argument("--all", action="store_true", help="every snapshot sealed to the old key")
+    p.add_argument("--to", required=True, metavar="NEW.pub", help="recovery.pub of the new key")
+    p.add_argument("--from", dest="from_recipient", metavar="OLD.pub", help="recovery.pub of the old key")
+    p.add_argument("--sign-key", required=True, metavar="KEY", help="the producer's SSH private key, to sign the "
+                                                                    "new manifests")
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_rewrap)
 
 
 def build_parser() -> argparse.ArgumentParser:
