@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shamir_mnemonic.wordlist import WORDLIST
 
@@ -26,7 +26,9 @@ from enigm_recover.paths import display_text
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.audit import AuditLog
 from enigm_recover.snapshot.manifest import Manifest
-from enigm_recover.snapshot.signature import Signer
+
+if TYPE_CHECKING:
+    from enigm_recover.snapshot.signature import Signer
 
 
 def new_ceremony_id() -> str:
