@@ -121,6 +121,7 @@ def cmd_keys_check(ctx: Context) -> int:
     from enigm_recover.cli.context import open_recovery
     from enigm_recover.cli.commands_snapshots import recovery_facts
     from enigm_recover.errors import EnigmError
+    from enigm_recover.paths import display_text
     from enigm_recover.quorum.cardcheck import CardHeader, check_card, parse_header
     from enigm_recover.quorum.cards import parse_share_text
 
@@ -139,6 +140,7 @@ def cmd_keys_check(ctx: Context) -> int:
             words, _ = _ask_words_one_by_one()
             sources.append(("(typed)", words, CardHeader()))
         for name, words, header in sources:
+            name = display_text(name)  # a path's raw bytes as \xNN: the audit log and the report are UTF-8 text
             try:
                 verdict = check_card(words, header, recipient)
             except EnigmError as exc:
@@ -310,7 +312,7 @@ def cmd_keys_rewrap(ctx: Context) -> int:
     from enigm_recover.cli.commands_snapshots import recovery_facts
     from enigm_recover.cli.context import ask_hidden, gather_shares, open_recovery
     from enigm_recover.cli.output import progress_for
-    from enigm_recover.quorum.keyring import find_key, load_keyring, read_recipient, refuse_retired
+    from enigm_recover.quorum.keyring import load_keyring, read_recipient, refuse_retired
     from enigm_recover.recovery import rewrap as rewrapping
     from enigm_recover.snapshot.signature import load_signing_key
 
