@@ -106,9 +106,9 @@ def test_keys_check_refuses_a_card_of_another_set(ceremony: Path, tmp_path: Path
     assert code == 22, err
     assert f"share of set {share.identifier}" in err and "keys.toml" in err
 
-    # The same card checked against its own key's fingerprint but another recovery.pub: 22 as well.
+    # A recovery.pub that is not there is an input-file error, not a verdict on the card.
     code, _, err = cli("keys", "check", ceremony / "amara.share.txt", "--recipient", path.parent / "nope.pub")
-    assert code == 3  # a missing recovery.pub is an input-file error
+    assert code == 3
 
 
 def test_keys_check_refuses_a_card_of_another_key(ceremony: Path, tmp_path: Path, cli) -> None:
@@ -210,7 +210,7 @@ def test_test_quorum_with_shares_of_another_key_fails_and_says_so(drill, cli, tm
     assert code == 40 and result["failing"] == ["quorum-test"]  # a failed test proves nothing
 
 
-def test_an_old_quorum_test_fails_max_quorum_age(drill, cli) -> None:
+def test_a_quorum_test_whose_log_was_edited_is_not_believed(drill, cli) -> None:
     code, out, err = cli("keys", "test-quorum", "--recipient", drill.recipient, *cards(drill), "--json")
     assert code == 0, err
     record = Path(json.loads(out)["recovery"]["report"]).parent / "quorum-test.toml"
@@ -219,7 +219,7 @@ def test_an_old_quorum_test_fails_max_quorum_age(drill, cli) -> None:
 
     old = re.sub(r'tested_at = "[^"]+"', 'tested_at = "2020-01-01T00:00:00Z"', record.read_text())
     old = re.sub(r"timestamp_seconds = \d+", "timestamp_seconds = 1577836800", old)
-    # Re-vouch it as if the test had run then (the audit entry holds the record's SHA-256).
+    # Backdate the record and make its audit entry hold the new SHA-256, as a forger would.
     audit_path = record.parent / "audit.jsonl"
     audit = audit_path.read_text().replace(hashlib.sha256(record.read_bytes()).hexdigest(),
                                            hashlib.sha256(old.encode()).hexdigest())
@@ -519,7 +519,6 @@ def test_rewrap_refuses_bad_requests_and_changes_nothing(drill, cli, rotated: Pa
     before = state()
     code, _, err = _rewrap(cli, drill, rotated / "recovery.pub", odd)
     assert code == 14 and "neither the old key" in err and state() == before
-    # With --all it is left as it is, and listed.
     # Shares of the wrong key: refused, nothing changed.
     wrong = ["--share-file", third / "x.share.txt", "--share-file", third / "y.share.txt"]
     code, _, err = _rewrap(cli, drill, rotated / "recovery.pub", "--all", share_cards=wrong)

@@ -173,6 +173,8 @@ def cmd_keys_check(ctx: Context) -> int:
                 print(f"  belongs to recovery key {r['recipient_fingerprint']}")
             elif r["belongs"] is None:
                 print("  not checked against a recovery key (give --recipient recovery.pub)")
+            for line in r["evidence"]:
+                print(f"  - {line}")
         print(f"audit log {recovery.folder / 'audit.jsonl'}", file=sys.stderr)
     if first_failure is not None:
         if args.json:

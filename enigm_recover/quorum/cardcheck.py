@@ -130,6 +130,9 @@ def _check_membership(share: Share, header: CardHeader, recipient: RecipientFile
         evidence.append(f"the card's fingerprint is the key's: {printed}")
     if record is not None and record.set_id == share.identifier:
         evidence.append(f"set id {share.identifier} is the set the keyring records for the key")
+    elif record is None or record.set_id is None:
+        evidence.append("no keys.toml beside recovery.pub records the key's set id: membership rests on the "
+                        "fingerprint printed on the card")
     if recipient.retired or (record is not None and record.is_retired):
         why = recipient.retired or (f"{record.retired}: {record.reason}" if record else "")
         raise RecoveryKeyRetired(f"the card belongs to {recipient.fingerprint}, but that key is retired ({why})",
