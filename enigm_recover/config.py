@@ -35,6 +35,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "recipient": ("ENIGM_RECOVER_RECIPIENT", "recovery.pub of the configured recovery key"),
     "ssh_config": ("ENIGM_RECOVER_SSH_CONFIG", "OpenSSH client config for SFTP sources (default ~/.ssh/config)"),
     "known_hosts": ("ENIGM_RECOVER_KNOWN_HOSTS", "known_hosts file (default: from the ssh config, ~/.ssh/known_hosts)"),
+    "target_environment": ("ENIGM_RECOVER_TARGET_ENVIRONMENT",
+                           "the environment of the default target (e.g. prod): restoring a snapshot of another "
+                           "environment into it is refused"),
 }
 
 
@@ -54,7 +57,7 @@ def locations(config: str | None = None, state_dir: str | None = None, cache_dir
     )
 
 
-def load_config(path: Path) -> dict[str, str]:
+def load_config(path: Path) -> dict[str, Any]:
     """The config file's settings; an absent file is an empty config. One that other users can write is
     refused (they could point allowed_signers at their own key)."""
     doc = load_toml_file(path, CONFIG_FILE, "config file", ConfigError, missing_ok=True)
@@ -62,12 +65,41 @@ def load_config(path: Path) -> dict[str, str]:
         return {}
     refuse_if_others_can_write(path, "config file")
     for key, value in doc.items():
+        if key == RETENTION:
+            _check_retention(path, value)
+            continue
         if key not in SETTINGS:
             raise ConfigError(f"config file {path} has unknown setting {key!r}",
                               f"known settings: {', '.join(SETTINGS)}")
         if not isinstance(value, str):
             raise ConfigError(f"config file {path}: setting {key!r} must be a string")
     return doc
+
+
+RETENTION = "retention"
+# The [retention] table: the default policy of `snapshots prune` and `readiness`.
+RETENTION_RULES: dict[str, type] = {"keep_last": int, "keep_daily": int, "keep_weekly": int, "keep_monthly": int,
+                                    "keep_within": str}
+
+
+def _check_retention(path: Path, table: Any) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [retention] must be a table",
+                          "e.g. [retention] keep_daily = 7, keep_monthly = 12, keep_within = \"30d\"")
+    for rule, value in table.items():
+        if rule not in RETENTION_RULES:
+            raise ConfigError(f"config file {path} has unknown retention rule {rule!r}",
+                              f"known rules: {', '.join(RETENTION_RULES)}")
+        want = RETENTION_RULES[rule]
+        if want is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"config file {path}: [retention] {rule} must be a whole number of at least 1")
+        if want is str and not isinstance(value, str):
+            raise ConfigError(f"config file {path}: [retention] {rule} must be a duration such as \"30d\"")
+
+
+def retention_rules(config: dict[str, Any]) -> dict[str, Any]:
+    """The config file's [retention] rules (checked when the file was loaded); empty when absent."""
+    return dict(config.get(RETENTION) or {})
 
 
 def save_setting(path: Path, key: str, value: str | None) -> None:
@@ -86,6 +118,19 @@ def save_setting(path: Path, key: str, value: str | None) -> None:
     write_atomic(path, tomli_w.dumps(doc).encode(), mode=0o600, overwrite=True)
 
 
-def setting(flag_value: str | None, key: str, config: dict[str, str]) -> str | None:
+def setting(flag_value: str | None, key: str, config: dict[str, Any]) -> str | None:
     """A setting's effective value: flag, then environment, then config file."""
     return flag_value or os.environ.get(SETTINGS[key][0]) or config.get(key)
+
+
+def target_environment(target_flag: str | None, environment_flag: str | None, config: dict[str, str]) -> str | None:
+    """The environment of the target a command uses. A flag names it for any target; otherwise it comes from
+    where the target came from (environment variables, or the config file), so a target given on the command
+    line is never checked against the environment configured for another one."""
+    if environment_flag:
+        return environment_flag
+    if target_flag:
+        return None
+    if os.environ.get(SETTINGS["target"][0]):
+        return os.environ.get(SETTINGS["target_environment"][0]) or None
+    return config.get("target_environment") or None

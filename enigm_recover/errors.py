@@ -179,6 +179,14 @@ class AuditLogTampered(EnigmError):
     hint = "the audit log was altered after it was written; keep this copy as evidence and compare with backups"
 
 
+class AuditHeadMissing(EnigmError):
+    """An audit log's entries chain together, but its head file is gone: a cut tail would leave no trace."""
+
+    exit_code = 28
+    hint = ("check the log against the head written down at the end of the recovery: "
+            "`enigm-recover audit verify FILE --head HASH --entries N`")
+
+
 # -- quorum: 20-29 -------------------------------------------------------------
 
 
@@ -263,13 +271,50 @@ class InsecurePath(EnigmError):
     hint = "make it yours and writable by you alone (chmod go-w PATH), then run the command again"
 
 
-# -- the key's lifecycle: 28-29 -------------------------------------------------------
+class CustodianNameInvalid(ShareError):
+    """A custodian name read back from a card or typed at a prompt breaks the rule of ``keys init``."""
+
+    exit_code = 20
+    hint = "use the name on the share card: letters, digits, '.', '_' or '-', at most 64 characters"
+
+
+# -- what a snapshot says, and what it does not: 34-37 ------------------------------------------
+
+
+class KindNotInSnapshot(EnigmError):
+    """A step names a kind outside the snapshot's signed scope: the snapshot says nothing about that kind,
+    which is not the same as holding none of it."""
+
+    exit_code = 34
+    hint = "run only the steps of kinds the snapshot holds (--step), or choose a snapshot that holds the kind"
+
+
+class EnvironmentMismatch(EnigmError):
+    """The snapshot was sealed in another environment than the target's configured one."""
+
+    exit_code = 35
+    hint = ("choose a snapshot of the target's environment (--environment), or pass --allow-environment-mismatch "
+            "if restoring across environments is intended (it is recorded in the audit log)")
+
+
+# -- retention: 50-59 -------------------------------------------------------------
+
+
+class PruneRefused(EnigmError):
+    """Pruning would rest on something it cannot trust (a broken newest snapshot, an unreadable run state),
+    so nothing was removed."""
+
+    exit_code = 50
+    hint = "fix or remove the named cause (verify the newest snapshot), then run the prune again"
+
+
+# -- the key's lifecycle: 60-69 -------------------------------------------------------
 
 
 class RecoveryKeyRetired(EnigmError):
     """A recovery key marked retired (by ``keys rotate``) was named for new work: sealing, or a card check."""
 
-    exit_code = 28
+    exit_code = 60
     hint = "use the recovery.pub that replaced it (its keys.toml names the new key's fingerprint)"
 
 
@@ -277,5 +322,5 @@ class CardUnmatched(EnigmError):
     """A share card is well-formed but cannot be tied to the recovery key named: it carries no fingerprint
     and no keyring names the key's set id."""
 
-    exit_code = 29
+    exit_code = 61
     hint = "check the card against the recovery.pub of its ceremony, with that folder's keys.toml beside it"

@@ -142,7 +142,7 @@ def test_keys_check_each_failure_has_its_code(ceremony: Path, tmp_path: Path, cl
     plain = tmp_path / "plain.txt"
     plain.write_text(" ".join(words) + "\n")
     code, _, err = cli("keys", "check", plain, "--recipient", tmp_path / "bare" / "recovery.pub")
-    assert code == 29, err
+    assert code == 61, err
     # ... and with the keyring beside it, the set id ties it.
     code, _, err = cli("keys", "check", plain, "--recipient", ceremony / "recovery.pub")
     assert code == 0, err
@@ -307,15 +307,15 @@ def test_rotate_makes_a_new_key_and_retires_the_old_where_it_lives(drill, cli, t
     args = ["seal", "--from", drill.target, "--sign-key", drill.signing_key, "--environment", "drill",
             "--out", drill.snapshots]
     code, _, err = cli(*args, "--recipient", drill.recipient)
-    assert code == 28 and "retired" in err
+    assert code == 60 and "retired" in err
     # The new cards check against the new key; an old card is told its key is retired.
     code, _, err = cli("keys", "check", out / "ines.share.txt", "--recipient", out / "recovery.pub")
     assert code == 0, err
     code, _, err = cli("keys", "check", drill.card("amara"), "--recipient", out / "recovery.pub")
-    assert code == 28 and "retired" in err
+    assert code == 60 and "retired" in err
     # Rotating a retired key again is refused before any share is asked.
     code, _, err = _rotate(cli, drill, tmp_path / "again")
-    assert code == 28 and not (tmp_path / "again").exists()
+    assert code == 60 and not (tmp_path / "again").exists()
     # The audit log of the rotation names both keys and no word.
     audit = _audit_text(_state_dir())
     assert '"key-rotated"' in audit and new.fingerprint in audit
@@ -525,7 +525,7 @@ def test_rewrap_refuses_bad_requests_and_changes_nothing(drill, cli, rotated: Pa
     assert code == 25 and state() == before, err
     # The new key must not be retired; the signing key must be the producer's.
     code, _, err = _rewrap(cli, drill, drill.recipient, "--all")
-    assert code == 28 and state() == before
+    assert code == 60 and state() == before
     other_key = tmp_path / "id_other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other_key], check=True)
     code, _, err = cli("keys", "rewrap", drill.snapshots, "--all", "--to", rotated / "recovery.pub", "--sign-key",

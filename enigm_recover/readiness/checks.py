@@ -50,6 +50,8 @@ from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.readiness.lifecycle import DESCRIPTIONS as LIFE_DESCRIPTIONS
 from enigm_recover.readiness.lifecycle import KEYS, QUORUM_TEST, KeyLife, check_keys, check_quorum_test
 from enigm_recover.readiness.policy import DROP_KINDS, ReadinessPolicy, format_duration
+from enigm_recover.readiness.retention_check import DESCRIPTION as RETENTION_DESCRIPTION
+from enigm_recover.readiness.retention_check import RETENTION, check_retention, retention_figures
 from enigm_recover.snapshot.catalog import chronological, newest_first
 from enigm_recover.snapshot.clock import age_seconds, in_future
 from enigm_recover.snapshot.listing import SnapshotSummary, summarize
@@ -85,6 +87,7 @@ DESCRIPTIONS = {
     TEST_RESTORE: "the newest snapshot unseals and restores into a scratch target whose counts and canonical "
                   "hashes equal its signed manifest",
     **LIFE_DESCRIPTIONS,
+    RETENTION: RETENTION_DESCRIPTION,  # only when a retention policy is given
 }
 
 # A source that cannot be reached keeps its own error (and exit code); it is not a readiness verdict.
@@ -162,6 +165,8 @@ class ReadinessReport:
     source_error: EnigmError | None = None  # the source could not be used: its own error and exit code
     test_restored: str | None = None  # the snapshot a test restore unsealed
     quorum_test: dict[str, Any] | None = None  # the latest successful quorum test of the expected key
+    oldest_age_seconds: int | None = None  # the oldest listed snapshot (of the checked environment)
+    retained: int = 0  # snapshots the retention policy keeps (every signed one without a policy)
 
     @property
     def ready(self) -> bool:
@@ -188,6 +193,7 @@ class ReadinessReport:
             "refused_names": self.refused_names,
             "test_restored": self.test_restored,
             "quorum_test": self.quorum_test,
+            "retention": {"oldest_age_seconds": self.oldest_age_seconds, "retained": self.retained},
             "error": ({"message": self.source_error.message, "exit_code": self.source_error.exit_code}
                       if self.source_error else None),
         }
@@ -295,6 +301,10 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
         results[TEST_RESTORE] = _test_restore_newest(entries, report, verified, unlock, progress)
     results[QUORUM_TEST] = check_quorum_test(life, policy.max_quorum_age, report.checked_at)
     report.checks = [results[name] for name in CHECKS]
+    report.oldest_age_seconds, report.retained = retention_figures(report.snapshots, policy.retention,
+                                                                   report.checked_at)
+    if policy.retention is not None:
+        report.checks.append(check_retention(report.snapshots, policy.retention, report.checked_at))
     return None
 
 
@@ -638,7 +648,8 @@ def scratch_restore(snapshot: VerifiedSnapshot, identity: RecoveryIdentity,
                 total = sum(s.snapshot for s in result.kinds.values())
                 evidence.append(f"unsealed {manifest.id}: {total:,} records, each checked against the model and "
                                 "the signed per-kind counts and digests")
-                outcome = Restorer(snapshot, store, make_plan([]), result, progress=progress).run(
+                plan = make_plan([], list(manifest.scope))  # only the kinds the snapshot holds (scope says the rest)
+                outcome = Restorer(snapshot, store, plan, result, progress=progress).run(
                     resume=False, confirm=lambda step: True)
                 for o in outcome.steps:
                     evidence.append(f"restore step {o.step}: {o.status}, {o.inserted:,} inserted")

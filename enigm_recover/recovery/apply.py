@@ -32,7 +32,7 @@ from enigm_recover.recovery.assess import (
     orphan_assessment,
 )
 from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
-from enigm_recover.recovery.plan import Plan, Policy, Step, decide
+from enigm_recover.recovery.plan import Plan, Policy, Step, decide, require_in_snapshot
 from enigm_recover.snapshot.records import parse_checked_line, row_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
@@ -136,7 +136,9 @@ class Restorer:
                               "repair the live table first, or leave the step out (--step names the steps to run)")
 
     def run(self, *, resume: bool = False, confirm: Confirm = lambda step: True) -> RestoreOutcome:
+        require_in_snapshot(self.plan, self.verified.manifest)  # before anything is written, the journal too
         run, resumed = self.open_run(resume)
+        require_in_snapshot(self.plan, self.verified.manifest)  # a resumed run's own plan
         outcomes = []
         for step in self.plan.steps:
             position = self.store.step_position(run.run_id, step.name)
@@ -148,7 +150,7 @@ class Restorer:
                 outcomes.append(StepOutcome(step.name, "skipped"))
                 continue
             position = self.apply_step(run.run_id, step, position)
-            verification = self.verify_step(step)
+            verification = self.verify_step(step, run.run_id)
             status = "verified" if verification["verified"] else "not-verified"
             self.store.record_step(run.run_id, step.name, status, verification)
             outcomes.append(_outcome(step, position, status, verification))
@@ -196,9 +198,11 @@ class Restorer:
                     if action == "insert":
                         batch.inserts.append(snap)  # type: ignore[arg-type]
                         batch.inserted += 1
+                        batch.expected[change.key] = _line_hash(kind, snap)
                     elif action == "update":
                         batch.upserts.append(snap)  # type: ignore[arg-type]
                         batch.updated += 1
+                        batch.expected[change.key] = _line_hash(kind, snap)
                     elif action == "delete":
                         batch.deletes.append(change.key)
                 return batch
@@ -209,9 +213,11 @@ class Restorer:
             self.progress(Progress(f"restore {step.name}", start + len(chunk), len(changes), "records"))
         return self.store.step_position(run_id, step.name)
 
-    def verify_step(self, step: Step) -> dict[str, Any]:
+    def verify_step(self, step: Step, run_id: str | None = None) -> dict[str, Any]:
         """Read the step's keys back and check what its policies promised; the records that now equal the
-        snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed)."""
+        snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed). With
+        ``run_id``, every row the step wrote, as its journal says (batches committed before an interruption
+        included), must also read back as written, and every key it deleted must be absent."""
         kind = step.kind
         counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0,
                   "unreadable": 0}
@@ -270,8 +276,30 @@ class Restorer:
                     counts["extra_left"] += 1
                     unmet["extra"] += Policy.DELETE_EXTRA in step.policies
             self.progress(Progress(f"verify {step.name}", start + len(chunk), len(changes), "records"))
+        if run_id is not None:
+            counts["written"], unmet["written"] = self._read_back(run_id, step)
         verified = not any(unmet.values()) and live_digest.digest() == snapshot_digest.digest()
         return {"verified": verified, "unmet": unmet, **counts, "digest": live_digest.hexdigest()}
+
+    def _read_back(self, run_id: str, step: Step) -> tuple[int, int]:
+        """(keys checked, keys that do not read back as the step's journal says it left them)."""
+        kind, checked, differ = step.kind, 0, 0
+        for written, deleted in self.store.written_rows(run_id, step.name):
+            live = self.store.rows_by_key(kind, [key for key, _ in written] + deleted)
+            for key, expected in written:
+                row = live.get(key)
+                differ += row is None or _line_hash(kind, row) != expected
+            differ += sum(key in live for key in deleted)
+            checked += len(written) + len(deleted)
+        return checked, differ
+
+
+def _line_hash(kind: Kind, row: Row) -> str:
+    """The SHA-256 of a row's canonical line (a live value of a type the model does not have: no line)."""
+    try:
+        return hashlib.sha256(row_line(kind, row)).hexdigest()
+    except TypeError:
+        return ""
 
 
 def _outcome(step: Step, position: StepPosition, status: str, verification: dict[str, Any] | None = None) -> StepOutcome:
