@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def restore_argv(drill: Drill, target: Path, *extra: str) -> list[str]:
 def journal_position(target: Path) -> tuple[str, int]:
     """Where the killed run had got to: "not started" (no run in the journal), "finished", or the step
     it was in, with the batches committed in all."""
-    with sqlite3.connect(target) as conn:
+    with closing(sqlite3.connect(target)) as conn, conn:
         try:
             run = conn.execute("SELECT status FROM enigm_restore_runs").fetchone()
             batches = conn.execute("SELECT step, count(*) FROM enigm_restore_batches GROUP BY step").fetchall()
@@ -64,7 +65,7 @@ ORDER = ["identities", "devices", "settings", "roles"]
 
 
 def batches_per_step(target: Path) -> dict[str, int]:
-    with sqlite3.connect(target) as conn:
+    with closing(sqlite3.connect(target)) as conn, conn:
         return dict(conn.execute("SELECT step, count(*) FROM enigm_restore_batches GROUP BY step").fetchall())
 
 
@@ -126,7 +127,7 @@ def test_sigkill_at_random_points_then_resume_reaches_the_same_end_state(crash_d
 def _tamper_device(url: str, device_id: str) -> None:
     """Another public key for one device, as an attacker with write access to the target would plant."""
     if url.startswith("sqlite:///"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn, conn:
             conn.execute("UPDATE devices SET device_key = ? WHERE device_id = ?", ("A" * 43 + "=", device_id))
         return
     import psycopg

@@ -219,15 +219,16 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "(per restore step, `kept_by_safety_rules` and `left_by_policy` above count what stayed live):", ""]
         lines += [f"- {md(code)}: {n:,} — {_finding_reason(code)}" for code, n in sorted(report["findings"].items())]
     audit = report["audit"]
+    verify_command = f"enigm-recover audit verify {audit['log']} --head HASH --entries {audit['entries']}"
     lines += ["", "## Audit", "", f"- log: {code(audit['log'])}, {audit['entries']} entries",
               f"- head: {code(audit['head'])} ("
               + (f"signed by {md(audit['signer'])}" if audit["signed"] else "not signed: no operator key or agent")
               + ")",
-              f"- head to write down: entry {audit['entries']}, `{readable_head(audit['head'])}`",
+              f"- head to write down: entry {audit['entries']}, {code(readable_head(audit['head']))}",
               "",
               "Write the head down (or photograph it) and keep it apart from the log, e.g. in the incident "
               "ticket: whoever can rewrite the log can rewrite its head file too. "
-              f"`enigm-recover audit verify {audit['log']} --head HASH --entries {audit['entries']}` checks "
+              f"{code(verify_command)} checks "
               "the log against it.",
               ""]
     return "\n".join(lines)
