@@ -309,3 +309,21 @@ class PruneRefused(EnigmError):
 
     exit_code = 50
     hint = "fix or remove the named cause (verify the newest snapshot), then run the prune again"
+
+
+# -- the key's lifecycle: 60-69 -------------------------------------------------------
+
+
+class RecoveryKeyRetired(EnigmError):
+    """A recovery key marked retired (by ``keys rotate``) was named for new work: sealing, or a card check."""
+
+    exit_code = 60
+    hint = "use the recovery.pub that replaced it (its keys.toml names the new key's fingerprint)"
+
+
+class CardUnmatched(EnigmError):
+    """A share card is well-formed but cannot be tied to the recovery key named: it carries no fingerprint
+    and no keyring names the key's set id."""
+
+    exit_code = 61
+    hint = "check the card against the recovery.pub of its ceremony, with that folder's keys.toml beside it"

@@ -36,7 +36,7 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory):
 
 def test_cards_and_recipient_are_written_but_never_the_secret(ceremony) -> None:
     identity, words, out = ceremony
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.share.txt" for n in NAMES] + ["recovery.pub"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.share.txt" for n in NAMES] + ["keys.toml", "recovery.pub"])
     assert read_recipient_file(out / "recovery.pub") == identity.recipient
     secret_forms = [identity.age_identity_string(), identity.secret_bytes().hex()]
     for path in out.iterdir():

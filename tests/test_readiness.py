@@ -88,8 +88,10 @@ def test_a_fresh_healthy_drill_is_ready_under_the_default_policy(tmp_path: Path,
                          "--recipient", drill.recipient)
     assert code == 0, err
     for name in CHECKS[:-1]:
-        assert re.search(rf"^  ok\s+{re.escape(name)}\s", out, re.M), (name, out)
+        if name != "quorum-test":
+            assert re.search(rf"^  ok\s+{re.escape(name)}\s", out, re.M), (name, out)
     assert re.search(r"^  -\s+test-restore\s+not requested", out, re.M), out
+    assert re.search(r"^  -\s+quorum-test\s+no successful quorum test", out, re.M), out  # no --max-quorum-age
     assert "\nREADY\n" in out and err == ""
 
 
@@ -98,7 +100,7 @@ def test_json_report_names_every_check_with_evidence(drill, cli) -> None:
     assert code == 0, err
     assert result["ready"] is True and result["failing"] == [] and result["error"] is None
     assert [c["name"] for c in result["checks"]] == list(CHECKS)
-    assert all(c["status"] == "pass" for c in result["checks"][:-1])
+    assert all(c["status"] == "pass" for c in result["checks"][:-1] if c["name"] != "quorum-test")
     assert check(result, "test-restore")["status"] == "not-run" and check(result, "test-restore")["ok"] is None
     for c in result["checks"]:
         assert set(c) == {"name", "ok", "status", "description", "summary", "problems", "evidence"}
@@ -316,8 +318,10 @@ def test_prometheus_textfile_for_node_exporter(drill, cli, tmp_path: Path) -> No
     assert samples[f"enigm_recover_newest_snapshot_age_seconds{{{source}}}"] == pytest.approx(
         result["newest"]["age_seconds"], abs=1)
     for name in CHECKS[:-1]:
-        assert samples[f'enigm_recover_readiness_check_ok{{{source},check="{name}"}}'] == 1
+        if name != "quorum-test":
+            assert samples[f'enigm_recover_readiness_check_ok{{{source},check="{name}"}}'] == 1
     assert not any('check="test-restore"' in k for k in samples)  # not run: absent, not a false 0
+    assert not any('check="quorum-test"' in k for k in samples)  # no --max-quorum-age and no test: not run
     assert all(meta[m][0] and meta[m][1] == "gauge" for m in meta) and "enigm_recover_readiness_ok" in meta
     assert abs(samples[f"enigm_recover_readiness_last_run_timestamp_seconds{{{source}}}"]
                - datetime.now(timezone.utc).timestamp()) < 120

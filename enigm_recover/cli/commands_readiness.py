@@ -32,7 +32,9 @@ def cmd_readiness(ctx: Context) -> int:
                          "add --keep-last/--keep-daily/--keep-weekly/--keep-monthly/--keep-within, or a [retention] "
                          "table in the config file")
     policy = ReadinessPolicy(parse_duration(args.max_age), parse_percent(args.max_drop), args.environment,
-                             None if retention.empty else retention)
+                             retention=None if retention.empty else retention,
+                             max_quorum_age=(parse_duration(args.max_quorum_age, "--max-quorum-age")
+                                             if args.max_quorum_age else None))
     if args.share_file and not args.test_restore:
         raise UsageError("--share-file is used only with --test-restore", "add --test-restore or leave the cards out")
     prometheus = Path(args.prometheus) if args.prometheus else None
@@ -43,14 +45,15 @@ def cmd_readiness(ctx: Context) -> int:
     told = False  # whether monitoring has this run's textfile
     try:
         allowed = ctx.allowed_signers()
-        expected = recipient_fingerprint(read_recipient_file(Path(ctx.required(args.recipient, "recipient",
-                                                                               "--recipient"))))
+        recipient_path = Path(ctx.required(args.recipient, "recipient", "--recipient"))
+        expected = recipient_fingerprint(read_recipient_file(recipient_path))
+        life = key_life(ctx.locations.state_dir, recipient_path)
         with open_recovery(ctx, "readiness") as recovery:
 
             unlock = Unlock(recovery, TerminalShares(ctx))
             report = check_readiness(lambda cache: open_source(spec, ctx.ssh_settings(), cache), spec, allowed,
                                      expected, policy, scratch=ctx.locations.cache_dir / "readiness",
-                                     progress=progress_for(args), unlock=unlock if args.test_restore else None)
+                                     progress=progress_for(args), unlock=unlock if args.test_restore else None, life=life)
             for check in report.checks:
                 recovery.record("readiness-check", step=check.name, outcome=check.status,
                                 inputs={"summary": check.summary})
@@ -85,6 +88,17 @@ def cmd_readiness(ctx: Context) -> int:
     if not report.ready:
         raise NotReady(f"not ready: failing checks: {', '.join(report.failing)}")
     return 0
+
+
+def key_life(state_dir: Path, recipient_path: Path) -> Any:
+    """The expected key's life for readiness: its latest quorum test here, and the keyring's retired keys."""
+    from enigm_recover.quorum.keyring import read_recipient, retired_fingerprints
+    from enigm_recover.readiness.lifecycle import KeyLife
+    from enigm_recover.recovery.quorum_test import latest_quorum_test
+
+    recipient = read_recipient(recipient_path)
+    test, notes = latest_quorum_test(state_dir, recipient.fingerprint)
+    return KeyLife(test, notes, retired_fingerprints(recipient_path), recipient.retired)
 
 
 def print_readiness(report: Any) -> None:

@@ -13,13 +13,13 @@ from enigm_recover.errors import InputFileError, UsageError
 
 
 def cmd_seal(ctx: Context) -> int:
-    from enigm_recover.snapshot.seal import read_recipient_file, seal
+    from enigm_recover.snapshot.seal import read_sealing_recipient, seal
     from enigm_recover.sources.local import LocalFolderSource
     from enigm_recover.snapshot.signature import load_signing_key
     from enigm_recover.state.stores import open_store
 
     args = ctx.args
-    recipient = read_recipient_file(Path(ctx.required(args.recipient, "recipient", "--recipient")))
+    recipient = read_sealing_recipient(Path(ctx.required(args.recipient, "recipient", "--recipient")))
     key = load_signing_key(Path(args.sign_key), ask_hidden)
     producer = args.producer or (key.get_comment() or "")
     if not producer:

@@ -105,9 +105,13 @@ class Context:
         return [*given, own]
 
     def audit_signer(self) -> Any:
-        from enigm_recover.snapshot.signature import audit_signer
+        import os
 
         key = getattr(self.args, "audit_key", None)
+        if key is None and not os.environ.get("SSH_AUTH_SOCK"):
+            return None  # no key and no agent: nothing signs (and asyncssh need not load)
+        from enigm_recover.snapshot.signature import audit_signer
+
         return audit_signer(Path(key) if key else None, ask_hidden)
 
     def allowed_signers(self) -> Any:

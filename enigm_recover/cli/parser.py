@@ -10,6 +10,7 @@ from enigm_recover.cli.commands_app import cmd_app, cmd_default
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
+from enigm_recover.cli.commands_keys import cmd_keys_check, cmd_keys_reshare, cmd_keys_rewrap, cmd_keys_rotate, cmd_keys_test_quorum
 from enigm_recover.cli.commands_readiness import cmd_readiness
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
 from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
@@ -99,6 +100,97 @@ def _add_shares_options(p: argparse.ArgumentParser) -> None:
     a.add_argument("--audit-key", metavar="SSH_KEY",
                    help="signs the audit log's head: a private key file, or a .pub whose key the ssh-agent "
                         "holds (default: the agent's first key when SSH_AUTH_SOCK is set)")
+
+
+def _add_accountability(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument_group("accountability (each run leaves an audit log and a report in the state folder)")
+    a.add_argument("--operator", metavar="NAME", help="who runs the command (default: the login name)")
+    a.add_argument("--audit-key", metavar="SSH_KEY", help="signs the audit log's head (a private key, or a .pub "
+                                                          "the ssh-agent holds)")
+
+
+def _add_keys_lifecycle(ksub: Any) -> None:
+    """keys check / test-quorum / rotate / reshare / rewrap: the recovery key after its birth."""
+    p = ksub.add_parser(
+        "check", help="check one share card alone (offline, no other share, nothing combined)",
+        description="Check each CARD alone: every word in the SLIP-39 list and the checksum right; which set, "
+                    "group and member it is and the thresholds it belongs to; with --recipient, that it belongs "
+                    "to that recovery key (the fingerprint printed on the card, and the set id keys.toml records). "
+                    "Without CARD, the words are asked hidden, one at a time. Nothing is combined or written but "
+                    "an audit entry without any word.",
+        epilog="Exit 0 when every card is good; otherwise the first failure's code: 20 a word not in the list or a "
+               "wrong length, 21 a bad checksum, 22 another set or another key, 60 a retired key, 61 nothing ties "
+               "the card to the key.")
+    p.add_argument("cards", nargs="*", metavar="CARD", help="a share card file (or a file of the words alone)")
+    p.add_argument("--recipient", metavar="FILE", help="recovery.pub of the key the card should belong to")
+    p.add_argument("--json", action="store_true")
+    _add_accountability(p)
+    p.set_defaults(func=cmd_keys_check)
+
+    p = ksub.add_parser(
+        "test-quorum", help="prove that a quorum of custodians can still recover the key (nothing decrypted)",
+        description="Combine the custodians' shares in memory, derive the public recipient, compare it with "
+                    "--recipient and forget everything; no snapshot is touched. Leaves an audit log and a report "
+                    "(quorum-test.toml: which custodians, when, the result) that `readiness --max-quorum-age` reads.",
+        epilog="Exit 0 when the shares combine to the key; 25 when they combine to another key (a wrong passphrase "
+               "or cards of another key); 20-24 for a share refused as it is entered.")
+    p.add_argument("--recipient", metavar="FILE", help="recovery.pub of the key to prove (env ENIGM_RECOVER_RECIPIENT)")
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_test_quorum)
+
+    for name, func, text in (
+        ("rotate", cmd_keys_rotate,
+         "With a quorum of the current key (--recipient OLD.pub and its shares), make a new recovery key and new "
+         "cards in --out DIR (the same options as `keys init`). The old recovery.pub is marked retired in place "
+         "(a comment line `age -R` ignores) and keys.toml beside each recovery.pub records the change; `seal` "
+         "refuses a retired recipient. Snapshots sealed to the old key still need its old quorum until "
+         "`keys rewrap` moves them."),
+        ("reshare", cmd_keys_reshare,
+         "With a quorum of the current key, split the SAME key again into new cards in --out DIR (a card lost, "
+         "nobody suspected). Every old card still works together with the rest of its old set: a card that may be "
+         "in the wrong hands calls for `keys rotate`, not this."),
+    ):
+        p = ksub.add_parser(name, help=text.split(".")[0][:90], description=text)
+        p.add_argument("--recipient", metavar="FILE", help="recovery.pub of the current key")
+        p.add_argument("--threshold", type=int, required=True, metavar="K",
+                       help="shares needed (one group) or groups needed (with --group), for the new cards")
+        p.add_argument("--shares", type=int, metavar="N", help="number of new shares in a single group")
+        p.add_argument("--group", action="append", metavar="K/N", help="a group needing K of its N shares")
+        p.add_argument("--custodian", action="append", required=True, metavar="NAME",
+                       help="a custodian of the new cards, in share order (repeat)")
+        p.add_argument("--out", required=True, metavar="DIR", help="a new folder for the new cards and recovery.pub")
+        if name == "rotate":
+            p.add_argument("--reason", default="rotated", metavar="TEXT",
+                           help="why the key is retired (recorded in keys.toml and recovery.pub)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--ask-new-passphrase", action="store_true", help="protect the new cards with a passphrase")
+        g.add_argument("--new-passphrase-file", metavar="F", help="the new cards' SLIP-39 passphrase, from a file")
+        _add_shares_options(p)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    p = ksub.add_parser(
+        "rewrap", help="move snapshots to the new recovery key (only the age header changes)",
+        description="Re-encrypt snapshots in the local folder SOURCE to --to NEW.pub without decrypting their "
+                    "payloads: the file key is unwrapped with the old key (the old quorum's shares), wrapped for the "
+                    "new recipient and the header MAC recomputed; every payload byte after the header stays as it "
+                    "was. Each manifest gets the new payload size, SHA-256 and recipient and is signed again with "
+                    "--sign-key (the producer's key). New files are written beside the old and replace them only "
+                    "after they verify; an interrupted rewrap is finished (or undone) by the next run.",
+        epilog="The old key is --from OLD.pub, or else the key the keyring beside NEW.pub says NEW replaced. With "
+               "--all, snapshots sealed to other keys are left as they are and listed. " + EPILOG_EXIT_CODES)
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a local snapshot folder (env ENIGM_RECOVER_SOURCE)")
+    p.add_argument("ids", nargs="*", metavar="ID", help=ID_HELP)
+    p.add_argument("--all", action="store_true", help="every snapshot sealed to the old key")
+    p.add_argument("--to", required=True, metavar="NEW.pub", help="recovery.pub of the new key")
+    p.add_argument("--from", dest="from_recipient", metavar="OLD.pub", help="recovery.pub of the old key")
+    p.add_argument("--sign-key", required=True, metavar="KEY", help="the producer's SSH private key, to sign the "
+                                                                    "new manifests")
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    _add_shares_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_rewrap)
 
 
 def _add_keep_options(p: argparse.ArgumentParser) -> None:
@@ -205,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--passphrase-file", metavar="F", help="read the SLIP-39 passphrase from a file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_keys_init)
+    _add_keys_lifecycle(ksub)
 
     p = sub.add_parser("seal", help="seal a store into a signed, encrypted snapshot",
                        description="Stream the store's records into <id>.payload.age (JSON Lines, zstd, age), "
@@ -396,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--environment", metavar="NAME", help="check only the snapshots of this environment")
     p.add_argument("--test-restore", action="store_true",
                    help="also unseal and restore the newest snapshot into a scratch target (needs shares)")
+    p.add_argument("--max-quorum-age", metavar="DURATION",
+                   help="fail when the last successful `keys test-quorum` of the expected key is older (e.g. 90d)")
     p.add_argument("--prometheus", metavar="FILE",
                    help="write the verdict as a node_exporter textfile (e.g. .../textfile/enigm_readiness.prom)")
     p.add_argument("--retention", action="store_true",

@@ -20,6 +20,7 @@ from enigm_recover.atomic import write_atomic
 from enigm_recover.private import make_private_dir
 from enigm_recover.errors import OutputExistsError, UsageError
 from enigm_recover.quorum.cards import ShareCard
+from enigm_recover.quorum.keyring import KeyRecord, now_utc, record_key, save_keyring
 from enigm_recover.quorum.names import CUSTODIAN_RE, custodian_name_problem  # noqa: F401 - CUSTODIAN_RE re-exported
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 
@@ -92,14 +93,19 @@ def create_recovery_key(
     out_dir: Path,
     passphrase: str = "",
     random_bytes: Callable[[int], bytes] | None = None,
+    identity: RecoveryIdentity | None = None,
+    keyring: list[KeyRecord] | None = None,
 ) -> tuple[RecoveryIdentity, list[Path]]:
+    """Split a new key (or, for a reshare, ``identity``) among the custodians and write the cards,
+    ``recovery.pub`` and ``keys.toml`` (``keyring``: the earlier keys it lists first)."""
     validate_plan(group_threshold, groups, custodians)
     targets = [out_dir / f"{name}.share.txt" for name in custodians] + [out_dir / RECIPIENT_FILE]
     clashes = [p for p in targets if p.exists()]
     if clashes:
         raise OutputExistsError(f"{clashes[0]} already exists; a key ceremony never overwrites cards")
     make_private_dir(out_dir, "ceremony folder")
-    identity = RecoveryIdentity(random_bytes(32)) if random_bytes else RecoveryIdentity.generate()
+    if identity is None:
+        identity = RecoveryIdentity(random_bytes(32)) if random_bytes else RecoveryIdentity.generate()
     with _seeded_slip39(random_bytes):
         mnemonics = shamir_mnemonic.generate_mnemonics(
             group_threshold,
@@ -120,4 +126,8 @@ def create_recovery_key(
             write_atomic(path, card.render().encode("utf-8"), mode=0o600)
             written.append(path)
     write_atomic(out_dir / RECIPIENT_FILE, recipient_file_text(identity).encode("ascii"))
+    set_id = Share.from_mnemonic(mnemonics[0][0]).identifier
+    if keyring:
+        save_keyring(out_dir, keyring)
+    record_key(out_dir, KeyRecord(identity.fingerprint, identity.recipient, set_id, now_utc()))
     return identity, written

@@ -49,6 +49,8 @@ from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.recovery.pipeline import RecoveryPipeline, ShareSource
 from enigm_recover.recovery.session import Recovery
+from enigm_recover.readiness.lifecycle import DESCRIPTIONS as LIFE_DESCRIPTIONS
+from enigm_recover.readiness.lifecycle import KEYS, QUORUM_TEST, KeyLife, check_keys, check_quorum_test
 from enigm_recover.readiness.policy import DROP_KINDS, ReadinessPolicy, format_duration
 from enigm_recover.readiness.retention_check import DESCRIPTION as RETENTION_DESCRIPTION
 from enigm_recover.readiness.retention_check import RETENTION, check_retention, retention_figures
@@ -71,7 +73,8 @@ SCOPE = "scope"
 CHAIN = "chain"
 COUNTS = "counts"
 TEST_RESTORE = "test-restore"
-CHECKS = (SOURCE, MANIFESTS, FRESHNESS, SIGNATURES, RECIPIENT, PAYLOADS, SCOPE, CHAIN, COUNTS, TEST_RESTORE)
+CHECKS = (SOURCE, MANIFESTS, FRESHNESS, SIGNATURES, RECIPIENT, PAYLOADS, SCOPE, CHAIN, COUNTS, KEYS, QUORUM_TEST,
+          TEST_RESTORE)
 
 DESCRIPTIONS = {
     SOURCE: "the snapshot source opens and lists (SFTP with strict host keys, or a local folder)",
@@ -85,6 +88,7 @@ DESCRIPTIONS = {
     COUNTS: "identities and devices do not drop suddenly between consecutive snapshots",
     TEST_RESTORE: "the newest snapshot unseals and restores into a scratch target whose counts and canonical "
                   "hashes equal its signed manifest",
+    **LIFE_DESCRIPTIONS,
     RETENTION: RETENTION_DESCRIPTION,  # only when a retention policy is given
 }
 
@@ -169,6 +173,7 @@ class ReadinessReport:
     newest_age_seconds: int | None = None
     source_error: EnigmError | None = None  # the source could not be used: its own error and exit code
     test_restored: str | None = None  # the snapshot a test restore unsealed
+    quorum_test: dict[str, Any] | None = None  # the latest successful quorum test of the expected key
     oldest_age_seconds: int | None = None  # the oldest listed snapshot (of the checked environment)
     retained: int = 0  # snapshots the retention policy keeps (every signed one without a policy)
 
@@ -196,6 +201,7 @@ class ReadinessReport:
             "snapshots": [s.as_dict(self.checked_at) for s in self.snapshots],
             "refused_names": self.refused_names,
             "test_restored": self.test_restored,
+            "quorum_test": self.quorum_test,
             "retention": {"oldest_age_seconds": self.oldest_age_seconds, "retained": self.retained},
             "error": ({"message": self.source_error.message, "exit_code": self.source_error.exit_code}
                       if self.source_error else None),
@@ -228,6 +234,7 @@ def check_readiness(
     now: datetime | None = None,
     progress: ProgressCallback = no_progress,
     unlock: Unlock | None = None,
+    life: KeyLife | None = None,
 ) -> ReadinessReport:
     """Run every check against the source; with ``unlock``, also test-restore the newest snapshot.
 
@@ -239,13 +246,14 @@ def check_readiness(
     A source that cannot be opened or listed (or drops during the payload checks) fails the
     ``source`` check and sets ``source_error``; the checks that need the source are then not run.
     Share-entry errors raised by ``unlock`` (other than a wrong key) propagate to the caller.
+    ``life`` (the latest quorum test, the keyring's retired keys) feeds the ``quorum-test`` and ``keys`` checks.
     """
     report = ReadinessReport(display_text(description), now or datetime.now(timezone.utc), policy,
                              recipient_fingerprint)
     if scratch is not None:
         make_private_dir(scratch, "scratch folder")
     with tempfile.TemporaryDirectory(prefix="readiness-", dir=scratch) as cache:
-        _run(report, lambda: open_source(Path(cache)), Path(cache), allowed, progress, unlock)
+        _run(report, lambda: open_source(Path(cache)), Path(cache), allowed, progress, unlock, life or KeyLife())
     for check in report.checks:
         if check.ok is False and not check.problems:
             check.problems = [check.summary]
@@ -253,19 +261,22 @@ def check_readiness(
 
 
 def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cache: Path,
-         allowed: asyncssh.SSHAllowedSigners, progress: ProgressCallback, unlock: Unlock | None) -> None:
+         allowed: asyncssh.SSHAllowedSigners, progress: ProgressCallback, unlock: Unlock | None,
+         life: KeyLife) -> None:
     policy = report.policy
     results: dict[str, CheckResult] = {}
     verified: dict[str, VerifiedSnapshot] = {}
+    if life.quorum_test is not None:
+        report.quorum_test = life.quorum_test.as_dict()
     try:
         source = open_source()
     except EnigmError as exc:  # whatever the source: the report and the textfile still say "not ready"
-        return _unusable(report, exc)
+        return _unusable(report, exc, life)
     try:
         try:
             listing = source.list()
         except EnigmError as exc:
-            return _unusable(report, exc)
+            return _unusable(report, exc, life)
         report.source = source.description
         entries = _of_environment(listing.entries, policy.environment)
         summaries = summarize(Listing(entries), allowed, report.recipient_fingerprint)
@@ -278,7 +289,8 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
                                                     f"{source.description}", [listed])
         results[MANIFESTS] = _check_manifests(entries, listing, policy)
         results[SIGNATURES] = _check_signatures(summaries)
-        results[RECIPIENT] = _check_recipient(parsed, report.recipient_fingerprint)
+        results[RECIPIENT] = _check_recipient(parsed, report.recipient_fingerprint, set(life.retired))
+        results[KEYS] = check_keys(parsed, life, report.recipient_fingerprint)
         results[SCOPE] = _check_scope(entries)
         results[CHAIN] = _check_chain(entries)
         results[COUNTS] = _check_counts(parsed, policy)
@@ -296,6 +308,7 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
         results[TEST_RESTORE] = CheckResult(TEST_RESTORE, False, "not attempted: the source failed")
     else:
         results[TEST_RESTORE] = _test_restore_newest(entries, report, verified, unlock, progress)
+    results[QUORUM_TEST] = check_quorum_test(life, policy.max_quorum_age, report.checked_at)
     report.checks = [results[name] for name in CHECKS]
     report.oldest_age_seconds, report.retained = retention_figures(report.snapshots, policy.retention,
                                                                    report.checked_at)
@@ -313,10 +326,12 @@ def stopped_before_checking(description: str, policy: ReadinessPolicy, exc: Enig
     return report
 
 
-def _unusable(report: ReadinessReport, exc: EnigmError) -> None:
+def _unusable(report: ReadinessReport, exc: EnigmError, life: KeyLife | None = None) -> None:
     report.source_error = exc
     report.checks = [CheckResult(SOURCE, False, exc.message, [exc.one_line()])]
-    report.checks += [CheckResult(name, None, "not run: the source could not be used") for name in CHECKS[1:]]
+    quorum = check_quorum_test(life or KeyLife(), report.policy.max_quorum_age, report.checked_at)
+    report.checks += [quorum if name == QUORUM_TEST else CheckResult(name, None, "not run: the source could not be used")
+                      for name in CHECKS[1:]]
 
 
 def _of_environment(entries: list[SnapshotEntry], environment: str | None) -> list[SnapshotEntry]:
@@ -370,13 +385,17 @@ def _check_signatures(summaries: list[SnapshotSummary]) -> CheckResult:
                        evidence)
 
 
-def _check_recipient(parsed: list[SnapshotEntry], expected: str) -> CheckResult:
+def _check_recipient(parsed: list[SnapshotEntry], expected: str, retired: set[str] | None = None) -> CheckResult:
+    """A snapshot sealed to a key the keyring lists as retired is known, not foreign: the ``keys`` check
+    lists it (it still needs that key's old quorum)."""
     evidence, problems = [], []
     for e in parsed:
         m = e.manifest
         assert m is not None
         if m.recipient_fingerprint == expected:
             evidence.append(f"{m.id}: sealed to {m.recipient_fingerprint}")
+        elif m.recipient_fingerprint in (retired or set()):
+            evidence.append(f"{m.id}: sealed to the retired key {m.recipient_fingerprint} (see the keys check)")
         else:
             problems.append(f"{m.id}: sealed to {m.recipient_fingerprint}, not the expected recovery key {expected}")
             evidence.append(problems[-1])

@@ -25,6 +25,7 @@ class ReadinessPolicy:
     max_age: timedelta = DEFAULT_MAX_AGE
     max_drop: float = DEFAULT_MAX_DROP
     environment: str | None = None  # only snapshots of this environment; None: all
+    max_quorum_age: timedelta | None = None  # the last successful quorum test may be at most this old
     retention: RetentionPolicy | None = None  # no snapshot may be older than this policy keeps
 
     def as_dict(self) -> dict[str, object]:
@@ -32,6 +33,9 @@ class ReadinessPolicy:
                                   "max_age": format_duration(self.max_age), "max_drop_percent": self.max_drop}
         if self.environment:
             out["environment"] = self.environment
+        if self.max_quorum_age is not None:
+            out["max_quorum_age_seconds"] = int(self.max_quorum_age.total_seconds())
+            out["max_quorum_age"] = format_duration(self.max_quorum_age)
         if self.retention is not None:
             out["retention"] = self.retention.as_dict()
         return out

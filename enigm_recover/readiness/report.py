@@ -122,6 +122,10 @@ def render_prometheus(report: ReadinessReport) -> str:
     if report.checks:
         metric("enigm_recover_snapshots_retained", "Snapshots the retention policy keeps (every signed snapshot "
                                                    "when no policy is set).", [(source, report.retained)])
+    if report.quorum_test is not None:
+        metric("enigm_recover_quorum_test_timestamp_seconds",
+               "When the custodians last proved the expected key's quorum (keys test-quorum; Unix time).",
+               [(source, int(report.quorum_test["timestamp_seconds"]))])
     metric("enigm_recover_readiness_last_run_timestamp_seconds",
            "When the readiness checks ran (Unix time): alert when this file goes stale.",
            [(source, int(report.checked_at.timestamp()))])

@@ -17,15 +17,17 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import asyncssh
+from typing import TYPE_CHECKING, Any
 
 from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import AUDIT_LOG, KEY_FILE, read_bounded
 from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.errors import AuditLogTampered
-from enigm_recover.snapshot import signature
+
+if TYPE_CHECKING:  # asyncssh is imported only to check a signature: a command that signs nothing starts faster
+    import asyncssh
+
+    from enigm_recover.snapshot import signature
 
 NAMESPACE = "enigm-audit"
 GENESIS = "0" * 64
@@ -251,6 +253,8 @@ def verify_log(path: Path, allowed: asyncssh.SSHAllowedSigners | None = None, *,
     if not sig_path.exists():
         return AuditVerdict(False, seq, prev, f"the head is not signed ({sig_path.name} is missing): who closed "
                                               "the log cannot be checked", "missing")
+    from enigm_recover.snapshot import signature
+
     verdict = signature.check(head_bytes, read_bounded(sig_path, KEY_FILE, "audit head signature") or b"", str(recorded.get("operator")), allowed,
                               namespace=NAMESPACE)
     if not verdict.trusted:

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shamir_mnemonic.wordlist import WORDLIST
 
@@ -27,7 +27,9 @@ from enigm_recover.inert import for_markdown, for_markdown_code
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.audit import AuditLog, readable_head
 from enigm_recover.snapshot.manifest import Manifest
-from enigm_recover.snapshot.signature import Signer
+
+if TYPE_CHECKING:
+    from enigm_recover.snapshot.signature import Signer
 
 
 def new_ceremony_id() -> str:

@@ -73,6 +73,15 @@ def read_recipient_file(path: Path) -> str:
     return recipients[0]
 
 
+def read_sealing_recipient(path: Path) -> str:
+    """The recipient to seal to: as ``read_recipient_file``, and never one marked retired (``keys rotate``)."""
+    from enigm_recover.quorum.keyring import read_recipient, refuse_retired
+
+    recipient = read_recipient(path)
+    refuse_retired(recipient)
+    return recipient.recipient
+
+
 def _previous_id(listing: Listing, environment: str) -> str | None:
     same_env = [e for e in newest_first(listing.entries) if e.manifest and e.manifest.environment == environment]
     return same_env[0].id if same_env else None

@@ -1,0 +1,269 @@
+"""Rewrap a sealed snapshot to a new recovery key without decrypting its payload.
+
+An age file is a text header (recipient stanzas wrapping one random 16-byte *file key*, then a MAC
+over the header keyed from the file key) followed by the payload: a nonce and the STREAM chunks,
+all keyed from the file key alone. So moving a snapshot to a new key changes only the header: the
+file key is unwrapped with the old identity, the old header's MAC checked, the file key wrapped for
+the new X25519 recipient in a fresh stanza, and the MAC recomputed. Every payload byte after the
+header is copied as it was. The manifest gets the new payload size and SHA-256 and the new
+recipient, and is signed again with the producer's key.
+
+Crash safety. The new files are written beside the old ones as ``<name>.rewrap`` (each atomically,
+the manifest last), checked — the signature trusted for the producer, the payload's size, its new
+header's MAC — and only then renamed over the old ones: payload, signature, manifest. A run that
+finds ``<id>.manifest.toml.rewrap`` finishes that snapshot's renames once the new files verify
+(the payload re-hashed); any other leftover ``.rewrap`` file is deleted, the old files being
+untouched until the manifest's ``.rewrap`` exists. So after a kill at any instant and a new run,
+every snapshot is either old and valid or new and valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+import asyncssh
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from enigm_recover.atomic import atomic_output, write_atomic
+from enigm_recover.bounded import read_bounded
+from enigm_recover.errors import DecryptionError, PayloadIntegrityError, SignatureError
+from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.quorum.recovery_key import RecoveryIdentity, decode_recipient, recipient_fingerprint
+from enigm_recover.snapshot import signature
+from enigm_recover.snapshot.agecrypt import MAX_HEADER, VERSION_LINE, X25519_LABEL, _hkdf, _parse_header, _unwrap_file_key
+from enigm_recover.snapshot.manifest import (
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    manifest_name,
+    payload_name,
+    signature_name,
+)
+
+SUFFIX = ".rewrap"
+BLOCK = 4 << 20
+
+
+@dataclass(frozen=True)
+class RewrapResult:
+    id: str
+    status: str  # rewrapped | resumed | already
+    old_fingerprint: str
+    new_fingerprint: str
+    old_sha256: str
+    new_sha256: str
+    new_size: int
+
+
+# -- the header ---------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data).rstrip(b"=")
+
+
+def _wrap_lines(data: bytes) -> bytes:
+    """A stanza body: unpadded base64 wrapped at 64 columns, its last line shorter (possibly empty)."""
+    encoded = _b64(data)
+    lines = [encoded[i:i + 64] for i in range(0, len(encoded), 64)]
+    if not lines or len(lines[-1]) == 64:
+        lines.append(b"")
+    return b"\n".join(lines) + b"\n"
+
+
+def x25519_stanza(file_key: bytes, recipient: str) -> bytes:
+    """An age X25519 recipient stanza wrapping ``file_key`` for ``recipient`` (C2SP age, X25519)."""
+    their_public = decode_recipient(recipient)
+    ephemeral = X25519PrivateKey.generate()
+    share = ephemeral.public_key().public_bytes_raw()
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(their_public))
+    if shared == b"\x00" * 32:
+        raise DecryptionError("the new recipient is a low-order point")
+    wrap_key = _hkdf(shared, share + their_public, X25519_LABEL)
+    body = ChaCha20Poly1305(wrap_key).encrypt(b"\x00" * 12, file_key, None)
+    return b"-> X25519 " + _b64(share) + b"\n" + _wrap_lines(body)
+
+
+def new_header(file_key: bytes, recipient: str) -> bytes:
+    """The whole header for one X25519 recipient, MAC included, ending with its newline."""
+    mac_input = VERSION_LINE + b"\n" + x25519_stanza(file_key, recipient) + b"---"
+    mac = hmac.new(_hkdf(file_key, b"", b"header"), mac_input, hashlib.sha256).digest()
+    return mac_input + b" " + _b64(mac) + b"\n"
+
+
+def open_header(head: bytes, identity: RecoveryIdentity) -> tuple[bytes, int]:
+    """The file key and the header's length, after checking the header MAC with the unwrapped key."""
+    header, offset = _parse_header(head)
+    file_key = _unwrap_file_key(header, identity)
+    mac = hmac.new(_hkdf(file_key, b"", b"header"), header.mac_input, hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, header.mac):
+        raise DecryptionError("age header MAC does not match: the header was altered")
+    return file_key, offset
+
+
+def _header_mac_ok(head: bytes, file_key: bytes) -> bool:
+    header, _ = _parse_header(head)
+    mac = hmac.new(_hkdf(file_key, b"", b"header"), header.mac_input, hashlib.sha256).digest()
+    return hmac.compare_digest(mac, header.mac)
+
+
+# -- one snapshot ---------------------------------------------------------------------------------
+
+
+def _names(snapshot_id: str) -> tuple[str, str, str]:
+    """In the order they are replaced: payload, signature, manifest."""
+    return payload_name(snapshot_id), signature_name(snapshot_id), manifest_name(snapshot_id)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_signed(manifest_bytes: bytes, sig: bytes | None, allowed: asyncssh.SSHAllowedSigners) -> Manifest:
+    manifest = Manifest.from_toml(manifest_bytes)
+    signature.require_trusted(signature.check(manifest_bytes, sig, manifest.producer, allowed))
+    return manifest
+
+
+def _copy_hashing(src: BinaryIO, out: BinaryIO, old_head: bytes, new_head: bytes,
+                  progress: ProgressCallback, label: str, total: int) -> tuple[int, str, int, str]:
+    """Copy the body after the header, hashing the old file and the new one at once (two threads:
+    hashlib releases the GIL), without decrypting anything. Returns (old size, old SHA-256, new size, new SHA-256)."""
+    old_hash, new_hash = hashlib.sha256(old_head), hashlib.sha256(new_head)
+    out.write(new_head)
+    old_size, new_size = len(old_head), len(new_head)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        while True:
+            block = src.read(BLOCK)
+            if pending is not None:
+                pending.result()
+            if not block:
+                break
+            pending = pool.submit(old_hash.update, block)
+            new_hash.update(block)
+            out.write(block)
+            old_size += len(block)
+            new_size += len(block)
+            progress(Progress(label, old_size, total, "bytes"))
+    return old_size, old_hash.hexdigest(), new_size, new_hash.hexdigest()
+
+
+def rewrap_snapshot(folder: Path, manifest: Manifest, identity: RecoveryIdentity, new_recipient: str,
+                    signing_key: asyncssh.SSHKey, allowed: asyncssh.SSHAllowedSigners,
+                    progress: ProgressCallback = no_progress) -> RewrapResult:
+    """Rewrap one verified snapshot in ``folder`` (its manifest already checked as trusted)."""
+    new_fp = recipient_fingerprint(new_recipient)
+    if manifest.recipient_fingerprint == new_fp:
+        return RewrapResult(manifest.id, "already", new_fp, new_fp, manifest.payload_sha256,
+                            manifest.payload_sha256, manifest.payload_size)
+    if manifest.recipient_fingerprint != identity.fingerprint:
+        raise DecryptionError(f"snapshot {manifest.id} is sealed to {manifest.recipient_fingerprint}, not to the key "
+                              f"the shares make ({identity.fingerprint}); nothing was changed")
+    payload, sig_name, manifest_file = _names(manifest.id)
+    with open(folder / payload, "rb") as src:
+        head = src.read(MAX_HEADER)
+        file_key, offset = open_header(head, identity)
+        head_new = new_header(file_key, new_recipient)
+        src.seek(offset)
+        with atomic_output(folder / (payload + SUFFIX), mode=0o644, overwrite=True) as out:
+            old_size, old_sha, new_size, new_sha = _copy_hashing(
+                src, out, head[:offset], head_new, progress, f"rewrap {manifest.id}", manifest.payload_size)
+            if (old_size, old_sha) != (manifest.payload_size, manifest.payload_sha256):
+                raise PayloadIntegrityError(f"payload of {manifest.id} does not match its signed size and SHA-256; "
+                                            "it was not rewrapped")
+    rewrapped = replace(manifest, recipient=new_recipient, recipient_fingerprint=new_fp,
+                        payload_size=new_size, payload_sha256=new_sha)
+    data = rewrapped.to_toml()
+    sig = signature.sign(data, signing_key)
+    write_atomic(folder / (sig_name + SUFFIX), sig, overwrite=True)
+    write_atomic(folder / (manifest_file + SUFFIX), data, overwrite=True)  # last: from here on, resume finishes
+    _verify_new(folder, manifest.id, allowed, file_key=file_key, rehash=False)
+    _replace(folder, manifest.id)
+    return RewrapResult(manifest.id, "rewrapped", manifest.recipient_fingerprint, new_fp, old_sha, new_sha, new_size)
+
+
+def _candidate(folder: Path, name: str) -> Path:
+    pending = folder / (name + SUFFIX)
+    return pending if pending.exists() else folder / name
+
+
+def _verify_new(folder: Path, snapshot_id: str, allowed: asyncssh.SSHAllowedSigners, *,
+                file_key: bytes | None, rehash: bool) -> Manifest:
+    """Check the new files (each the pending one if present, else the one already moved into place)."""
+    payload, sig_name, manifest_file = _names(snapshot_id)
+    data = read_bounded(_candidate(folder, manifest_file), MAX_MANIFEST_BYTES, "manifest") or b""
+    sig = read_bounded(_candidate(folder, sig_name), MAX_MANIFEST_BYTES, "signature")
+    manifest = check_signed(data, sig, allowed)
+    path = _candidate(folder, payload)
+    if path.stat().st_size != manifest.payload_size:
+        raise PayloadIntegrityError(f"rewrapped payload of {snapshot_id} has the wrong size")
+    with open(path, "rb") as f:
+        if file_key is not None and not _header_mac_ok(f.read(MAX_HEADER), file_key):
+            raise PayloadIntegrityError(f"rewrapped header of {snapshot_id} does not authenticate")
+        if rehash:
+            f.seek(0)
+            digest = hashlib.sha256()
+            while block := f.read(BLOCK):
+                digest.update(block)
+            if digest.hexdigest() != manifest.payload_sha256:
+                raise PayloadIntegrityError(f"rewrapped payload of {snapshot_id} does not match its new manifest")
+    return manifest
+
+
+def _replace(folder: Path, snapshot_id: str) -> None:
+    for name in _names(snapshot_id):
+        pending = folder / (name + SUFFIX)
+        if pending.exists():
+            os.replace(pending, folder / name)
+    _fsync_dir(folder)
+
+
+# -- resuming ---------------------------------------------------------------------------------------
+
+
+def pending_ids(folder: Path) -> list[str]:
+    """Snapshots with leftover ``.rewrap`` files (or partial files of them) from an interrupted run."""
+    ids = set()
+    for name in os.listdir(folder):
+        if name.endswith(SUFFIX) or (name.startswith(".") and f"{SUFFIX}." in name and name.endswith(".partial")):
+            base = name.lstrip(".")
+            for suffix in (".payload.age", ".manifest.toml"):
+                if suffix in base:
+                    ids.add(base.split(suffix)[0])
+    return sorted(ids)
+
+
+def resume(folder: Path, snapshot_id: str, allowed: asyncssh.SSHAllowedSigners) -> RewrapResult | None:
+    """Finish or undo an interrupted rewrap of one snapshot. Returns the finished result, or None when the
+    leftovers were only discarded (the old files being intact)."""
+    payload, sig_name, manifest_file = _names(snapshot_id)
+    if (folder / (manifest_file + SUFFIX)).exists():
+        try:
+            manifest = _verify_new(folder, snapshot_id, allowed, file_key=None, rehash=True)
+        except (SignatureError, PayloadIntegrityError, OSError):
+            if not (folder / (payload + SUFFIX)).exists():
+                raise  # renames had begun: the new files must verify (never reached: they are checked first)
+            manifest = None
+        if manifest is not None:
+            _replace(folder, snapshot_id)
+            return RewrapResult(snapshot_id, "resumed", "", manifest.recipient_fingerprint, "",
+                                manifest.payload_sha256, manifest.payload_size)
+    for name in os.listdir(folder):  # undo: the old files were never touched
+        base = name.lstrip(".")
+        if base.startswith(snapshot_id) and (name.endswith(SUFFIX) or (name.startswith(".") and
+                                                                       name.endswith(".partial") and SUFFIX in name)):
+            os.unlink(folder / name)
+    _fsync_dir(folder)
+    return None
