@@ -34,6 +34,7 @@ from enigm_recover.quorum.lifecycle import NewSplit, rotate
 from enigm_recover.snapshot.manifest import manifest_name, payload_name, signature_name
 from enigm_recover.snapshot.seal import seal
 from enigm_recover.snapshot.signature import NAMESPACE
+from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.state.sqlite_store import SQLiteStore
 
 IDENTITIES = 1_000_000
@@ -72,7 +73,7 @@ def setup(work: Path, identities: int) -> dict[str, Any]:
     with SQLiteStore(work / "platform.db", create=True) as store:
         SyntheticPlatform(SEED, identities, DEVICES_PER_IDENTITY, genesis=GENESIS).build(store)
         manifest = seal(store, recipient=old.recipient, signing_key=signing_key, environment="bench",
-                        producer=PRODUCER, out_dir=pristine)
+                        producer=PRODUCER, out_dir=pristine, existing=LocalFolderSource(pristine).list())
     for path in work.glob("platform.db*"):
         path.unlink()
     entry = ShareEntry(old.fingerprint)

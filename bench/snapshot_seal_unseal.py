@@ -31,6 +31,7 @@ from enigm_recover.drill.platform import SyntheticPlatform
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.manifest import payload_name
 from enigm_recover.snapshot.seal import seal
+from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.snapshot.signature import NAMESPACE
 from enigm_recover.state.sqlite_store import SQLiteStore
 
@@ -96,7 +97,8 @@ def make_snapshot(work: Path, name: str, identities: int, keys: Keys) -> Snapsho
         platform.build(store)
         built = perf_counter()
         manifest = seal(store, recipient=keys.recipient, signing_key=keys.signing_key,
-                        environment=ENVIRONMENT, producer=PRODUCER, out_dir=folder)
+                        environment=ENVIRONMENT, producer=PRODUCER, out_dir=folder,
+                        existing=LocalFolderSource(folder).list())
         sealed = perf_counter()
     for path in work.glob(f"{name}.db*"):
         path.unlink()

@@ -271,11 +271,13 @@ def _rotate(cli, drill, out: Path, *extra: str) -> tuple[int, str, str]:
 def _seal_live(drill, recipient: str, hours: int) -> str:
     from enigm_recover.snapshot.seal import seal
     from enigm_recover.snapshot.signature import load_signing_key
+    from enigm_recover.sources.local import LocalFolderSource
     from enigm_recover.state.sqlite_store import SQLiteStore
 
     with SQLiteStore(Path(drill.target.removeprefix("sqlite:///"))) as store:
         return seal(store, recipient=recipient, signing_key=load_signing_key(drill.signing_key),
                     environment="drill", producer="backup@drill", out_dir=drill.snapshots,
+                    existing=LocalFolderSource(drill.snapshots).list(),
                     created_at=DRILL_AT + timedelta(hours=hours)).id
 
 

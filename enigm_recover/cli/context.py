@@ -152,6 +152,17 @@ class TerminalShares:
         return read_passphrase(self.ctx.args)
 
 
+def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any:
+    """The recovery identity from a new quorum of ``recovery``, for the commands that combine the key
+    without a snapshot (``keys rotate``, ``keys rewrap``): the same share source as the pipeline's."""
+    from enigm_recover.recovery.quorum_session import QuorumSession
+
+    quorum = QuorumSession(recovery, expected_fingerprint)
+    shares = TerminalShares(ctx)
+    shares.enter(quorum)
+    return quorum.combine(shares.passphrase())
+
+
 def open_pipeline(ctx: Context, recovery: Any, *, target: str | None = None, writes: bool = False) -> Any:
     """The recovery pipeline over the command's SOURCE (opened when first needed, once)."""
     from enigm_recover.recovery.pipeline import RecoveryPipeline, source_opener

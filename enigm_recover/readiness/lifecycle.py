@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from enigm_recover.quorum.keyring import KeyRecord
 from enigm_recover.recovery.quorum_test import QuorumTest
-from enigm_recover.sources.base import SnapshotEntry
+from enigm_recover.snapshot.source import SnapshotEntry
 
 QUORUM_TEST = "quorum-test"
 KEYS = "keys"
