@@ -51,11 +51,18 @@ def progress_for(args: argparse.Namespace) -> ProgressCallback:
     return ProgressPrinter(sys.stderr)
 
 
-def emit_json(obj: Any) -> None:
-    """Strict JSON: every string is Unicode text, a path's raw bytes shown by ``display_text``."""
+# The version of every ``--json`` document's shape (docs/JSON.md). Adding a key keeps it; renaming or removing
+# a key, or changing a value's type or meaning, raises it.
+SCHEMA_VERSION = 1
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """Strict JSON: every string is Unicode text, a path's raw bytes shown by ``display_text``. Every document
+    is an object whose first key is ``schema_version``."""
     from enigm_recover.paths import display_text
 
-    json.dump(_as_text(obj, display_text), sys.stdout, indent=2, default=lambda o: display_text(str(o)))
+    doc = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in obj.items() if k != "schema_version"}}
+    json.dump(_as_text(doc, display_text), sys.stdout, indent=2, default=lambda o: display_text(str(o)))
     sys.stdout.write("\n")
 
 
