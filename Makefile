@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench tools clean screenshots
+.PHONY: run test bench tools clean screenshots man completions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,25 @@ screenshots: $(VENV)/.installed-run
 ## bench: speed and memory goals, as ratios against standard tools in the same run
 bench: $(VENV)/.installed-test tools
 	$(BIN)/python -m bench
+
+MANDIR ?= build/man
+COMPLETIONDIR ?= build/completions
+
+## man: the manual page, generated from the argument parser, into $(MANDIR)/enigm-recover.1
+man: $(VENV)/.installed-test
+	@mkdir -p $(MANDIR)
+	$(BIN)/argparse-manpage --module enigm_recover.cli.parser --function build_parser \
+		--project-name enigm-recover --prog enigm-recover \
+		--version "$$($(BIN)/enigm-recover --version | cut -d' ' -f2)" --manual-title "enigm-recover manual" \
+		--description "recover the Enigm platform's recovery-critical state from sealed, signed snapshots" \
+		--output $(MANDIR)/enigm-recover.1
+
+## completions: the bash, zsh and fish completion scripts, generated from the parser, into $(COMPLETIONDIR)
+completions: $(VENV)/.installed-run
+	@mkdir -p $(COMPLETIONDIR)
+	$(BIN)/enigm-recover completion bash > $(COMPLETIONDIR)/enigm-recover.bash
+	$(BIN)/enigm-recover completion zsh > $(COMPLETIONDIR)/_enigm-recover
+	$(BIN)/enigm-recover completion fish > $(COMPLETIONDIR)/enigm-recover.fish
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/out

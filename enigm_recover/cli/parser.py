@@ -8,6 +8,7 @@ from typing import Any
 from enigm_recover import __version__
 from enigm_recover.cli.commands_app import cmd_app, cmd_default
 from enigm_recover.cli.commands_audit import cmd_audit_verify
+from enigm_recover.cli.commands_completion import SHELLS, cmd_completion
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
 from enigm_recover.cli.commands_readiness import cmd_readiness
@@ -346,4 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     for action in ("show", "path", "set", "unset"):
         csub.choices[action].set_defaults(func=cmd_config)
+
+    p = sub.add_parser(
+        "completion", help="print a shell completion script (bash, zsh or fish)",
+        description="Print the completion script of SHELL, generated from these very options.",
+        epilog="bash: enigm-recover completion bash > ~/.local/share/bash-completion/completions/enigm-recover;  "
+               "zsh: enigm-recover completion zsh > a folder of $fpath as _enigm-recover;  "
+               "fish: enigm-recover completion fish > ~/.config/fish/completions/enigm-recover.fish")
+    p.add_argument("shell", metavar="SHELL", choices=SHELLS, help="bash, zsh or fish")
+    p.set_defaults(func=cmd_completion)
     return parser
