@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,9 +78,9 @@ def test_make_man_writes_a_manual_page_with_every_command_and_option(tmp_path: P
     make = ["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed-test", f"BIN={BIN}", f"MANDIR={tmp_path}", "man"]
     subprocess.run(make, check=True, capture_output=True)
     page = tmp_path / "enigm-recover.1"
-    env = {**os.environ, "MANWIDTH": "200", "MAN_KEEP_FORMATTING": "0"}
+    env = {k: v for k, v in os.environ.items() if k != "MAN_KEEP_FORMATTING"} | {"MANWIDTH": "200"}
     shown = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, check=True, env=env).stdout
-    shown = shown.replace("\u2010", "-").replace("\u2212", "-")
+    shown = re.sub(".\b", "", shown).replace("\u2010", "-").replace("\u2212", "-")  # no overstrike, plain hyphens
     commands, options = every_command_and_option(build_parser())
     assert shown.startswith("ENIGM-RECOVER(1)")
     assert all(f"enigm-recover {c}" in shown or f" {c}" in shown for c in commands)

@@ -356,4 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
                "fish: enigm-recover completion fish > ~/.config/fish/completions/enigm-recover.fish")
     p.add_argument("shell", metavar="SHELL", choices=SHELLS, help="bash, zsh or fish")
     p.set_defaults(func=cmd_completion)
+    _add_log_options(parser)
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """-v and --debug, before or after the command (a command's own copy leaves the top level's value)."""
+    default: Any = {"verbose": 0, "debug": False} if top else {"verbose": argparse.SUPPRESS,
+                                                                "debug": argparse.SUPPRESS}
+    g = parser.add_argument_group("diagnostics (on stderr; never a secret)") if top else parser
+    g.add_argument("-v", "--verbose", action="count", default=default["verbose"],
+                   help="say what is being done: connections, steps, files")
+    g.add_argument("--debug", action="store_true", default=default["debug"],
+                   help="also SSH negotiation (algorithms, authentication) and timings")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_log_options(sub, top=False)

@@ -15,12 +15,14 @@ snapshot's records (counts and a canonical digest); a step is reported
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from enigm_recover.errors import PayloadIntegrityError, RestoreRefused, TargetError
+from enigm_recover.logs import timed
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.recovery.assess import (
     UNCHANGED,
@@ -39,6 +41,8 @@ from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPo
 from enigm_recover.state.live import Unreadable, table_unreadable, table_unwritable, unreadable
 from enigm_recover.state.model import DEVICE, IDENTITY, Kind
 from enigm_recover.state.store import TargetStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -147,8 +151,12 @@ class Restorer:
                 self.store.record_step(run.run_id, step.name, "skipped", {})
                 outcomes.append(StepOutcome(step.name, "skipped"))
                 continue
-            position = self.apply_step(run.run_id, step, position)
-            verification = self.verify_step(step)
+            log.info("restore step %s: applying (policies %s)", step.name, ", ".join(sorted(p.value for p in step.policies)))
+            with timed(log, f"restore step {step.name}: applying"):
+                position = self.apply_step(run.run_id, step, position)
+            with timed(log, f"restore step {step.name}: verifying"):
+                verification = self.verify_step(step)
+            log.info("restore step %s: %s", step.name, "verified" if verification["verified"] else "NOT verified")
             status = "verified" if verification["verified"] else "not-verified"
             self.store.record_step(run.run_id, step.name, status, verification)
             outcomes.append(_outcome(step, position, status, verification))

@@ -16,6 +16,7 @@ failures never are.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha
                      "aes256-ctr", "aes192-ctr", "aes128-ctr")
 WINDOW = 16 << 20  # bytes in flight on the SFTP channel
 MAX_PACKET = 256 << 10
+
+log = logging.getLogger(__name__)
 
 
 class Prompter(Protocol):
@@ -226,6 +229,8 @@ async def _check_unverified_host(target: SSHTarget, probe: asyncssh.SSHClientCon
         raise HostKeyUnknown(f"{target} presented no host key")
     fingerprint = key.get_fingerprint("sha256")
     host = str(probe.config.get("HostKeyAlias") or probe.host)
+    log.info("%s:%s offers the %s host key %s, not trusted by %s", host, probe.port, key.get_algorithm(),
+             fingerprint, known_path)
     trusted, _cas, revoked, *_ = _load_known_hosts(known_path).match(host, host, probe.port)
     if any(k == key for k in revoked):
         raise HostKeyChanged(f"the host key of {host}:{probe.port} ({fingerprint}) is marked revoked in {known_path}")
@@ -252,6 +257,9 @@ async def _connect_direct(target: SSHTarget, settings: SSHSettings,
     plain, encrypted = _load_keys(*_identity_files(probe, settings))
     label = f"{probe.username}@{probe.host}"
     ciphers: Any = () if probe.config.get("Ciphers") else list(PREFERRED_CIPHERS)
+    log.info("connecting to %s (port %s%s)", label, probe.port, f" through {tunnel!r}" if tunnel else "")
+    log.debug("known hosts: %s; identity files: %d loaded, %d needing a passphrase", known_path, len(plain),
+              len(encrypted))
     host_key_checked = False
     attempt = 0
     while True:
