@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -39,10 +41,30 @@ class ProgressPrinter:
             eta = (p.total - p.done) / rate if rate > 0 else 0
             line += f" of {human_size(p.total) if p.unit == 'bytes' else f'{p.total:,}'}" \
                     f" ({100 * p.done / p.total:.0f}%), {rate_s}, ETA {eta:.0f} s"
-        self.stream.write("\r\033[K" + line)
+        self.stream.write("\r\033[K" + fit(line, terminal_width(self.stream)))
         if p.total and p.done >= p.total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal ``stream`` draws on: $COLUMNS, else the terminal's own size, else 80."""
+    if os.environ.get("COLUMNS", "").isdigit() and int(os.environ["COLUMNS"]) > 0:
+        return int(os.environ["COLUMNS"])
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size().columns
+
+
+def fit(line: str, columns: int) -> str:
+    """``line`` cut to fit in one row less one column: a redrawn line that wrapped would leave a trail."""
+    from rich.cells import cell_len, set_cell_size
+
+    room = max(columns - 1, 1)
+    if cell_len(line) <= room:
+        return line
+    return set_cell_size(line, room - 1) + "…"
 
 
 def progress_for(args: argparse.Namespace) -> ProgressCallback:
