@@ -68,6 +68,7 @@ def listing(cli, drill, config: Path, *extra: object) -> tuple[int, str, str]:
 def test_a_key_in_the_global_known_hosts_file_is_trusted(drill, sshd, keys, cli, tmp_path: Path) -> None:
     user, global_ = tmp_path / "known_hosts", tmp_path / "ssh_known_hosts"
     user.write_text("")
+    global_.write_text("# no key yet\n")
     config = ssh_config(tmp_path, sshd, keys, UserKnownHostsFile=user, GlobalKnownHostsFile=global_)
     code, _, err = listing(cli, drill, config)
     assert code == 31 and sshd.fingerprint() in err and str(global_) in err  # unknown: both files were read

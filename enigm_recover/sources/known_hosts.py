@@ -46,7 +46,8 @@ class KnownHostsFiles:
         return self.user[0] if self.user else None
 
     def describe(self) -> str:
-        files = [*self.user, *self.global_]
+        """The files read, for messages: the one that records, and every other that exists."""
+        files = [f for f in (*self.user, *self.global_) if f == self.record_to or f.exists()]
         return ", ".join(str(f) for f in files) if files else "no known_hosts file"
 
     def load(self) -> asyncssh.SSHKnownHosts:
