@@ -195,6 +195,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     snapshot_time = snapshot_time_of(verified)
     result = DiffResult(verified.manifest.id, snapshot_time, store.display,
                         {k.name: KindSummary() for k in KINDS if k.name in selected})
+    log.info("comparing snapshot %s with %s (%s)", verified.manifest.id, store.display, ", ".join(sorted(selected)))
     missing_accounts: set[str] = set()  # the snapshot's identities that live lacks: a restore brings them back
     lines = LineStore()
     confirmation = PayloadConfirmation()

@@ -74,6 +74,7 @@ def verify_entry(
     """Check a listed snapshot; without ``hash_payload`` the SHA-256 is left to unsealing,
     which checks it in the same pass as decryption (and reports it honestly as deferred here)."""
     report = VerifyReport(entry.id)
+    log.info("verifying snapshot %s (payload %s)", entry.id, "hashed now" if hash_payload else "hashed when unsealed")
 
     def fail(name: str, error: EnigmError) -> tuple[VerifyReport, None]:
         report.checks.append(Check(name, False, error.message))
