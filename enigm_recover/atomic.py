@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -19,6 +20,18 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def refuse_unless_regular(path: Path) -> None:
+    """An existing ``path`` that is not a regular file is never replaced: a device, a pipe, a folder or a
+    link swapped for a file breaks what it was (``--out /dev/null`` would leave the system without one)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise OutputExistsError(f"{path} exists and is not a regular file (a device, pipe, folder or link); "
+                                "it is never replaced", "name a new file, or a regular file to replace")
+
+
 @contextmanager
 def atomic_output(path: Path, *, mode: int = 0o600, overwrite: bool = False) -> Iterator[BinaryIO]:
     """Yield a file for writing; on success it is fsynced and moved to ``path``.
@@ -27,6 +40,7 @@ def atomic_output(path: Path, *, mode: int = 0o600, overwrite: bool = False) -> 
     so a reader never sees half a file. Without ``overwrite`` an existing
     ``path`` is refused, also when it appears while we write.
     """
+    refuse_unless_regular(path)
     if not overwrite and path.exists():
         raise OutputExistsError(f"{path} already exists")
     if not path.parent.is_dir():

@@ -35,6 +35,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "recipient": ("ENIGM_RECOVER_RECIPIENT", "recovery.pub of the configured recovery key"),
     "ssh_config": ("ENIGM_RECOVER_SSH_CONFIG", "OpenSSH client config for SFTP sources (default ~/.ssh/config)"),
     "known_hosts": ("ENIGM_RECOVER_KNOWN_HOSTS", "known_hosts file (default: from the ssh config, ~/.ssh/known_hosts)"),
+    "target_environment": ("ENIGM_RECOVER_TARGET_ENVIRONMENT",
+                           "the environment of the default target (e.g. prod): restoring a snapshot of another "
+                           "environment into it is refused"),
 }
 
 
@@ -89,3 +92,16 @@ def save_setting(path: Path, key: str, value: str | None) -> None:
 def setting(flag_value: str | None, key: str, config: dict[str, str]) -> str | None:
     """A setting's effective value: flag, then environment, then config file."""
     return flag_value or os.environ.get(SETTINGS[key][0]) or config.get(key)
+
+
+def target_environment(target_flag: str | None, environment_flag: str | None, config: dict[str, str]) -> str | None:
+    """The environment of the target a command uses. A flag names it for any target; otherwise it comes from
+    where the target came from (environment variables, or the config file), so a target given on the command
+    line is never checked against the environment configured for another one."""
+    if environment_flag:
+        return environment_flag
+    if target_flag:
+        return None
+    if os.environ.get(SETTINGS["target"][0]):
+        return os.environ.get(SETTINGS["target_environment"][0]) or None
+    return config.get("target_environment") or None

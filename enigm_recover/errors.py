@@ -261,3 +261,29 @@ class InsecurePath(EnigmError):
 
     exit_code = 47
     hint = "make it yours and writable by you alone (chmod go-w PATH), then run the command again"
+
+
+class CustodianNameInvalid(ShareError):
+    """A custodian name read back from a card or typed at a prompt breaks the rule of ``keys init``."""
+
+    exit_code = 20
+    hint = "use the name on the share card: letters, digits, '.', '_' or '-', at most 64 characters"
+
+
+# -- what a snapshot says, and what it does not: 34-37 ------------------------------------------
+
+
+class KindNotInSnapshot(EnigmError):
+    """A step names a kind outside the snapshot's signed scope: the snapshot says nothing about that kind,
+    which is not the same as holding none of it."""
+
+    exit_code = 34
+    hint = "run only the steps of kinds the snapshot holds (--step), or choose a snapshot that holds the kind"
+
+
+class EnvironmentMismatch(EnigmError):
+    """The snapshot was sealed in another environment than the target's configured one."""
+
+    exit_code = 35
+    hint = ("choose a snapshot of the target's environment (--environment), or pass --allow-environment-mismatch "
+            "if restoring across environments is intended (it is recorded in the audit log)")

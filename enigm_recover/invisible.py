@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from enigm_recover.atomic import atomic_output
+from enigm_recover.atomic import atomic_output, refuse_unless_regular
 from enigm_recover.errors import InputFileError, OutputExistsError
 
 _PROC_FD = Path("/proc/self/fd")
@@ -66,6 +66,7 @@ def _give_name(fd: int, path: Path, overwrite: bool) -> None:
 def invisible_output(path: Path, *, mode: int = 0o600, overwrite: bool = False) -> Iterator[BinaryIO]:
     """Yield a file for writing; when the block ends without error, the file is fsynced and appears at
     ``path``, whole. On any failure nothing appears, and nothing is left (see the module's note)."""
+    refuse_unless_regular(path)
     if not overwrite and path.exists():
         raise OutputExistsError(f"{path} already exists")
     if not path.parent.is_dir():

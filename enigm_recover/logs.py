@@ -59,10 +59,13 @@ def _replacement(match: re.Match[str]) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats a record whole (with its traceback), then redacts the result."""
+    """Formats a record whole (with its traceback), redacts the result, and makes it inert for a terminal
+    (a server's banner or version string is outside text)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        from enigm_recover.inert import for_terminal
+
+        return for_terminal(redact(super().format(record)), multiline=True)
 
 
 class _StderrHandler(logging.StreamHandler):

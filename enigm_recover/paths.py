@@ -13,6 +13,8 @@ import codecs
 import os
 from typing import Union
 
+from enigm_recover.inert import visible
+
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 ERRORS = "enigm-display"  # the codec error handler that applies the same rule to a text stream
 
@@ -31,7 +33,7 @@ def display_text(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return "".join(_show(c) for c in text)
+        return "".join(visible(c) if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
 def is_text(text: str) -> bool:
@@ -39,19 +41,10 @@ def is_text(text: str) -> bool:
     return display_text(text) == text
 
 
-def _show(char: str) -> str:
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if 0xD800 <= code <= 0xDFFF:  # any other lone surrogate
-        return f"\\u{code:04x}"
-    return char
-
-
 def _handler(exc: UnicodeError) -> tuple[str, int]:
     if not isinstance(exc, UnicodeEncodeError):
         raise exc
-    return "".join(_show(c) for c in exc.object[exc.start:exc.end]), exc.end
+    return "".join(visible(c) for c in exc.object[exc.start:exc.end]), exc.end
 
 
 codecs.register_error(ERRORS, _handler)

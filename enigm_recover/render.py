@@ -28,6 +28,10 @@ def human_age(seconds: int | None) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned; each cell one line, its control characters shown escaped (``inert.for_terminal``)."""
+    from enigm_recover.inert import for_terminal
+
+    rows = [[for_terminal(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row)]

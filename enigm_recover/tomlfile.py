@@ -1,10 +1,14 @@
-"""TOML documents the tool writes (reports, run state): tomli-w, with None values left out."""
+"""TOML documents the tool writes (reports, run state): tomli-w, with None values left out, and every
+character a terminal acts on written as an escape (``inert.for_toml``), so that reading the file with
+``cat`` or ``less`` is safe too."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import tomli_w
+
+from enigm_recover.inert import for_toml
 
 
 def without_none(value: Any) -> Any:
@@ -17,4 +21,4 @@ def without_none(value: Any) -> Any:
 
 
 def dumps(document: dict[str, Any]) -> bytes:
-    return tomli_w.dumps(without_none(document)).encode("utf-8")
+    return for_toml(tomli_w.dumps(without_none(document))).encode("utf-8")

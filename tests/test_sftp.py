@@ -410,3 +410,31 @@ def test_ssh_agent_is_used(drill, sshd, ssh_home, cli, tmp_path: Path, monkeypat
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+@pytest.mark.parametrize("damage", ["folder", "link-outside", "unsigned"])
+def test_a_refused_newest_remote_entry_stops_latest(drill, served, tmp_path: Path, cli, damage: str) -> None:
+    """`latest` over SFTP never falls back to an older snapshot when the newest entry is refused."""
+    from enigm_recover.snapshot.manifest import manifest_name
+
+    newer = "20261126T130000Z-0badc0de"
+    path = drill.snapshots / manifest_name(newer)
+    if damage == "folder":
+        path.mkdir()
+    elif damage == "link-outside":
+        (tmp_path / "elsewhere.toml").write_text("x")
+        os.symlink(tmp_path / "elsewhere.toml", path)
+    else:
+        import dataclasses
+        from datetime import datetime, timezone
+
+        created = datetime(2026, 11, 26, 13, tzinfo=timezone.utc)
+        path.write_bytes(dataclasses.replace(read_manifest(drill.snapshots, drill.latest), id=newer,
+                                             created_at=created).to_toml())  # and no signature
+    config = served()
+    base = ["--cache-dir", tmp_path / "c", "verify", "sftp://drill/", "--ssh-config", config,
+            "--allowed-signers", drill.allowed_signers]
+    code, _, err = cli(*base[:4], "latest", *base[4:])
+    assert code in (7, 10) and newer in err and "older snapshot" in err, err
+    code, _, err = cli(*base[:4], drill.latest, *base[4:])
+    assert code == 0, err

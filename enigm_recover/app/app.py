@@ -205,6 +205,12 @@ class RecoverApp(App[str]):
     async def ask_host_key(self, source: str, fingerprint: str, detail: str) -> bool:
         return bool(await self._ask_modal(HostKeyDialog(source, fingerprint, detail)))
 
+    def notify(self, message: str, *, title: str = "", markup: bool = False, **kwargs: Any) -> None:
+        """A toast: its text is never markup and its control characters show escaped, whoever calls it."""
+        from enigm_recover.inert import for_terminal
+
+        super().notify(for_terminal(message, multiline=True), title=for_terminal(title), markup=False, **kwargs)
+
     def post_notice(self, message: str) -> None:
         self.notices.append(message)
         self.notify(self.options.shown(message), timeout=8)
@@ -229,7 +235,7 @@ class RecoverApp(App[str]):
         return RunSettings(source=o.source or "", target=o.target or "", allowed_signers=o.allowed_signers or Path(),
                            state_dir=o.state_dir, cache_dir=o.cache_dir, operator=o.operator, ssh=self.ssh_settings,
                            signer=o.signer(UIPrompter(self).ask_secret) if o.signer else None,
-                           batch_size=o.batch_size)
+                           batch_size=o.batch_size, target_environment=o.target_environment)
 
     def start_run(self, runbook: Any, resume: str | None = None) -> bool:
         def work(progress: Any) -> Any:

@@ -16,19 +16,21 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from enigm_recover.app.format import inert, plain
+
 PAGE = 100
 KINDS = (None, "identity", "device", "setting", "role")
 CHANGES = (None, "missing", "extra", "changed")
 
 
 def _key(change: Any) -> str:
-    return " / ".join(str(k) for k in change.key)
+    return inert(" / ".join(str(k) for k in change.key))
 
 
 def _value(value: Any, limit: int = 60) -> str:
     if value is None:
         return "—"
-    text = str(value)
+    text = inert(value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -87,8 +89,8 @@ class ChangeBrowser(Vertical):
             if change.unreadable is not None and change.unreadable.column:
                 names.append(change.unreadable.column)  # the column the model cannot read
             fields = ", ".join(names)
-            table.add_row(str(number), change.kind, _key(change), change.change.value,
-                          _value(fields or None, 28), Text(findings, style="bold") if findings else "", key=str(number))
+            table.add_row(str(number), plain(change.kind), Text(_key(change)), plain(change.change.value),
+                          Text(_value(fields or None, 28)), plain(findings, "bold"), key=str(number))
         self._show_filter()
         self._show_detail()
 
@@ -120,8 +122,8 @@ class ChangeBrowser(Vertical):
         from enigm_recover.recovery.assess import REASONS
 
         change = self._page[row]
-        text = Text(f"{change.kind} {_key(change)}", style="bold")
-        text.append(f" — {change.change.value}\n")
+        text = Text(f"{inert(change.kind)} {_key(change)}", style="bold")
+        text.append(f" — {inert(change.change.value)}\n")
         for finding in change.findings:
             text.append(f"{finding.value}: ", style="bold")
             text.append(f"{REASONS[finding]}\n")
@@ -135,10 +137,10 @@ class ChangeBrowser(Vertical):
         elif change.change.value == "extra":
             text.append("Only in live: kept unless the step chooses delete-extra.")
         elif change.fields:
-            width = max(len(f) for f, _live, _snap in change.fields)
+            width = max(len(inert(f)) for f, _live, _snap in change.fields)
             text.append(f"{'field':<{width}}  {'live (now)':<30}  snapshot (a restore writes)\n", style="dim")
             for name, live, snap in change.fields:
-                text.append(f"{name:<{width}}  {_value(live):<30}  {_value(snap)}\n")
+                text.append(f"{inert(name):<{width}}  {_value(live):<30}  {_value(snap)}\n")
         text.rstrip()
         detail.update(text)
 

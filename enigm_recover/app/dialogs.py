@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from enigm_recover.app.format import plain
 from enigm_recover.app.widgets import HiddenInput
 
 
@@ -23,11 +24,11 @@ class ErrorDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="error-dialog", classes="dialog"):
-            yield Label(Text(self.title_text, style="bold"), classes="dialog-title")
-            yield Static(Text(self.message), id="error-message")
+            yield Label(plain(self.title_text, "bold"), classes="dialog-title")
+            yield Static(plain(self.message, multiline=True), id="error-message")
             if self.hint:
                 yield Label("What to do next", classes="dialog-subtitle")
-                yield Static(Text(self.hint), id="error-hint")
+                yield Static(plain(self.hint, multiline=True), id="error-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close (Enter)", id="close", variant="primary")
 
@@ -53,9 +54,9 @@ class HostKeyDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="host-key-dialog", classes="dialog"):
             yield Label(Text("Unknown host key", style="bold"), classes="dialog-title")
-            yield Static(Text(f"The backup host of {self.source} is not in known_hosts. It offers the key"))
-            yield Static(Text(self.fingerprint, style="bold"), id="fingerprint")
-            yield Static(Text(self.detail, style="dim"), id="host-key-detail")
+            yield Static(plain(f"The backup host of {self.source} is not in known_hosts. It offers the key"))
+            yield Static(plain(self.fingerprint, "bold"), id="fingerprint")
+            yield Static(plain(self.detail, "dim", multiline=True), id="host-key-detail")
             yield Static(Text("Compare it, character by character, with the fingerprint the host's owner gives "
                               "you out of band. Accepting records it in known_hosts; a changed key is always "
                               "refused."), id="host-key-advice")
@@ -87,9 +88,9 @@ class SecretDialog(ModalScreen["str | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="secret-dialog", classes="dialog"):
-            yield Label(Text(self.prompt.strip().rstrip(":"), style="bold"), classes="dialog-title")
+            yield Label(plain(self.prompt.strip().rstrip(":"), "bold"), classes="dialog-title")
             if self.explanation:
-                yield Static(Text(self.explanation))
+                yield Static(plain(self.explanation, multiline=True))
             yield HiddenInput(id="secret", placeholder="hidden; Enter to confirm")
             yield Static("", id="secret-note")
 
@@ -123,8 +124,8 @@ class QuestionDialog(ModalScreen["str | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="question-dialog", classes="dialog"):
-            yield Label(Text(self.title_text, style="bold"), classes="dialog-title")
-            yield Static(Text(self.question))
+            yield Label(plain(self.title_text, "bold"), classes="dialog-title")
+            yield Static(plain(self.question, multiline=True))
             yield Input(value=self.default, placeholder=self.placeholder, id="answer")
             yield Static(Text("Enter to confirm, Esc to cancel", style="dim"), id="question-note")
 

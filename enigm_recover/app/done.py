@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label, Static
 
+from enigm_recover.app.format import inert, plain
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import humanize_counts
 
@@ -32,20 +33,22 @@ class DoneScreen(StageScreen):
             if result.action == "restore":
                 for key, value in result.counts.items():
                     totals[key] = totals.get(key, 0) + value
-        outcome = Text(f"Run {ex.status}", style="bold")
-        outcome.append(f" — runbook {ex.runbook.name}, ceremony {ex.ceremony}, snapshot {ex.state.snapshot or '-'}\n")
+        outcome = Text(f"Run {inert(ex.status)}", style="bold")
+        outcome.append(inert(f" — runbook {ex.runbook.name}, ceremony {ex.ceremony}, snapshot {ex.state.snapshot or '-'}")
+                       + "\n")
         unmet = [r.step for r in results if not r.ok]
         if unmet:
-            outcome.append(f"Not done or not verified: {', '.join(unmet)}\n", style="bold")
+            outcome.append(f"Not done or not verified: {inert(', '.join(unmet))}\n", style="bold")
         if totals:
-            outcome.append("Restored: " + humanize_counts(totals))
+            outcome.append("Restored: " + inert(humanize_counts(totals)))
         self.query_one("#outcome", Static).update(outcome)
         table = self.query_one("#results", DataTable)
         table.add_columns("step", "status", "summary", "confirmed by")
         for result in results:
-            summary = result.summary if len(result.summary) <= 70 else result.summary[:69] + "…"
-            table.add_row(result.step, Text(result.status, style="bold" if not result.ok else ""), shown(summary),
-                          ", ".join(result.confirmed_by))
+            summary = shown(result.summary)
+            summary = summary if len(summary) <= 70 else summary[:69] + "…"
+            table.add_row(plain(result.step), plain(result.status, "bold" if not result.ok else ""), Text(summary),
+                          plain(", ".join(result.confirmed_by)))
         evidence = Text()
         for label, value in (("Report", ex.folder / "report.md"), ("Audit log", ex.folder / "audit.jsonl"),
                              ("Audit head", ex.recovery.audit.head)):

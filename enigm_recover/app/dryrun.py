@@ -55,7 +55,7 @@ class DryRunScreen(StageScreen):
             self.query_one(ProgressPanel).display = False
             self._show(self.ex.dry_run)
         else:
-            intro.append(" ".join(step.guidance.split()))
+            intro.append(fmt.inert(" ".join(step.guidance.split())))
             intro.append(" Nothing is written. Highlight a change to see its fields and findings explained.",
                          style="dim")
             self.run_dry_run()
@@ -77,7 +77,7 @@ class DryRunScreen(StageScreen):
     def _ran(self, result: Any) -> None:
         self.state = "done"
         self.query_one(ProgressPanel).display = False
-        self.query_one("#dry-run-summary", Static).update(Text(f"✓ Dry run done: {result.summary}", style="bold"))
+        self.query_one("#dry-run-summary", Static).update(Text(f"✓ Dry run done: {fmt.inert(result.summary)}", style="bold"))
         self._show(self.ex.dry_run)
         self.refresh_frame()
         self.refresh_bindings()
@@ -95,13 +95,16 @@ class DryRunScreen(StageScreen):
         counted = result.findings()
         for code, count in sorted(counted.items(), key=lambda item: (-item[1], item[0])):
             kinds_with = ", ".join(k for k, s in result.kinds.items() if s.findings.get(code))
-            findings.add_row(Text(code, style="bold"), f"{count:,}", kinds_with)
+            findings.add_row(fmt.plain(code, "bold"), f"{count:,}", fmt.plain(kinds_with))
         if not counted:
             findings.add_row("none", "", "no change touches a safety rule")
         kinds = self.query_one("#kinds", DataTable)
         kinds.clear()
         for kind, s in result.kinds.items():
-            kinds.add_row(fmt.KIND_LABELS.get(kind, kind), f"{s.snapshot:,}", f"{s.live:,}", f"{s.missing:,}",
+            if not s.in_snapshot:
+                kinds.add_row(fmt.plain(fmt.KIND_LABELS.get(kind, kind)), "not in this snapshot", "", "", "", "", "")
+                continue
+            kinds.add_row(fmt.plain(fmt.KIND_LABELS.get(kind, kind)), f"{s.snapshot:,}", f"{s.live:,}", f"{s.missing:,}",
                           f"{s.extra:,}", f"{s.changed:,}", f"{s.unchanged:,}")
         browser = self.query_one(ChangeBrowser)
         browser.show(result)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+from rich.text import Text
+
+from enigm_recover.inert import for_terminal
 from enigm_recover.progress import Progress
 from enigm_recover.render import human_age, human_size
 
@@ -11,6 +14,17 @@ KIND_LABELS = {"identity": "identities", "device": "devices", "setting": "settin
 KIND_SHORT = {"identity": "id", "device": "dev", "setting": "set", "role": "role"}
 size = human_size  # the command line's formats, so both faces say the same
 age = human_age
+
+
+def plain(value: object, style: str = "", *, multiline: bool = False) -> Text:
+    """Text from outside (a record's key, a name, a runbook's words, a path) as a widget shows it: never
+    markup, every control character shown escaped (``inert.for_terminal``)."""
+    return Text(for_terminal(value, multiline=multiline), style=style)
+
+
+def inert(value: object, *, multiline: bool = False) -> str:
+    """The same as a string, to append to a ``Text`` (``Text.append`` never reads markup)."""
+    return for_terminal(value, multiline=multiline)
 
 
 def duration(seconds: float) -> str:

@@ -46,6 +46,7 @@ class AppOptions:
     recipient_fingerprint: str | None = None  # the same, given directly (the drill knows it)
     signer: Callable[[Callable[[str], str]], Any] | None = None  # (ask passphrase) -> the audit head's signer
     batch_size: int = DEFAULT_BATCH
+    target_environment: str | None = None  # the configured target's environment: another one's snapshot is refused
     drill: DrillInfo | None = None
     resume: bool = False  # open the newest paused run of the runbook straight away
     # seams for tests and screenshots: nothing on screen may depend on the clock, the host or chance
@@ -56,9 +57,12 @@ class AppOptions:
     redact: Callable[[str], str] | None = None  # applied to paths and hashes before they are shown
 
     def shown(self, text: object) -> str:
-        """``text`` as the screen shows it (tests replace paths and hashes that change run to run)."""
+        """``text`` as the screen shows it: controls escaped (``inert.for_terminal``; tests also replace paths
+        and hashes that change run to run)."""
+        from enigm_recover.inert import for_terminal
+
         value = str(text)
-        return self.redact(value) if self.redact else value
+        return for_terminal(self.redact(value) if self.redact else value, multiline=True)
 
 
 def drill_options(doc: dict[str, Any], *, state_dir: Path, cache_dir: Path, operator: str,

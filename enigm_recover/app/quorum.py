@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static
 
 from enigm_recover.app.dialogs import SecretDialog
+from enigm_recover.app.format import inert
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import BigText, ShareInput
 
@@ -121,10 +122,10 @@ class QuorumScreen(StageScreen):
             self.rejected.append((name, exc.message))
             share.value = ""
             self.query_one("#typed-ceremony", Input).value = ""
-            verdict = Text(f"✗ Rejected, {name}: ", style="bold")
-            verdict.append(exc.message)
+            verdict = Text(f"✗ Rejected, {inert(name)}: ", style="bold")
+            verdict.append(inert(exc.message))
             if exc.hint:
-                verdict.append(f" — {exc.hint}", style="dim")
+                verdict.append(f" — {inert(exc.hint)}", style="dim")
             self._verdict(verdict)
             share.focus()
             self._show_progress()
@@ -132,7 +133,7 @@ class QuorumScreen(StageScreen):
         share.value = ""
         self.query_one("#typed-ceremony", Input).value = ""
         name_field.value = ""
-        verdict = Text(f"✓ Accepted: {receipt.custodian}", style="bold")
+        verdict = Text(f"✓ Accepted: {inert(receipt.custodian)}", style="bold")
         verdict.append(f" (group {receipt.group_index + 1}, member {receipt.member_index + 1})")
         self._verdict(verdict)
         self._show_progress()
@@ -162,14 +163,15 @@ class QuorumScreen(StageScreen):
             text.append("Quorum reached.\n", style="bold")
         text.append("\nEntered by\n", style="bold")
         for receipt in entry.receipts:
-            text.append(f"✓ {receipt.custodian}", style="bold")
+            text.append(f"✓ {inert(receipt.custodian)}", style="bold")
             text.append(f"  group {receipt.group_index + 1}, member {receipt.member_index + 1}\n", style="dim")
         if not entry.receipts:
             text.append("nobody yet\n", style="dim")
         if self.rejected:
             text.append("\nRejected\n", style="bold")
             for name, reason in self.rejected[-5:]:
-                text.append(f"✗ {name}", style="bold")
+                text.append(f"✗ {inert(name)}", style="bold")
+                reason = inert(reason)
                 text.append(f"  {reason[:60]}{'…' if len(reason) > 60 else ''}\n", style="dim")
         text.rstrip()
         self.query_one("#quorum-progress", Static).update(text)

@@ -20,8 +20,8 @@ SIGNATURE_LABELS = {"trusted": "trusted", "unknown-signer": "UNTRUSTED signer", 
 def why_not(summary: Any) -> str | None:
     """Why a snapshot cannot be chosen (None when it can)."""
     if summary.signature.value != "trusted":
-        return f"its signature is {SIGNATURE_LABELS.get(summary.signature.value, summary.signature.value)}: " \
-               f"{summary.signature_detail}"
+        return fmt.inert(f"its signature is {SIGNATURE_LABELS.get(summary.signature.value, summary.signature.value)}: "
+                         f"{summary.signature_detail}")
     if summary.recipient_matches is False:
         return "it is sealed to another recovery key than the configured one"
     return None
@@ -60,7 +60,7 @@ class SnapshotsScreen(StageScreen):
                      "/".join(f"{n:,}" for n in s.counts.values()) or "?",
                      self.recover.options.shown(fmt.size(s.payload_size)),
                      SIGNATURE_LABELS.get(s.signature.value, s.signature.value), key]
-            table.add_row(*(Text(c, style=style) for c in cells), key=s.id)
+            table.add_row(*(fmt.plain(c, style) for c in cells), key=s.id)
             if not blocked and first_choice is None:
                 first_choice = index
         step = self.ex.current
@@ -73,7 +73,7 @@ class SnapshotsScreen(StageScreen):
         elif self.summaries[first_choice].in_future(now):
             newest = self.summaries[first_choice]
             assert newest.created_at is not None
-            proposal.append(f"The newest usable snapshot, {newest.id}, is dated "
+            proposal.append(f"The newest usable snapshot, {fmt.inert(newest.id)}, is dated "
                             f"{newest.created_at:%Y-%m-%d %H:%M:%S} UTC, after this host's clock "
                             f"({now:%Y-%m-%d %H:%M:%S} UTC): a wrong clock or a forged time. ", style="bold")
             proposal.append("Check this host's clock and the producer's; choose it only if you know it is genuine.",
@@ -83,7 +83,11 @@ class SnapshotsScreen(StageScreen):
             newest = self.summaries[first_choice].id
             ask = step is not None and step.snapshot == "ask"
             proposal.append("Choose the snapshot to recover from. " if ask else
-                            f"The newest usable snapshot, {newest}, is proposed. ")
+                            f"The newest usable snapshot, {fmt.inert(newest)}, is proposed. ")
+            if first_choice > 0:  # never a silent fallback: say that newer entries are refused
+                proposal.append(f"The newer {fmt.inert(self.summaries[0].id)} is refused "
+                                f"({fmt.inert(why_not(self.summaries[0]))}): "
+                                "using an older snapshot is your explicit choice. ", style="bold")
             proposal.append("Unsigned or untrusted snapshots are shown struck out and cannot be chosen.", style="dim")
             table.move_cursor(row=first_choice)
         self.query_one("#proposal", Static).update(proposal)
@@ -114,7 +118,7 @@ class SnapshotsScreen(StageScreen):
         if blocked:
             text.append(f"Cannot be chosen: {blocked}\n\n", style="bold")
         else:
-            text.append(f"Signature: {s.signature_detail}\n", style="bold")
+            text.append(f"Signature: {fmt.inert(s.signature_detail)}\n", style="bold")
             if s.recipient_matches:
                 text.append("Sealed to the configured recovery key.\n", style="bold")
             text.append("\n")

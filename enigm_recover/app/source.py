@@ -44,8 +44,8 @@ class SourceScreen(StageScreen):
 
     def connect(self) -> None:
         self.failed = False
-        self.query_one(ProgressPanel).start(f"Connecting to {self.recover.options.shown(self.ex.settings.source)} "
-                                            "and reading the manifests…")
+        self.query_one(ProgressPanel).start(Text(f"Connecting to {self.recover.options.shown(self.ex.settings.source)} "
+                                                 "and reading the manifests…"))
         self.recover.run_engine(lambda progress: self.recover.list_snapshots(), done=self._listed,
                                 failed=self._failed, label="listing the source")
         self.refresh_bindings()

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from enigm_recover.app.format import inert, plain
 from enigm_recover.app.stage import StageScreen
 
 
@@ -61,7 +62,7 @@ class StartScreen(StageScreen):
         options.loading = False
         options.clear_options()
         for runbook in self.runbooks:
-            options.add_option(Option(Text.assemble((runbook.name, "bold"), f"  {runbook.title} "
+            options.add_option(Option(Text.assemble((inert(runbook.name), "bold"), f"  {inert(runbook.title)} "
                                                     f"({len(runbook.steps)} steps)"), id=runbook.name))
         wanted = self.recover.options.runbook
         names = [r.name for r in self.runbooks]
@@ -101,12 +102,12 @@ class StartScreen(StageScreen):
         self.recover.selected_runbook = runbook
         if runbook is None:
             return
-        purpose = Text(" ".join(runbook.purpose.split()))
+        purpose = plain(" ".join(runbook.purpose.split()))
         purpose.append("\n")
         for number, step in enumerate(runbook.steps, 1):
             flags = step.action.value + (", two-person" if step.two_person else "")
-            purpose.append(f"\n{number:>2}. {step.title} ", style="bold")
-            purpose.append(f"({flags})", style="dim")
+            purpose.append(f"\n{number:>2}. {inert(step.title)} ", style="bold")
+            purpose.append(f"({inert(flags)})", style="dim")
         self.query_one("#runbook-purpose", Static).update(purpose)
         paused = self._paused_of(runbook)
         text = Text()
@@ -114,7 +115,7 @@ class StartScreen(StageScreen):
             run = paused[0]
             where = runbook.steps[run.position].title if run.position < len(runbook.steps) else "the end"
             text.append("Paused run: ", style="bold")
-            text.append(f"ceremony {run.ceremony}, at step {run.position + 1} ({where}) — press r to resume it")
+            text.append(inert(f"ceremony {run.ceremony}, at step {run.position + 1} ({where})") + " — press r to resume it")
             if len(paused) > 1:
                 text.append(f" ({len(paused) - 1} older paused run(s) too)", style="dim")
         self.query_one("#paused-runs", Static).update(text)
@@ -130,13 +131,13 @@ class StartScreen(StageScreen):
             text.append(shown(value) if value else f"not set (pass {flag})")
             text.append("\n")
         text.append(f"{'Operator:':<17}", style="bold")
-        text.append(o.operator)
+        text.append(inert(o.operator))
         return text
 
     def _drill_text(self) -> Text:
         drill = self.recover.options.drill
         assert drill is not None
-        names = ", ".join(drill.custodians)
+        names = inert(", ".join(drill.custodians))
         folder = self.recover.options.shown(next(iter(drill.custodians.values())).parent) if drill.custodians else ""
         return Text.assemble(("Tabletop drill. ", "bold"),
                              f"Print the five custodian cards ({names}) from {folder} and hand one to each "

@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Label, Static
 
 from enigm_recover.app.dialogs import QuestionDialog
+from enigm_recover.app.format import inert, plain
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import ProgressPanel, humanize_counts
 
@@ -47,7 +48,7 @@ class StepScreen(StageScreen):
         step = self.ex.current
         self.step = step
         yield Static("", id="step-title")
-        yield Static(Text(" ".join(step.guidance.split())), id="guidance")
+        yield Static(plain(" ".join(step.guidance.split())), id="guidance")
         if step.prompts:
             yield Static(self._prompts_text(step), id="prompts")
         if step.action.value == "restore":
@@ -70,7 +71,7 @@ class StepScreen(StageScreen):
     def on_mount(self) -> None:
         super().on_mount()
         step = self.step
-        title = Text(f"{ACTION_LABELS.get(step.action.value, step.action.value)}", style="bold")
+        title = plain(ACTION_LABELS.get(step.action.value, step.action.value), "bold")
         flags = []
         if step.kinds:
             flags.append("kinds: " + ", ".join(step.kinds))
@@ -79,7 +80,7 @@ class StepScreen(StageScreen):
         if step.two_person:
             flags.append("two-person")
         if flags:
-            title.append("  ·  " + "  ·  ".join(flags), style="dim")
+            title.append(inert("  ·  " + "  ·  ".join(flags)), style="dim")
         self.query_one("#step-title", Static).update(title)
         self.query_one(ProgressPanel).display = False
         if step.action.value == "restore":
@@ -93,7 +94,7 @@ class StepScreen(StageScreen):
         text = Text()
         text.append("For the room:\n", style="bold")
         for prompt in step.prompts:
-            text.append(f"  ? {prompt}\n")
+            text.append(f"  ? {inert(prompt)}\n")
         text.rstrip()
         return text
 
@@ -118,7 +119,10 @@ class StepScreen(StageScreen):
         for plan_step, p in preview:
             policies = plan_step.describe().replace("restore-missing", "missing").replace(
                 "overwrite-changed", "overwrite").replace("delete-extra", "delete")
-            table.add_row(plan_step.name, policies, f"{p.inserts:,}", f"{p.updates:,}",
+            if not p.in_snapshot:  # refused when run: the snapshot says nothing about the kind
+                table.add_row(plain(plan_step.name), plain(policies), "not in this snapshot", "", "", "", "")
+                continue
+            table.add_row(plain(plan_step.name), plain(policies), f"{p.inserts:,}", f"{p.updates:,}",
                           f"{p.deletes:,}", f"{p.protected:,}", f"{p.left:,}")
         self.planned = True
         self.query_one(ProgressPanel).display = False
@@ -181,7 +185,7 @@ class StepScreen(StageScreen):
         self.state = "running"
         for field in self.query("#confirm-form Input").results(Input):
             field.disabled = True
-        self.query_one(ProgressPanel).start(f"{ACTION_LABELS.get(self.step.action.value, 'Step')}: starting…")
+        self.query_one(ProgressPanel).start(plain(f"{ACTION_LABELS.get(self.step.action.value, 'Step')}: starting…"))
         self.query_one(ProgressPanel).display = True
         self.query_one("#step-result", Static).update(Text("Running; Esc stops it at the next safe point.",
                                                            style="dim"))
@@ -192,15 +196,16 @@ class StepScreen(StageScreen):
     def _done(self, result: Any) -> None:
         self.state, self.result = "done", result
         mark = "✓" if result.ok else ("–" if result.status == "skipped" else "!")
-        text = Text(f"{mark} {result.status}: ", style="bold")
-        text.append(result.summary)
+        text = Text(f"{mark} {inert(result.status)}: ", style="bold")
+        text.append(inert(result.summary, multiline=True))
         for outcome in result.detail.get("steps", []) if isinstance(result.detail, dict) else []:
-            text.append(f"\n  {outcome.get('step', '?')}: {outcome.get('status', '?')}", style="bold")
+            text.append(inert(f"\n  {outcome.get('step', '?')}: {outcome.get('status', '?')}", multiline=True),
+                        style="bold")
             counts = {k: outcome[k] for k in ("inserted", "updated", "deleted") if k in outcome}
             if counts:
                 text.append("  " + humanize_counts(counts))
         if result.confirmed_by:
-            text.append(f"\nConfirmed by {', '.join(result.confirmed_by)}.", style="dim")
+            text.append(f"\nConfirmed by {inert(', '.join(result.confirmed_by))}.", style="dim")
         text.append("\nPress Enter to go on.", style="dim")
         self.query_one("#step-result", Static).update(text)
         panel = self.query_one(ProgressPanel)
@@ -226,7 +231,7 @@ class StepScreen(StageScreen):
     def action_skip(self) -> None:
         if self.state not in ("confirm", "failed") or not self.ex.can_skip(self.step) or self.recover.busy:
             return
-        self.app.push_screen(QuestionDialog("Skip this step?", f"Step {self.step.id} ({self.step.title}) will be "
+        self.app.push_screen(QuestionDialog("Skip this step?", f"Step {inert(self.step.id)} ({inert(self.step.title)}) will be "
                                             "left undone and the report says so. Why?", "the reason, for the record",
                                             required=True), callback=self._skip)
 

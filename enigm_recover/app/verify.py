@@ -39,8 +39,8 @@ class VerifyScreen(StageScreen):
         super().on_mount()
         self.query_one("#checks", DataTable).add_columns("check", "result", "detail")
         step = self.ex.current
-        intro = Text(" ".join(step.guidance.split()) + "\n", style="")
-        intro.append(f"Snapshot {self.ex.state.snapshot}: the manifest's schema and signature, then the payload "
+        intro = Text(fmt.inert(" ".join(step.guidance.split())) + "\n", style="")
+        intro.append(f"Snapshot {fmt.inert(self.ex.state.snapshot)}: the manifest's schema and signature, then the payload "
                      "is fetched into the cache (resumable) and its size and SHA-256 checked against the signed "
                      "manifest.", style="dim")
         self.query_one("#verify-intro", Static).update(intro)
@@ -66,9 +66,9 @@ class VerifyScreen(StageScreen):
         for name, verdict in result.detail.get("checks", {}).items():
             ok, _, detail = verdict.partition(": ")
             mark = {"ok": "✓ ok", "FAILED": "✗ FAILED"}.get(ok, ok)
-            table.add_row(name, mark, self.recover.options.shown(detail))
+            table.add_row(fmt.plain(name), fmt.plain(mark), Text(self.recover.options.shown(detail)))
         self.query_one(ProgressPanel).finish("Fetched and checked", "")
-        outcome = Text(f"✓ {result.summary}. ", style="bold")
+        outcome = Text(f"✓ {fmt.inert(result.summary)}. ", style="bold")
         outcome.append(fmt.counts(result.counts))
         outcome.append("\nPress Enter to go on.", style="dim")
         self.query_one("#verify-outcome", Static).update(outcome)

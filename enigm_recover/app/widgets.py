@@ -50,7 +50,7 @@ class StageHeader(Static):
         if runbook is not None:
             room = width - line1.cell_len - ceremony.cell_len - 7
             if room > 8:
-                title = Text(runbook.title)
+                title = fmt.plain(runbook.title)
                 title.truncate(room, overflow="ellipsis")
                 line1.append("  ·  ")
                 line1.append_text(title)
@@ -58,7 +58,7 @@ class StageHeader(Static):
         index = getattr(self.screen, "step_index", None)
         if ex is not None and index is not None and index < len(ex.runbook.steps):
             line2.append(f"Step {index + 1} of {len(ex.runbook.steps)}", style="bold")
-            line2.append(f": {ex.runbook.steps[index].title}")
+            line2.append(f": {fmt.inert(ex.runbook.steps[index].title)}")
         elif ex is not None and ex.current is None:
             line2.append(f"Runbook finished ({ex.status})", style="bold")
         else:
@@ -107,7 +107,7 @@ class RunbookPanel(Static):
             style = "dim" if status == "pending" else "bold" if status in ("failed", "not-verified") else ""
             if index == viewing:
                 style = "bold reverse"
-            line = Text(f"{icon} {index + 1}. {step.title}", style=style, no_wrap=True, overflow="ellipsis")
+            line = Text(f"{icon} {index + 1}. {fmt.inert(step.title)}", style=style, no_wrap=True, overflow="ellipsis")
             if status in ("failed", "not-verified", "skipped"):
                 line.append(f" ({status})")
             line.truncate(width, overflow="ellipsis")
@@ -132,9 +132,9 @@ class ProgressPanel(Vertical):
         yield ProgressBar(total=None, show_eta=False, show_percentage=True, classes="progress-bar")
         yield Label("", classes="progress-amount")
 
-    def start(self, label: str) -> None:
+    def start(self, label: str | Text) -> None:
         self._stage = None
-        self.query_one(".progress-stage", Label).update(label)
+        self.query_one(".progress-stage", Label).update(label if isinstance(label, Text) else fmt.plain(label))
         self.query_one(".progress-bar", ProgressBar).update(total=None, progress=0)
         self.query_one(".progress-amount", Label).update("")
         self.display = True
@@ -143,16 +143,16 @@ class ProgressPanel(Vertical):
         now = self.app.options.monotonic()  # type: ignore[attr-defined]
         if p.stage != self._stage:
             self._stage, self._started, self._since = p.stage, now, p.done
-        self.query_one(".progress-stage", Label).update(fmt.humanize_stage(p.stage))
+        self.query_one(".progress-stage", Label).update(fmt.plain(fmt.humanize_stage(p.stage)))
         self.query_one(".progress-bar", ProgressBar).update(total=p.total or None, progress=p.done)
         rate = fmt.rate_and_eta(p, now - self._started, self._since)
-        self.query_one(".progress-amount", Label).update(fmt.amount(p) + (f"  ·  {rate}" if rate else ""))
+        self.query_one(".progress-amount", Label).update(fmt.plain(fmt.amount(p) + (f"  ·  {rate}" if rate else "")))
 
     def finish(self, label: str, amount: str = "") -> None:
         bar = self.query_one(".progress-bar", ProgressBar)
         bar.update(total=100, progress=100)
-        self.query_one(".progress-stage", Label).update(label)
-        self.query_one(".progress-amount", Label).update(amount)
+        self.query_one(".progress-stage", Label).update(fmt.plain(label))
+        self.query_one(".progress-amount", Label).update(fmt.plain(amount))
 
 
 def humanize_counts(counts: dict[str, int]) -> str:

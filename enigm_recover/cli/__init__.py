@@ -3,7 +3,9 @@
 Every command calls the engine (state, snapshot, quorum, sources, recovery,
 drill) and formats what it returns. A user-caused failure is an
 ``EnigmError``: it prints one line naming the cause and the next step, and
-exits with the error's stable code (see the README).
+exits with the error's stable code (see the README). Everything printed goes
+through ``inert.TerminalStream``: text from outside (records, names, paths)
+never reaches the terminal as a control sequence.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Sequence
 from enigm_recover.cli.context import Context
 from enigm_recover.cli.parser import build_parser
 from enigm_recover.errors import EnigmError, InputFileError, InterruptedByUser
+from enigm_recover.inert import TerminalStream, for_terminal
 
 
 def show_paths_on_streams() -> None:
@@ -32,7 +35,17 @@ def show_paths_on_streams() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command with stdout and stderr escaped (see ``inert.TerminalStream``)."""
     show_paths_on_streams()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalStream(sys.stdout), TerminalStream(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -44,11 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return args.func(Context(args))
     except EnigmError as exc:
-        print(f"enigm-recover: error: {exc.one_line()}", file=sys.stderr)
+        print(f"enigm-recover: error: {for_terminal(exc.one_line())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         err = InterruptedByUser("interrupted")
-        print(f"\nenigm-recover: {err.one_line()}", file=sys.stderr)
+        print(f"\nenigm-recover: {for_terminal(err.one_line())}", file=sys.stderr)
         return err.exit_code
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -65,6 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so in one line; the traceback only on request
         if os.environ.get("ENIGM_RECOVER_DEBUG"):
             raise
-        print(f"enigm-recover: internal error: {type(exc).__name__}: {exc} — this is a bug; please report it "
-              "(set ENIGM_RECOVER_DEBUG=1 to see the traceback)", file=sys.stderr)
+        print(f"enigm-recover: internal error: {type(exc).__name__}: {for_terminal(exc)} — this is a bug; please "
+              "report it (set ENIGM_RECOVER_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ def _signer_factory(audit_key: str | None) -> Any:
 def app_options(ctx: Context, *, source: str | None, target: str | None, allowed_signers: str | None,
                 runbook: str | None, operator: str | None, resume: bool = False) -> Any:
     """The app's options from flags, the environment and the config file (as every command resolves them)."""
+    from enigm_recover import config
     from enigm_recover.app.options import AppOptions
 
     args = ctx.args
@@ -43,7 +44,8 @@ def app_options(ctx: Context, *, source: str | None, target: str | None, allowed
         known_hosts=Path(known_hosts) if known_hosts else None,
         identities=[Path(p) for p in (getattr(args, "identity", None) or [])],
         accept_host_key=getattr(args, "accept_new_host_key", None), recipient=Path(recipient) if recipient else None,
-        signer=_signer_factory(getattr(args, "audit_key", None)), resume=resume)
+        signer=_signer_factory(getattr(args, "audit_key", None)), resume=resume,
+        target_environment=config.target_environment(target, None, ctx.config))
 
 
 def launch(options: Any) -> int:

@@ -30,7 +30,7 @@ def _drill_over_ssh(ctx: Context, folder: Path) -> None:
             print(f"Over SSH ({doc['ssh']['source']}, host key pinned in {doc['ssh']['known_hosts']}):")
             listing = source.list()
             print_listing(summarize(listing, allowed, doc["recovery"]["fingerprint"]), True)
-            report, _ = verify_entry(source, resolve(listing, "latest"), allowed, progress_for(ctx.args))
+            report, _ = verify_entry(source, resolve(listing, "latest", allowed), allowed, progress_for(ctx.args))
         for check in report.checks:
             print(f"{check_mark(check.ok)}  {check.name}: {check.detail}")
         if report.error:

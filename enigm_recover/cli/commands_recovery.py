@@ -55,7 +55,8 @@ def cmd_restore(ctx: Context) -> int:
     from enigm_recover.errors import RestoreNotVerified
     from enigm_recover.recovery.apply import Restorer
     from enigm_recover.recovery.diff import diff
-    from enigm_recover.recovery.plan import make_plan, preview
+    from enigm_recover.recovery.environment import bind_environment
+    from enigm_recover.recovery.plan import make_plan, preview, require_in_snapshot
     from enigm_recover.state.stores import open_store
 
     args = ctx.args
@@ -64,7 +65,13 @@ def cmd_restore(ctx: Context) -> int:
     with open_recovery(ctx, "restore") as recovery, open_store(target) as store:
         if not args.dry_run:
             store.lock_restores()  # before custodians enter shares: a restore already running refuses at once
-        verified, identity = open_sealed(ctx, recovery)
+
+        def before_shares(manifest: Any) -> None:
+            require_in_snapshot(plan, manifest)
+            bind_environment(recovery, manifest, store.display, ctx.target_environment(),
+                             args.allow_environment_mismatch)
+
+        verified, identity = open_sealed(ctx, recovery, before_shares)
         result = diff(verified, identity, store, progress=progress_for(args))
         record_dry_run(recovery, result)
         previews = {step.name: preview(step, result) for step in plan.steps}

@@ -169,7 +169,9 @@ def cmd_run(ctx: Context) -> int:
     operator = args.operator or getpass.getuser()
     settings = RunSettings(source="", target="", allowed_signers=Path(), state_dir=ctx.locations.state_dir,
                            cache_dir=ctx.locations.cache_dir, operator=operator, ssh=ctx.ssh_settings(),
-                           signer=ctx.audit_signer(), batch_size=args.batch_size)
+                           signer=ctx.audit_signer(), batch_size=args.batch_size, environment=args.environment,
+                           target_environment=ctx.target_environment(),
+                           allow_environment_mismatch=args.allow_environment_mismatch)
     if args.resume or args.abort:
         ex = RunbookExecutor.resume(runbook, settings, args.run)
         if args.abort:

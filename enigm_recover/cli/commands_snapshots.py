@@ -40,7 +40,7 @@ def cmd_seal(ctx: Context) -> int:
 
 def cmd_snapshots_list(ctx: Context) -> int:
     from enigm_recover.quorum.recovery_key import recipient_fingerprint
-    from enigm_recover.snapshot.listing import summarize
+    from enigm_recover.snapshot.listing import latest_verdict, summarize
     from enigm_recover.snapshot.seal import read_recipient_file
     from enigm_recover.snapshot.signature import load_allowed_signers
 
@@ -52,14 +52,17 @@ def cmd_snapshots_list(ctx: Context) -> int:
     with ctx.open_source() as source:
         listing = source.list()
         description = source.description
-    summaries = summarize(listing, allowed, fingerprint)
+    summaries = summarize(listing, allowed, fingerprint, args.environment)
+    latest = latest_verdict(listing, allowed, args.environment)
     if args.json:
         now = datetime.now(timezone.utc)
         emit_json({"source": description, "snapshots": [s.as_dict(now) for s in summaries],
-                   "rejected": listing.rejected})
+                   "rejected": listing.rejected, "refused": [r.__dict__ for r in listing.refused],
+                   "latest": latest.as_dict()})
         return 0
     print(f"source {description}")
     print_listing(summaries, allowed is not None)
+    print(latest.describe())
     for reason in listing.rejected:
         print(f"refused: {reason}", file=sys.stderr)
     return 0
@@ -72,7 +75,7 @@ def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any]
 
     allowed = ctx.allowed_signers()
     with ctx.open_source() as source:
-        entry = resolve(source.list(), ctx.args.id)
+        entry = resolve(source.list(), ctx.args.id, allowed, ctx.snapshot_environment(ctx.args.id))
         return verify_entry(source, entry, allowed, progress_for(ctx.args), hash_payload=hash_payload)
 
 
@@ -119,11 +122,14 @@ def recovery_facts(recovery: Any) -> dict[str, Any]:
             "audit_log": str(recovery.folder / "audit.jsonl"), "audit_head": recovery.audit.head}
 
 
-def open_sealed(ctx: Context, recovery: Any) -> tuple[Any, Any]:
-    """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares."""
+def open_sealed(ctx: Context, recovery: Any, before_shares: Any = None) -> tuple[Any, Any]:
+    """Verify the snapshot (its SHA-256 is checked in the decryption pass) and combine the custodians' shares;
+    ``before_shares(manifest)`` may refuse the verified snapshot before any custodian is asked."""
     report, verified = verify_chosen(ctx, hash_payload=False)
     if verified is None:
         recovery.record("verify-snapshot", outcome="failed", inputs={"snapshot": report.snapshot_id})
         raise report.error
     recovery.snapshot(verified.manifest, ctx.args.source)
+    if before_shares is not None:
+        before_shares(verified.manifest)
     return verified, gather_shares(ctx, verified.manifest.recipient_fingerprint, recovery)

@@ -61,6 +61,19 @@ class Context:
                              f"pass {option}, set {SETTINGS[key][0]}, or `enigm-recover config set {key} VALUE`")
         return value
 
+    def target_environment(self) -> str | None:
+        """The configured environment of the command's target (see config.target_environment)."""
+        from enigm_recover import config
+
+        if not hasattr(self.args, "target_environment"):
+            return None
+        return config.target_environment(self.args.target, self.args.target_environment, self.config)
+
+    def snapshot_environment(self, ref: str) -> str | None:
+        """The environment ``ref`` resolves in: --environment; for `latest`, else the target's environment (an id
+        named explicitly is then resolved as named, and a mismatch refused as such)."""
+        return getattr(self.args, "environment", None) or (self.target_environment() if ref == "latest" else None)
+
     def ssh_settings(self) -> Any:
         from enigm_recover.sources.ssh import SSHSettings
 
@@ -135,6 +148,7 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
     """Feed shares into a quorum until it is complete: from share files, stdin lines, or the terminal
     (where each custodian gives a name and may bind the share to the ceremony by typing its id back)."""
     from enigm_recover.quorum.cards import parse_share_text, read_share_file
+    from enigm_recover.quorum.names import custodian_name_problem
 
     args = ctx.args
     recovery = quorum.recovery
@@ -157,7 +171,7 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
             if not line.strip():
                 continue
             try:
-                quorum.add(parse_share_text(line).words, f"stdin share {number}")
+                quorum.add(parse_share_text(line).words, f"stdin-share-{number}")
             except ShareError as exc:
                 raise type(exc)(f"share on stdin line {number}: {exc.message}", exc.hint) from None
             if quorum.complete:
@@ -169,6 +183,9 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
             name = ""
             while not name:
                 name = input("Custodian name: ").strip()
+                if name and (problem := custodian_name_problem(name)) is not None:
+                    print(problem, file=sys.stderr)
+                    name = ""
             typed = input("Type the ceremony id to bind your share to it (Enter to skip): ").strip()
             words = getpass.getpass(f"Share words of {name}: ")
             try:

@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from enigm_recover.inert import for_terminal
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 
 
@@ -18,7 +19,7 @@ class ProgressPrinter:
     """Draws progress (done, rate, ETA) on a terminal's stderr, at most ten times a second."""
 
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+        self.stream: TextIO = getattr(stream, "unescaped", stream)  # its own control sequences pass; text is escaped
         self.started = time.monotonic()
         self.last = 0.0
         self.stage = ""
@@ -41,7 +42,7 @@ class ProgressPrinter:
             eta = (p.total - p.done) / rate if rate > 0 else 0
             line += f" of {human_size(p.total) if p.unit == 'bytes' else f'{p.total:,}'}" \
                     f" ({100 * p.done / p.total:.0f}%), {rate_s}, ETA {eta:.0f} s"
-        self.stream.write("\r\033[K" + fit(line, terminal_width(self.stream)))
+        self.stream.write("\r\033[K" + fit(for_terminal(line), terminal_width(self.stream)))
         if p.total and p.done >= p.total:
             self.stream.write("\n")
         self.stream.flush()
@@ -111,8 +112,8 @@ def print_listing(summaries: list[Any], signers_checked: bool) -> None:
         counts = " ".join(f"{k[0]}:{n:,}" for k, n in s.counts.items()) or "-"
         rows.append([s.id, s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
                      "FUTURE" if s.in_future(now) else human_age(s.age_seconds(now)), s.environment or "-",
-                     s.producer or "-", counts,
-                     human_size(s.payload_size), s.signature.value, key])
+                     s.producer or "-", counts, human_size(s.payload_size),
+                     "unreadable" if s.created_at is None else s.signature.value, key])
     print(table(["ID", "CREATED (UTC)", "AGE", "ENV", "PRODUCER", "COUNTS", "PAYLOAD", "SIGNATURE", "KEY"], rows))
     if not signers_checked:
         print("signatures were checked for validity only: pass --allowed-signers to check trust")
@@ -128,7 +129,8 @@ def print_diff(result: Any, limit: int) -> None:
 
     print(f"dry run of snapshot {result.snapshot_id} (taken {result.snapshot_time}) against {result.target}")
     rows = [[k, f"{s.snapshot:,}", f"{s.live:,}", f"{s.missing:,}", f"{s.extra:,}", f"{s.changed:,}",
-             f"{s.unchanged:,}"] for k, s in result.kinds.items()]
+             f"{s.unchanged:,}"] if s.in_snapshot else [k, "not in this snapshot", "", "", "", "", ""]
+            for k, s in result.kinds.items()]
     print(table(["KIND", "SNAPSHOT", "LIVE", "MISSING", "EXTRA", "CHANGED", "UNCHANGED"], rows))
     findings = result.findings()
     if findings:
@@ -139,7 +141,7 @@ def print_diff(result: Any, limit: int) -> None:
     if shown:
         print(f"\nchanges (first {len(shown):,} of {len(result.changes):,}; findings first; --limit shows more):")
     for change in shown:
-        key = "/".join(str(k) for k in change.key)
+        key = for_terminal("/".join(str(k) for k in change.key))
         notes = f"  [{', '.join(f.value for f in change.findings)}]" if change.findings else ""
         print(f"  {change.change.value:<8} {change.kind} {key}{notes}")
         for name, live, snap in change.fields:

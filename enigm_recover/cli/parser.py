@@ -40,6 +40,22 @@ def _add_snapshot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
     p.add_argument("id", metavar="ID", help=ID_HELP)
     p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    p.add_argument("--environment", metavar="NAME", help=ENVIRONMENT_HELP)
+
+
+ENVIRONMENT_HELP = ("only snapshots of this environment count for `latest` and id prefixes (refused entries always "
+                    "count: what they claim is not trusted)")
+TARGET_ENVIRONMENT_HELP = ("the target's environment (env ENIGM_RECOVER_TARGET_ENVIRONMENT, config "
+                           "target_environment, both only with the target set the same way): a snapshot of another "
+                           "environment is refused; also the default of --environment")
+
+
+def _add_target_environment(p: argparse.ArgumentParser, *, restores: bool) -> None:
+    p.add_argument("--target-environment", metavar="NAME", help=TARGET_ENVIRONMENT_HELP)
+    if restores:
+        p.add_argument("--allow-environment-mismatch", action="store_true",
+                       help="restore a snapshot of another environment than the target's (recorded in the "
+                            "audit log)")
 
 
 def _add_ssh_options(p: argparse.ArgumentParser) -> None:
@@ -154,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
     p.add_argument("--allowed-signers", metavar="F", help="check trust against this allowed_signers file")
     p.add_argument("--recipient", metavar="FILE", help="recovery.pub to compare each snapshot's recipient with")
+    p.add_argument("--environment", metavar="NAME", help="only this environment's snapshots (and refused entries)")
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)
     p.set_defaults(func=cmd_snapshots_list)
@@ -188,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", action="append", metavar="K", help="only this kind (repeat): identity, device, "
                                                                "setting, role")
     p.add_argument("--limit", type=int, metavar="N", help="changes to show (default 20; with --json: all)")
+    _add_target_environment(p, restores=False)
     _add_shares_options(p)
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)
@@ -210,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show the plan and write nothing")
     p.add_argument("--yes", action="store_true", help="do not ask before each step")
     p.add_argument("--resume", action="store_true", help="continue the interrupted restore in the target")
+    _add_target_environment(p, restores=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N", help=argparse.SUPPRESS)
     _add_shares_options(p)
     p.add_argument("--json", action="store_true")
@@ -252,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--second-operator", metavar="NAME", help="confirms two-person steps (another name)")
     a.add_argument("--snapshot", metavar="ID", help="the snapshot for select-snapshot (id, prefix or latest)")
     a.add_argument("--note", metavar="TEXT", help="a note recorded with confirmed steps")
+    p.add_argument("--environment", metavar="NAME", help=ENVIRONMENT_HELP)
+    _add_target_environment(p, restores=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N", help=argparse.SUPPRESS)
     _add_shares_options(p)
     p.add_argument("--json", action="store_true")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enigm_recover.bounded import SHARE_FILE, read_text_bounded
+from enigm_recover.errors import InputFileError
+from enigm_recover.quorum.names import custodian_name_problem
 
 CARD_TITLE = "ENIGM-RECOVER SHARE CARD"
 _NUMBERED_WORD = re.compile(r"\s*[0-9]+\.?\s+([A-Za-z]+)\s*")
@@ -72,6 +74,8 @@ def parse_share_text(text: str) -> ShareText:
         for line in lines[1:]:
             if line.startswith("custodian:"):
                 custodian = line.split(":", 1)[1].strip()
+                if (problem := custodian_name_problem(custodian)) is not None:
+                    raise InputFileError(f"the card's {problem}", "use the card as keys init wrote it")
             elif line.strip() == "words:":
                 in_words = True
             elif in_words and line.strip():
@@ -88,4 +92,7 @@ def parse_share_text(text: str) -> ShareText:
 def read_share_file(path: Path) -> ShareText:
     text = read_text_bounded(path, SHARE_FILE, "share file")
     assert text is not None
-    return parse_share_text(text)
+    try:
+        return parse_share_text(text)
+    except InputFileError as exc:
+        raise InputFileError(f"share file {path}: {exc.message}", exc.hint) from None

@@ -16,6 +16,7 @@ from shamir_mnemonic.recovery import RecoveryState
 from shamir_mnemonic.wordlist import WORD_INDEX_MAP, WORDLIST
 
 from enigm_recover.errors import (
+    CustodianNameInvalid,
     DuplicateShare,
     NotEnoughShares,
     ShareChecksumError,
@@ -23,6 +24,7 @@ from enigm_recover.errors import (
     ShareWordError,
     WrongRecoveryKey,
 )
+from enigm_recover.quorum.names import custodian_name_problem
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 
 SHARE_WORDS = 33  # SLIP-39 share length for a 256-bit secret
@@ -110,7 +112,10 @@ class ShareEntry:
     # -- entering ----------------------------------------------------------
 
     def add(self, text: str, custodian: str | None = None) -> ShareReceipt:
-        name = (custodian or f"custodian {len(self.receipts) + 1}").strip()
+        """Check and keep one share; ``custodian`` (from a card or a prompt) meets the rule of ``keys init``."""
+        name = (custodian or f"custodian-{len(self.receipts) + 1}").strip()
+        if (problem := custodian_name_problem(name)) is not None:
+            raise CustodianNameInvalid(problem)
         if any(r.custodian == name for r in self.receipts):
             raise DuplicateShare(f"{name} has already entered a share")
         words = normalize_words(text)

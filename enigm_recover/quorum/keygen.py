@@ -20,9 +20,9 @@ from enigm_recover.atomic import write_atomic
 from enigm_recover.private import make_private_dir
 from enigm_recover.errors import OutputExistsError, UsageError
 from enigm_recover.quorum.cards import ShareCard
+from enigm_recover.quorum.names import CUSTODIAN_RE, custodian_name_problem  # noqa: F401 - CUSTODIAN_RE re-exported
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 
-CUSTODIAN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RECIPIENT_FILE = "recovery.pub"
 
 
@@ -56,8 +56,8 @@ def validate_plan(group_threshold: int, groups: list[GroupSpec], custodians: lis
     if len(custodians) != total:
         raise UsageError(f"{total} shares need {total} custodians; {len(custodians)} were named")
     for name in custodians:
-        if not CUSTODIAN_RE.fullmatch(name):
-            raise UsageError(f"custodian name {name!r}: use letters, digits, '.', '_' or '-' (it names the card file)")
+        if (problem := custodian_name_problem(name)) is not None:
+            raise UsageError(f"{problem} (it names the card file)")
     if len(set(custodians)) != len(custodians):
         raise UsageError("custodian names must be distinct")
 

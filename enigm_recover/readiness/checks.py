@@ -619,7 +619,8 @@ def scratch_restore(snapshot: VerifiedSnapshot, identity: RecoveryIdentity,
                 total = sum(s.snapshot for s in result.kinds.values())
                 evidence.append(f"unsealed {manifest.id}: {total:,} records, each checked against the model and "
                                 "the signed per-kind counts and digests")
-                outcome = Restorer(snapshot, store, make_plan([]), result, progress=progress).run(
+                plan = make_plan([], list(manifest.scope))  # only the kinds the snapshot holds (scope says the rest)
+                outcome = Restorer(snapshot, store, plan, result, progress=progress).run(
                     resume=False, confirm=lambda step: True)
                 for o in outcome.steps:
                     evidence.append(f"restore step {o.step}: {o.status}, {o.inserted:,} inserted")

@@ -13,6 +13,7 @@ from typing import Any
 
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
+from enigm_recover.inert import for_markdown, for_terminal
 from enigm_recover.readiness.checks import ReadinessReport
 
 TOML_NAME = "readiness.toml"
@@ -35,22 +36,23 @@ def render_markdown(report: ReadinessReport, context: dict[str, Any] | None = No
     lines = [f"# Recovery readiness — {verdict}", ""]
     if not report.ready:
         lines += [f"Failing checks: {', '.join(report.failing)}.", ""]
-    lines += [f"- **Source:** {report.source}",
+    md = for_markdown
+    lines += [f"- **Source:** {md(report.source)}",
               f"- **Checked at (UTC):** {doc['checked_at']}",
               f"- **Recovery key expected:** {report.recipient_fingerprint}",
               f"- **Policy:** newest usable snapshot at most {doc['policy']['max_age']} old; identities and devices "
               f"may drop at most {report.policy.max_drop:g}% between consecutive snapshots"
-              + (f"; environment {report.policy.environment}" if report.policy.environment else "")]
+              + (f"; environment {md(report.policy.environment)}" if report.policy.environment else "")]
     if report.newest_id:
-        lines.append(f"- **Newest usable snapshot:** {report.newest_id} ({report.newest_age_seconds:,} s old)")
+        lines.append(f"- **Newest usable snapshot:** {md(report.newest_id)} ({report.newest_age_seconds:,} s old)")
     for key, label in (("ceremony", "Ceremony"), ("operator", "Operator"), ("audit_log", "Audit log")):
         if context.get(key):
-            lines.append(f"- **{label}:** {context[key]}")
+            lines.append(f"- **{label}:** {md(context[key])}")
     lines += ["", "## Checks", "", "| check | verdict | summary |", "|---|---|---|"]
     for c in report.checks:
-        lines.append(f"| {c.name} | {c.status.upper()} | {_cell(c.summary)} |")
+        lines.append(f"| {md(c.name)} | {c.status.upper()} | {md(c.summary)} |")
     for c in report.checks:
-        lines += ["", f"### {c.name}: {c.status}", "", f"_{c.as_dict()['description']}._", "", c.summary, ""]
+        lines += ["", f"### {md(c.name)}: {c.status}", "", f"_{c.as_dict()['description']}._", "", md(c.summary), ""]
         lines += [f"- {_md(e)}" for e in c.evidence] or ["- (no evidence)"]
     lines += ["", "## Snapshots (newest first)", ""]
     if report.snapshots:
@@ -59,8 +61,8 @@ def render_markdown(report: ReadinessReport, context: dict[str, Any] | None = No
         for s in doc["snapshots"]:
             key = {True: "expected", False: "OTHER", None: "-"}[s["recipient_matches"]]
             counts = ", ".join(f"{k} {n:,}" for k, n in s["counts"].items()) or "-"
-            lines.append(f"| {s['id']} | {s['created_at'] or '-'} | {s['environment'] or '-'} | {s['signature']} | "
-                         f"{key} | {s['payload']} | {counts} |")
+            lines.append(f"| {md(s['id'])} | {md(s['created_at'] or '-')} | {md(s['environment'] or '-')} | "
+                         f"{md(s['signature'])} | {key} | {md(s['payload'])} | {md(counts)} |")
     else:
         lines.append("- none")
     if report.refused_names:
@@ -70,11 +72,7 @@ def render_markdown(report: ReadinessReport, context: dict[str, Any] | None = No
 
 
 def _md(text: str) -> str:
-    return text.replace("\n", " ").replace("<", "&lt;")
-
-
-def _cell(text: str) -> str:
-    return _md(text).replace("|", "\\|")
+    return for_markdown(text)
 
 
 def write_report(report: ReadinessReport, folder: Path, context: dict[str, Any] | None = None) -> dict[str, str]:
@@ -91,7 +89,8 @@ def write_report(report: ReadinessReport, folder: Path, context: dict[str, Any] 
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    """A label value: controls shown escaped (``for_terminal``), then the exposition format's escapes."""
+    return for_terminal(value).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def render_prometheus(report: ReadinessReport) -> str:

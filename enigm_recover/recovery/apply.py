@@ -34,7 +34,7 @@ from enigm_recover.recovery.assess import (
     orphan_assessment,
 )
 from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
-from enigm_recover.recovery.plan import Plan, Policy, Step, decide
+from enigm_recover.recovery.plan import Plan, Policy, Step, decide, require_in_snapshot
 from enigm_recover.snapshot.records import parse_checked_line, row_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
@@ -140,7 +140,9 @@ class Restorer:
                               "repair the live table first, or leave the step out (--step names the steps to run)")
 
     def run(self, *, resume: bool = False, confirm: Confirm = lambda step: True) -> RestoreOutcome:
+        require_in_snapshot(self.plan, self.verified.manifest)  # before anything is written, the journal too
         run, resumed = self.open_run(resume)
+        require_in_snapshot(self.plan, self.verified.manifest)  # a resumed run's own plan
         outcomes = []
         for step in self.plan.steps:
             position = self.store.step_position(run.run_id, step.name)

@@ -78,6 +78,9 @@ class Change:
         }
 
 
+NOT_IN_SNAPSHOT = "not in this snapshot"
+
+
 @dataclass
 class KindSummary:
     snapshot: int = 0
@@ -87,9 +90,12 @@ class KindSummary:
     changed: int = 0
     unchanged: int = 0
     findings: Counter[str] = field(default_factory=Counter)
+    in_snapshot: bool = True  # False: outside the snapshot's signed scope, not compared (never "zero records")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"snapshot": self.snapshot, "live": self.live, "missing": self.missing, "extra": self.extra,
+        if not self.in_snapshot:
+            return {"in_snapshot": False, "status": NOT_IN_SNAPSHOT}
+        return {"in_snapshot": True, "snapshot": self.snapshot, "live": self.live, "missing": self.missing, "extra": self.extra,
                 "changed": self.changed, "unchanged": self.unchanged, "findings": dict(self.findings)}
 
 
@@ -200,6 +206,14 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     lines = LineStore()
     confirmation = PayloadConfirmation()
     for kind, items in rows_by_kind(verified, identity, progress, confirmation):
+        if kind.name not in verified.manifest.scope:
+            # The snapshot says nothing about this kind: live records are not compared with an empty stream
+            # (they would all look extra), and the kind is shown as not in this snapshot.
+            for _ in items:
+                pass
+            if kind.name in selected:
+                result.kinds[kind.name] = KindSummary(in_snapshot=False)
+            continue
         wanted = kind.name in selected or (kind is IDENTITY and DEVICE.name in selected)
         if not wanted:
             for _ in items:

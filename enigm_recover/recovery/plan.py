@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Iterable
 
-from enigm_recover.errors import UsageError
+from enigm_recover.errors import KindNotInSnapshot, UsageError
 from enigm_recover.recovery.assess import ChangeType
 from enigm_recover.recovery.diff import DiffResult
+from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.state.model import DEVICE, IDENTITY, ROLE, SETTING, Kind
 
 
@@ -54,6 +55,7 @@ class StepPreview:
     protected: int
     left: int  # changes the chosen policies leave alone
     unreadable: int = 0  # unreadable live records kept (counted among ``protected`` too)
+    in_snapshot: bool = True  # False: the snapshot's signed scope does not hold the step's kind
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,29 @@ def decide(change: ChangeType | None, protected: bool, policies: frozenset[Polic
     return None
 
 
+def steps_not_in_snapshot(plan: Plan, manifest: Manifest) -> list[Step]:
+    """The plan's steps whose kind lies outside the snapshot's signed scope."""
+    return [step for step in plan.steps if step.kind.name not in manifest.scope]
+
+
+def require_in_snapshot(plan: Plan, manifest: Manifest) -> None:
+    """Refuse a plan with a step on a kind the snapshot does not hold. Such a snapshot says nothing about
+    the kind: read as "zero records", every live record would look extra, and delete-extra delete them all."""
+    absent = steps_not_in_snapshot(plan, manifest)
+    if absent:
+        held = ", ".join(manifest.scope) or "no kind"
+        steps = ", ".join(f"{s.name} ({s.kind.name})" for s in absent)
+        named = " ".join(f"--step {_STEP_OF_KIND[k]}" for k in manifest.scope)
+        raise KindNotInSnapshot(
+            f"step(s) {steps} not in this snapshot: {manifest.id}'s signed scope holds only {held}; "
+            "nothing was written",
+            f"run only the steps of the kinds it holds ({named}), or choose a snapshot that holds the kind")
+
+
 def preview(step: Step, result: DiffResult) -> StepPreview:
+    summary = result.kinds.get(step.kind.name)
+    if summary is not None and not summary.in_snapshot:
+        return StepPreview(0, 0, 0, 0, 0, in_snapshot=False)
     counts = {"insert": 0, "update": 0, "delete": 0, "protected": 0, "left": 0, "unreadable": 0}
     for change in result.select(kind=step.kind.name):
         unreadable = change.unreadable is not None

@@ -23,6 +23,7 @@ from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import CeremonyMismatch
 from enigm_recover.private import make_private_dir, refuse_if_others_can_write
 from enigm_recover.paths import display_text
+from enigm_recover.inert import for_markdown, for_markdown_code
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.audit import AuditLog
 from enigm_recover.snapshot.manifest import Manifest
@@ -177,44 +178,48 @@ def _seconds_between(start: str, end: str) -> int:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    """report.md: every value that came from outside (names, paths, ids, messages) passes ``for_markdown`` or,
+    in a code span, ``for_markdown_code``."""
+    md, code = for_markdown, for_markdown_code
     snap = report["snapshot"]
     lines = [
-        f"# Recovery report — ceremony {report['ceremony']}",
+        f"# Recovery report — ceremony {md(report['ceremony'])}",
         "",
-        f"- **Status:** {report['status']}" + (f" ({report['reason']})" if report["reason"] else ""),
-        f"- **Command:** `{report['command']}` by {report['operator']}",
-        f"- **Started / finished (UTC):** {report['started']} / {report['finished']}",
+        f"- **Status:** {md(report['status'])}" + (f" ({md(report['reason'])})" if report["reason"] else ""),
+        f"- **Command:** {code(report['command'])} by {md(report['operator'])}",
+        f"- **Started / finished (UTC):** {md(report['started'])} / {md(report['finished'])}",
     ]
     if snap:
-        counts = ", ".join(f"{n:,} {k}" for k, n in snap.get("counts", {}).items())
-        lines += [f"- **Snapshot:** {snap['snapshot']} ({snap['environment']}, by {snap['producer']}, "
-                  f"taken {snap['created_at']}) from {snap['source']}: {counts}",
-                  f"- **Payload SHA-256:** `{snap['payload_sha256']}`",
-                  f"- **Recovery key:** {snap['recipient_fingerprint']}"]
+        counts = ", ".join(f"{n:,} {md(k)}" for k, n in snap.get("counts", {}).items())
+        lines += [f"- **Snapshot:** {md(snap['snapshot'])} ({md(snap['environment'])}, by {md(snap['producer'])}, "
+                  f"taken {md(snap['created_at'])}) from {md(snap['source'])}: {counts}",
+                  f"- **Payload SHA-256:** {code(snap['payload_sha256'])}",
+                  f"- **Recovery key:** {md(snap['recipient_fingerprint'])}"]
     lines += ["", "## Operators", ""]
-    lines += [f"- {name}" for name in report.get("operators", [report["operator"]])]
+    lines += [f"- {md(name)}" for name in report.get("operators", [report["operator"]])]
     lines += ["", "## Custodians", ""]
-    lines += [f"- {p['custodian']}: set {p['set_id']}, group {p['group']}, member {p['member_index']}"
+    lines += [f"- {md(p['custodian'])}: set {p['set_id']}, group {p['group']}, member {p['member_index']}"
               + (" (bound to this ceremony)" if p.get("bound_to_ceremony") else "")
               for p in report["participants"]] or ["- none (no shares were combined)"]
     lines += ["", "## Steps", ""]
     for step in report["steps"]:
-        counts = ", ".join(f"{k} {v:,}" for k, v in step["counts"].items())
-        title = f" — {step['title']}" if step.get("title") else ""
-        detail = f"; {step['detail']}" if step.get("detail") else ""
-        lines.append(f"- {step['step']}{title}: **{step['outcome']}** ({step['action']}; {counts or 'no counts'}"
-                     f"{detail}) {step.get('started', step['time'])} → {step['time']} ({step.get('seconds', 0)} s)")
+        counts = ", ".join(f"{md(k)} {v:,}" for k, v in step["counts"].items())
+        title = f" — {md(step['title'])}" if step.get("title") else ""
+        detail = f"; {md(step['detail'])}" if step.get("detail") else ""
+        lines.append(f"- {md(step['step'])}{title}: **{md(step['outcome'])}** ({md(step['action'])}; "
+                     f"{counts or 'no counts'}{detail}) {md(step.get('started', step['time']))} → {md(step['time'])} "
+                     f"({step.get('seconds', 0)} s)")
     if not report["steps"]:
         lines.append("- none")
     if report["findings"]:
         lines += ["", "## Conflicts and how they were resolved", "",
                   "Records where the snapshot and the live state disagree in a way a safety rule decides "
                   "(per restore step, `kept_by_safety_rules` and `left_by_policy` above count what stayed live):", ""]
-        lines += [f"- {code}: {n:,} — {_finding_reason(code)}" for code, n in sorted(report["findings"].items())]
+        lines += [f"- {md(code)}: {n:,} — {_finding_reason(code)}" for code, n in sorted(report["findings"].items())]
     audit = report["audit"]
-    lines += ["", "## Audit", "", f"- log: `{audit['log']}`, {audit['entries']} entries",
-              f"- head: `{audit['head']}` ("
-              + (f"signed by {audit['signer']}" if audit["signed"] else "not signed: no operator key or agent")
+    lines += ["", "## Audit", "", f"- log: {code(audit['log'])}, {audit['entries']} entries",
+              f"- head: {code(audit['head'])} ("
+              + (f"signed by {md(audit['signer'])}" if audit["signed"] else "not signed: no operator key or agent")
               + ")",
               ""]
     return "\n".join(lines)

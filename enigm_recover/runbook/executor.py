@@ -68,6 +68,9 @@ class RunSettings:
     ssh: Any = None  # SSHSettings for sftp:// sources
     signer: Signer | None = None
     batch_size: int = DEFAULT_BATCH  # records per restore transaction
+    environment: str | None = None  # `latest` and prefixes resolve among this environment's snapshots
+    target_environment: str | None = None  # the target's configured environment: another one's snapshot is refused
+    allow_environment_mismatch: bool = False  # the operator's explicit override (recorded in the audit log)
 
 
 @dataclass(frozen=True)
@@ -431,12 +434,15 @@ class RunbookExecutor:
     def _do_select_snapshot(self, step: RunbookStep, confirmation: Confirmation | None,
                             progress: ProgressCallback) -> tuple[str, str, dict[str, int], dict[str, Any]]:
         from enigm_recover.snapshot.catalog import resolve
+        from enigm_recover.snapshot.signature import load_allowed_signers
 
         ref = (confirmation.snapshot if confirmation and confirmation.snapshot else None) or step.snapshot
         if ref == "ask":
             raise UsageError(f"step {step.id} asks the operator to choose a snapshot", "give its id")
+        allowed = load_allowed_signers(self.settings.allowed_signers)
+        environment = self.settings.environment or (self.settings.target_environment if ref == "latest" else None)
         with self._open_source() as source:
-            entry = resolve(source.list(), ref)
+            entry = resolve(source.list(), ref, allowed, environment)
         self.state.snapshot, self.verified, self.dry_run = entry.id, None, None
         return "done", f"chose snapshot {entry.id}", {}, {"snapshot": entry.id, "asked_for": ref}
 
@@ -473,7 +479,14 @@ class RunbookExecutor:
         from enigm_recover.recovery.apply import Restorer
         from enigm_recover.state.stores import open_store
 
+        from enigm_recover.recovery.environment import bind_environment
+        from enigm_recover.recovery.plan import require_in_snapshot
+
         plan = self._plan(step)
+        manifest = self._verified(progress).manifest
+        require_in_snapshot(plan, manifest)
+        bind_environment(self.recovery, manifest, self.settings.target, self.settings.target_environment,
+                         self.settings.allow_environment_mismatch)
         checked = self._dry_run_for(step, progress)
         resume = step.id in self.state.restore_started
         if not resume:

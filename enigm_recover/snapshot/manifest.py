@@ -109,7 +109,15 @@ class Manifest:
         doc = loads_toml(text, "manifest", ManifestError)
         if doc.get("format") == FORMAT:  # another format's time is not this reader's business
             check_created_at(text)
-        return _parse(doc)
+        try:
+            return _parse(doc)
+        except _UNEXPECTED as exc:  # a shape the checks above did not foresee: refused, never a crash
+            raise ManifestError(f"manifest is malformed ({type(exc).__name__})") from None
+
+
+# What a hostile document might still provoke inside the parser's checks; each is a malformed manifest.
+_UNEXPECTED = (RecursionError, AttributeError, TypeError, ValueError, OverflowError, KeyError, IndexError)
+MAX_INTEGER = 2**63 - 1  # TOML integers are 64-bit; Python's are not
 
 
 def _take(doc: dict[str, Any], where: str, spec: dict[str, type], optional: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -123,8 +131,8 @@ def _take(doc: dict[str, Any], where: str, spec: dict[str, type], optional: froz
                 continue
             raise ManifestError(f"manifest {where}lacks the key {key!r}")
         value = doc[key]
-        if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ManifestError(f"manifest {where}key {key!r} must be an integer")
+        if typ is int and (isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INTEGER):
+            raise ManifestError(f"manifest {where}key {key!r} must be a 64-bit integer")
         if not isinstance(value, typ):
             raise ManifestError(f"manifest {where}key {key!r} must be a {typ.__name__}")
         out[key] = value

@@ -22,10 +22,21 @@ class SnapshotEntry:
     error: EnigmError | None = None
 
 
+@dataclass(frozen=True)
+class RefusedName:
+    """A file that may be a snapshot's manifest but could not be listed (a refused name, a folder, a link,
+    an unreadable file): resolving ``latest`` or a prefix must not pass over it as if it were absent."""
+
+    name: str  # the snapshot id, or the refused file name as it may be shown
+    reason: str
+    created: str | None  # the creation time (YYYYMMDDTHHMMSSZ) its name begins with; None: unknown
+
+
 @dataclass
 class Listing:
     entries: list[SnapshotEntry]
     rejected: list[str] = field(default_factory=list)  # names refused, with the reason
+    refused: list[RefusedName] = field(default_factory=list)  # the refused ones that may be snapshots
 
 
 def parse_entry(snapshot_id: str, manifest_bytes: bytes, signature_bytes: bytes | None) -> SnapshotEntry:

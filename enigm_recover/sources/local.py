@@ -11,8 +11,8 @@ from enigm_recover.errors import SourceError
 from enigm_recover.paths import display_path
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
-from enigm_recover.sources.base import Listing, SnapshotEntry, parse_entry
-from enigm_recover.sources.names import classify
+from enigm_recover.sources.base import Listing, RefusedName, SnapshotEntry, parse_entry
+from enigm_recover.sources.names import claimed_time, classify
 
 
 class LocalFolderSource:
@@ -69,6 +69,8 @@ class LocalFolderSource:
             verdict = classify(name)
             if verdict.refusal:
                 listing.rejected.append(verdict.refusal)
+                if verdict.claims_manifest:
+                    listing.refused.append(RefusedName(verdict.shown, verdict.refusal, verdict.created))
             if verdict.snapshot_id is None:
                 continue
             try:
@@ -77,8 +79,11 @@ class LocalFolderSource:
                 assert manifest_path is not None
                 manifest = self._read_small(manifest_path)
                 sig = self._read_small(sig_path) if sig_path else None
-            except SourceError as exc:
-                listing.rejected.append(f"{name!r}: {exc.message}")
+            except (SourceError, OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop
+                reason = exc.message if isinstance(exc, SourceError) else f"{name} cannot be read: " \
+                    f"{getattr(exc, 'strerror', None) or exc}; refused"
+                listing.rejected.append(f"{name!r}: {reason}")
+                listing.refused.append(RefusedName(verdict.snapshot_id, reason, claimed_time(verdict.snapshot_id)))
                 continue
             listing.entries.append(parse_entry(verdict.snapshot_id, manifest, sig))
         return listing

@@ -37,9 +37,9 @@ from enigm_recover.logs import timed
 from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.paths import display_text
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
-from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
-from enigm_recover.sources.base import Listing, SnapshotEntry, parse_entry
-from enigm_recover.sources.names import classify, hostile_name_reason
+from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, manifest_name, payload_name, signature_name
+from enigm_recover.sources.base import Listing, RefusedName, SnapshotEntry, parse_entry
+from enigm_recover.sources.names import claimed_time, classify, hostile_name_reason
 from enigm_recover.sources.ssh import SSHSettings, SSHTarget, connect
 
 log = logging.getLogger(__name__)
@@ -165,11 +165,11 @@ class SftpSource:
     # -- listing -----------------------------------------------------------
 
     def list(self) -> Listing:
-        raw, rejected = self._loop.run(self._list())
+        raw, rejected, refused = self._loop.run(self._list())
         # Parse here, on the caller's thread, so the event loop only moves bytes.
-        return Listing([parse_entry(*item) for item in raw], rejected)
+        return Listing([parse_entry(*item) for item in raw], rejected, refused)
 
-    async def _list(self) -> tuple[list[tuple[str, bytes, bytes | None]], list[str]]:
+    async def _list(self) -> tuple[list[tuple[str, bytes, bytes | None]], list[str], list[RefusedName]]:
         sftp = await self._client()
         assert self._folder is not None
         try:
@@ -177,6 +177,7 @@ class SftpSource:
         except asyncssh.SFTPError as exc:
             raise SourceError(f"cannot list {self._folder} on {self.url.target}: {exc.reason}") from None
         rejected: list[str] = []
+        refused: list[RefusedName] = []
         present: dict[str, asyncssh.SFTPAttrs] = {}
         wanted: list[str] = []
         for entry in names:
@@ -185,13 +186,15 @@ class SftpSource:
             verdict = classify(entry.filename)
             if verdict.refusal:
                 rejected.append(verdict.refusal)
+                if verdict.claims_manifest:
+                    refused.append(RefusedName(verdict.shown, verdict.refusal, verdict.created))
             if hostile_name_reason(entry.filename) is None:
                 present[entry.filename.decode()] = entry.attrs
             if verdict.snapshot_id:
                 wanted.append(verdict.snapshot_id)
         gate = asyncio.Semaphore(LIST_CONCURRENCY)
 
-        async def fetch(snapshot_id: str) -> tuple[str, bytes, bytes | None] | str:
+        async def fetch(snapshot_id: str) -> tuple[str, bytes, bytes | None] | RefusedName:
             manifest_file = f"{snapshot_id}.manifest.toml"
             sig_file = signature_name(snapshot_id)
             try:
@@ -199,16 +202,17 @@ class SftpSource:
                     manifest = await self._read_small(sftp, manifest_file, present[manifest_file])
                     sig = await self._read_small(sftp, sig_file, present[sig_file]) if sig_file in present else None
             except SourceError as exc:
-                return f"{manifest_file!r}: {exc.message}"
+                return RefusedName(snapshot_id, exc.message, claimed_time(snapshot_id))
             return snapshot_id, manifest, sig
 
         raw = []
         for result in await asyncio.gather(*(fetch(i) for i in sorted(wanted))):
-            if isinstance(result, str):
-                rejected.append(result)
+            if isinstance(result, RefusedName):
+                rejected.append(f"{manifest_name(result.name)!r}: {result.reason}")
+                refused.append(result)
             else:
                 raw.append(result)
-        return raw, rejected
+        return raw, rejected, refused
 
     async def _inside(self, sftp: asyncssh.SFTPClient, name: str, attrs: asyncssh.SFTPAttrs) -> str:
         """The remote path of ``name``; a symlink must resolve inside the folder, to a regular file."""
