@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from enigm_recover.errors import PayloadIntegrityError, RestoreRefused, TargetError
-from enigm_recover.logs import timed
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.recovery.assess import (
     UNCHANGED,
@@ -94,6 +94,7 @@ class Restorer:
         self.plan = plan
         self.checked = checked
         self.batch_size = batch_size
+        self._applied_at = 0.0  # when the last step's writes ended: its verification's timing starts there
         self.progress = progress
         self.snapshot_time = snapshot_time_of(verified)
 
@@ -153,13 +154,11 @@ class Restorer:
                 self.store.record_step(run.run_id, step.name, "skipped", {})
                 outcomes.append(StepOutcome(step.name, "skipped"))
                 continue
-            log.info("restore step %s: applying (policies %s)", step.name, ", ".join(sorted(p.value for p in step.policies)))
-            with timed(log, f"restore step {step.name}: applying"):
-                position = self.apply_step(run.run_id, step, position)
-            with timed(log, f"restore step {step.name}: verifying"):
-                verification = self.verify_step(step)
-            log.info("restore step %s: %s", step.name, "verified" if verification["verified"] else "NOT verified")
+            position = self.apply_step(run.run_id, step, position)
+            verification = self.verify_step(step)
             status = "verified" if verification["verified"] else "not-verified"
+            log.info("restore step %s: %s (verification took %.3f s)", step.name, status,
+                     time.perf_counter() - self._applied_at)
             self.store.record_step(run.run_id, step.name, status, verification)
             outcomes.append(_outcome(step, position, status, verification))
         status = "completed" if all(o.status == "verified" for o in outcomes) else "partial"
@@ -193,6 +192,9 @@ class Restorer:
             yield change, snap, live, verdict
 
     def apply_step(self, run_id: str, step: Step, position: StepPosition) -> StepPosition:
+        log.info("restore step %s: applying (policies %s)", step.name,
+                 ", ".join(sorted(p.value for p in step.policies)))
+        started = time.perf_counter()
         kind = step.kind
         changes = self._changes(kind, position.last_key)
         number = position.batches
@@ -217,6 +219,8 @@ class Restorer:
             if len(self.store.apply_with(run_id, kind, [c.key for c in chunk], build)):
                 number += 1
             self.progress(Progress(f"restore {step.name}", start + len(chunk), len(changes), "records"))
+        self._applied_at = time.perf_counter()
+        log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
         return self.store.step_position(run_id, step.name)
 
     def verify_step(self, step: Step) -> dict[str, Any]:
