@@ -57,7 +57,7 @@ def locations(config: str | None = None, state_dir: str | None = None, cache_dir
     )
 
 
-def load_config(path: Path) -> dict[str, str]:
+def load_config(path: Path) -> dict[str, Any]:
     """The config file's settings; an absent file is an empty config. One that other users can write is
     refused (they could point allowed_signers at their own key)."""
     doc = load_toml_file(path, CONFIG_FILE, "config file", ConfigError, missing_ok=True)
@@ -65,12 +65,41 @@ def load_config(path: Path) -> dict[str, str]:
         return {}
     refuse_if_others_can_write(path, "config file")
     for key, value in doc.items():
+        if key == RETENTION:
+            _check_retention(path, value)
+            continue
         if key not in SETTINGS:
             raise ConfigError(f"config file {path} has unknown setting {key!r}",
                               f"known settings: {', '.join(SETTINGS)}")
         if not isinstance(value, str):
             raise ConfigError(f"config file {path}: setting {key!r} must be a string")
     return doc
+
+
+RETENTION = "retention"
+# The [retention] table: the default policy of `snapshots prune` and `readiness`.
+RETENTION_RULES: dict[str, type] = {"keep_last": int, "keep_daily": int, "keep_weekly": int, "keep_monthly": int,
+                                    "keep_within": str}
+
+
+def _check_retention(path: Path, table: Any) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [retention] must be a table",
+                          "e.g. [retention] keep_daily = 7, keep_monthly = 12, keep_within = \"30d\"")
+    for rule, value in table.items():
+        if rule not in RETENTION_RULES:
+            raise ConfigError(f"config file {path} has unknown retention rule {rule!r}",
+                              f"known rules: {', '.join(RETENTION_RULES)}")
+        want = RETENTION_RULES[rule]
+        if want is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"config file {path}: [retention] {rule} must be a whole number of at least 1")
+        if want is str and not isinstance(value, str):
+            raise ConfigError(f"config file {path}: [retention] {rule} must be a duration such as \"30d\"")
+
+
+def retention_rules(config: dict[str, Any]) -> dict[str, Any]:
+    """The config file's [retention] rules (checked when the file was loaded); empty when absent."""
+    return dict(config.get(RETENTION) or {})
 
 
 def save_setting(path: Path, key: str, value: str | None) -> None:
@@ -89,7 +118,7 @@ def save_setting(path: Path, key: str, value: str | None) -> None:
     write_atomic(path, tomli_w.dumps(doc).encode(), mode=0o600, overwrite=True)
 
 
-def setting(flag_value: str | None, key: str, config: dict[str, str]) -> str | None:
+def setting(flag_value: str | None, key: str, config: dict[str, Any]) -> str | None:
     """A setting's effective value: flag, then environment, then config file."""
     return flag_value or os.environ.get(SETTINGS[key][0]) or config.get(key)
 

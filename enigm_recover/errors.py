@@ -179,6 +179,14 @@ class AuditLogTampered(EnigmError):
     hint = "the audit log was altered after it was written; keep this copy as evidence and compare with backups"
 
 
+class AuditHeadMissing(EnigmError):
+    """An audit log's entries chain together, but its head file is gone: a cut tail would leave no trace."""
+
+    exit_code = 28
+    hint = ("check the log against the head written down at the end of the recovery: "
+            "`enigm-recover audit verify FILE --head HASH --entries N`")
+
+
 # -- quorum: 20-29 -------------------------------------------------------------
 
 
@@ -287,3 +295,14 @@ class EnvironmentMismatch(EnigmError):
     exit_code = 35
     hint = ("choose a snapshot of the target's environment (--environment), or pass --allow-environment-mismatch "
             "if restoring across environments is intended (it is recorded in the audit log)")
+
+
+# -- retention: 50-59 -------------------------------------------------------------
+
+
+class PruneRefused(EnigmError):
+    """Pruning would rest on something it cannot trust (a broken newest snapshot, an unreadable run state),
+    so nothing was removed."""
+
+    exit_code = 50
+    hint = "fix or remove the named cause (verify the newest snapshot), then run the prune again"

@@ -95,9 +95,9 @@ def test_a_hostile_manifest_in_a_local_folder_is_refused(kind: str, hostile, dri
     else:
         shutil.copy(hostile[kind], manifest)
     outcome = run_cli("verify", drill.snapshots, drill.latest, "--allowed-signers", drill.allowed_signers)
-    # refused at the listing (not a regular file, or over the manifest size limit, as over SFTP: the id is
-    # then unknown, 6) or as a malformed manifest (11)
-    assert_refused(outcome, 11 if kind in ("nested TOML", "dotted TOML", "nested inline tables") else 6)
+    # refused at the listing (not a regular file, or over the manifest size limit, as over SFTP: naming it
+    # says why, as a source error, 7) or as a malformed manifest (11)
+    assert_refused(outcome, 11 if kind in ("nested TOML", "dotted TOML", "nested inline tables") else 7)
     listed = run_cli("snapshots", "list", drill.snapshots, "--allowed-signers", drill.allowed_signers)
     assert listed.code == 0, listed.stderr
     assert "Traceback" not in listed.stderr and "internal error" not in listed.stderr

@@ -65,6 +65,9 @@ def test_every_document_carries_the_schema_version_and_the_documented_keys(drill
         "seal": ["seal", "--from", drill.target, "--recipient", drill.recipient, "--sign-key", drill.signing_key,
                  "--environment", "test", "--out", tmp_path / "sealed"],
         "drill": ["drill", tmp_path / "small", "--no-tui", "--identities", "10", "--snapshots", "1"],
+        "snapshots prune": ["snapshots", "prune", drill.snapshots, "--allowed-signers", drill.allowed_signers,
+                            "--keep-last", "1"],
+        "snapshots scope": ["snapshots", "scope", drill.snapshots, "--allowed-signers", drill.allowed_signers],
     }
     documented = documented_keys()
     docs = {}
@@ -87,7 +90,7 @@ def test_every_document_carries_the_schema_version_and_the_documented_keys(drill
     assert set(json.loads(out)) - {"schema_version"} == documented["run"]
     # documented keys are the ones a document has: none invented, none left out
     for name in ("config show", "snapshots list", "verify", "unseal", "diff", "runbooks list", "runbooks show",
-                 "readiness", "keys init", "seal", "drill"):
+                 "readiness", "keys init", "seal", "drill", "snapshots prune", "snapshots scope"):
         assert set(docs[name]) - {"schema_version"} == documented[name], name
     restore_keys = set(docs["restore"]) | set(docs["restore --dry-run"])
     assert restore_keys - {"schema_version"} == documented["restore"]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def restore_argv(drill: Drill, target: Path, *extra: str) -> list[str]:
 def journal_position(target: Path) -> tuple[str, int]:
     """Where the killed run had got to: "not started" (no run in the journal), "finished", or the step
     it was in, with the batches committed in all."""
-    with sqlite3.connect(target) as conn:
+    with closing(sqlite3.connect(target)) as conn, conn:
         try:
             run = conn.execute("SELECT status FROM enigm_restore_runs").fetchone()
             batches = conn.execute("SELECT step, count(*) FROM enigm_restore_batches GROUP BY step").fetchall()
@@ -64,7 +65,7 @@ ORDER = ["identities", "devices", "settings", "roles"]
 
 
 def batches_per_step(target: Path) -> dict[str, int]:
-    with sqlite3.connect(target) as conn:
+    with closing(sqlite3.connect(target)) as conn, conn:
         return dict(conn.execute("SELECT step, count(*) FROM enigm_restore_batches GROUP BY step").fetchall())
 
 
@@ -121,3 +122,85 @@ def test_sigkill_at_random_points_then_resume_reaches_the_same_end_state(crash_d
     inside = {s: n for s, n in reached.items() if s not in ("not started", "finished")}
     assert sum(inside.values()) >= KILLS, reached
     assert len(inside) >= 2, reached  # across steps
+
+
+def _tamper_device(url: str, device_id: str) -> None:
+    """Another public key for one device, as an attacker with write access to the target would plant."""
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn, conn:
+            conn.execute("UPDATE devices SET device_key = ? WHERE device_id = ?", ("A" * 43 + "=", device_id))
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE devices SET device_key = %s WHERE device_id = %s", ("A" * 43 + "=", device_id))
+
+
+def _missing_devices(cli, drill, url: str) -> list[str]:
+    code, out, err = cli("diff", drill.snapshots, "latest", "--target", url, "--allowed-signers",
+                         drill.allowed_signers, *sum((["--share-file", drill.card(n)] for n in
+                                                      ("amara", "chen", "emeka")), []), "--json", "--limit", "100000")
+    assert code == 0, err
+    return [c["key"][0] for c in json.loads(out)["changes"] if c["kind"] == "device" and c["change"] == "missing"]
+
+
+def test_a_resumed_step_reads_back_the_batches_written_before_the_interruption(drill, live_target, cli,
+                                                                               monkeypatch) -> None:
+    """Interrupt after the first batch of devices, change a device that batch inserted, resume: the step
+    must not be reported verified, just as it would not be had the change come before its verification."""
+    from enigm_recover.errors import InterruptedByUser
+    from enigm_recover.state.postgres_store import PostgresStore
+    from enigm_recover.state.sqlite_store import SQLiteStore
+    from enigm_recover.state.stores import open_store
+    from tests.test_restore import restore
+
+    missing = _missing_devices(cli, drill, live_target)
+    assert len(missing) >= 2, "the drill has too few deleted devices"
+    store_class = SQLiteStore if live_target.startswith("sqlite") else PostgresStore
+    original = store_class.apply_with
+    written = {"device": 0}
+
+    def interrupted(self, run_id, kind, keys, build):  # type: ignore[no-untyped-def]
+        batch = original(self, run_id, kind, keys, build)
+        if kind.name == "device" and len(batch):
+            written["device"] += 1
+            raise InterruptedByUser("interrupted after the first committed batch of devices")
+        return batch
+
+    monkeypatch.setattr(store_class, "apply_with", interrupted)
+    code, _, err = restore(cli, drill, live_target, "--yes", "--batch-size", "1")
+    assert code == 130 and written["device"] == 1, err
+    monkeypatch.setattr(store_class, "apply_with", original)
+
+    from enigm_recover.state.model import DEVICE
+
+    with open_store(live_target) as store:
+        back = [k[0] for k in store.rows_by_key(DEVICE, [(d,) for d in missing])]
+    assert len(back) == 1, back  # the first batch inserted one deleted device
+    _tamper_device(live_target, back[0])
+
+    code, out, err = restore(cli, drill, live_target, "--yes", "--batch-size", "1", "--resume", "--json")
+    assert code == 18, (out, err)  # RestoreNotVerified
+    devices = next(s for s in json.loads(out)["steps"] if s["step"] == "devices")
+    assert devices["status"] == "not-verified" and devices["verification"]["unmet"]["written"] == 1, devices
+
+
+def test_a_row_changed_between_its_write_and_the_read_back_is_not_verified(drill, live_target, cli,
+                                                                           monkeypatch) -> None:
+    """The same change without an interruption: the read-back catches it the same way."""
+    from enigm_recover.recovery.apply import Restorer
+    from tests.test_restore import restore
+
+    missing = _missing_devices(cli, drill, live_target)
+    original = Restorer.verify_step
+
+    def tampered_first(self, step, run_id=None):  # type: ignore[no-untyped-def]
+        if step.kind.name == "device":
+            _tamper_device(live_target, missing[0])
+        return original(self, step, run_id)
+
+    monkeypatch.setattr(Restorer, "verify_step", tampered_first)
+    code, out, err = restore(cli, drill, live_target, "--yes", "--json")
+    assert code == 18, (out, err)
+    devices = next(s for s in json.loads(out)["steps"] if s["step"] == "devices")
+    assert devices["status"] == "not-verified" and devices["verification"]["unmet"]["written"] == 1, devices

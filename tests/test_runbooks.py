@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -364,7 +365,7 @@ def test_sigkill_during_a_runbook_restore_then_resume_finishes_it(tmp_path: Path
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while process.poll() is None:  # aimed by the journal's progress, not by the clock
         try:
-            with sqlite3.connect(target) as conn:
+            with closing(sqlite3.connect(target)) as conn, conn:
                 done = conn.execute("SELECT count(*) FROM enigm_restore_batches WHERE step = 'devices'").fetchone()[0]
         except sqlite3.Error:
             done = 0
@@ -407,21 +408,22 @@ class Terminal:
         self.transcript = ""  # everything the terminal showed
 
     def expect(self, text: str, timeout: float = 60) -> str:
-        import select
+        import selectors
 
         deadline = time.monotonic() + timeout
-        while text not in self.seen:
-            ready, _, _ = select.select([self.master], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise AssertionError(f"{text!r} did not appear; the terminal shows:\n{self.seen[-2000:]}")
-            try:
-                chunk = os.read(self.master, 65536).decode(errors="replace")
-            except OSError:
-                chunk = ""
-            if not chunk:
-                raise AssertionError(f"the program ended before {text!r}:\n{self.seen[-2000:]}")
-            self.seen += chunk
-            self.transcript += chunk
+        with selectors.DefaultSelector() as waiting:  # poll/epoll: any descriptor number, unlike select()
+            waiting.register(self.master, selectors.EVENT_READ)
+            while text not in self.seen:
+                if not waiting.select(max(0.0, deadline - time.monotonic())):
+                    raise AssertionError(f"{text!r} did not appear; the terminal shows:\n{self.seen[-2000:]}")
+                try:
+                    chunk = os.read(self.master, 65536).decode(errors="replace")
+                except OSError:
+                    chunk = ""
+                if not chunk:
+                    raise AssertionError(f"the program ended before {text!r}:\n{self.seen[-2000:]}")
+                self.seen += chunk
+                self.transcript += chunk
         shown, self.seen = self.seen, self.seen[self.seen.index(text) + len(text):]
         return shown
 
@@ -436,6 +438,8 @@ class Terminal:
                 pass
         except OSError:
             pass
+        finally:
+            os.close(self.master)
         return self.process.wait(timeout=60)
 
 

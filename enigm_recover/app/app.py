@@ -25,6 +25,7 @@ from enigm_recover.app import format as fmt
 from enigm_recover.app.dialogs import ErrorDialog, HostKeyDialog, SecretDialog
 from enigm_recover.app.options import AppOptions
 from enigm_recover.progress import Progress
+from enigm_recover.resources import app_stylesheet
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress updates on screen
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/=]+")
@@ -49,7 +50,7 @@ def scrub(text: str) -> str:
 class RecoverApp(App[str]):
     """``RecoverApp(options).run()``; returns the line to print on exit (where the run stands)."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = app_stylesheet()
     TITLE = "enigm-recover"
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Stop here; the run is paused and resumes later"),

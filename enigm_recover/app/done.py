@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Label, Static
 from enigm_recover.app.format import inert, plain
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import humanize_counts
+from enigm_recover.recovery.audit import readable_head
 
 
 class DoneScreen(StageScreen):
@@ -50,9 +51,13 @@ class DoneScreen(StageScreen):
             table.add_row(plain(result.step), plain(result.status, "bold" if not result.ok else ""), Text(summary),
                           plain(", ".join(result.confirmed_by)))
         evidence = Text()
-        for label, value in (("Report", ex.folder / "report.md"), ("Audit log", ex.folder / "audit.jsonl"),
-                             ("Audit head", ex.recovery.audit.head)):
+        groups = readable_head(ex.recovery.audit.head).split()
+        for label, value in (("Report", ex.folder / "report.md"), ("Audit log", ex.folder / "audit.jsonl")):
             evidence.append(f"{label}\n", style="bold")
             evidence.append(f"  {shown(value)}\n")
-        evidence.append("Check the log any time with `enigm-recover audit verify` on the audit log.", style="dim")
+        evidence.append(f"Audit head (entry {ex.recovery.audit.seq})\n", style="bold")
+        evidence.append(f"  {shown(' '.join(groups[:8]))}\n  {shown(' '.join(groups[8:]))}\n", style="bold")
+        evidence.append("Write the audit head down (or photograph it) and keep it apart from the log; "
+                        "`enigm-recover audit verify LOG --head HASH --entries N` checks the log against it.",
+                        style="dim")
         self.query_one("#evidence", Static).update(evidence)

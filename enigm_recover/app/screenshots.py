@@ -33,6 +33,7 @@ def stable(root: Path, keep: tuple[str, ...] = ()) -> Callable[[str], str]:
         (re.compile(r"SHA256:[A-Za-z0-9+/]{43}"),
          lambda m: m.group(0) if m.group(0) in keep else "SHA256:q3kDtkMMs3Hs6dbTbNu0ZzbAh4B3ebbuxA6PzKDHs6s"),
         (re.compile(r"\b[0-9a-f]{64}\b"), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+        (re.compile(r"\b(?:[0-9a-f]{4} ){7}[0-9a-f]{4}\b"), "9f86 d081 884c 7d65 9a2f eaa0 c55a d015"),  # grouped
         (re.compile(r"127\.0\.0\.1\]?:\d+"), "127.0.0.1:2222"),
         (re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{6}Z"), "2026-11-27T120000Z"),
         (re.compile(r"\b\d+(\.\d)? KiB"), "17.0 KiB"),

@@ -12,6 +12,7 @@ from textual.widgets.option_list import Option
 
 from enigm_recover.app.format import inert, plain
 from enigm_recover.app.stage import StageScreen
+from enigm_recover.state.url import safe_url
 
 
 class StartScreen(StageScreen):
@@ -125,7 +126,7 @@ class StartScreen(StageScreen):
         o = self.recover.options
         shown = o.shown
         text = Text()
-        for label, value, flag in (("Source", o.source, "--source"), ("Target", o.target, "--target"),
+        for label, value, flag in (("Source", o.source, "--source"), ("Target", safe_url(o.target) if o.target else o.target, "--target"),
                                    ("Trusted signers", o.allowed_signers, "--allowed-signers")):
             text.append(f"{label + ':':<17}", style="bold")
             text.append(shown(value) if value else f"not set (pass {flag})")

@@ -282,6 +282,6 @@ class ShareInput(HiddenInput):
                 return
         super().insert_text_at_cursor(text)
 
-    def _watch_value(self, value: str) -> None:
-        super()._watch_value(value)
+    def watch_value(self, value: str) -> None:
+        """Textual calls this after Input's own watcher of the value."""
         self.post_message(self.WordState(*_typing_feedback(value)))

@@ -24,7 +24,15 @@ def cmd_readiness(ctx: Context) -> int:
     from enigm_recover.sources.open import open_source
 
     args = ctx.args
-    policy = ReadinessPolicy(parse_duration(args.max_age), parse_percent(args.max_drop), args.environment)
+    from enigm_recover.cli.commands_retention import retention_policy
+
+    retention = retention_policy(ctx)
+    if args.retention and retention.empty:
+        raise UsageError("--retention needs a retention policy",
+                         "add --keep-last/--keep-daily/--keep-weekly/--keep-monthly/--keep-within, or a [retention] "
+                         "table in the config file")
+    policy = ReadinessPolicy(parse_duration(args.max_age), parse_percent(args.max_drop), args.environment,
+                             None if retention.empty else retention)
     if args.share_file and not args.test_restore:
         raise UsageError("--share-file is used only with --test-restore", "add --test-restore or leave the cards out")
     prometheus = Path(args.prometheus) if args.prometheus else None

@@ -7,7 +7,7 @@ from typing import Any
 
 from enigm_recover.cli.commands_snapshots import open_sealed, recovery_facts
 from enigm_recover.cli.context import Context, open_recovery
-from enigm_recover.cli.output import emit_json, print_diff, progress_for
+from enigm_recover.cli.output import audit_head_line, emit_json, print_diff, progress_for
 from enigm_recover.errors import UsageError
 
 
@@ -110,7 +110,8 @@ def cmd_restore(ctx: Context) -> int:
                           f"rules, {v.get('changed_left', 0):,} changed and {v.get('extra_left', 0):,} extra left")
             print(f"  {o.step:<11} {o.status:<13} inserted {o.inserted:,}, overwritten {o.updated:,}, "
                   f"deleted {o.deleted:,}{detail}")
-        print(f"report {folder / 'report.md'}; audit head {recovery.audit.head}")
+        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'}")
+        print(audit_head_line(recovery.audit))
     if any(o.status == "not-verified" for o in outcome.steps):
         failed = [o.step for o in outcome.steps if o.status == "not-verified"]
         raise RestoreNotVerified(f"the restore ran but step(s) {', '.join(failed)} did not verify")

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from enigm_recover.cli.context import Context, enter_shares, read_passphrase
-from enigm_recover.cli.output import emit_json, print_listing, progress_for
+from enigm_recover.cli.output import audit_head_line, emit_json, print_listing, progress_for
 from enigm_recover.errors import EnigmError, RestoreNotVerified, UsageError
+from enigm_recover.state.url import safe_url
 
 
 def runbook_folders(ctx: Context) -> list[Path]:
@@ -173,7 +174,8 @@ def cmd_run(ctx: Context) -> int:
                            target_environment=ctx.target_environment(),
                            allow_environment_mismatch=args.allow_environment_mismatch)
     if args.resume or args.abort:
-        ex = RunbookExecutor.resume(runbook, settings, args.run)
+        settings.target = args.target or ""  # the run's own target again, with its password: kept in memory only
+        ex = RunbookExecutor.resume(runbook, settings, args.run, strict_target=bool(args.target))
         if args.abort:
             folder = ex.abort(args.abort)
             print(f"run {ex.ceremony} aborted; report {folder / 'report.md'}")
@@ -186,7 +188,7 @@ def cmd_run(ctx: Context) -> int:
     if not args.json:
         print(f"runbook {runbook.name} — {runbook.title}")
         print(f"ceremony {ex.ceremony}{' (resumed)' if args.resume else ''}; operator {operator}; "
-              f"source {ex.settings.source}; target {ex.settings.target}")
+              f"source {ex.settings.source}; target {safe_url(ex.settings.target)}")
     try:
         _walk(ctx, ex)
     except _Quit:
@@ -217,7 +219,8 @@ def _summary(ctx: Context, ex: Any, folder: Path, *, paused: bool) -> int:
         if paused:
             print(f"paused before step {ex.current.id}; resume with `enigm-recover run {ex.runbook.name} --resume`")
         print(f"run {ex.ceremony}: {ex.status}")
-        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'} (head {ex.recovery.audit.head})")
+        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'}")
+        print(audit_head_line(ex.recovery.audit))
     failed = [r.step for r in results if r.status == "not-verified"]
     if failed:
         raise RestoreNotVerified(f"step(s) {', '.join(failed)} did not verify", "read the report, then investigate")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from enigm_recover.cli.context import Context, ask_hidden, gather_shares, open_recovery
-from enigm_recover.cli.output import check_mark, emit_json, print_listing, progress_for
+from enigm_recover.cli.output import audit_head_line, check_mark, emit_json, print_listing, progress_for
 from enigm_recover.errors import InputFileError, UsageError
 
 
@@ -113,7 +113,8 @@ def cmd_unseal(ctx: Context) -> int:
         shown = ", ".join(f"{n:,} {k}" for k, n in counts.items())
         print(f"unsealed {verified.manifest.id} to {out} ({shown}); the file holds decrypted records: "
               "keep it on protected storage and delete it when done")
-        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'} (head {recovery.audit.head})")
+        print(f"report {folder / 'report.md'}; audit log {folder / 'audit.jsonl'}")
+        print(audit_head_line(recovery.audit))
     return 0
 
 

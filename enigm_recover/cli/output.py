@@ -154,3 +154,11 @@ def print_diff(result: Any, limit: int) -> None:
         print(f"\nlive tables and records that cannot be read ({len(unreadable):,}):")
         for u in unreadable[:limit] if limit else unreadable[:20]:
             print(f"  {u.describe()}")
+
+
+def audit_head_line(audit: Any) -> str:
+    """The last line of a recovery's output: its audit head, grouped to be written down or photographed."""
+    from enigm_recover.recovery.audit import readable_head
+
+    return (f"audit head (entry {audit.seq}): {readable_head(audit.head)} — write it down and keep it apart "
+            "from the log")

@@ -15,6 +15,7 @@ from enigm_recover.cli.commands_readiness import cmd_readiness
 from enigm_recover.cli.commands_recovery import cmd_diff, cmd_restore
 from enigm_recover.cli.commands_runbooks import cmd_run, cmd_runbooks_check, cmd_runbooks_list, cmd_runbooks_show
 from enigm_recover.cli.commands_snapshots import cmd_seal, cmd_snapshots_list, cmd_unseal, cmd_verify
+from enigm_recover.cli.commands_retention import cmd_snapshots_prune, cmd_snapshots_scope
 from enigm_recover.errors import UsageError
 from enigm_recover.state.journal import DEFAULT_BATCH
 
@@ -73,7 +74,10 @@ def _add_ssh_options(p: argparse.ArgumentParser) -> None:
 
 
 RUNBOOKS_HELP = "another folder of runbooks (repeat); also read: <config dir>/runbooks and the built-in ones"
-TARGET_HELP = "the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET)"
+TARGET_HELP = ("the live target store (sqlite:///PATH or postgresql://user@host/db; env ENIGM_RECOVER_TARGET). "
+               "Keep a PostgreSQL password out of the URL: in ~/.pgpass (PGPASSFILE), PGPASSWORD or a service "
+               "entry (?service=NAME, PGSERVICE); one in the URL is never shown or stored (***), and a resumed "
+               "run asks libpq for it again")
 
 
 def _add_recovery_locations(p: argparse.ArgumentParser) -> None:
@@ -96,6 +100,60 @@ def _add_shares_options(p: argparse.ArgumentParser) -> None:
     a.add_argument("--audit-key", metavar="SSH_KEY",
                    help="signs the audit log's head: a private key file, or a .pub whose key the ssh-agent "
                         "holds (default: the agent's first key when SSH_AUTH_SOCK is set)")
+
+
+def _add_keep_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("retention policy (restic's `forget` rules; each overrides the config's [retention])")
+    g.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest snapshots")
+    g.add_argument("--keep-daily", type=int, metavar="N",
+                   help="keep the newest snapshot of each of the last N days (UTC) that have one")
+    g.add_argument("--keep-weekly", type=int, metavar="N",
+                   help="keep the newest snapshot of each of the last N ISO weeks that have one")
+    g.add_argument("--keep-monthly", type=int, metavar="N",
+                   help="keep the newest snapshot of each of the last N months that have one")
+    g.add_argument("--keep-within", metavar="DURATION",
+                   help="keep every snapshot younger than DURATION before the newest one (e.g. 30d, 2w)")
+
+
+def _add_retention_commands(ssub: Any) -> None:
+    p = ssub.add_parser(
+        "prune", help="remove snapshots a retention policy no longer keeps (shows first; --apply removes)",
+        description="Apply a retention policy to each environment's signed snapshots, with restic's `forget` "
+                    "rules: a snapshot kept by any rule is kept. Without --apply, only show what would be kept "
+                    "(with the rules that keep it) and removed. Never removed: the newest verified snapshot of "
+                    "each environment, any snapshot a paused or interrupted run refers to, and any snapshot whose "
+                    "manifest is unreadable or not signed by a trusted producer. Refused when the newest snapshot "
+                    "does not verify. Each removal is atomic (the snapshot leaves the listing in one rename) and "
+                    "is recorded in an audit log with the policy that decided it.",
+        epilog="Exit 0 on success; 50 when the prune is refused (nothing removed). " + EPILOG_EXIT_CODES)
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    p.add_argument("--environment", metavar="NAME", help="prune only the snapshots of this environment")
+    _add_keep_options(p)
+    p.add_argument("--apply", action="store_true", help="remove the snapshots (default: only show)")
+    p.add_argument("--operator", metavar="NAME", help="who prunes, in the audit log (default: the login name)")
+    p.add_argument("--audit-key", metavar="SSH_KEY", help="signs the audit log's head (default: the ssh-agent's "
+                                                         "first key when SSH_AUTH_SOCK is set)")
+    p.add_argument("--json", action="store_true")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_snapshots_prune)
+
+    p = ssub.add_parser(
+        "scope", help="review the recovery scope: kinds, fields and counts per snapshot, and what changed",
+        description="For each manifest signed by a trusted producer: the kinds and fields in scope and their "
+                    "record counts; between consecutive snapshots of an environment, a kind or field added or "
+                    "removed and counts that moved beyond --threshold. Anything outside the allow-list is a "
+                    "finding. --markdown writes a page for auditors. Reads manifests only.",
+        epilog="Exit 0 when every signed snapshot is within the allow-list, 13 when any is not. " + EPILOG_EXIT_CODES)
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a folder, file:// or sftp:// URL")
+    p.add_argument("ids", nargs="*", metavar="ID", help="only these snapshots (ids, prefixes or latest)")
+    p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
+    p.add_argument("--threshold", default="25", metavar="PERCENT",
+                   help="name a kind's count that moved by more than this between consecutive snapshots (default 25)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="an auditor-readable page on stdout")
+    _add_ssh_options(p)
+    p.set_defaults(func=cmd_snapshots_scope)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)
     p.set_defaults(func=cmd_snapshots_list)
+    _add_retention_commands(ssub)
 
     p = sub.add_parser("verify", help="verify a snapshot's signature, manifest and payload",
                        description="Check the manifest schema, its SSHSIG signature against allowed_signers "
@@ -340,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also unseal and restore the newest snapshot into a scratch target (needs shares)")
     p.add_argument("--prometheus", metavar="FILE",
                    help="write the verdict as a node_exporter textfile (e.g. .../textfile/enigm_readiness.prom)")
+    p.add_argument("--retention", action="store_true",
+                   help="also fail when a snapshot is older than the retention policy keeps (the --keep-* options "
+                        "or the config file's [retention]; a [retention] table turns this on by itself)")
+    _add_keep_options(p)
     _add_shares_options(p)
     p.add_argument("--json", action="store_true")
     _add_ssh_options(p)
@@ -353,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Exit 0 only when the log is intact.")
     p.add_argument("file", metavar="FILE", help="an audit.jsonl")
     p.add_argument("--allowed-signers", metavar="F", help="check the head's signature against these signers")
+    p.add_argument("--head", metavar="HASH", help="the head written down at the end of the recovery (64 hex "
+                   "digits, spaces or dashes between groups allowed): the log must end there")
+    p.add_argument("--entries", metavar="N", help="the entry count written down with --head")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_verify)
 

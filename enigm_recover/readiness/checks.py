@@ -48,6 +48,8 @@ from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.readiness.policy import DROP_KINDS, ReadinessPolicy, format_duration
+from enigm_recover.readiness.retention_check import DESCRIPTION as RETENTION_DESCRIPTION
+from enigm_recover.readiness.retention_check import RETENTION, check_retention, retention_figures
 from enigm_recover.snapshot.catalog import chronological, newest_first
 from enigm_recover.snapshot.clock import age_seconds, in_future
 from enigm_recover.snapshot.listing import SnapshotSummary, summarize
@@ -81,6 +83,7 @@ DESCRIPTIONS = {
     COUNTS: "identities and devices do not drop suddenly between consecutive snapshots",
     TEST_RESTORE: "the newest snapshot unseals and restores into a scratch target whose counts and canonical "
                   "hashes equal its signed manifest",
+    RETENTION: RETENTION_DESCRIPTION,  # only when a retention policy is given
 }
 
 # A source that cannot be reached keeps its own error (and exit code); it is not a readiness verdict.
@@ -157,6 +160,8 @@ class ReadinessReport:
     newest_age_seconds: int | None = None
     source_error: EnigmError | None = None  # the source could not be used: its own error and exit code
     test_restored: str | None = None  # the snapshot a test restore unsealed
+    oldest_age_seconds: int | None = None  # the oldest listed snapshot (of the checked environment)
+    retained: int = 0  # snapshots the retention policy keeps (every signed one without a policy)
 
     @property
     def ready(self) -> bool:
@@ -182,6 +187,7 @@ class ReadinessReport:
             "snapshots": [s.as_dict(self.checked_at) for s in self.snapshots],
             "refused_names": self.refused_names,
             "test_restored": self.test_restored,
+            "retention": {"oldest_age_seconds": self.oldest_age_seconds, "retained": self.retained},
             "error": ({"message": self.source_error.message, "exit_code": self.source_error.exit_code}
                       if self.source_error else None),
         }
@@ -282,6 +288,10 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
     else:
         results[TEST_RESTORE] = _test_restore_newest(entries, report, verified, unlock, progress)
     report.checks = [results[name] for name in CHECKS]
+    report.oldest_age_seconds, report.retained = retention_figures(report.snapshots, policy.retention,
+                                                                   report.checked_at)
+    if policy.retention is not None:
+        report.checks.append(check_retention(report.snapshots, policy.retention, report.checked_at))
     return None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from enigm_recover.errors import UsageError
+from enigm_recover.snapshot.retention import RetentionPolicy
 
 DEFAULT_MAX_AGE = timedelta(hours=26)  # nightly snapshots, with two hours of slack
 DEFAULT_MAX_DROP = 25.0  # percent of identities or devices lost between two consecutive snapshots
@@ -24,12 +25,15 @@ class ReadinessPolicy:
     max_age: timedelta = DEFAULT_MAX_AGE
     max_drop: float = DEFAULT_MAX_DROP
     environment: str | None = None  # only snapshots of this environment; None: all
+    retention: RetentionPolicy | None = None  # no snapshot may be older than this policy keeps
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"max_age_seconds": int(self.max_age.total_seconds()),
                                   "max_age": format_duration(self.max_age), "max_drop_percent": self.max_drop}
         if self.environment:
             out["environment"] = self.environment
+        if self.retention is not None:
+            out["retention"] = self.retention.as_dict()
         return out
 
 

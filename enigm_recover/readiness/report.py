@@ -42,7 +42,8 @@ def render_markdown(report: ReadinessReport, context: dict[str, Any] | None = No
               f"- **Recovery key expected:** {report.recipient_fingerprint}",
               f"- **Policy:** newest usable snapshot at most {doc['policy']['max_age']} old; identities and devices "
               f"may drop at most {report.policy.max_drop:g}% between consecutive snapshots"
-              + (f"; environment {md(report.policy.environment)}" if report.policy.environment else "")]
+              + (f"; environment {md(report.policy.environment)}" if report.policy.environment else "")
+              + (f"; retention {report.policy.retention.describe()}" if report.policy.retention else "")]
     if report.newest_id:
         lines.append(f"- **Newest usable snapshot:** {md(report.newest_id)} ({report.newest_age_seconds:,} s old)")
     for key, label in (("ceremony", "Ceremony"), ("operator", "Operator"), ("audit_log", "Audit log")):
@@ -114,6 +115,13 @@ def render_prometheus(report: ReadinessReport) -> str:
            [(f'{source},check="{_label(c.name)}"', int(bool(c.ok))) for c in report.checks if c.ok is not None])
     metric("enigm_recover_readiness_snapshots", "Snapshots listed in the source (of the checked environment).",
            [(source, len(report.snapshots))])
+    if report.oldest_age_seconds is not None:
+        metric("enigm_recover_snapshot_oldest_age_seconds",
+               "Age of the oldest snapshot listed in the source (of the checked environment) in seconds.",
+               [(source, int(report.oldest_age_seconds))])
+    if report.checks:
+        metric("enigm_recover_snapshots_retained", "Snapshots the retention policy keeps (every signed snapshot "
+                                                   "when no policy is set).", [(source, report.retained)])
     metric("enigm_recover_readiness_last_run_timestamp_seconds",
            "When the readiness checks ran (Unix time): alert when this file goes stale.",
            [(source, int(report.checked_at.timestamp()))])

@@ -155,7 +155,7 @@ class Restorer:
                 outcomes.append(StepOutcome(step.name, "skipped"))
                 continue
             position = self.apply_step(run.run_id, step, position)
-            verification = self.verify_step(step)
+            verification = self.verify_step(step, run.run_id)
             status = "verified" if verification["verified"] else "not-verified"
             log.info("restore step %s: %s (verification took %.3f s)", step.name, status,
                      time.perf_counter() - self._applied_at)
@@ -208,9 +208,11 @@ class Restorer:
                     if action == "insert":
                         batch.inserts.append(snap)  # type: ignore[arg-type]
                         batch.inserted += 1
+                        batch.expected[change.key] = _line_hash(kind, snap)
                     elif action == "update":
                         batch.upserts.append(snap)  # type: ignore[arg-type]
                         batch.updated += 1
+                        batch.expected[change.key] = _line_hash(kind, snap)
                     elif action == "delete":
                         batch.deletes.append(change.key)
                 return batch
@@ -223,9 +225,11 @@ class Restorer:
         log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
         return self.store.step_position(run_id, step.name)
 
-    def verify_step(self, step: Step) -> dict[str, Any]:
+    def verify_step(self, step: Step, run_id: str | None = None) -> dict[str, Any]:
         """Read the step's keys back and check what its policies promised; the records that now equal the
-        snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed)."""
+        snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed). With
+        ``run_id``, every row the step wrote, as its journal says (batches committed before an interruption
+        included), must also read back as written, and every key it deleted must be absent."""
         kind = step.kind
         counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0,
                   "unreadable": 0}
@@ -284,8 +288,30 @@ class Restorer:
                     counts["extra_left"] += 1
                     unmet["extra"] += Policy.DELETE_EXTRA in step.policies
             self.progress(Progress(f"verify {step.name}", start + len(chunk), len(changes), "records"))
+        if run_id is not None:
+            counts["written"], unmet["written"] = self._read_back(run_id, step)
         verified = not any(unmet.values()) and live_digest.digest() == snapshot_digest.digest()
         return {"verified": verified, "unmet": unmet, **counts, "digest": live_digest.hexdigest()}
+
+    def _read_back(self, run_id: str, step: Step) -> tuple[int, int]:
+        """(keys checked, keys that do not read back as the step's journal says it left them)."""
+        kind, checked, differ = step.kind, 0, 0
+        for written, deleted in self.store.written_rows(run_id, step.name):
+            live = self.store.rows_by_key(kind, [key for key, _ in written] + deleted)
+            for key, expected in written:
+                row = live.get(key)
+                differ += row is None or _line_hash(kind, row) != expected
+            differ += sum(key in live for key in deleted)
+            checked += len(written) + len(deleted)
+        return checked, differ
+
+
+def _line_hash(kind: Kind, row: Row) -> str:
+    """The SHA-256 of a row's canonical line (a live value of a type the model does not have: no line)."""
+    try:
+        return hashlib.sha256(row_line(kind, row)).hexdigest()
+    except TypeError:
+        return ""
 
 
 def _outcome(step: Step, position: StepPosition, status: str, verification: dict[str, Any] | None = None) -> StepOutcome:

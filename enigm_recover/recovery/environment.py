@@ -12,12 +12,14 @@ from typing import Any
 
 from enigm_recover.errors import EnvironmentMismatch
 from enigm_recover.snapshot.manifest import Manifest
+from enigm_recover.state.url import safe_url
 
 
 def bind_environment(recovery: Any, manifest: Manifest, target: str, target_environment: str | None,
                      allow_mismatch: bool = False) -> None:
     """Refuse ``manifest`` for a target of another environment, or record the operator's explicit override."""
-    facts = {"snapshot": manifest.id, "snapshot_environment": manifest.environment, "target": target,
+    shown = safe_url(target)  # a password in the URL is never recorded or shown
+    facts = {"snapshot": manifest.id, "snapshot_environment": manifest.environment, "target": shown,
              "target_environment": target_environment}
     if target_environment is None:
         recovery.record("environment-not-configured", inputs=facts,
@@ -29,6 +31,6 @@ def bind_environment(recovery: Any, manifest: Manifest, target: str, target_envi
         recovery.record("environment-mismatch", inputs=facts, outcome="refused")
         raise EnvironmentMismatch(
             f"snapshot {manifest.id} was sealed in environment {manifest.environment!r}, but the target "
-            f"{target} is configured as {target_environment!r}; nothing was written")
+            f"{shown} is configured as {target_environment!r}; nothing was written")
     recovery.record("environment-mismatch-allowed", inputs=facts, outcome="allowed",
                     detail="the operator allowed restoring across environments")

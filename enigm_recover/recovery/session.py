@@ -25,7 +25,7 @@ from enigm_recover.private import make_private_dir, refuse_if_others_can_write
 from enigm_recover.paths import display_text
 from enigm_recover.inert import for_markdown, for_markdown_code
 from enigm_recover.quorum.entry import ShareReceipt
-from enigm_recover.recovery.audit import AuditLog
+from enigm_recover.recovery.audit import AuditLog, readable_head
 from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.signature import Signer
 
@@ -217,10 +217,17 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "(per restore step, `kept_by_safety_rules` and `left_by_policy` above count what stayed live):", ""]
         lines += [f"- {md(code)}: {n:,} — {_finding_reason(code)}" for code, n in sorted(report["findings"].items())]
     audit = report["audit"]
+    verify_command = f"enigm-recover audit verify {audit['log']} --head HASH --entries {audit['entries']}"
     lines += ["", "## Audit", "", f"- log: {code(audit['log'])}, {audit['entries']} entries",
               f"- head: {code(audit['head'])} ("
               + (f"signed by {md(audit['signer'])}" if audit["signed"] else "not signed: no operator key or agent")
               + ")",
+              f"- head to write down: entry {audit['entries']}, {code(readable_head(audit['head']))}",
+              "",
+              "Write the head down (or photograph it) and keep it apart from the log, e.g. in the incident "
+              "ticket: whoever can rewrite the log can rewrite its head file too. "
+              f"{code(verify_command)} checks "
+              "the log against it.",
               ""]
     return "\n".join(lines)
 

@@ -40,6 +40,7 @@ from enigm_recover.runbook.model import Action, Runbook, RunbookStep
 from enigm_recover.snapshot.signature import Signer
 from enigm_recover.state.journal import DEFAULT_BATCH
 from enigm_recover.state.model import KIND_BY_NAME
+from enigm_recover.state.url import safe_url, without_password
 
 log = logging.getLogger(__name__)
 
@@ -166,21 +167,34 @@ class RunbookExecutor:
         recovery = Recovery.open(settings.state_dir, f"run {runbook.name}", settings.operator, ceremony=ceremony)
         recovery.signer = settings.signer
         recovery.record("runbook-started", inputs={"runbook": runbook.name, "runbook_sha256": runbook.sha256,
-                                                   "source": settings.source, "target": settings.target})
+                                                   "source": settings.source, "target": safe_url(settings.target)})
+        # run.toml keeps the target without its password: a resume gets it again (see ``resume``)
         state = RunState(recovery.ceremony, runbook.name, str(runbook.path), runbook.sha256, settings.source,
-                         settings.target, str(settings.allowed_signers))
+                         without_password(settings.target), str(settings.allowed_signers))
         executor = cls(runbook, settings, recovery, state)
         executor._save()
         return executor
 
     @classmethod
-    def resume(cls, runbook: Runbook, settings: RunSettings, ceremony: str | None = None) -> "RunbookExecutor":
-        """Continue the newest open run of this runbook (or the run of ``ceremony``)."""
+    def resume(cls, runbook: Runbook, settings: RunSettings, ceremony: str | None = None, *,
+               strict_target: bool = False) -> "RunbookExecutor":
+        """Continue the newest open run of this runbook (or the run of ``ceremony``).
+
+        The run's target was stored without its password: a ``settings.target`` naming the same target
+        (with its password) is used as given; otherwise the stored one is, and libpq finds the password
+        in PGPASSWORD, ~/.pgpass or a service entry. With ``strict_target``, a ``settings.target`` naming
+        another target is refused rather than ignored."""
         folder, state = find_open_run(settings.state_dir, runbook.name, ceremony)
         if state.runbook_sha256 != runbook.sha256:
             raise RunStateError(f"runbook {runbook.name} changed since run {state.ceremony} started "
                                 f"({runbook.path})", "restore the runbook as it was, or start a new run")
-        settings.source, settings.target = state.source, state.target
+        given = settings.target
+        if strict_target and given and without_password(given) != without_password(state.target):
+            raise RunStateError(f"run {state.ceremony} restores into {safe_url(state.target)}, not into another "
+                                f"target ({safe_url(given)})", "resume without --target, or give the run's own")
+        settings.source = state.source
+        settings.target = given if given and without_password(given) == without_password(state.target) \
+            else state.target
         settings.allowed_signers = Path(state.allowed_signers)
         recovery = Recovery.reopen(folder, state.recovery)
         recovery.signer = settings.signer
@@ -507,7 +521,7 @@ class RunbookExecutor:
         summary = (f"inserted {counts['inserted']:,}, overwrote {counts['updated']:,}, deleted {counts['deleted']:,}; "
                    + ("verified" if not failed else f"NOT verified: {', '.join(failed)}"))
         return status, summary, counts, {"run": outcome.run_id, "resumed": outcome.resumed,
-                                         "target": self.settings.target, "policies": plan.as_dict(),
+                                         "target": safe_url(self.settings.target), "policies": plan.as_dict(),
                                          "steps": [o.as_dict() for o in outcome.steps]}
 
     def _do_verify_target(self, step: RunbookStep, confirmation: Confirmation | None,

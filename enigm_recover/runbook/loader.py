@@ -2,8 +2,8 @@
 
 ``tomllib`` parses but keeps no positions, so a small line scan maps each
 ``[[steps]]`` table and each key to the line it starts on; validation then
-names the exact place. Built-in runbooks live in the project's ``runbooks/``
-folder; the operator's own go in ``<config dir>/runbooks`` or any folder given
+names the exact place. Built-in runbooks are package data
+(``enigm_recover/runbooks/``, also reachable as the checkout's top-level ``runbooks/``); the operator's own go in ``<config dir>/runbooks`` or any folder given
 with ``--runbooks``.
 """
 
@@ -17,11 +17,12 @@ from typing import Any, Iterable
 
 from enigm_recover.bounded import RUNBOOK_FILE, loads_toml, read_bounded
 from enigm_recover.errors import RunbookInvalid, UsageError
+from enigm_recover.resources import builtin_runbooks
 from enigm_recover.recovery.plan import Policy
 from enigm_recover.runbook.model import Action, Runbook, RunbookStep
 from enigm_recover.state.model import KIND_BY_NAME
 
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "runbooks"
+BUILTIN_DIR = builtin_runbooks()
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_STEPS = 100
 MAX_TEXT = 4000

@@ -13,6 +13,7 @@ from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
 from enigm_recover.sources.base import Listing, RefusedName, SnapshotEntry, parse_entry
 from enigm_recover.sources.names import claimed_time, classify
+from enigm_recover.sources.removal import removal_order, tombstone_name, tombstoned_id
 
 
 class LocalFolderSource:
@@ -95,3 +96,48 @@ class LocalFolderSource:
             raise SourceError(f"payload {name} is missing from {self.folder}",
                               "copy the whole snapshot (manifest, signature and payload)")
         return path
+
+    # -- removal (snapshots prune) -------------------------------------------------
+
+    def remove(self, entry: SnapshotEntry) -> None:
+        """Remove a snapshot: its manifest renamed to a hidden tombstone first (listing stops showing it at
+        once), then its signature, payload and tombstone deleted (see ``sources.removal``)."""
+        self.finish_removal(entry.id)
+
+    def finish_removal(self, snapshot_id: str) -> None:
+        """Remove what is left of a snapshot, from any point an earlier removal stopped at."""
+        first, rest = removal_order(snapshot_id)
+        try:
+            try:
+                os.rename(self.folder / first, self.folder / tombstone_name(snapshot_id))
+            except FileNotFoundError:
+                pass
+            _sync_folder(self.folder)
+            for name in rest:
+                try:
+                    os.unlink(self.folder / name)
+                except FileNotFoundError:
+                    pass
+            _sync_folder(self.folder)
+        except OSError as exc:
+            raise SourceError(f"cannot remove snapshot {snapshot_id} from {self.description}: {exc.strerror}",
+                              "check that the folder is writable by you (removable media may be read-only)") from None
+
+    def tombstoned(self) -> list[str]:
+        """Snapshots whose removal began but did not finish (their manifest is already a tombstone)."""
+        try:
+            names = os.listdir(self.folder)
+        except OSError as exc:
+            raise SourceError(f"cannot read snapshot folder {self.folder}: {exc}") from None
+        return sorted(i for i in (tombstoned_id(n) for n in names) if i is not None)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the folder's renames and deletions durable before the next step (and before the audit entry)."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems (e.g. FAT on removable media) cannot sync a folder
+    finally:
+        os.close(fd)

@@ -40,6 +40,7 @@ from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, manifest_name, payload_name, signature_name
 from enigm_recover.sources.base import Listing, RefusedName, SnapshotEntry, parse_entry
 from enigm_recover.sources.names import claimed_time, classify, hostile_name_reason
+from enigm_recover.sources.removal import removal_order, tombstone_name, tombstoned_id
 from enigm_recover.sources.ssh import SSHSettings, SSHTarget, connect
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,51 @@ class SftpSource:
                 return await f.read(want)
         except asyncssh.SFTPError as exc:
             raise SourceError(f"cannot read {name}: {exc.reason}") from None
+
+    # -- removal (snapshots prune) -------------------------------------------
+
+    def remove(self, entry: SnapshotEntry) -> None:
+        """Remove a snapshot on the host: its manifest renamed to a hidden tombstone first (listing stops
+        showing it at once), then its signature, payload and tombstone deleted (see ``sources.removal``)."""
+        self.finish_removal(entry.id)
+
+    def finish_removal(self, snapshot_id: str) -> None:
+        """Remove what is left of a snapshot, from any point an earlier removal stopped at."""
+        self._loop.run(self._remove(snapshot_id))
+
+    def tombstoned(self) -> list[str]:
+        """Snapshots whose removal began but did not finish (their manifest is already a tombstone)."""
+        return self._loop.run(self._tombstoned())
+
+    async def _tombstoned(self) -> list[str]:
+        sftp = await self._client()
+        assert self._folder is not None
+        try:
+            names = await sftp.listdir(self._folder)
+        except asyncssh.SFTPError as exc:
+            raise SourceError(f"cannot list {self._folder} on {self.url.target}: {exc.reason}") from None
+        return sorted(i for i in (tombstoned_id(n) for n in names if isinstance(n, str)) if i is not None)
+
+    async def _remove(self, snapshot_id: str) -> None:
+        sftp = await self._client()
+        assert self._folder is not None
+        first, rest = removal_order(snapshot_id)
+        tombstone = posixpath.join(self._folder, tombstone_name(snapshot_id))
+        try:
+            try:
+                await sftp.posix_rename(posixpath.join(self._folder, first), tombstone)
+            except asyncssh.SFTPOpUnsupported:
+                await sftp.rename(posixpath.join(self._folder, first), tombstone)
+            except asyncssh.SFTPNoSuchFile:
+                pass
+            for name in rest:
+                try:
+                    await sftp.remove(posixpath.join(self._folder, name))
+                except asyncssh.SFTPNoSuchFile:
+                    pass
+        except asyncssh.SFTPError as exc:
+            raise SourceError(f"cannot remove snapshot {snapshot_id} on {self.url.target}: {exc.reason}",
+                              "check that the SFTP account may delete and rename files in the folder") from None
 
     # -- fetching ----------------------------------------------------------
 

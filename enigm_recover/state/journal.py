@@ -46,6 +46,9 @@ class Batch:
     inserted: int = 0
     updated: int = 0
     inserts: list[tuple[Any, ...]] = field(default_factory=list)  # whole rows, written where the key is absent
+    # key -> SHA-256 of the canonical line of the row written there (inserts and upserts): journaled with the
+    # batch, so a step's read-back covers every key it wrote, in this process or before an interruption
+    expected: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     @property
     def deleted(self) -> int:
@@ -57,6 +60,24 @@ class Batch:
     def count_skipped_inserts(self, written: int) -> None:
         """Only ``written`` of the inserts went in: the others' keys were taken meanwhile."""
         self.inserted -= len(self.inserts) - written
+
+    def drop_skipped_inserts(self, live: dict[tuple[Any, ...], tuple[Any, ...]]) -> None:
+        """After a short insert: ``live`` holds the inserted keys' rows as they are now; a key holding another
+        row than ours was taken meanwhile (kept, not ours), so it is not read back as ours."""
+        for row in self.inserts:
+            key = self.kind.key_of_row(row)
+            if live.get(key) != row:
+                self.expected.pop(key, None)
+
+    def written_record(self) -> tuple[str, str]:
+        """The journal's read-back record of this batch: the rows written (key and line hash), the keys deleted."""
+        return (json.dumps([[list(k), h] for k, h in self.expected.items()], separators=(",", ":")),
+                json.dumps([list(k) for k in self.deletes], separators=(",", ":")))
+
+
+def decode_written(written: str, deleted: str) -> tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]:
+    """A journaled read-back record (see ``Batch.written_record``)."""
+    return [(tuple(k), h) for k, h in json.loads(written)], [tuple(k) for k in json.loads(deleted)]
 
 
 @dataclass(frozen=True)
@@ -85,4 +106,5 @@ def another_restore_running(target: str) -> RestoreRefused:
                           "again (with --resume to continue an interrupted restore)")
 
 
-JOURNAL_TABLES = ("enigm_meta", "enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps")
+JOURNAL_TABLES = ("enigm_meta", "enigm_restore_runs", "enigm_restore_batches", "enigm_restore_steps",
+                  "enigm_restore_written")

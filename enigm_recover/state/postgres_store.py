@@ -35,6 +35,7 @@ from enigm_recover.state.journal import (
     StepPosition,
     another_restore_running,
     decode_key,
+    decode_written,
     encode_key,
 )
 from enigm_recover.state.live import LiveColumn, LiveTable
@@ -59,6 +60,9 @@ JOURNAL_SQL = (
     """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
   run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, status text NOT NULL, result text NOT NULL,
   PRIMARY KEY (run_id, step))""",
+    """CREATE TABLE IF NOT EXISTS enigm_restore_written (
+  run_id text COLLATE "C" NOT NULL, step text COLLATE "C" NOT NULL, batch integer NOT NULL, written text NOT NULL,
+  deleted text NOT NULL, PRIMARY KEY (run_id, step, batch))""",
 )
 
 
@@ -152,6 +156,14 @@ class PostgresStore:
             conn.close()
         self._readers.clear()
         self._idle_reader = None
+        if self._restore_locked and not self.conn.closed:
+            # Released before disconnecting: the server ends a closed session's backend (and drops its
+            # locks) a moment later, and a restore started right after this one ends must not be refused.
+            try:
+                self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (RESTORE_LOCK,))
+            except psycopg.Error:
+                pass  # a broken session: its end releases the lock
+            self._restore_locked = False
         self.conn.close()
 
     def __enter__(self) -> "PostgresStore":
@@ -475,6 +487,9 @@ class PostgresStore:
                     stage = self._load_stage(cursor, kind, kind.field_names, "new", batch.inserts, created, nested)
                     cursor.execute(self._merge_sql(kind, stage, sql.SQL("DO NOTHING")))
                     batch.count_skipped_inserts(cursor.rowcount)
+                    if cursor.rowcount != len(batch.inserts):
+                        batch.drop_skipped_inserts(self._rows_by_key(
+                            kind, [kind.key_of_row(r) for r in batch.inserts], lock=True))
                 if batch.upserts:
                     stage = self._load_stage(cursor, kind, kind.field_names, "rows", batch.upserts, created, nested)
                     updates = sql.SQL(", ").join(
@@ -490,12 +505,26 @@ class PostgresStore:
                                "deleted) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                                (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
                                 batch.updated, batch.deleted))
+                cursor.execute("INSERT INTO enigm_restore_written (run_id, step, batch, written, deleted) "
+                               "VALUES (%s, %s, %s, %s, %s)",
+                               (run_id, batch.step, batch.number, *batch.written_record()))
         except psycopg.Error as exc:
             raise self._error(f"write batch {batch.number} of step {batch.step}", exc,
                               "the batch was rolled back; the restore journal says how far the step got: "
                               "run the restore again with --resume once the target is usable") from None
         if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             self._staged.update(created)  # committed (a rollback would have taken the CREATE TABLE with it)
+
+    def written_rows(self, run_id: str,
+                     step: str) -> Iterator[tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]]:
+        """Per committed batch of the step: the rows it wrote (key, line hash) and the keys it deleted."""
+        self._ensure_journal()
+        numbers = [r[0] for r in self._query("read the restore journal", "SELECT batch FROM enigm_restore_written "
+                                             "WHERE run_id = %s AND step = %s ORDER BY batch", (run_id, step))]
+        for number in numbers:
+            row = self._query("read the restore journal", "SELECT written, deleted FROM enigm_restore_written "
+                              "WHERE run_id = %s AND step = %s AND batch = %s", (run_id, step, number))[0]
+            yield decode_written(row[0], row[1])
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         self._ensure_journal()

@@ -27,6 +27,7 @@ from enigm_recover.state.journal import (
     StepPosition,
     another_restore_running,
     decode_key,
+    decode_written,
     encode_key,
 )
 from enigm_recover.state.live import LiveColumn, LiveTable
@@ -64,7 +65,16 @@ JOURNAL_SQL = (
     """CREATE TABLE IF NOT EXISTS enigm_restore_steps (
   run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
   PRIMARY KEY (run_id, step)) STRICT""",
+    """CREATE TABLE IF NOT EXISTS enigm_restore_written (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, batch INTEGER NOT NULL, written TEXT NOT NULL, deleted TEXT NOT NULL,
+  PRIMARY KEY (run_id, step, batch)) STRICT""",
 )
+
+
+def restore_lock_path(database: Path) -> Path:
+    """The restore lock's file for a database, however its path is spelled: beside the file it resolves to."""
+    real = database.resolve()
+    return real.with_name(real.name + ".restore-lock")
 
 
 def schema_sql(kind: Kind) -> str:
@@ -276,11 +286,12 @@ class SQLiteStore:
         """Hold the target's restore lock until this store closes (or the process ends, even killed).
 
         An exclusive flock on ``<database>.restore-lock`` beside the database (never on the database file
-        itself: closing another descriptor of that file would drop SQLite's own locks)."""
+        itself: closing another descriptor of that file would drop SQLite's own locks). The database's
+        path is resolved first, so every spelling of one file (a symlink, ``..``, a relative path) takes
+        the same lock."""
         if self._restore_lock is not None:
             return
-        lock_path = self.path.with_name(self.path.name + ".restore-lock")
-        lock = os.fdopen(create_private_file(lock_path, append=True), "a")
+        lock = os.fdopen(create_private_file(restore_lock_path(self.path), append=True), "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -354,6 +365,8 @@ class SQLiteStore:
             written = conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
                                        f"ON CONFLICT ({keys}) DO NOTHING", batch.inserts).rowcount
             batch.count_skipped_inserts(written)
+            if written != len(batch.inserts):
+                batch.drop_skipped_inserts(_rows_by_key(conn, kind, [kind.key_of_row(r) for r in batch.inserts]))
         if batch.upserts:
             conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
                              f"ON CONFLICT ({keys}) DO UPDATE SET {updates}", batch.upserts)
@@ -362,6 +375,19 @@ class SQLiteStore:
         conn.execute("INSERT INTO enigm_restore_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (run_id, batch.step, batch.number, encode_key(batch.last_key), batch.inserted,
                       batch.updated, batch.deleted))
+        conn.execute("INSERT INTO enigm_restore_written VALUES (?, ?, ?, ?, ?)",
+                     (run_id, batch.step, batch.number, *batch.written_record()))
+
+    def written_rows(self, run_id: str,
+                     step: str) -> Iterator[tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]]:
+        """Per committed batch of the step: the rows it wrote (key, line hash) and the keys it deleted."""
+        self._ensure_journal()
+        numbers = [r[0] for r in self.conn.execute(
+            "SELECT batch FROM enigm_restore_written WHERE run_id=? AND step=? ORDER BY batch", (run_id, step))]
+        for number in numbers:
+            row = self.conn.execute("SELECT written, deleted FROM enigm_restore_written WHERE run_id=? AND step=? "
+                                    "AND batch=?", (run_id, step, number)).fetchone()
+            yield decode_written(row[0], row[1])
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         with self.transaction() as conn:

@@ -66,3 +66,9 @@ class TargetStore(Protocol):
         ...
 
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None: ...
+
+    def written_rows(self, run_id: str,
+                     step: str) -> Iterator[tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]]:
+        """Per committed batch of the step, from the journal: the rows it wrote (key and SHA-256 of the row's
+        canonical line) and the keys it deleted."""
+        ...

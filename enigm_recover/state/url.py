@@ -6,7 +6,8 @@ directory), ``sqlite:////absolute/path.db`` (four: absolute) and
 reads them: the host may be a unix-socket folder given as ``?host=/run/postgresql``
 (then the URL's host part stays empty), and the user, host and port may be left
 to libpq's defaults (PGUSER, PGHOST, PGPORT). A password is better kept out of
-the URL, in ~/.pgpass or PGPASSWORD; one in the URL is never shown.
+the URL, in ~/.pgpass (PGPASSFILE), PGPASSWORD or a service entry (?service=,
+PGSERVICE); one in the URL is used to connect but never shown, logged or stored.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def safe_url(raw: str) -> str:
     if "password=" in parts.query.lower():
         masked = masked._replace(query=re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query))
     return raw if masked is parts else masked.geturl()
+
+
+def without_password(raw: str) -> str:
+    """``raw`` with any password in its user info left out (not masked): what may be stored, e.g. to resume a
+    run, which then connects with the password libpq finds in PGPASSWORD, ~/.pgpass or a service entry."""
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        return safe_url(raw)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return safe_url(raw)
+    return safe_url(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{hostport}").geturl())
 
 
 def parse_target_url(raw: str) -> TargetURL:
