@@ -11,7 +11,7 @@ DIST     ?= dist
 # The SSH private key that signs the bundle's SHA256SUMS (namespace enigm-bundle).
 BUNDLE_SIGN_KEY ?=
 
-.PHONY: run test bench tools clean screenshots lock bundle
+.PHONY: run test bench tools clean screenshots lock bundle man completions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,20 @@ lock: | $(BIN)/python
 ## bundle: the offline bundle in $(DIST)/: wheel, wheelhouse, single-file executable, SHA256SUMS(.sig)
 bundle: $(VENV)/.installed-test
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/make-bundle "$(DIST)" "$(BUNDLE_SIGN_KEY)"
+
+MANDIR ?= build/man
+COMPLETIONDIR ?= build/completions
+
+## man: the manual page, generated from the argument parser, into $(MANDIR)/enigm-recover.1
+man: $(VENV)/.installed-test
+	PATH="$(abspath $(BIN)):$$PATH" scripts/make-man "$(MANDIR)"
+
+## completions: the bash, zsh and fish completion scripts, generated from the parser, into $(COMPLETIONDIR)
+completions: $(VENV)/.installed-run
+	@mkdir -p $(COMPLETIONDIR)
+	$(BIN)/enigm-recover completion bash > $(COMPLETIONDIR)/enigm-recover.bash
+	$(BIN)/enigm-recover completion zsh > $(COMPLETIONDIR)/_enigm-recover
+	$(BIN)/enigm-recover completion fish > $(COMPLETIONDIR)/enigm-recover.fish
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/out build $(DIST)

@@ -65,11 +65,18 @@ class Sshd:
             self.process.kill()
 
 
-def start_sshd(root: Path, authorized_keys: list[Path], log_level: str = "ERROR") -> Sshd:
+def start_sshd(root: Path, authorized_keys: list[Path], log_level: str = "ERROR", host_ca: Path | None = None,
+               host_principals: str = "127.0.0.1") -> Sshd:
+    """A running sshd; with ``host_ca`` its host key is certified by that CA for ``host_principals``."""
     root.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
     host_key = keygen(root / "host_ed25519", "host")
+    certificate = ""
+    if host_ca is not None:
+        subprocess.run(["ssh-keygen", "-q", "-s", str(host_ca), "-h", "-I", "test-host", "-n", host_principals,
+                        "-V", "-5m:+1h", str(host_key.with_suffix(".pub"))], check=True)
+        certificate = f"HostCertificate {root / 'host_ed25519-cert.pub'}\n"
     (root / "authorized_keys").write_text("".join(p.with_suffix(".pub").read_text() for p in authorized_keys))
     port = free_port()
     log = root / "sshd.log"
@@ -90,7 +97,7 @@ PermitRootLogin prohibit-password
 AllowTcpForwarding yes
 Subsystem sftp internal-sftp
 LogLevel {log_level}
-""")
+{certificate}""")
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config), "-E", str(log)])
     wait_for_port(port, process)
     return Sshd(root, port, host_key, log, process)

@@ -56,7 +56,7 @@ def test_postgres_urls() -> None:
     assert alias.scheme == "postgresql"
     assert alias.connect_kwargs()["host"] == "/run/postgresql" and alias.connect_kwargs()["sslmode"] == "disable"
     for bad in ("postgresql://h/", "postgresql://h:0/db", "postgresql://h:x/db", "postgresql://h/db?nope=1",
-                "postgresql://u:pw@h/db?password=pw", "postgresql://a,b/db", "postgresql:h/db",
+                "postgresql://u:pw@h/db?password=pw", "postgresql://a,b:x/db", "postgresql:h/db",
                 "postgresql://h/db?host=/x"):
         with pytest.raises(TargetError) as exc:
             parse_target_url(bad)

@@ -49,6 +49,9 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        from enigm_recover import logs
+
+        logs.configure(logs.DEBUG if args.debug else logs.VERBOSE if args.verbose else logs.QUIET)
         if not getattr(args, "func", None):
             parser.print_help()
             return 0

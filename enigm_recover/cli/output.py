@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -40,10 +42,30 @@ class ProgressPrinter:
             eta = (p.total - p.done) / rate if rate > 0 else 0
             line += f" of {human_size(p.total) if p.unit == 'bytes' else f'{p.total:,}'}" \
                     f" ({100 * p.done / p.total:.0f}%), {rate_s}, ETA {eta:.0f} s"
-        self.stream.write("\r\033[K" + for_terminal(line))
+        self.stream.write("\r\033[K" + fit(for_terminal(line), terminal_width(self.stream)))
         if p.total and p.done >= p.total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal ``stream`` draws on: $COLUMNS, else the terminal's own size, else 80."""
+    if os.environ.get("COLUMNS", "").isdigit() and int(os.environ["COLUMNS"]) > 0:
+        return int(os.environ["COLUMNS"])
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size().columns
+
+
+def fit(line: str, columns: int) -> str:
+    """``line`` cut to fit in one row less one column: a redrawn line that wrapped would leave a trail."""
+    from rich.cells import cell_len, set_cell_size
+
+    room = max(columns - 1, 1)
+    if cell_len(line) <= room:
+        return line
+    return set_cell_size(line, room - 1) + "…"
 
 
 def progress_for(args: argparse.Namespace) -> ProgressCallback:
@@ -52,11 +74,18 @@ def progress_for(args: argparse.Namespace) -> ProgressCallback:
     return ProgressPrinter(sys.stderr)
 
 
-def emit_json(obj: Any) -> None:
-    """Strict JSON: every string is Unicode text, a path's raw bytes shown by ``display_text``."""
+# The version of every ``--json`` document's shape (docs/JSON.md). Adding a key keeps it; renaming or removing
+# a key, or changing a value's type or meaning, raises it.
+SCHEMA_VERSION = 1
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """Strict JSON: every string is Unicode text, a path's raw bytes shown by ``display_text``. Every document
+    is an object whose first key is ``schema_version``."""
     from enigm_recover.paths import display_text
 
-    json.dump(_as_text(obj, display_text), sys.stdout, indent=2, default=lambda o: display_text(str(o)))
+    doc = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in obj.items() if k != "schema_version"}}
+    json.dump(_as_text(doc, display_text), sys.stdout, indent=2, default=lambda o: display_text(str(o)))
     sys.stdout.write("\n")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from enigm_recover import __version__
 from enigm_recover.cli.commands_app import cmd_app, cmd_default
 from enigm_recover.cli.commands_audit import cmd_audit_verify
+from enigm_recover.cli.commands_completion import SHELLS, cmd_completion
 from enigm_recover.cli.commands_drill import cmd_drill
 from enigm_recover.cli.commands_keys import cmd_config, cmd_keys_init, cmd_target_init
 from enigm_recover.cli.commands_keys import cmd_keys_check, cmd_keys_reshare, cmd_keys_rewrap, cmd_keys_rotate, cmd_keys_test_quorum
@@ -528,4 +529,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     for action in ("show", "path", "set", "unset"):
         csub.choices[action].set_defaults(func=cmd_config)
+
+    p = sub.add_parser(
+        "completion", help="print a shell completion script (bash, zsh or fish)",
+        description="Print the completion script of SHELL, generated from these very options.",
+        epilog="bash: enigm-recover completion bash > ~/.local/share/bash-completion/completions/enigm-recover;  "
+               "zsh: enigm-recover completion zsh > a folder of $fpath as _enigm-recover;  "
+               "fish: enigm-recover completion fish > ~/.config/fish/completions/enigm-recover.fish")
+    p.add_argument("shell", metavar="SHELL", choices=SHELLS, help="bash, zsh or fish")
+    p.set_defaults(func=cmd_completion)
+    _add_log_options(parser)
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """-v and --debug, before or after the command (a command's own copy leaves the top level's value)."""
+    default: Any = {"verbose": 0, "debug": False} if top else {"verbose": argparse.SUPPRESS,
+                                                                "debug": argparse.SUPPRESS}
+    g = parser.add_argument_group("diagnostics (on stderr; never a secret)") if top else parser
+    g.add_argument("-v", "--verbose", action="count", default=default["verbose"],
+                   help="say what is being done: connections, steps, files")
+    g.add_argument("--debug", action="store_true", default=default["debug"],
+                   help="also SSH negotiation (algorithms, authentication) and timings")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_log_options(sub, top=False)

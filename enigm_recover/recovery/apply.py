@@ -15,7 +15,9 @@ snapshot's records (counts and a canonical digest); a step is reported
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from datetime import datetime, timezone
@@ -40,6 +42,8 @@ from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPo
 from enigm_recover.state.live import Unreadable, table_unreadable, table_unwritable, unreadable
 from enigm_recover.state.model import DEVICE, IDENTITY, Kind
 from enigm_recover.state.store import TargetStore
+
+log = logging.getLogger(__name__)
 
 
 class RestoreStepStatus(StrEnum):
@@ -112,6 +116,7 @@ class Restorer:
         self.plan = plan
         self.checked = checked
         self.batch_size = batch_size
+        self._applied_at = 0.0  # when the last step's writes ended: its verification's timing starts there
         self.progress = progress
         self.snapshot_time = snapshot_time_of(verified)
 
@@ -174,6 +179,8 @@ class Restorer:
             position = self.apply_step(run.run_id, step, position)
             verification = self.verify_step(step, run.run_id)
             status = "verified" if verification["verified"] else "not-verified"
+            log.info("restore step %s: %s (verification took %.3f s)", step.name, status,
+                     time.perf_counter() - self._applied_at)
             self.store.record_step(run.run_id, step.name, status, verification)
             outcomes.append(_outcome(step, position, status, verification))
         status = "completed" if all(o.status == "verified" for o in outcomes) else "partial"
@@ -207,6 +214,9 @@ class Restorer:
             yield change, snap, live, verdict
 
     def apply_step(self, run_id: str, step: Step, position: StepPosition) -> StepPosition:
+        log.info("restore step %s: applying (policies %s)", step.name,
+                 ", ".join(sorted(p.value for p in step.policies)))
+        started = time.perf_counter()
         kind = step.kind
         changes = self._changes(kind, position.last_key)
         number = position.batches
@@ -233,6 +243,8 @@ class Restorer:
             if len(self.store.apply_with(run_id, kind, [c.key for c in chunk], build)):
                 number += 1
             self.progress(Progress(Stage.RESTORE, start + len(chunk), len(changes), "records", step.name))
+        self._applied_at = time.perf_counter()
+        log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
         return self.store.step_position(run_id, step.name)
 
     def verify_step(self, step: Step, run_id: str | None = None) -> dict[str, Any]:

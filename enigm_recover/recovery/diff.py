@@ -15,12 +15,14 @@ apart; none of them stops the dry run.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any, Iterable, Iterator
 
 from enigm_recover.memory import keep_large_blocks_off_the_heap
+from enigm_recover.logs import timed
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.recovery.assess import (
@@ -42,6 +44,8 @@ from enigm_recover.snapshot.unseal import PayloadConfirmation
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.live import Unreadable, exact_types, key_is_addressable, table_unreadable, table_unwritable
 from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS, Kind
+
+log = logging.getLogger(__name__)
 from enigm_recover.state.store import TargetStore
 
 
@@ -188,6 +192,7 @@ def resolve_orphans(changes: list[Change], restorable_accounts: set[str], store:
                 change.findings, change.protected = verdict.findings, verdict.protected
 
 
+@timed(log, "the dry run (diff)")
 def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetStore, *,
          kinds: Iterable[str] | None = None, progress: ProgressCallback = no_progress) -> DiffResult:
     """Compare the snapshot with the live target, kind by kind, in one pass over the payload."""
@@ -196,6 +201,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     snapshot_time = snapshot_time_of(verified)
     result = DiffResult(verified.manifest.id, snapshot_time, store.display,
                         {k.name: KindSummary() for k in KINDS if k.name in selected})
+    log.info("comparing snapshot %s with %s (%s)", verified.manifest.id, store.display, ", ".join(sorted(selected)))
     missing_accounts: set[str] = set()  # the snapshot's identities that live lacks: a restore brings them back
     lines = LineStore()
     confirmation = PayloadConfirmation()

@@ -25,6 +25,7 @@ A face drives it like this::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +35,7 @@ from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import OWN_DOCUMENT, load_toml_file
 from enigm_recover.errors import EnigmError, RunStateError, StepNotConfirmed, UsageError
+from enigm_recover.logs import timed
 from enigm_recover.paths import display_text, is_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.recovery.pipeline import RecoveryPipeline, source_opener
@@ -44,6 +46,8 @@ from enigm_recover.snapshot.signature import Signer
 from enigm_recover.snapshot.verify import Check
 from enigm_recover.state.journal import DEFAULT_BATCH
 from enigm_recover.state.url import safe_url, without_password
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "run.toml"
 FORMAT = 1
@@ -328,8 +332,10 @@ class RunbookExecutor:
             raise RunStateError("the run has no step left", "see the report")
         confirmed_by = self._check_confirmation(step, confirmation)
         started = _now()
+        log.info("runbook %s: step %s (%s)", self.runbook.name, step.id, step.action.value)
         try:
-            status, summary, counts, detail = self._perform(step, confirmation, progress)
+            with timed(log, f"step {step.id}"):
+                status, summary, counts, detail = self._perform(step, confirmation, progress)
         except EnigmError as exc:
             self.recovery.record("step-failed", inputs={"step": step.id, "reason": exc.message}, outcome="failed")
             self._save()

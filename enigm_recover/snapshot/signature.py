@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 
 import asyncssh
 from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt32
-from asyncssh.public_key import decode_ssh_public_key
+from asyncssh.public_key import CERT_TYPE_USER, SSHOpenSSHCertificate, decode_ssh_certificate, decode_ssh_public_key
 
 from enigm_recover.bounded import KEY_FILE, TRUST_FILE, read_bounded, read_text_bounded
 from enigm_recover.errors import InputFileError, SignatureError
@@ -201,7 +201,7 @@ def check(data: bytes, sig: bytes | None, principal: str,
         packet = SSHPacket(_dearmor(sig))
         if packet.get_bytes(6) != _MAGIC or packet.get_uint32() != 1:
             raise ValueError("not an SSHSIG v1 blob")
-        key = decode_ssh_public_key(packet.get_string())
+        key, cert = _signing_key(packet.get_string())
         signed_namespace = packet.get_string()
         packet.get_string()  # reserved
         hash_name = packet.get_string()
@@ -225,11 +225,59 @@ def check(data: bytes, sig: bytes | None, principal: str,
     if allowed is None:
         return SignatureVerdict(SignatureStatus.UNCHECKED,
                                 f"valid signature by {fingerprint}; no allowed_signers given", fingerprint)
+    if cert is not None:
+        return _check_certificate(cert, principal, allowed, namespace, fingerprint)
     if allowed.validate(key, principal, namespace):
         return SignatureVerdict(SignatureStatus.TRUSTED, f"signed by trusted principal {principal}", fingerprint)
     return SignatureVerdict(SignatureStatus.UNKNOWN_SIGNER,
                             f"signer {fingerprint} is not in allowed_signers for principal {principal}",
                             fingerprint)
+
+
+def _signing_key(blob: bytes) -> tuple[asyncssh.SSHKey, SSHOpenSSHCertificate | None]:
+    """The key an SSHSIG names: a plain public key, or an OpenSSH certificate (its CA's signature checked)."""
+    algorithm = SSHPacket(blob).get_string()
+    if not algorithm.endswith(b"-cert-v01@openssh.com"):
+        return decode_ssh_public_key(blob), None
+    cert = decode_ssh_certificate(blob)
+    if not isinstance(cert, SSHOpenSSHCertificate):
+        raise ValueError("not an OpenSSH certificate")
+    return cert.key, cert
+
+
+def _certificate_problem(cert: SSHOpenSSHCertificate, principal: str, now: float) -> str | None:
+    """Why ``ssh-keygen -Y verify`` would not accept this certificate for ``principal`` now (OpenSSH's
+    sshkey_cert_check_authority: a user certificate, within its validity, listing the principal)."""
+    if cert._cert_type != CERT_TYPE_USER:
+        return "it is a host certificate, not a user certificate"
+    if now < cert._valid_after:
+        return "it is not yet valid"
+    if now >= cert._valid_before:
+        return "it has expired"
+    if not cert.principals:
+        return "it lists no principal"
+    if principal not in cert.principals:
+        return f"it is for {', '.join(cert.principals)}, not {principal}"
+    return None
+
+
+def _check_certificate(cert: SSHOpenSSHCertificate, principal: str, allowed: asyncssh.SSHAllowedSigners,
+                       namespace: str, fingerprint: str) -> SignatureVerdict:
+    """A certificate's signature is trusted where allowed_signers names its CA with ``cert-authority`` for the
+    principal (and namespace, and time), and the certificate itself is valid for that principal now."""
+    import time
+
+    ca = cert.signing_key.get_fingerprint()
+    if not allowed.validate(cert.signing_key, principal, namespace, ca=True):
+        return SignatureVerdict(SignatureStatus.UNKNOWN_SIGNER,
+                                f"the certificate of {fingerprint} is signed by CA {ca}, which allowed_signers does "
+                                f"not name as cert-authority for principal {principal}", fingerprint)
+    problem = _certificate_problem(cert, principal, time.time())
+    if problem is not None:
+        return SignatureVerdict(SignatureStatus.UNKNOWN_SIGNER,
+                                f"the signer's certificate (CA {ca}) is not valid: {problem}", fingerprint)
+    return SignatureVerdict(SignatureStatus.TRUSTED,
+                            f"signed by trusted principal {principal} (certificate from CA {ca})", fingerprint)
 
 
 def require_trusted(verdict: SignatureVerdict) -> None:

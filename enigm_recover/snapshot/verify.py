@@ -9,6 +9,7 @@ unsealing requires.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,13 @@ import asyncssh
 
 from enigm_recover.errors import EnigmError, PayloadIntegrityError, SourceError
 from enigm_recover.hashing import hash_file
+from enigm_recover.logs import timed
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.source import SnapshotEntry, SnapshotSource
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class Check:
@@ -58,6 +62,7 @@ class VerifiedSnapshot:
     payload_path: Path
 
 
+@timed(log, "verifying the snapshot")
 def verify_entry(
     source: SnapshotSource,
     entry: SnapshotEntry,
@@ -69,6 +74,7 @@ def verify_entry(
     """Check a listed snapshot; without ``hash_payload`` the SHA-256 is left to unsealing,
     which checks it in the same pass as decryption (and reports it honestly as deferred here)."""
     report = VerifyReport(entry.id)
+    log.info("verifying snapshot %s (payload %s)", entry.id, "hashed now" if hash_payload else "hashed when unsealed")
 
     def fail(name: str, error: EnigmError) -> tuple[VerifyReport, None]:
         report.checks.append(Check(name, False, error.message))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import logging
 import os
 import posixpath
 import threading
@@ -32,6 +33,7 @@ from enigm_recover.errors import (
     SourceError,
 )
 from enigm_recover.hashing import hash_file
+from enigm_recover.logs import timed
 from enigm_recover.private import create_private_file, make_private_dir
 from enigm_recover.paths import display_text
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
@@ -40,6 +42,8 @@ from enigm_recover.snapshot.source import Listing, RefusedName, SnapshotEntry, p
 from enigm_recover.sources.names import claimed_time, classify, hostile_name_reason
 from enigm_recover.sources.removal import removal_order, tombstone_name, tombstoned_id
 from enigm_recover.sources.ssh import SSHSettings, SSHTarget, connect
+
+log = logging.getLogger(__name__)
 
 LIST_CONCURRENCY = 64
 WRITES_IN_FLIGHT = 64  # blocks handed to the writer thread and not yet written
@@ -146,7 +150,8 @@ class SftpSource:
 
     async def _client(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
-            self._conn = await connect(self.url.target, self.settings)
+            with timed(log, f"connecting to {self.url.target}"):
+                self._conn = await connect(self.url.target, self.settings)
             try:
                 # Remote names are bytes: one that is not UTF-8 travels as surrogates, as local paths do.
                 self._sftp = await self._conn.start_sftp_client(path_errors="surrogateescape")
@@ -304,10 +309,13 @@ class SftpSource:
                 return dest
             dest.unlink()
         download = _Download(partial, manifest.payload_size)
+        log.info("fetching %s (%d bytes, %d already here)", payload_name(entry.id), manifest.payload_size,
+                 download.size)
         attempt = 0
         while True:
             try:
-                await self._download(entry.id, download, progress)
+                with timed(log, f"fetching {payload_name(entry.id)}"):
+                    await self._download(entry.id, download, progress)
                 break
             except (asyncssh.DisconnectError, OSError, asyncio.TimeoutError,
                     asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:

@@ -1,7 +1,8 @@
 """Opening SSH connections the way OpenSSH users expect, with strict host keys.
 
 Honours the OpenSSH client config (User, Port, HostName, IdentityFile,
-ProxyJump, UserKnownHostsFile, HostKeyAlias), known_hosts, the ssh-agent,
+ProxyJump, UserKnownHostsFile, GlobalKnownHostsFile, HashKnownHosts,
+HostKeyAlias), known_hosts with @cert-authority and @revoked lines, the ssh-agent,
 passphrase-protected keys and keyboard-interactive second factors. Prompts go
 through a ``Prompter`` the caller supplies (the terminal or a dialog).
 
@@ -16,6 +17,7 @@ failures never are.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,8 @@ from typing import Any, Protocol
 
 import asyncssh
 
-from enigm_recover.bounded import KEY_FILE, TRUST_FILE, check_regular, read_bounded, read_text_bounded
-from enigm_recover.private import create_private_file, make_private_dir
+from enigm_recover.bounded import KEY_FILE, TRUST_FILE, check_regular, read_bounded
+from enigm_recover.sources.known_hosts import KnownHostsFiles, known_hosts_files, record_host_key
 from enigm_recover.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -42,6 +44,8 @@ PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha
                      "aes256-ctr", "aes192-ctr", "aes128-ctr")
 WINDOW = 16 << 20  # bytes in flight on the SFTP channel
 MAX_PACKET = 256 << 10
+
+log = logging.getLogger(__name__)
 
 
 class Prompter(Protocol):
@@ -117,22 +121,11 @@ def _probe(target: SSHTarget, settings: SSHSettings) -> asyncssh.SSHClientConnec
         raise SourceError(f"cannot use the SSH client config: {exc}") from None
 
 
-def _known_hosts_path(probe: asyncssh.SSHClientConnectionOptions, settings: SSHSettings) -> Path:
-    if settings.known_hosts:
-        return settings.known_hosts
-    configured = probe.config.get("UserKnownHostsFile")
-    if configured:
-        return Path(os.path.expanduser(configured[0]))
-    return Path.home() / ".ssh" / "known_hosts"
-
-
-def _load_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
-    text = read_text_bounded(path, TRUST_FILE, "known_hosts file", SourceError, missing_ok=True)
-    return asyncssh.import_known_hosts(text or "")
-
-
-def _host_pattern(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
+def _known_hosts(target: SSHTarget, probe: asyncssh.SSHClientConnectionOptions,
+                 settings: SSHSettings) -> KnownHostsFiles:
+    configs = settings.config_files if settings.config_files is not None else \
+        [Path(os.path.expanduser("~/.ssh/config"))]
+    return known_hosts_files(probe, settings.known_hosts, configs, target.host)
 
 
 def _identity_files(probe: asyncssh.SSHClientConnectionOptions, settings: SSHSettings) -> tuple[list[Path], bool]:
@@ -218,7 +211,7 @@ class _Client(asyncssh.SSHClient):
 
 
 async def _check_unverified_host(target: SSHTarget, probe: asyncssh.SSHClientConnectionOptions,
-                                 settings: SSHSettings, tunnel: Any, known_path: Path) -> None:
+                                 settings: SSHSettings, tunnel: Any, known: KnownHostsFiles) -> None:
     """Explain a refused host key; record it when the operator confirmed this fingerprint."""
     key = await asyncssh.get_server_host_key(target.host, target.port or (), tunnel=tunnel,
                                              config=settings.config_arg())
@@ -226,30 +219,33 @@ async def _check_unverified_host(target: SSHTarget, probe: asyncssh.SSHClientCon
         raise HostKeyUnknown(f"{target} presented no host key")
     fingerprint = key.get_fingerprint("sha256")
     host = str(probe.config.get("HostKeyAlias") or probe.host)
-    trusted, _cas, revoked, *_ = _load_known_hosts(known_path).match(host, host, probe.port)
+    log.info("%s:%s offers the %s host key %s, not trusted by %s", host, probe.port, key.get_algorithm(),
+             fingerprint, known.describe())
+    trusted, _cas, revoked, *_ = known.load().match(host, host, probe.port)
     if any(k == key for k in revoked):
-        raise HostKeyChanged(f"the host key of {host}:{probe.port} ({fingerprint}) is marked revoked in {known_path}")
+        raise HostKeyChanged(f"the host key of {host}:{probe.port} ({fingerprint}) is marked revoked in "
+                             f"{known.describe()}")
     if trusted:
         raise HostKeyChanged(
-            f"the host key of {host}:{probe.port} has CHANGED: {known_path} holds another key; "
+            f"the host key of {host}:{probe.port} has CHANGED: {known.describe()} holds another key; "
             f"the host now offers {fingerprint}")
     if settings.accept_host_key != fingerprint:
-        raise HostKeyUnknown(f"{host}:{probe.port} is not in {known_path}; it offers the "
+        raise HostKeyUnknown(f"{host}:{probe.port} is not in {known.describe()}; it offers the "
                              f"{key.get_algorithm()} host key {fingerprint}", fingerprint=fingerprint)
-    make_private_dir(known_path.parent, "known_hosts folder", check=False)
-    line = f"{_host_pattern(host, probe.port)} {key.export_public_key().decode().strip()}\n"
-    with os.fdopen(create_private_file(known_path, append=True), "a", encoding="utf-8") as f:
-        f.write(line)
-    settings.prompter.notice(f"recorded the host key of {host}:{probe.port} ({fingerprint}) in {known_path}")
+    path = record_host_key(known, host, probe.port, key)
+    settings.prompter.notice(f"recorded the host key of {host}:{probe.port} ({fingerprint}) in {path}")
 
 
 async def _connect_direct(target: SSHTarget, settings: SSHSettings,
                           tunnel: asyncssh.SSHClientConnection | None) -> asyncssh.SSHClientConnection:
     probe = _probe(target, settings)
-    known_path = _known_hosts_path(probe, settings)
+    known = _known_hosts(target, probe, settings)
     plain, encrypted = _load_keys(*_identity_files(probe, settings))
     label = f"{probe.username}@{probe.host}"
     ciphers: Any = () if probe.config.get("Ciphers") else list(PREFERRED_CIPHERS)
+    log.info("connecting to %s (port %s%s)", label, probe.port, f" through {tunnel!r}" if tunnel else "")
+    log.debug("known hosts: %s; identity files: %d loaded, %d needing a passphrase", known.describe(), len(plain),
+              len(encrypted))
     host_key_checked = False
     attempt = 0
     while True:
@@ -257,7 +253,7 @@ async def _connect_direct(target: SSHTarget, settings: SSHSettings,
         try:
             return await asyncssh.connect(
                 target.host, target.port or (), username=target.user or (), config=settings.config_arg(),
-                tunnel=tunnel, known_hosts=_load_known_hosts(known_path), client_keys=plain,
+                tunnel=tunnel, known_hosts=known.load(), client_keys=plain,
                 client_factory=lambda: _Client(label, encrypted, settings.prompter),
                 encryption_algs=ciphers, window=WINDOW, max_pktsize=MAX_PACKET,
                 connect_timeout=settings.connect_timeout, keepalive_interval=settings.keepalive_interval,
@@ -265,7 +261,7 @@ async def _connect_direct(target: SSHTarget, settings: SSHSettings,
         except asyncssh.HostKeyNotVerifiable:
             if host_key_checked:
                 raise HostKeyChanged(f"the host key of {target} changed while connecting") from None
-            await _check_unverified_host(target, probe, settings, tunnel, known_path)
+            await _check_unverified_host(target, probe, settings, tunnel, known)
             host_key_checked = True
             attempt -= 1  # recording an accepted key is not a retry
         except asyncssh.PermissionDenied:

@@ -21,13 +21,6 @@ from enigm_recover.errors import TargetError
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
-# libpq connection parameters a URL query may set (not the password: see the module docstring)
-POSTGRES_QUERY_PARAMS = frozenset({
-    "host", "hostaddr", "port", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslnegotiation",
-    "connect_timeout", "application_name", "options", "target_session_attrs", "passfile", "channel_binding",
-    "gssencmode", "require_auth", "service", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-})
-
 
 @dataclass(frozen=True)
 class TargetURL:
@@ -95,53 +88,48 @@ def parse_target_url(raw: str) -> TargetURL:
 
 
 def _parse_postgres(raw: str) -> TargetURL:
+    """A PostgreSQL URL as libpq reads it (psycopg's conninfo parser): every libpq parameter, services
+    (``?service=``), ``sslmode``, and multi-host failover lists (``postgresql://h1:5432,h2:5433/db``).
+    Our rules on top: a database or a service is named, ports are numbers, a host or port is not given
+    twice, and a password never travels in the query string (nor appears in an error)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     shown = safe_url(raw)
 
     def bad(why: str) -> TargetError:
-        return TargetError(f"target URL {shown!r}: {why}",
-                           "a PostgreSQL target URL is postgresql://user[:password]@host[:port]/database")
+        return TargetError(f"target URL {shown!r}: {_without_password(why, raw)}",
+                           "a PostgreSQL target URL is postgresql://user@host[:port][,host2[:port2]...]/database"
+                           "[?param=value&...] with libpq's parameters (sslmode, service, target_session_attrs, ...)")
 
     if not raw.split(":", 1)[1].startswith("//"):
         raise bad("expected // after the scheme")
     try:
         parts = urlsplit(raw)
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
-        raise bad(str(exc)) from None
+        raise bad(f"the query string is malformed ({exc})") from None
     if parts.fragment:
         raise bad("a fragment (#...) is not allowed")
-    params: dict[str, str] = {}
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at:
-        user, colon, password = userinfo.partition(":")
-        if user:
-            params["user"] = unquote(user)
-        if colon:
-            params["password"] = unquote(password)
-    host, port = _split_hostport(hostport, bad)
-    if host:
-        params["host"] = host
-    if port:
-        params["port"] = port
-    dbname = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
-    if not dbname:
-        raise bad("it names no database (…/DATABASE)")
-    if "/" in dbname:
-        raise bad(f"database name {dbname!r} holds a '/'")
-    params["dbname"] = dbname
-    try:
-        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError:
-        raise bad("the query string is malformed") from None
-    for key, value in query:
-        if key == "password":
-            raise bad("a password in the query string is not accepted; put it in ~/.pgpass or PGPASSWORD")
-        if key not in POSTGRES_QUERY_PARAMS:
-            raise bad(f"unknown parameter {key!r} (known: {', '.join(sorted(POSTGRES_QUERY_PARAMS))})")
-        if key in ("host", "port") and key in params:
+    given = [key for key, _ in query]
+    if "password" in given:
+        raise bad("a password in the query string is not accepted; put it in ~/.pgpass, PGPASSWORD or a service")
+    hosts = [h[1:].partition("]") if h.startswith("[") else h.partition(":")
+             for h in parts.netloc.rpartition("@")[2].split(",")]
+    for key, in_url in (("host", any(h for h, _, _ in hosts)), ("port", any(p.lstrip(":") for _, _, p in hosts))):
+        if in_url and key in given:
             raise bad(f"the {key} is given twice (in the URL and as ?{key}=)")
-        if key == "port" and not _valid_port(value):
-            raise bad(f"port {value!r} is not a number from 1 to 65535")
-        params[key] = value
+    try:
+        params = conninfo_to_dict(raw)
+    except ProgrammingError as exc:
+        raise bad(str(exc).strip()) from None
+    for port in params.get("port", "").split(","):
+        if port and not _valid_port(port):
+            raise bad(f"port {port!r} is not a number from 1 to 65535")
+    if not params.get("dbname") and not params.get("service"):
+        raise bad("it names no database (…/DATABASE) and no service (?service=NAME)")
+    if "/" in params.get("dbname", ""):
+        raise bad(f"database name {params['dbname']!r} holds a '/'")
     params.setdefault("connect_timeout", "10")
     return TargetURL("postgresql", raw, None, tuple(params.items()))
 
@@ -150,20 +138,12 @@ def _valid_port(text: str) -> bool:
     return text.isdigit() and 1 <= int(text) <= 65535
 
 
-def _split_hostport(hostport: str, bad) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    if "," in hostport:
-        raise bad("several hosts are not supported")
-    if hostport.startswith("["):  # [IPv6]:port
-        end = hostport.find("]")
-        if end < 0:
-            raise bad("unbalanced [ in the host")
-        host, rest = hostport[1:end], hostport[end + 1:]
-        if rest and not rest.startswith(":"):
-            raise bad(f"unexpected {rest!r} after the host")
-        port = rest[1:]
-    else:
-        host, _, port = hostport.partition(":")
-        host = unquote(host)  # a percent-encoded socket folder (%2Frun%2Fpostgresql) stays a path
-    if port and not _valid_port(port):
-        raise bad(f"port {port!r} is not a number from 1 to 65535")
-    return host, port
+def _without_password(message: str, raw: str) -> str:
+    """libpq quotes the token it could not read: never let that be (part of) the URL's password."""
+    userinfo, at, _ = urlsplit(raw).netloc.rpartition("@") if "//" in raw else ("", "", "")
+    password = userinfo.partition(":")[2] if at else ""
+    if not password:
+        return message
+    secrets = {password, unquote(password)}
+    return re.sub(r'"([^"]*)"', lambda m: '"***"' if m.group(1) and any(m.group(1) in s for s in secrets)
+                  else m.group(0), message)
