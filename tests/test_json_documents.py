@@ -19,7 +19,7 @@ def documented_keys() -> dict[str, set[str]]:
     sections: dict[str, set[str]] = {}
     current = None
     for line in DOC.read_text().splitlines():
-        heading = re.fullmatch(r"## `([a-z ]+)`", line)
+        heading = re.fullmatch(r"## `([a-z -]+)`", line)
         if heading:
             current = sections.setdefault(heading.group(1), set())
         elif current is not None and (row := re.match(r"\| `([a-z_0-9]+)` \|", line)):
