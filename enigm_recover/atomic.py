@@ -12,7 +12,8 @@ from typing import BinaryIO, Iterator
 from enigm_recover.errors import InputFileError, OutputExistsError
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (a rename, a link, an unlink) durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -60,7 +61,7 @@ def atomic_output(path: Path, *, mode: int = 0o600, overwrite: bool = False) -> 
             except FileExistsError:
                 raise OutputExistsError(f"{path} already exists") from None
             os.unlink(tmp)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -17,7 +15,6 @@ from enigm_recover.errors import (
     SnapshotFromTheFuture,
     UsageError,
 )
-from enigm_recover.paths import display_path
 from enigm_recover.readiness.policy import MAX_DURATION, parse_duration
 from enigm_recover.snapshot.catalog import newest_first, resolve
 from enigm_recover.snapshot.clock import CLOCK_SKEW
@@ -28,51 +25,7 @@ from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.state.sqlite_store import SQLiteStore
 from tests.conftest import DRILL_AT, Drill
 from tests.helpers import manifest_path, sign_as_producer
-
-THREE = ("amara", "chen", "emeka")
-
-
-def cards(drill: Drill) -> list:
-    return sum((["--share-file", drill.card(name)] for name in THREE), [])
-
-
-def generous() -> str:
-    return f"{(datetime.now(timezone.utc) - DRILL_AT).days + 3}d"
-
-
-def raw(path: Path, name: bytes) -> Path:
-    """``path / name`` where ``name`` is bytes that are not UTF-8, as Python gives such a name (PEP 383)."""
-    return Path(os.fsdecode(os.fsencode(path) + b"/" + name))
-
-
-def strict_json(text: str) -> object:
-    """Parse JSON and insist that every string is Unicode text (no lone surrogates, which strict parsers refuse)."""
-    doc = json.loads(text)
-
-    def walk(value: object) -> None:
-        if isinstance(value, str):
-            value.encode("utf-8")  # raises on a lone surrogate
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(k)
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    walk(doc)
-    return doc
-
-
-def label(path: Path) -> str:
-    """The source label of a Prometheus sample: the displayed path, its backslashes escaped."""
-    return display_path(path).replace("\\", "\\\\")
-
-
-def parse_textfile(text: str) -> dict[str, float]:
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line and not line.startswith("#")}
-
+from tests.test_paths import generous, parse_textfile, strict_json
 
 # -- clocks ---------------------------------------------------------------------------------------------
 

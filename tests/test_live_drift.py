@@ -9,8 +9,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, SETTING, Kind
 from enigm_recover.state.url import parse_target_url
 from tests.test_restore import restore, shares, snapshot_state, state_of

@@ -88,7 +88,7 @@ def test_the_markdown_page_says_what_is_kept_since_when_and_what_changed(drill, 
     assert out.startswith("# Recovery scope review\n")
     oldest = drill.doc["snapshots"]["ids"][0]
     assert "## What the tool may keep (the allow-list)" in out and "| device | " in out
-    assert f"### Environment drill" in out
+    assert "### Environment drill" in out
     assert f"Kept since {oldest[:4]}-{oldest[4:6]}-{oldest[6:8]}T" in out
     assert f"- {after} (after {drill.latest}, drill): device" in out
     assert "## Findings\n\n- none" in out

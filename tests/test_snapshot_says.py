@@ -19,7 +19,7 @@ from enigm_recover.errors import (
     SnapshotNotFound,
     SourceError,
 )
-from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, manifest_name, payload_name, signature_name
+from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, payload_name, signature_name
 from enigm_recover.state.model import DEVICE, IDENTITY
 from enigm_recover.state.stores import open_store
 from tests.helpers import manifest_path, read_manifest, sign_as_producer, write_payload

@@ -32,7 +32,7 @@ import asyncssh
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from enigm_recover.atomic import atomic_output, write_atomic
+from enigm_recover.atomic import atomic_output, fsync_dir, write_atomic
 from enigm_recover.bounded import read_bounded
 from enigm_recover.errors import DecryptionError, PayloadIntegrityError, SignatureError
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
@@ -120,14 +120,6 @@ def _header_mac_ok(head: bytes, file_key: bytes) -> bool:
 def _names(snapshot_id: str) -> tuple[str, str, str]:
     """In the order they are replaced: payload, signature, manifest."""
     return payload_name(snapshot_id), signature_name(snapshot_id), manifest_name(snapshot_id)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_signed(manifest_bytes: bytes, sig: bytes | None, allowed: asyncssh.SSHAllowedSigners) -> Manifest:
@@ -227,7 +219,7 @@ def _replace(folder: Path, snapshot_id: str) -> None:
         pending = folder / (name + SUFFIX)
         if pending.exists():
             os.replace(pending, folder / name)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 # -- resuming ---------------------------------------------------------------------------------------
@@ -265,5 +257,5 @@ def resume(folder: Path, snapshot_id: str, allowed: asyncssh.SSHAllowedSigners) 
         if base.startswith(snapshot_id) and (name.endswith(SUFFIX) or (name.startswith(".") and
                                                                        name.endswith(".partial") and SUFFIX in name)):
             os.unlink(folder / name)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return None

@@ -18,10 +18,7 @@ import asyncssh
 import zstandard
 
 from enigm_recover.atomic import atomic_output, write_atomic
-from enigm_recover.bounded import KEY_FILE, read_text_bounded
-from enigm_recover.errors import InputFileError
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
-from enigm_recover.quorum.recovery_key import decode_recipient
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.agecrypt import encrypt_stream
 from enigm_recover.snapshot.manifest import (
@@ -60,17 +57,9 @@ class _HashingWriter:
 
 def read_recipient_file(path: Path) -> str:
     """The one ``age1...`` line of a recipients file (``#`` comments allowed, like age -R)."""
-    text = read_text_bounded(path, KEY_FILE, "recipient file")
-    assert text is not None
-    lines = text.splitlines()
-    recipients = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    if len(recipients) != 1:
-        raise InputFileError(f"recipient file {path} must hold exactly one age recipient line")
-    try:
-        decode_recipient(recipients[0])
-    except ValueError:
-        raise InputFileError(f"recipient file {path} does not hold an age X25519 recipient (age1...)") from None
-    return recipients[0]
+    from enigm_recover.quorum.keyring import read_recipient
+
+    return read_recipient(path).recipient
 
 
 def read_sealing_recipient(path: Path) -> str:
