@@ -15,6 +15,7 @@ import re
 import shutil
 import sqlite3
 import tomllib
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -81,24 +82,28 @@ def test_a_visible_escape_names_the_character() -> None:
 
 
 def plant_live_rows(target: str) -> dict[str, str]:
-    """A live role and a live setting for each hostile string (what an attacker with the store could write);
-    returns {id: the role's operator}."""
-    db = sqlite3.connect(target.removeprefix("sqlite:///"))
-    planted = {}
-    for number, (name, text) in enumerate(HOSTILE):
-        if name in NOT_IN_SQLITE:
-            continue
-        db.execute("INSERT INTO roles VALUES (?, ?, ?, ?)", (text, f"role{number}", text, "2026-11-27T11:00:00Z"))
-        db.execute("INSERT INTO settings VALUES (?, ?, ?)", (f"{text}{number}", text, "2026-11-27T11:00:00Z"))
-        planted[name] = text
-    db.commit()
-    db.close()
-    return planted
+    """A live role and a live setting for each hostile string (what an attacker with the store could write),
+    on either store; returns {id: the role's operator}."""
+    rows = [(name, number, text) for number, (name, text) in enumerate(HOSTILE)
+            if name not in NOT_IN_SQLITE and not (target.startswith("postgresql") and "\x00" in text)]
+    roles = [(text, f"role{number}", text, "2026-11-27T11:00:00Z") for _, number, text in rows]
+    settings = [(f"{text}{number}", text, "2026-11-27T11:00:00Z") for _, number, text in rows]
+    if target.startswith("postgresql"):  # PostgreSQL text holds no NUL: those strings reach it only on SQLite
+        import psycopg
+
+        with psycopg.connect(target) as conn:
+            conn.cursor().executemany("INSERT INTO roles VALUES (%s, %s, %s, %s)", roles)
+            conn.cursor().executemany("INSERT INTO settings VALUES (%s, %s, %s)", settings)
+    else:
+        with closing(sqlite3.connect(target.removeprefix("sqlite:///"))) as db, db:
+            db.executemany("INSERT INTO roles VALUES (?, ?, ?, ?)", roles)
+            db.executemany("INSERT INTO settings VALUES (?, ?, ?)", settings)
+    return {name: text for name, _, text in rows}
 
 
-def test_hostile_live_rows_and_operator_are_inert_in_diff_text_json_and_report(drill, cli) -> None:
-    planted = plant_live_rows(drill.target)
-    base = ["diff", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers", drill.allowed_signers,
+def test_hostile_live_rows_and_operator_are_inert_in_diff_text_json_and_report(drill, live_target, cli) -> None:
+    planted = plant_live_rows(live_target)
+    base = ["diff", drill.snapshots, "latest", "--target", live_target, "--allowed-signers", drill.allowed_signers,
             *share_args(drill), "--operator", ALL, "--limit", "1000"]
     code, out, err = cli(*base)
     assert code == 0, err
