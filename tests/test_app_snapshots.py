@@ -19,7 +19,7 @@ import pytest_textual_snapshot
 from enigm_recover.app.app import RecoverApp
 from enigm_recover.app.options import drill_options
 from enigm_recover.app.screenshots import CEREMONY, stable
-from enigm_recover.app.tour import read_cards, walk
+from enigm_recover.app.tour import read_cards, until, walk
 from tests.conftest import DRILL_AT
 
 # pytest-textual-snapshot 1.0 names its extension with syrupy 4's attribute; syrupy 5+ reads file_extension
@@ -49,7 +49,17 @@ def walk_to(stage: str, doc: dict):
         await walk(pilot, cards, stage, paste=True)
         pilot.app.clear_notifications()
         await pilot.pause()
+        await until(pilot, lambda: tables_measured(pilot.app.screen), what="the tables' column widths")
     return run_before
+
+
+def tables_measured(screen) -> bool:
+    """Every table on the screen has sized its columns to the rows it holds: a DataTable measures them when
+    it is next idle, which a loaded machine can put after the picture is taken (Textual keeps the pending
+    measurement in a private flag; no public one says so)."""
+    from textual.widgets import DataTable
+
+    return not any(table._require_update_dimensions for table in screen.query(DataTable))
 
 
 @pytest.mark.parametrize("stage", ["start", "snapshots", "verify", "quorum", "dry-run", "restore", "done"])

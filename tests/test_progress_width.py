@@ -41,11 +41,17 @@ def test_every_redraw_fits_the_terminal_it_is_drawn_on(columns: int, monkeypatch
     stream = os.fdopen(slave, "w", encoding="utf-8", closefd=True)
     try:
         feed(ProgressPrinter(stream))
-        stream.flush()
-        text = os.read(master, 1 << 20).decode("utf-8").replace("\r\n", "\n")
     finally:
         stream.close()
+    drawn = b""
+    try:
+        while chunk := os.read(master, 1 << 16):  # everything the terminal received, however it is split
+            drawn += chunk
+    except OSError:  # EIO: the other side is closed and all was read
+        pass
+    finally:
         os.close(master)
+    text = drawn.decode("utf-8").replace("\r\n", "\n")
     rows = drawn_rows(text)
     assert len(rows) == 4 * len(STAGES)
     assert all(cell_len(row) <= columns - 1 for row in rows), [cell_len(r) for r in rows]
