@@ -9,8 +9,8 @@ checker compares counts and digests with the signed manifest. A consumer
 holds back whatever it makes from the stream until the stream is exhausted
 without error and its ``PayloadConfirmation`` holds the confirmed SHA-256.
 
-Decompression is bounded: each step of the zstd decoder gets a few hundred
-compressed bytes, so whatever they expand to stays small, and the whole
+Decompression is bounded: each step of the zstd decoder gets whole blocks of
+the frame that regenerate at most a few MiB together, and the whole
 stream may not expand past what the signed record counts allow
 (``plaintext_bound``): a decompression bomb is refused at that point, in
 bounded memory.
@@ -82,9 +82,11 @@ class _HashingReader:
 READ_BLOCK = 1 << 20
 DECOMPRESSED_BLOCK = 1 << 20
 READ_AHEAD_BLOCKS = 8  # decrypted blocks waiting for the decompressor
-# RFC 8878: a block regenerates at most 128 KiB, and the smallest (an RLE block) takes 4 bytes. A step of
-# DECOMPRESS_STEP compressed bytes therefore yields at most (256 / 4 + 1) x 128 KiB, about 8 MiB.
-DECOMPRESS_STEP = 256
+# RFC 8878: a block regenerates at most 128 KiB. Each call to the decoder gets whole blocks that together
+# regenerate at most DECOMPRESS_STEP_BOUND bytes (or a single block): about 64 of a normal payload's blocks.
+MAX_BLOCK = 128 << 10
+DECOMPRESS_STEP_BOUND = 8 << 20
+ZSTD_MAGIC = 0xFD2FB528
 MAX_WINDOW = 1 << 23  # the producer's level 3 uses 2 MiB; a frame asking for more is refused
 
 
@@ -163,31 +165,137 @@ def judge(source: Iterator[Any], error: EnigmError) -> NoReturn:
     raise error
 
 
+class _FrameWalker:
+    """Walks one zstd frame's structure (RFC 8878 §3.1.1) across arbitrary cuts, without decoding it.
+
+    python-zstandard's decompressobj returns all that its input expands to and has no output limit, and
+    its bounded readers (stream_reader, read_to_iter) pull from a file and do not say whether bytes
+    follow the frame. Reading the frame's headers is cheap: it tells where each block ends and the most
+    it can regenerate, so the decompressor can be given whole groups of blocks whose output is bounded.
+    Decoding and checking the content is left to zstd.
+    """
+
+    def __init__(self) -> None:
+        self._header = bytearray()  # the header being read (frame or block), possibly cut across inputs
+        self._header_size = 6  # magic and descriptor first; the frame header's full size is known from them
+        self._in_frame_header = True
+        self._block_left = 0  # content bytes of the current block still to come
+        self._last_block = False
+        self._checksum_size = 0
+        self._checksum_left = 0
+        self._current_bound = 0
+        self.done = False
+        self.pending_bound = 0  # the most the block whose content is still arriving regenerates
+
+    def cuts(self, data: memoryview, step_bound: int) -> Iterator[int]:
+        """Offsets in ``data`` at which to cut it so that the blocks ending in each piece regenerate at most
+        ``step_bound`` bytes (or one block, which is at most 128 KiB); the last offset is ``len(data)``.
+        A block regenerates its output in the call that gives it its last byte."""
+        pos, size, bound = 0, len(data), self.pending_bound
+        while pos < size:
+            if self.done:
+                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
+            if self._block_left:
+                take = min(self._block_left, size - pos)
+                pos += take
+                self._block_left -= take
+                if not self._block_left:
+                    self._block_ended()
+            elif self._checksum_left:
+                take = min(self._checksum_left, size - pos)
+                pos += take
+                self._checksum_left -= take
+                if not self._checksum_left:
+                    self.done = True
+            else:
+                start = pos
+                take = min(self._header_size - len(self._header), size - pos)
+                self._header += data[pos:pos + take]
+                pos += take
+                if len(self._header) < self._header_size:
+                    continue
+                if self._in_frame_header:
+                    self._frame_header()
+                    continue
+                block_bound = self._block_header()
+                if bound and bound + block_bound > step_bound:
+                    yield start
+                    bound = 0
+                bound += block_bound
+                if not self._block_left:
+                    self._block_ended()
+        self.pending_bound = 0 if self._header or not self._block_left else self._current_bound
+        yield size
+
+    def _frame_header(self) -> None:
+        header = self._header
+        if int.from_bytes(header[:4], "little") != ZSTD_MAGIC:
+            raise _invalid()
+        descriptor = header[4]
+        if descriptor & 0x08:  # reserved bit
+            raise _invalid()
+        single_segment = bool(descriptor & 0x20)
+        fcs_size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+        full = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3] + fcs_size
+        if self._header_size < full:
+            self._header_size = full
+            if len(header) < full:
+                return
+        self._checksum_size = 4 if descriptor & 0x04 else 0
+        self._in_frame_header = False
+        self._header = bytearray()
+        self._header_size = 3
+
+    def _block_header(self) -> int:
+        value = int.from_bytes(self._header, "little")
+        self._header = bytearray()
+        self._last_block = bool(value & 1)
+        block_type = (value >> 1) & 3
+        block_size = value >> 3
+        if block_type == 3 or block_size > MAX_BLOCK:
+            raise _invalid()
+        self._block_left = 1 if block_type == 1 else block_size
+        self._current_bound = MAX_BLOCK if block_type == 2 else block_size
+        return self._current_bound
+
+    def _block_ended(self) -> None:
+        if self._last_block:
+            self._checksum_left = self._checksum_size
+            self.done = not self._checksum_left
+
+
+def _invalid() -> SnapshotContentError:
+    return SnapshotContentError("the decrypted payload is not a valid zstd stream")
+
+
 class _BoundedInflater:
-    """One zstd frame, decompressed a few hundred compressed bytes at a time, to at most ``limit`` bytes.
+    """One zstd frame, decompressed a group of whole blocks at a time, to at most ``limit`` bytes.
 
     python-zstandard's streaming decompressor returns all that its input expands to, and a 64 KiB chunk
-    can expand to gigabytes: feeding it DECOMPRESS_STEP bytes at a time bounds each step's output.
-    The output is handed on in blocks of about DECOMPRESSED_BLOCK bytes.
+    can expand to gigabytes: ``_FrameWalker`` cuts the input so that each call regenerates at most about
+    DECOMPRESS_STEP_BOUND bytes. The output is handed on in blocks of about DECOMPRESSED_BLOCK bytes.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.produced = 0
         self._decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
+        self._walker = _FrameWalker()
         self._pending: list[bytes] = []
         self._pending_bytes = 0
 
     def feed(self, block: bytes) -> Iterator[bytes]:
         decompressor = self._decompressor
         view = memoryview(block)
-        for start in range(0, len(view), DECOMPRESS_STEP):
-            if decompressor.eof:
-                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
+        start = 0
+        for cut in self._walker.cuts(view, DECOMPRESS_STEP_BOUND):
+            if cut == start:
+                continue
             try:
-                out = decompressor.decompress(view[start:start + DECOMPRESS_STEP])
+                out = decompressor.decompress(view[start:cut])
             except zstandard.ZstdError:
-                raise SnapshotContentError("the decrypted payload is not a valid zstd stream") from None
+                raise _invalid() from None
+            start = cut
             if decompressor.eof and decompressor.unused_data:
                 raise SnapshotContentError("the payload holds data after the end of its zstd stream")
             if out:
@@ -202,7 +310,7 @@ class _BoundedInflater:
                     yield self._take()
 
     def finish(self) -> Iterator[bytes]:
-        if not self._decompressor.eof:
+        if not (self._walker.done and self._decompressor.eof):
             raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
         if self._pending:
             yield self._take()
