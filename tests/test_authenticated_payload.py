@@ -7,6 +7,7 @@ payload a (compromised or faulty) producer signed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import zstandard
@@ -97,27 +99,37 @@ def identity_of(drill):
     return entry.combine()
 
 
-def re_encrypt(drill, plaintext: bytes | None = None) -> None:
+PADDING = hashlib.sha256(b"padding").hexdigest() * 8  # varied, so that each character counts once compressed
+
+
+def re_encrypt(drill, plaintext: bytes | Callable[[int], bytes] | None = None) -> None:
     """An attacker's payload: the signed payload's own records (or ``plaintext``), encrypted afresh to the
     public recipient until it has the signed size. Valid age, valid zstd, valid records: only the signed
-    SHA-256 tells it apart."""
+    SHA-256 tells it apart. ``plaintext`` may be a function of a padding length: the forged records are then
+    compressed (at some level, with some padding) to exactly the signed payload's compressed length first."""
     from enigm_recover.snapshot.agecrypt import decrypt_chunks
 
     manifest = read_manifest(drill.snapshots, drill.latest)
     path = drill.snapshots / payload_name(drill.latest)
+    with open(path, "rb") as f:
+        original = b"".join(decrypt_chunks(f, identity_of(drill)))
     if plaintext is None:
-        with open(path, "rb") as f:
-            compressed = b"".join(decrypt_chunks(f, identity_of(drill)))
+        compressed = original
+    elif callable(plaintext):
+        compressed = next((c for level in range(1, 20) for pad in range(256)
+                           if len(c := zstandard.ZstdCompressor(level=level).compress(plaintext(pad)))
+                           == len(original)), b"")
+        if not compressed:
+            pytest.fail("no padding compresses the forged records to the signed payload's length")
     else:
         compressed = zstandard.ZstdCompressor(level=3).compress(plaintext)
     for _ in range(20_000):  # age's grease stanza varies the header: try until the size is the signed one
         buffer = io.BytesIO()
         encrypt_stream([compressed], manifest.recipient, buffer)
         if len(buffer.getvalue()) == manifest.payload_size:
-            break
-    else:
-        pytest.fail("no re-encryption of the signed size")
-    path.write_bytes(buffer.getvalue())
+            path.write_bytes(buffer.getvalue())
+            return
+    pytest.fail("no re-encryption of the signed size")
 
 
 # -- decompression bombs -------------------------------------------------------------------------------
@@ -232,9 +244,12 @@ def test_a_re_encrypted_payload_is_judged_altered_before_anything_in_it_is_named
     naming the field, were the payload the signed one. It is not, so nothing of it is named."""
     lines = original_records(drill, cli, tmp_path).splitlines(keepends=True)
     record = json.loads(lines[0])
-    record["last_message_preview"] = "meet me at the docks"
-    lines[0] = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-    re_encrypt(drill, b"".join(lines))
+
+    def forged(pad: int) -> bytes:
+        record["last_message_preview"] = "meet me at the docks " + PADDING[:pad]  # its length nudges the size
+        return b"".join([(json.dumps(record, separators=(",", ":")) + "\n").encode(), *lines[1:]])
+
+    re_encrypt(drill, forged)
     for command, where in (("unseal", ["--out", tmp_path / "out.jsonl"]), ("diff", ["--target", drill.target])):
         code, stdout, err = cli(command, drill.snapshots, "latest", "--allowed-signers", drill.allowed_signers,
                                 *where, *shares(drill))
