@@ -216,6 +216,16 @@ def test_typing_feedback_names_positions_never_letters() -> None:
     assert "zz" not in typing_feedback("zzq")[1] and "no SLIP-39 word" in typing_feedback("zzq")[1]
 
 
+def test_typing_feedback_counts_to_33_never_word_34() -> None:
+    from enigm_recover.quorum.entry import typing_feedback
+
+    full = "acid " * 33
+    assert typing_feedback(full)[:2] == (33, "all 33 words typed — Enter to check the share")
+    assert typing_feedback(full.strip())[1] == "word 33: recognised — space for the next"
+    assert "word 34" not in typing_feedback(full + "ac")[1] and "a share has 33" in typing_feedback(full + "ac")[1]
+    assert "a share has 33" in typing_feedback(full + "acid ")[1]
+
+
 # -- word by word: the draft of one share -----------------------------------------------------------------
 
 

@@ -64,7 +64,7 @@ class DryRunScreen(StageScreen):
     def run_dry_run(self) -> None:
         from enigm_recover.runbook.executor import Confirmation
 
-        ex, operator = self.ex, self.recover.options.operator
+        ex, operator = self.ex, self.recover.operator_name
         self.state = "running"
         self.query_one(ProgressPanel).start("Decrypting the payload and comparing it with the target…")
         self.recover.run_engine(lambda progress: ex.run_current(Confirmation(operator), progress),

@@ -58,11 +58,11 @@ class StepScreen(StageScreen):
         with Vertical(id="confirm-form"):
             if self.ex.needs_confirmation(step):
                 yield Label("Operator confirming this step", classes="field-label")
-                yield Input(value=self.recover.options.operator, id="operator")
+                yield Input(value=self.recover.operator_name, id="operator")
             if step.two_person:
                 yield Label("Second operator (two-person rule: another person types their name)",
                             classes="field-label")
-                yield Input(id="second-operator", placeholder="the second operator's name")
+                yield Input(value=self.recover.crew[1], id="second-operator", placeholder="the second operator's name")
             if step.action.value in ("checkpoint", "sign-off"):
                 yield Label("Note for the record (optional)", classes="field-label")
                 yield Input(id="note", placeholder="what the room decided")
@@ -163,7 +163,7 @@ class StepScreen(StageScreen):
             found = self.query(selector)
             return found.first(Input).value.strip() if found else None
 
-        return Confirmation(value("#operator") or self.recover.options.operator, value("#second-operator"),
+        return Confirmation(value("#operator") or self.recover.operator_name, value("#second-operator"),
                             note=value("#note") or "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -183,6 +183,8 @@ class StepScreen(StageScreen):
         if self.state not in ("confirm", "failed") or self.recover.busy:
             return
         ex, confirmation = self.ex, self._confirmation()
+        # the names carry to the next step (still editable there, e.g. when the shift changes)
+        self.recover.crew = (confirmation.operator, confirmation.second_operator or self.recover.crew[1])
         self.state = "running"
         for field in self.query("#confirm-form Input").results(Input):
             field.disabled = True

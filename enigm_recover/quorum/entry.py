@@ -52,7 +52,12 @@ def typing_feedback(value: str) -> tuple[int, str, list[int]]:
     typing = "" if ended else tokens[-1].lower()
     bad = [i for i, t in enumerate(finished, 1) if t.lower() not in WORD_INDEX_MAP and complete_word(t) is None]
     position = len(finished) + 1
-    if not typing:
+    if len(finished) >= SHARE_WORDS and not typing:
+        current = (f"all {SHARE_WORDS} words typed — Enter to check the share" if len(finished) == SHARE_WORDS
+                   else f"{len(finished)} words: a share has {SHARE_WORDS} — one is repeated or extra")
+    elif position > SHARE_WORDS:
+        current = f"{position} words: a share has {SHARE_WORDS} — one is repeated or extra"
+    elif not typing:
         current = f"word {position}: type its first four letters"
     elif len(typing) >= 4 and complete_word(typing) is not None:
         current = f"word {position}: recognised — space for the next"
