@@ -434,6 +434,48 @@ def test_a_rejected_share_is_corrected_word_by_word_and_discarding_shares_asks_f
     run(scenario)
 
 
+def test_the_dry_run_reads_at_80x24(served, tmp_path: Path) -> None:
+    """At 80x24 the changes' findings are whole, long keys are shortened in the middle, and the highlighted
+    change's fields, before and after, read in full (d) — every value unshortened, on the screen."""
+    from enigm_recover.app.changes import middle
+
+    doc, _ = served
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+    app = make_app(doc, tmp_path)
+
+    def screen_text() -> str:
+        return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await walk(pilot, cards, "dry-run", paste=True)
+            browser = app.screen.query_one("#browser")
+            shown = screen_text()
+            for change in browser._page[:5]:
+                for finding in change.findings:
+                    assert finding.value in shown  # whole, never cut to two letters
+            changed = next(i for i, c in enumerate(browser._page) if c.fields and c.change.value == "changed")
+            for _ in range(changed):
+                await pilot.press("down")
+            await pilot.press("d")
+            await until(pilot, lambda: on(app, "DetailDialog"))
+            await pilot.pause()
+            change, seen = browser._page[changed], ""
+            for _ in range(10):  # the pane scrolls: gather what it shows, a page at a time
+                seen += screen_text()
+                await pilot.press("pagedown")
+                await pilot.pause()
+            for name, live, snap in change.fields:
+                assert name in seen and str(live) in seen and str(snap) in seen
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, "DryRunScreen"))
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    run(scenario)
+    assert middle("identity / acct_0123456789abcdef0123", 16) == "identity…def0123" and middle("short", 16) == "short"
+
+
 def test_one_meaning_per_key_across_the_app() -> None:
     """No key confirms on one screen and discards on another: each key has one action everywhere, except
     Enter (always onward), Escape (always the safe way out) and r (always again: list, connect, verify, run,

@@ -177,3 +177,29 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_keep(self) -> None:
         self.dismiss(False)
+
+
+class DetailDialog(ModalScreen[None]):
+    """Something too wide for its place on the screen, in full, in a pane that scrolls; Enter or Escape
+    closes it."""
+
+    BINDINGS = [Binding("escape,enter", "close", "Close")]
+
+    def __init__(self, title: str, body: Text) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        from textual.containers import VerticalScroll
+
+        with Vertical(id="detail-dialog", classes="dialog"):
+            yield Label(plain(self.title_text, "bold"), classes="dialog-title")
+            with VerticalScroll(id="detail-scroll"):
+                yield Static(self.body, id="detail-body")
+            yield Static(Text("↑/↓ scroll · Enter or Esc closes", style="dim"))
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-scroll").focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

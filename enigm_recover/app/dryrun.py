@@ -56,8 +56,8 @@ class DryRunScreen(StageScreen):
             self._show(self.ex.dry_run)
         else:
             intro.append(fmt.inert(" ".join(step.guidance.split())))
-            intro.append(" Nothing is written. Highlight a change to see its fields and findings explained.",
-                         style="dim")
+            intro.append(" Nothing is written. Highlight a change to see its fields and findings explained; "
+                         "d shows it in full.", style="dim")
             self.run_dry_run()
         self.query_one("#dry-run-intro", Static).update(intro)
 
