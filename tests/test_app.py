@@ -653,6 +653,30 @@ def test_no_color_is_respected(served, tmp_path: Path, monkeypatch) -> None:
     run(scenario)
 
 
+def test_with_no_color_the_focused_field_shows_by_its_shape(served, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    doc, _ = served
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+
+    async def scenario(size: tuple[int, int]) -> None:
+        app = make_app(doc, tmp_path / f"{size[0]}")
+        async with app.run_test(size=size) as pilot:
+            await walk(pilot, cards, "quorum", paste=True)
+            focused = app.focused
+            others = [f for f in app.screen.query("Input") if f is not focused]
+            assert focused.id == "share" and others
+            if size[0] >= 100:
+                assert focused.styles.border.top[0] == "double"
+                assert all(f.styles.border.top[0] != "double" for f in others)
+            else:
+                assert "reverse" in str(focused.styles.text_style)
+                assert all("reverse" not in str(f.styles.text_style) for f in others)
+            await pilot.press("ctrl+q")
+
+    for size in ((120, 40), (80, 24)):
+        asyncio.run(asyncio.wait_for(scenario(size), timeout=240))
+
+
 def test_the_app_works_at_80x24(served, tmp_path: Path) -> None:
     doc, _ = served
     cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})

@@ -59,6 +59,8 @@ class RecoverApp(App[str]):
 
     def __init__(self, options: AppOptions) -> None:
         super().__init__()
+        if self.no_color:  # the focused field then shows by a double border or reverse video, not a shade
+            self.css_path = [*self.css_path, app_stylesheet().with_name("no_color.tcss")]
         self.options = options
         self.executor: Any = None  # RunbookExecutor once a run started or resumed
         self.selected_runbook: Any = None  # the runbook highlighted on the start screen
