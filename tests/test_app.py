@@ -165,6 +165,7 @@ def test_the_whole_drill_through_the_app(served, tmp_path: Path, cli) -> None:
                 await pilot.press("ctrl+r")
                 await until(pilot, lambda: on(app, "StepScreen", state="done"), 60)
                 assert app.screen.result.status == "verified"
+                assert "; verified" not in text_of(app, "#step-result")  # the status is said once, in front
                 assert app.screen.result.confirmed_by == ["dana", "lee"]
                 await pilot.press("enter")
             for step_id in ("verify-target", "debrief"):

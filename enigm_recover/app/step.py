@@ -200,7 +200,10 @@ class StepScreen(StageScreen):
         self.state, self.result = "done", result
         mark = "✓" if result.ok else ("–" if result.status is StepStatus.SKIPPED else "!")
         text = Text(f"{mark} {inert(result.status)}: ", style="bold")
-        text.append(inert(result.summary, multiline=True))
+        summary = result.summary
+        for tail in (f"; {result.status.value}", f", {result.status.value}"):  # said once, in front
+            summary = summary[:-len(tail)] if summary.endswith(tail) else summary
+        text.append(inert(summary, multiline=True))
         for outcome in result.detail.get("steps", []) if isinstance(result.detail, dict) else []:
             text.append(inert(f"\n  {outcome.get('step', '?')}: {outcome.get('status', '?')}", multiline=True),
                         style="bold")
