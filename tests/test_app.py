@@ -87,8 +87,11 @@ def test_the_whole_drill_through_the_app(served, tmp_path: Path, cli) -> None:
             await pilot.press("enter")
             await until(pilot, lambda: on(app, "StepScreen", state="confirm"))
             assert app.executor.current.id == "brief"
+            header = str(app.screen.query_one("#stage-header").content)
+            assert header.rstrip().endswith("Checkpoint")
             await pilot.press(*"roles assigned", "ctrl+r")
             await until(pilot, lambda: on(app, "StepScreen", state="done"))
+            assert not app.screen.query_one("#progress").display  # no machine work: no progress bar
             await pilot.press("enter")
             await until(pilot, lambda: on(app, "SnapshotsScreen"), 60)
             table = app.screen.query_one("#snapshot-table")

@@ -45,6 +45,11 @@ class StepScreen(StageScreen):
         self.result: Any = None
         self.planned = False
 
+    def stage_label(self) -> str:
+        """Named after the step's action: a checkpoint or a sign-off is no restore."""
+        step = self.step or self.ex.current
+        return ACTION_LABELS.get(step.action.value, self.STAGE) if step is not None else self.STAGE
+
     def compose_body(self) -> ComposeResult:
         step = self.ex.current
         self.step = step
@@ -188,8 +193,10 @@ class StepScreen(StageScreen):
         self.state = "running"
         for field in self.query("#confirm-form Input").results(Input):
             field.disabled = True
-        self.query_one(ProgressPanel).start(plain(f"{ACTION_LABELS.get(self.step.action.value, 'Step')}: starting…"))
-        self.query_one(ProgressPanel).display = True
+        if self.step.action in (Action.RESTORE, Action.VERIFY_TARGET):  # machine work: a bar; a checkpoint has none
+            self.query_one(ProgressPanel).start(plain(f"{ACTION_LABELS.get(self.step.action.value, 'Step')}: "
+                                                      "starting…"))
+            self.query_one(ProgressPanel).display = True
         self.query_one("#step-result", Static).update(Text("Running; Esc stops it at the next safe point.",
                                                            style="dim"))
         self.recover.run_engine(lambda progress: ex.run_current(confirmation, progress), done=self._done,
