@@ -143,7 +143,8 @@ class ChangeBrowser(Vertical):
 
         change = self.highlighted()
         if change is not None:
-            self.app.push_screen(DetailDialog("The highlighted change", describe_change(change, None, full=True)))
+            self.app.navigator.ask(DetailDialog("The highlighted change", describe_change(change, None, full=True)),
+                                   lambda _closed: None)
 
     # -- filters -------------------------------------------------------------------------------------------
 

@@ -53,8 +53,9 @@ def _position_to_correct(draft: ShareDraft, ask: Ask) -> int | None:
         _say(f"type a number from 1 to {draft.length}")  # never the reply: it may be share words
 
 
-def enter_share_words(quorum: Any, name: str, typed: str | None, ask: Ask = getpass.getpass) -> bool:
+def enter_share_words(quorum: Any, name: str, typed: str | None, ask: Ask | None = None) -> bool:
     """Read one custodian's share on the terminal and offer it to the quorum; True once it is accepted."""
+    ask = ask or getpass.getpass
     draft = ShareDraft()
     draft.load(ask(f"Share words of {name}: "))
     while True:
