@@ -288,3 +288,22 @@ def test_name_is_checked_before_the_first_word(ceremony) -> None:
     entry.add(words["amara"], "amara")
     assert "already entered" in (entry.name_problem("amara") or "")
     assert entry.name_problem("") is not None
+
+
+def test_the_terminal_prompt_refuses_a_share_with_a_word_too_many_by_its_count(ceremony, capsys) -> None:
+    from enigm_recover.cli.share_words import enter_share_words
+
+    identity, words, _ = ceremony
+
+    class Quorum:
+        entry = ShareEntry(identity.fingerprint)
+
+        def add(self, text: str, name: str, typed: str | None):
+            return self.entry.add(text, name)
+
+    replies = iter([words["amara"] + " " + words["amara"].split()[3]])
+    assert not enter_share_words(Quorum(), "amara", None, ask=lambda prompt: next(replies))
+    err = capsys.readouterr().err
+    assert "the share has 34 words" in err and not set(words["amara"].split()) & set(err.split())
+    replies = iter([" ".join(words["chen"].split()[:-1]), words["chen"].split()[-1]])
+    assert enter_share_words(Quorum(), "chen", None, ask=lambda prompt: next(replies))

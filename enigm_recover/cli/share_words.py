@@ -57,7 +57,15 @@ def enter_share_words(quorum: Any, name: str, typed: str | None, ask: Ask | None
     """Read one custodian's share on the terminal and offer it to the quorum; True once it is accepted."""
     ask = ask or getpass.getpass
     draft = ShareDraft()
-    draft.load(ask(f"Share words of {name}: "))
+    typed_words = ask(f"Share words of {name}: ")
+    if len(typed_words.split()) > draft.length:  # a word repeated or extra: positions no longer tell which
+        try:
+            quorum.add(typed_words, name, typed)
+        except ShareError as exc:
+            _say(f"rejected: {exc.one_line()}")
+            return False
+        return True
+    draft.load(typed_words)
     while True:
         _fix_words(draft, ask)
         try:
