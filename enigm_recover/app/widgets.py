@@ -268,7 +268,8 @@ class FormField(Input):
         if self.next_field is not None:
             self.screen.set_focus(self.screen.query_one(self.next_field))
 
-    async def _on_key(self, event: events.Key) -> None:
+    def on_key(self, event: events.Key) -> None:
+        """Runs before Input's own key handling (the subclass's handler comes first); prevent_default skips it."""
         target = self._elsewhere()
         if target is not None:
             event.prevent_default()
@@ -279,10 +280,8 @@ class FormField(Input):
             event.prevent_default()
             event.stop()
             self._advance()
-            return
-        await super()._on_key(event)
 
-    def _on_paste(self, event: events.Paste) -> None:
+    def on_paste(self, event: events.Paste) -> None:
         target = self._elsewhere()
         if target is not None:
             event.prevent_default()
@@ -291,12 +290,11 @@ class FormField(Input):
             return
         first, newline, rest = event.text.replace("\r\n", "\n").replace("\r", "\n").partition("\n")
         if not newline or self.next_field is None:
-            super()._on_paste(event)
-            return
+            return  # Input's own paste handling follows
         event.prevent_default()
         event.stop()
         if first:
-            super()._on_paste(events.Paste(first))
+            self.insert_text_at_cursor(first)
         self._advance()
         if rest and (target := self._elsewhere()) is not None:
             target._forward_event(events.Paste(rest))
@@ -344,7 +342,7 @@ class ShareInput(HiddenInput):
                 return
         super().insert_text_at_cursor(text)
 
-    def _on_paste(self, event: events.Paste) -> None:
+    def on_paste(self, event: events.Paste) -> None:
         """A share pasted over several lines (a card's rows) is one share: its lines are joined by spaces."""
         event.prevent_default()
         event.stop()
