@@ -87,8 +87,11 @@ def test_the_whole_drill_through_the_app(served, tmp_path: Path, cli) -> None:
             await pilot.press("enter")
             await until(pilot, lambda: on(app, "StepScreen", state="confirm"))
             assert app.executor.current.id == "brief"
+            header = str(app.screen.query_one("#stage-header").content)
+            assert header.rstrip().endswith("Checkpoint")
             await pilot.press(*"roles assigned", "ctrl+r")
             await until(pilot, lambda: on(app, "StepScreen", state="done"))
+            assert not app.screen.query_one("#progress").display  # no machine work: no progress bar
             await pilot.press("enter")
             await until(pilot, lambda: on(app, "SnapshotsScreen"), 60)
             table = app.screen.query_one("#snapshot-table")
@@ -108,11 +111,14 @@ def test_the_whole_drill_through_the_app(served, tmp_path: Path, cli) -> None:
             # a wrong share (two words swapped; pasted) is rejected with its verdict, and nothing of it is shown
             await enter_share(pilot, "chen", wrong_share(cards["chen"]), paste=True)
             await until(pilot, lambda: "Rejected, chen" in text_of(app, "#verdict"))
-            assert "checksum" in text_of(app, "#verdict")
-            assert app.screen.query_one("#share").value == ""
+            assert "checksum" in text_of(app, "#verdict") and "re-read the card" in text_of(app, "#verdict")
+            assert app.screen.query_one("#share").value == wrong_share(cards["chen"])  # kept, masked, to correct
+            assert app.screen.query_one("#share").password
+            await pilot.press("ctrl+l")
             # a word no card can hold is named by its position as it is typed
             await pilot.press(*"xqzz", "space")
             await until(pilot, lambda: "not SLIP-39 words: word 1" in text_of(app, "#word-state"))
+            assert text_of(app, "#verdict") == ""  # a new attempt: the last verdict went
             await pilot.press("ctrl+l")
             await pilot.press(*share_keys(cards["chen"]), "enter")
             await until(pilot, lambda: "Accepted: chen" in text_of(app, "#verdict"))
@@ -143,20 +149,26 @@ def test_the_whole_drill_through_the_app(served, tmp_path: Path, cli) -> None:
             assert browser.page_start == 0
             await pilot.press("enter")
 
-            # the restore steps, each confirmed by a second operator
+            # the restore steps, each confirmed by a second operator, whose name carries to the next step
             for step_id in ("restore", "restore-roles"):
                 await until(pilot, lambda: on(app, "StepScreen", state="confirm"), 60)
                 assert app.executor.current.id == step_id
                 assert app.screen.query_one("#plan").row_count >= 1
-                await pilot.press("ctrl+r")  # without the second operator: refused, the run stays
-                await until(pilot, lambda: on(app, "ErrorDialog"))
-                assert "second operator" in text_of(app, "#error-message")
-                await pilot.press("enter")
-                await until(pilot, lambda: on(app, "StepScreen", state="failed"))
-                app.screen.query_one("#second-operator").focus()
-                await pilot.press(*"lee", "ctrl+r")
+                if step_id == "restore":
+                    await pilot.press("ctrl+r")  # without the second operator: refused, the run stays
+                    await until(pilot, lambda: on(app, "ErrorDialog"))
+                    assert "second operator" in text_of(app, "#error-message")
+                    await pilot.press("enter")
+                    await until(pilot, lambda: on(app, "StepScreen", state="failed"))
+                    app.screen.query_one("#second-operator").focus()
+                    await pilot.press(*"lee")
+                else:
+                    assert app.screen.query_one("#operator").value == "dana"
+                    assert app.screen.query_one("#second-operator").value == "lee"  # editable, prefilled
+                await pilot.press("ctrl+r")
                 await until(pilot, lambda: on(app, "StepScreen", state="done"), 60)
                 assert app.screen.result.status == "verified"
+                assert "; verified" not in text_of(app, "#step-result")  # the status is said once, in front
                 assert app.screen.result.confirmed_by == ["dana", "lee"]
                 await pilot.press("enter")
             for step_id in ("verify-target", "debrief"):
@@ -324,8 +336,9 @@ def test_a_bad_source_shows_its_cause_and_the_app_goes_on(served, tmp_path: Path
 
 
 def test_a_share_typed_ahead_of_the_focus_never_shows(served, tmp_path: Path) -> None:
-    """Keys arriving all at once (auto-type, a paste of keystrokes) go to the field that had focus: the
-    visible fields keep at most three words, which hold no secret, and the rest never appears anywhere."""
+    """Keys arriving all at once (auto-type, a paste of keystrokes), queued before the app handles the first:
+    the name lands in the name field, and every word of the share in the masked share field — none in a
+    visible field or anywhere on the screen."""
     from textual import events
 
     doc, _ = served
@@ -347,16 +360,157 @@ def test_a_share_typed_ahead_of_the_focus_never_shows(served, tmp_path: Path) ->
             while (now := [f.value for f in fields]) != before:  # until every key was taken
                 before = now
                 await pilot.pause()
-            secret_words = cards["amara"].split()[3:]
+            secret_words = cards["amara"].split()
+            assert app.screen.query_one("#custodian").value == "amara"
+            assert app.screen.query_one("#typed-ceremony").value == ""
+            assert app.screen.query_one("#share").value.split() == secret_words  # every word, in order, masked
             shown = " ".join(w.value for w in app.screen.query("Input") if not w.password)
-            assert len(shown.split()) <= 4  # the name and at most three more words
-            visible = " ".join(str(w.content) for w in app.screen.query("Static"))
+            visible = " ".join(str(w.content) for w in app.screen.query("Static")) + str(app.screen._compositor)
             for word in secret_words:
                 assert f" {word} " not in f" {shown} " and f" {word} " not in f" {visible} "
+            await pilot.press("enter")
+            await until(pilot, lambda: "Accepted: amara" in text_of(app, "#verdict"))
+
+            # a paste of name, blank line and the share's rows lands the same way: the words in the masked field
+            app._driver.send_message(events.Paste("chen\n\n" + "\n".join(
+                " ".join(cards["chen"].split()[i:i + 11]) for i in range(0, 33, 11))))
+            await until(pilot, lambda: app.screen.query_one("#share").value.split() == cards["chen"].split())
+            assert app.screen.query_one("#custodian").value == "chen"
+            assert app.focused.id == "share"
+            shown = " ".join(w.value for w in app.screen.query("Input") if not w.password)
+            assert not set(cards["chen"].split()) & set(shown.split())
+            await pilot.press("enter")
+            await until(pilot, lambda: "Accepted: chen" in text_of(app, "#verdict"))
             await pilot.press("ctrl+q")
         assert app.internal_errors == []
 
     run(scenario)
+
+
+def test_a_rejected_share_is_corrected_word_by_word_and_discarding_shares_asks_first(served, tmp_path: Path) -> None:
+    from enigm_recover.app.tour import CUSTODIANS
+
+    doc, _ = served
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+    first, second = CUSTODIANS[:2]
+    app = make_app(doc, tmp_path)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await walk(pilot, cards, "quorum", paste=True)  # the first share accepted, the second (swapped) not
+            share = app.screen.query_one("#share")
+            assert share.value == wrong_share(cards[second]) and share.password  # kept, masked
+            right = cards[second].split()
+            for position in (5, 6):  # the two swapped words, retyped in place; the other 31 stay
+                await pilot.press("ctrl+t")
+                await until(pilot, lambda: on(app, "QuestionDialog"))
+                await pilot.press(*str(position), "enter")
+                await until(pilot, lambda: on(app, "SecretDialog"))
+                await pilot.press(*right[position - 1][:4], "enter")
+                await until(pilot, lambda: on(app, "QuorumScreen") and f"Word {position} replaced" in
+                            text_of(app, "#verdict"))
+            assert share.value.split() == right
+            await pilot.press("enter")
+            await until(pilot, lambda: f"Accepted: {second}" in text_of(app, "#verdict"))
+            assert "word 34" not in text_of(app, "#word-state")
+
+            # a name already used is refused before the first word
+            await until(pilot, lambda: app.focused is not None and app.focused.id == "custodian")
+            await pilot.press(*first, "enter")
+            await until(pilot, lambda: "already entered a share" in text_of(app, "#verdict"))
+            assert len(app.executor.quorum().entry.receipts) == 2
+
+            # discarding the accepted shares names them and asks; Escape keeps them, y discards
+            await pilot.press("ctrl+n")
+            await until(pilot, lambda: on(app, "ConfirmDialog"))
+            lost = text_of(app, "#confirm-lost")
+            assert "2 accepted shares" in lost and first in lost and second in lost
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, "QuorumScreen"))
+            assert len(app.executor.quorum().entry.receipts) == 2
+            await pilot.press("ctrl+n")
+            await until(pilot, lambda: on(app, "ConfirmDialog"))
+            await pilot.press("y")
+            await until(pilot, lambda: on(app, "QuorumScreen") and not app.executor.quorum().entry.receipts)
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    run(scenario)
+
+
+def test_the_dry_run_reads_at_80x24(served, tmp_path: Path) -> None:
+    """At 80x24 the changes' findings are whole, long keys are shortened in the middle, and the highlighted
+    change's fields, before and after, read in full (d) — every value unshortened, on the screen."""
+    from enigm_recover.app.changes import middle
+
+    doc, _ = served
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+    app = make_app(doc, tmp_path)
+
+    def screen_text() -> str:
+        return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await walk(pilot, cards, "dry-run", paste=True)
+            browser = app.screen.query_one("#browser")
+            shown = screen_text()
+            for change in browser._page[:5]:
+                for finding in change.findings:
+                    assert finding.value in shown  # whole, never cut to two letters
+            changed = next(i for i, c in enumerate(browser._page) if c.fields and c.change.value == "changed")
+            for _ in range(changed):
+                await pilot.press("down")
+            await pilot.press("d")
+            await until(pilot, lambda: on(app, "DetailDialog"))
+            await pilot.pause()
+            change, seen = browser._page[changed], ""
+            for _ in range(10):  # the pane scrolls: gather what it shows, a page at a time
+                seen += screen_text()
+                await pilot.press("pagedown")
+                await pilot.pause()
+            for name, live, snap in change.fields:
+                assert name in seen and str(live) in seen and str(snap) in seen
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, "DryRunScreen"))
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    run(scenario)
+    assert middle("identity / acct_0123456789abcdef0123", 16) == "identity…def0123" and middle("short", 16) == "short"
+
+
+def test_one_meaning_per_key_across_the_app() -> None:
+    """No key confirms on one screen and discards on another: each key has one action everywhere, except
+    Enter (always onward), Escape (always the safe way out) and r (always again: list, connect, verify, run,
+    resume)."""
+    import importlib
+    import inspect
+    import pkgutil
+    from collections import defaultdict
+
+    from textual.binding import Binding
+    from textual.dom import DOMNode
+
+    import enigm_recover.app as package
+
+    actions: dict[str, set[str]] = defaultdict(set)
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"enigm_recover.app.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__ or not issubclass(cls, DOMNode):
+                continue
+            for binding in cls.__dict__.get("BINDINGS", []):
+                binding = binding if isinstance(binding, Binding) else Binding(*binding)
+                for key in binding.key.split(","):
+                    actions[key.strip()].add(binding.action)
+    shared = {"enter": {"next", "start", "choose", "close", "app.quit"},
+              "escape": {"cancel", "cancel_work", "close", "escape", "keep", "refuse"},
+              "r": {"retry", "relist", "resume"}}
+    for key, found in actions.items():
+        assert found <= shared.get(key, found) and (key in shared or len(found) == 1), (key, found)
+    destructive = {"restart", "skip"}
+    assert not any(found & destructive and len(found) > 1 for found in actions.values())
 
 
 def test_a_failing_worker_becomes_a_dialog_not_a_crash(served, tmp_path: Path, monkeypatch) -> None:
@@ -501,6 +655,30 @@ def test_no_color_is_respected(served, tmp_path: Path, monkeypatch) -> None:
 
     assert make_app(doc, tmp_path).no_color
     run(scenario)
+
+
+def test_with_no_color_the_focused_field_shows_by_its_shape(served, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    doc, _ = served
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+
+    async def scenario(size: tuple[int, int]) -> None:
+        app = make_app(doc, tmp_path / f"{size[0]}")
+        async with app.run_test(size=size) as pilot:
+            await walk(pilot, cards, "quorum", paste=True)
+            focused = app.focused
+            others = [f for f in app.screen.query("Input") if f is not focused]
+            assert focused.id == "share" and others
+            if size[0] >= 100:
+                assert focused.styles.border.top[0] == "double"
+                assert all(f.styles.border.top[0] != "double" for f in others)
+            else:
+                assert "reverse" in str(focused.styles.text_style)
+                assert all("reverse" not in str(f.styles.text_style) for f in others)
+            await pilot.press("ctrl+q")
+
+    for size in ((120, 40), (80, 24)):
+        asyncio.run(asyncio.wait_for(scenario(size), timeout=240))
 
 
 def test_the_app_works_at_80x24(served, tmp_path: Path) -> None:

@@ -87,3 +87,12 @@ def test_error_dialog(served, tmp_path: Path, snap_compare) -> None:
 
 def test_quorum_at_80x24(served, tmp_path: Path, snap_compare) -> None:
     assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=walk_to("quorum", served))
+
+
+def test_dry_run_at_80x24_with_the_highlighted_change_in_full(served, tmp_path: Path, snap_compare) -> None:
+    async def run_before(pilot) -> None:
+        await walk_to("dry-run", served)(pilot)
+        await pilot.press("down", "d")  # a changed identity: its fields before and after, in a pane that scrolls
+        await pilot.pause()
+
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)

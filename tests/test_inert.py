@@ -300,7 +300,8 @@ def screen_text(app) -> str:
 
 
 def test_a_hostile_live_key_shows_literally_on_the_dry_run_screen(drill, tmp_path: Path) -> None:
-    from enigm_recover.app.tour import on, read_cards, walk
+    from enigm_recover.app.changes import KEY_WIDTH, middle
+    from enigm_recover.app.tour import on, read_cards, until, walk
 
     db = sqlite3.connect(drill.target.removeprefix("sqlite:///"))
     db.execute("INSERT INTO roles VALUES (?, ?, ?, ?)", ("[link=https://evil.example]click[/link][/b]", "[b]x[/b]",
@@ -322,7 +323,9 @@ def test_a_hostile_live_key_shows_literally_on_the_dry_run_screen(drill, tmp_pat
                 shown = screen_text(app)
                 assert "\x1b" not in shown and "\u202e" not in shown
             rows = [" ".join(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
-            assert any("[link=https://evil.example]click[/link][/b] / [b]x[/b]" in r for r in rows), rows
+            # long keys are shortened in the middle in the list (literally), and shown whole below it
+            assert any(middle("[link=https://evil.example]click[/link][/b] / [b]x[/b]", KEY_WIDTH) in r
+                       for r in rows), rows
             assert any("[reverse]z[/]\\x1b[2J" in r for r in rows), rows
             for row in range(table.row_count):
                 for cell in table.get_row_at(row):
@@ -371,9 +374,11 @@ def test_a_custodian_name_with_markup_is_rejected_and_shown_literally(drill, tmp
             await walk(pilot, cards, stop="verify")
             await pilot.press("enter")
             await enter_share(pilot, "[b]x[/b][/]", cards["amara"], paste=True)
-            await until(pilot, lambda: bool(app.screen.rejected))
+            # the name is checked before the share: refused, shown literally, the share's words kept (masked)
+            await until(pilot, lambda: "Name:" in str(app.screen.query_one("#verdict").render()))
             verdict = str(app.screen.query_one("#verdict").render())
-            assert "Rejected, [b]x[/b][/]: custodian name '[b]x[/b][/]'" in verdict, verdict
+            assert "custodian name '[b]x[/b][/]'" in verdict, verdict
+            assert app.screen.query_one("#share").value == cards["amara"]
             assert app.executor.quorum().entry.receipts == [] and app.internal_errors == []
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=240))

@@ -214,3 +214,96 @@ def test_typing_feedback_names_positions_never_letters() -> None:
     finished, verdict, bad = typing_feedback("academic zzzz acid ")
     assert finished == 3 and bad == [2] and verdict == "word 4: type its first four letters"
     assert "zz" not in typing_feedback("zzq")[1] and "no SLIP-39 word" in typing_feedback("zzq")[1]
+
+
+def test_typing_feedback_counts_to_33_never_word_34() -> None:
+    from enigm_recover.quorum.entry import typing_feedback
+
+    full = "acid " * 33
+    assert typing_feedback(full)[:2] == (33, "all 33 words typed — Enter to check the share")
+    assert typing_feedback(full.strip())[1] == "word 33: recognised — space for the next"
+    assert "word 34" not in typing_feedback(full + "ac")[1] and "a share has 33" in typing_feedback(full + "ac")[1]
+    assert "a share has 33" in typing_feedback(full + "acid ")[1]
+
+
+# -- word by word: the draft of one share -----------------------------------------------------------------
+
+
+def test_draft_flags_a_word_at_its_position_at_once_and_corrects_it_in_place(ceremony) -> None:
+    from enigm_recover.quorum.entry import ShareDraft
+
+    identity, words, _ = ceremony
+    ws = words["amara"].split()
+    draft = ShareDraft()
+    for position, word in enumerate(ws, 1):
+        draft.set_word(position, word if position != 5 else "qqqq")
+        if position == 5:
+            assert [p.position for p in draft.problems()] == [5]  # flagged at once, not at the end
+    assert not draft.complete
+    assert "word 5" in (draft.verdict() or "") and "qqqq" not in (draft.verdict() or "")
+    assert draft.set_word(5, ws[4][:4]) == ws[4]  # corrected in place: the other 32 words stay
+    assert draft.problems() == [] and draft.complete and draft.verdict() is None
+    assert draft.counter() == "33 of 33 words"
+    entry = ShareEntry(identity.fingerprint)
+    assert entry.add(draft.text(), "amara").custodian == "amara"
+
+
+def test_draft_checksum_verdict_comes_at_the_end_and_keeps_the_words(ceremony) -> None:
+    from enigm_recover.quorum.entry import ShareDraft
+
+    _, words, _ = ceremony
+    ws = words["bastien"].split()
+    i = next(i for i in range(10, 30) if ws[i] != ws[i + 1])
+    draft = ShareDraft()
+    draft.load(" ".join(ws[:i] + [ws[i + 1], ws[i]] + ws[i + 2:]))
+    assert draft.complete  # every word is a word: only the checksum can tell
+    verdict = draft.verdict() or ""
+    assert "checksum" in verdict and "re-read the card" in verdict
+    assert not any(w in verdict.split() for w in ws)
+    assert draft.filled == 33  # kept for correction
+    draft.set_word(i + 1, ws[i])
+    draft.set_word(i + 2, ws[i + 1])
+    assert draft.verdict() is None
+    draft.clear()
+    assert draft.filled == 0 and draft.next_position == 1 and draft.counter() == "0 of 33 words"
+
+
+def test_draft_counter_never_passes_the_share_length(ceremony) -> None:
+    from enigm_recover.quorum.entry import ShareDraft
+
+    _, words, _ = ceremony
+    draft = ShareDraft()
+    draft.load(words["chen"] + " " + words["chen"].split()[0])
+    assert draft.counter() == "33 of 33 words" and draft.next_position is None
+    with pytest.raises(ShareWordError, match="no word 34"):
+        draft.set_word(34, "acid")
+    draft.clear_word(7)
+    assert draft.next_position == 7 and "word 7 is still missing" in (draft.verdict() or "")
+
+
+def test_name_is_checked_before_the_first_word(ceremony) -> None:
+    _, words, _ = ceremony
+    entry = ShareEntry()
+    assert entry.name_problem("amara") is None
+    entry.add(words["amara"], "amara")
+    assert "already entered" in (entry.name_problem("amara") or "")
+    assert entry.name_problem("") is not None
+
+
+def test_the_terminal_prompt_refuses_a_share_with_a_word_too_many_by_its_count(ceremony, capsys) -> None:
+    from enigm_recover.cli.share_words import enter_share_words
+
+    identity, words, _ = ceremony
+
+    class Quorum:
+        entry = ShareEntry(identity.fingerprint)
+
+        def add(self, text: str, name: str, typed: str | None):
+            return self.entry.add(text, name)
+
+    replies = iter([words["amara"] + " " + words["amara"].split()[3]])
+    assert not enter_share_words(Quorum(), "amara", None, ask=lambda prompt: next(replies))
+    err = capsys.readouterr().err
+    assert "the share has 34 words" in err and not set(words["amara"].split()) & set(err.split())
+    replies = iter([" ".join(words["chen"].split()[:-1]), words["chen"].split()[-1]])
+    assert enter_share_words(Quorum(), "chen", None, ask=lambda prompt: next(replies))

@@ -465,6 +465,7 @@ def test_an_operator_walks_a_runbook_on_the_terminal_quits_and_resumes(drill: Dr
     mistyped = words["amara"].split()
     mistyped[4] = "zzzz"
     term.answer("Share words of amara: ", " ".join(mistyped))
+    assert "word 5 is not in the SLIP-39 word list" in term.answer("Word 5 of 33: ", "")  # Enter: submit as is
     assert "rejected: word 5 is not in the SLIP-39 word list" in term.expect("Custodian name: ")
     for index, name in enumerate(CARDS):
         if index:
@@ -497,6 +498,45 @@ def test_an_operator_walks_a_runbook_on_the_terminal_quits_and_resumes(drill: Dr
     report = load_report(next((state / "recoveries").iterdir()))
     assert report["status"] == "completed"
     assert [p["bound_to_ceremony"] for p in report["participants"]] == [True, False, False, False, False, False]
+
+
+def test_a_share_typed_on_the_terminal_is_corrected_word_by_word_and_never_echoed(drill: Drill,
+                                                                                   tmp_path: Path) -> None:
+    words = {n: read_share_file(drill.card(n)).words for n in CARDS}
+    out = tmp_path / "records.jsonl"
+    term = Terminal([str(SCRIPT), "--state-dir", str(tmp_path / "state"), "unseal", str(drill.snapshots), "latest",
+                     "--allowed-signers", str(drill.allowed_signers), "--out", str(out)])
+    # amara: word 5 not in the list and the last word left out -> asked for each, by position, hidden
+    slipped = words["amara"].split()
+    right5, right33 = slipped[4], slipped[32]
+    slipped[4] = "zzzz"
+    term.answer("Custodian name: ", "amara")
+    term.answer("(Enter to skip): ", "")
+    term.answer("Share words of amara: ", " ".join(slipped[:32]))
+    assert "word 5 is not in the SLIP-39 word list" in term.answer("Word 5 of 33: ", right5[:4])
+    assert "32 of 33 words so far: word 33 is missing" in term.answer("Word 33 of 33: ", right33)
+    assert "accepted" in term.expect("Custodian name: ")
+    # chen: two words swapped -> the checksum verdict at the end; the words are kept, two corrected in place
+    swapped = words["chen"].split()
+    i = next(i for i in range(10, 30) if swapped[i] != swapped[i + 1])
+    swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+    os.write(term.master, b"chen\r")
+    term.answer("(Enter to skip): ", "")
+    term.answer("Share words of chen: ", " ".join(swapped))
+    shown = term.answer("(Enter to clear the share): ", str(i + 1))
+    assert "rejected: the share's checksum does not match" in shown and "the words are kept" in shown
+    term.answer(f"Word {i + 1} of 33: ", swapped[i + 1])
+    term.answer("(Enter to clear the share): ", str(i + 2))
+    term.answer(f"Word {i + 2} of 33: ", swapped[i])
+    assert "accepted" in term.expect("Custodian name: ")
+    os.write(term.master, b"emeka\r")
+    term.answer("(Enter to skip): ", "")
+    term.answer("Share words of emeka: ", words["emeka"])
+    assert term.finish() == 0, term.transcript[-2000:]
+    assert out.exists()
+    every_word = {w for card in words.values() for w in card.split()}
+    shown_words = set(term.transcript.lower().replace(":", " ").split())
+    assert not (every_word - {"amara", "chen", "emeka"}) & shown_words, "a share word was echoed"
 
 
 def test_a_restore_stopped_during_its_verification_is_never_reported_verified(drill: Drill, tmp_path: Path) -> None:

@@ -59,9 +59,12 @@ class RecoverApp(App[str]):
 
     def __init__(self, options: AppOptions) -> None:
         super().__init__()
+        if self.no_color:  # the focused field then shows by a double border or reverse video, not a shade
+            self.css_path = [*self.css_path, app_stylesheet().with_name("no_color.tcss")]
         self.options = options
         self.executor: Any = None  # RunbookExecutor once a run started or resumed
         self.selected_runbook: Any = None  # the runbook highlighted on the start screen
+        self.crew: tuple[str, str] = ("", "")  # the operator and second operator who confirmed the last step
         self.ssh_settings: Any = None
         self.internal_errors: list[str] = []  # unexpected exceptions (tests assert there are none)
         self.notices: list[str] = []
@@ -120,6 +123,11 @@ class RecoverApp(App[str]):
         self._token, self._work_label = token, label
         self._worker = self.run_worker(job, name=label, group="engine", thread=True, exit_on_error=False)
         return True
+
+    @property
+    def operator_name(self) -> str:
+        """Who confirms a step: the name confirmed last (it carries from step to step), else the option's."""
+        return self.crew[0] or self.options.operator
 
     def cancel_work(self, reason: str = "cancelled by the operator") -> bool:
         if self._token is None:

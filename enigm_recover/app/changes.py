@@ -3,7 +3,8 @@
 Virtualised: the table holds one page, asked from the engine's
 ``DiffResult.page(offset, limit, kind=, change=, finding=)``; nothing else is
 ever turned into widgets. The highlighted change's fields are shown before and
-after (live now, snapshot).
+after (live now, snapshot) below the table, and in full — every value, path and
+hash unshortened, in a pane that scrolls — with ``d``, at any terminal size.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ from enigm_recover.app.format import inert, plain
 PAGE = 100
 KINDS = (None, "identity", "device", "setting", "role")
 CHANGES = (None, "missing", "extra", "changed")
+
+
+KEY_WIDTH = 24  # the key column: long keys are shortened in the middle (their ends tell them apart)
+
+
+def middle(text: str, limit: int) -> str:
+    """``text`` shortened in the middle to ``limit`` characters, its start and end kept."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
 
 
 def _key(change: Any) -> str:
@@ -44,6 +56,7 @@ class ChangeBrowser(Vertical):
         Binding("x", "clear_filters", "All", tooltip="Show every change again"),
         Binding("n", "page(1)", "Next", tooltip=f"The next {PAGE} changes"),
         Binding("p", "page(-1)", "Prev", tooltip=f"The previous {PAGE} changes"),
+        Binding("d", "details", "Details", tooltip="The highlighted change in full: every field, before and after"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -60,7 +73,7 @@ class ChangeBrowser(Vertical):
         yield Static("", id="change-detail")
 
     def on_mount(self) -> None:
-        self.query_one("#changes", DataTable).add_columns("#", "kind", "key", "change", "fields", "findings")
+        self.query_one("#changes", DataTable).add_columns("#", "kind", "key", "change", "findings", "fields")
 
     def show(self, result: Any) -> None:
         self.result = result
@@ -89,8 +102,9 @@ class ChangeBrowser(Vertical):
             if change.unreadable is not None and change.unreadable.column:
                 names.append(change.unreadable.column)  # the column the model cannot read
             fields = ", ".join(names)
-            table.add_row(str(number), plain(change.kind), Text(_key(change)), plain(change.change.value),
-                          Text(_value(fields or None, 28)), plain(findings, "bold"), key=str(number))
+            table.add_row(str(number), plain(change.kind), Text(middle(_key(change), KEY_WIDTH)),
+                          plain(change.change.value), plain(findings or "—", "bold" if findings else "dim"),
+                          Text(_value(fields or None, 28)), key=str(number))
         self._show_filter()
         self._show_detail()
 
@@ -112,37 +126,25 @@ class ChangeBrowser(Vertical):
         event.stop()
         self._show_detail()
 
-    def _show_detail(self) -> None:
-        detail = self.query_one("#change-detail", Static)
+    def highlighted(self) -> Any:
         table = self.query_one("#changes", DataTable)
         row = table.cursor_row
         if not self._page or row is None or row >= len(self._page):
-            detail.update("")
-            return
-        from enigm_recover.recovery.assess import REASONS
+            return None
+        return self._page[row]
 
-        change = self._page[row]
-        text = Text(f"{inert(change.kind)} {_key(change)}", style="bold")
-        text.append(f" — {inert(change.change.value)}\n")
-        for finding in change.findings:
-            text.append(f"{finding.value}: ", style="bold")
-            text.append(f"{REASONS[finding]}\n")
-        if change.unreadable is not None:
-            u = change.unreadable
-            text.append(f"{u.column}: live holds {u.found}, not {u.expected}\n")
-        if change.protected:
-            text.append("Kept as it is in live by the safety rules, whatever the policy.\n", style="bold")
-        if change.change.value == "missing":
-            text.append("In the snapshot, missing from live: every restore step of this kind inserts it.")
-        elif change.change.value == "extra":
-            text.append("Only in live: kept unless the step chooses delete-extra.")
-        elif change.fields:
-            width = max(len(inert(f)) for f, _live, _snap in change.fields)
-            text.append(f"{'field':<{width}}  {'live (now)':<30}  snapshot (a restore writes)\n", style="dim")
-            for name, live, snap in change.fields:
-                text.append(f"{inert(name):<{width}}  {_value(live):<30}  {_value(snap)}\n")
-        text.rstrip()
-        detail.update(text)
+    def _show_detail(self) -> None:
+        detail = self.query_one("#change-detail", Static)
+        change = self.highlighted()
+        detail.update(describe_change(change, 60) if change is not None else "")
+
+    def action_details(self) -> None:
+        from enigm_recover.app.dialogs import DetailDialog
+
+        change = self.highlighted()
+        if change is not None:
+            self.app.navigator.ask(DetailDialog("The highlighted change", describe_change(change, None, full=True)),
+                                   lambda _closed: None)
 
     # -- filters -------------------------------------------------------------------------------------------
 
@@ -178,3 +180,38 @@ class ChangeBrowser(Vertical):
             return
         self.page_start = offset
         self._load()
+
+
+def describe_change(change: Any, limit: int | None, full: bool = False) -> Text:
+    """A change's kind, key, findings and fields. With ``full`` every field is given on lines of its own
+    (before, then after), unshortened, so it reads at any width; otherwise as a table of ``limit``-wide values."""
+    from enigm_recover.recovery.assess import REASONS
+
+    text = Text(f"{inert(change.kind)} {_key(change)}", style="bold")
+    text.append(f" — {inert(change.change.value)}\n")
+    for finding in change.findings:
+        text.append(f"{finding.value}: ", style="bold")
+        text.append(f"{REASONS[finding]}\n")
+    if change.unreadable is not None:
+        u = change.unreadable
+        text.append(f"{u.column}: live holds {u.found}, not {u.expected}\n")
+    if change.protected:
+        text.append("Kept as it is in live by the safety rules, whatever the policy.\n", style="bold")
+    if change.change.value == "missing":
+        text.append("In the snapshot, missing from live: every restore step of this kind inserts it.")
+    elif change.change.value == "extra":
+        text.append("Only in live: kept unless the step chooses delete-extra.")
+    elif change.fields and full:
+        for name, live, snap in change.fields:
+            text.append(f"\n{inert(name)}\n", style="bold")
+            text.append("  live (now)\n", style="dim")  # each value on a line of its own: a hash or path fits whole
+            text.append(f"    {'—' if live is None else inert(live)}\n")
+            text.append("  snapshot (a restore writes)\n", style="dim")
+            text.append(f"    {'—' if snap is None else inert(snap)}\n")
+    elif change.fields:
+        width = max(len(inert(f)) for f, _live, _snap in change.fields)
+        text.append(f"{'field':<{width}}  {'live (now)':<30}  snapshot (a restore writes)\n", style="dim")
+        for name, live, snap in change.fields:
+            text.append(f"{inert(name):<{width}}  {_value(live, limit or 60):<30}  {_value(snap, limit or 60)}\n")
+    text.rstrip()
+    return text

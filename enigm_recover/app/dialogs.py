@@ -45,7 +45,7 @@ class ErrorDialog(ModalScreen[None]):
 class HostKeyDialog(ModalScreen[bool]):
     """An unknown host: compare its fingerprint with the one the host's owner gives, then accept or refuse."""
 
-    BINDINGS = [Binding("a", "accept", "Accept this key"), Binding("escape,r", "refuse", "Refuse")]
+    BINDINGS = [Binding("a", "accept", "Accept this key"), Binding("escape", "refuse", "Refuse")]
 
     def __init__(self, source: str, fingerprint: str, detail: str) -> None:
         super().__init__(classes="dialog-screen")
@@ -143,4 +143,63 @@ class QuestionDialog(ModalScreen["str | None"]):
         self.dismiss(event.value.strip())
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Before work is thrown away: what will be lost, in words, and a choice that defaults to keeping it.
+
+    ``y`` (or the button) confirms; Escape, or Enter on the focused Keep button, keeps the work.
+    """
+
+    BINDINGS = [Binding("y", "confirm", "Yes, discard"), Binding("escape", "keep", "No, keep")]
+
+    def __init__(self, title: str, lost: str, confirm: str = "Discard") -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text, self.lost, self.confirm_label = title, lost, confirm
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog", classes="dialog"):
+            yield Label(plain(self.title_text, "bold"), classes="dialog-title")
+            yield Static(plain(self.lost, multiline=True), id="confirm-lost")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self.confirm_label} (y)", id="confirm", variant="error")
+                yield Button("Keep (Esc)", id="keep", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#keep", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_keep(self) -> None:
+        self.dismiss(False)
+
+
+class DetailDialog(ModalScreen[None]):
+    """Something too wide for its place on the screen, in full, in a pane that scrolls; Enter or Escape
+    closes it."""
+
+    BINDINGS = [Binding("escape,enter", "close", "Close")]
+
+    def __init__(self, title: str, body: Text) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        from textual.containers import VerticalScroll
+
+        with Vertical(id="detail-dialog", classes="dialog"):
+            yield Label(plain(self.title_text, "bold"), classes="dialog-title")
+            with VerticalScroll(id="detail-scroll"):
+                yield Static(self.body, id="detail-body")
+            yield Static(Text("↑/↓ scroll · Enter or Esc closes", style="dim"))
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-scroll").focus()
+
+    def action_close(self) -> None:
         self.dismiss(None)

@@ -56,15 +56,15 @@ class DryRunScreen(StageScreen):
             self._show(self.ex.dry_run)
         else:
             intro.append(fmt.inert(" ".join(step.guidance.split())))
-            intro.append(" Nothing is written. Highlight a change to see its fields and findings explained.",
-                         style="dim")
+            intro.append(" Nothing is written. Highlight a change to see its fields and findings explained; "
+                         "d shows it in full.", style="dim")
             self.run_dry_run()
         self.query_one("#dry-run-intro", Static).update(intro)
 
     def run_dry_run(self) -> None:
         from enigm_recover.runbook.executor import Confirmation
 
-        ex, operator = self.ex, self.recover.options.operator
+        ex, operator = self.ex, self.recover.operator_name
         self.state = "running"
         self.query_one(ProgressPanel).start("Decrypting the payload and comparing it with the target…")
         self.recover.run_engine(lambda progress: ex.run_current(Confirmation(operator), progress),

@@ -17,16 +17,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static
 
-from enigm_recover.app.dialogs import SecretDialog
+from enigm_recover.app.dialogs import ConfirmDialog, QuestionDialog, SecretDialog
 from enigm_recover.app.format import inert
 from enigm_recover.app.stage import StageScreen
-from enigm_recover.app.widgets import BigText, ShareInput
+from enigm_recover.app.widgets import BigText, FormField, ShareInput
 from enigm_recover.runbook.model import Action
 
 SHARE_WORDS = 33
-# The visible fields take at most three words: keys typed ahead of a focus change (a fast typist, a password
-# manager's auto-type) land in the field that had focus, so a share typed too early shows at most its first
-# three words — the set id, exponent and group parameters, which are not secret — and is cut there.
+# Keys typed ahead of a focus change (a fast typist, a password manager's auto-type) are passed on by the
+# visible fields to the field that has the focus (FormField); as a second guard the visible fields take at most
+# three words — a share's first three hold the set id, exponent and group parameters, which are not secret.
 VISIBLE_FIELD = r"[^ ]*( [^ ]*){0,2}"
 
 
@@ -35,14 +35,18 @@ class QuorumScreen(StageScreen):
     BINDINGS = [
         Binding("ctrl+k", "combine", "Combine the key", priority=True,
                 tooltip="Combine the entered shares into the recovery key"),
+        Binding("ctrl+t", "correct_word", "Correct a word",
+                tooltip="Retype one word of the share by its position; the other words stay"),
         Binding("ctrl+l", "clear_share", "Clear the share", tooltip="Empty the share field and start it again"),
-        Binding("ctrl+r", "restart", "Restart entry", tooltip="Discard every share entered so far"),
+        Binding("ctrl+n", "restart", "Discard all shares",
+                tooltip="Discard every accepted share and start the entry again (asks first)"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.rejected: list[tuple[str, str]] = []  # (custodian, reason)
         self.combining = False
+        self._verdict_on: str | None = None  # the share field's value the verdict is about
 
     @property
     def quorum(self) -> Any:
@@ -55,11 +59,11 @@ class QuorumScreen(StageScreen):
         with Horizontal(id="quorum-split"):
             with Vertical(id="share-form"):
                 yield Label("Custodian name", classes="field-label")
-                yield Input(id="custodian", placeholder="who is entering a share", restrict=VISIBLE_FIELD,
-                            max_length=48)
+                yield FormField(id="custodian", placeholder="who is entering a share", restrict=VISIBLE_FIELD,
+                                max_length=48, next_field="#typed-ceremony")
                 yield Label("Ceremony id, typed back (optional; binds your share to it)", classes="field-label")
-                yield Input(id="typed-ceremony", placeholder="e.g. the words above, dashes optional",
-                            restrict=VISIBLE_FIELD, max_length=48)
+                yield FormField(id="typed-ceremony", placeholder="e.g. the words above, dashes optional",
+                                restrict=VISIBLE_FIELD, max_length=48, next_field="#share")
                 yield Label("Share words (hidden; four letters fix a word)", classes="field-label")
                 yield ShareInput(id="share", placeholder="type the 33 words from your card, Enter when done")
                 yield Static("", id="word-state")
@@ -91,13 +95,30 @@ class QuorumScreen(StageScreen):
                 self.query_one("#share", ShareInput).value = ""
                 self.recover.show_error(exc)
             return
-        if event.input.id == "custodian":  # focus moves at once (keys typed ahead follow it sooner)
-            self.set_focus(self.query_one("#typed-ceremony", Input))
-        elif event.input.id == "typed-ceremony":
-            self.set_focus(self.query_one("#share", ShareInput))
+        if event.input.id == "custodian":  # the focus has moved on already (FormField); the name is checked now
+            self._check_name()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "custodian" and event.value.strip() and self._verdict_on is not None:
+            self._verdict(Text(""))  # a new custodian: the last verdict was someone else's
+
+    def _check_name(self) -> bool:
+        """The custodian's name, checked before the first word (empty, malformed, already used)."""
+        name = self.query_one("#custodian", Input).value.strip()
+        problem = ("type your name first: the report records who entered each share" if not name
+                   else self.quorum.entry.name_problem(name))
+        if problem is None:
+            return True
+        verdict = Text("✗ Name: ", style="bold")
+        verdict.append(inert(problem))
+        verdict.append(" — correct the name (shift+tab) before the share is checked", style="dim")
+        self._verdict(verdict)
+        return False
 
     def on_share_input_word_state(self, event: ShareInput.WordState) -> None:
-        text = Text(f"{event.words} of {SHARE_WORDS} words · {event.current}")
+        if self._verdict_on is not None and self._verdict_on != self.query_one("#share", ShareInput).value:
+            self._verdict(Text(""))  # the share is being changed: a new attempt, the old verdict no longer holds
+        text = Text(f"{min(event.words, SHARE_WORDS)} of {SHARE_WORDS} words · {event.current}")
         if event.bad:
             text.append(f"\nnot SLIP-39 words: {', '.join(f'word {n}' for n in event.bad)} — check them on the card",
                         style="bold")
@@ -109,11 +130,12 @@ class QuorumScreen(StageScreen):
         if self.quorum.complete:
             self._verdict(Text("The quorum is complete: press ctrl+k to combine the key.", style="bold"))
             return
+        from enigm_recover.quorum.entry import ShareDraft
+
         name_field = self.query_one("#custodian", Input)
         share = self.query_one("#share", ShareInput)
         name = name_field.value.strip()
-        if not name:
-            self._verdict(Text("Type your name first: the report records who entered each share.", style="bold"))
+        if not self._check_name():
             name_field.focus()
             return
         typed = self.query_one("#typed-ceremony", Input).value.strip() or None
@@ -121,13 +143,17 @@ class QuorumScreen(StageScreen):
             receipt = self.quorum.add(share.value, name, typed)
         except ShareError as exc:
             self.rejected.append((name, exc.message))
-            share.value = ""
-            self.query_one("#typed-ceremony", Input).value = ""
+            draft = ShareDraft()
+            draft.load(share.value)
+            what = draft.verdict() if draft.filled == len(share.value.split()) else None
             verdict = Text(f"✗ Rejected, {inert(name)}: ", style="bold")
-            verdict.append(inert(exc.message))
-            if exc.hint:
+            verdict.append(inert(what or exc.message))
+            if exc.hint and what is None:
                 verdict.append(f" — {inert(exc.hint)}", style="dim")
-            self._verdict(verdict)
+            if share.value:
+                verdict.append("\nYour words are kept (hidden): ctrl+t corrects one word by its position, "
+                               "ctrl+l clears them.", style="dim")
+            self._verdict(verdict, share.value)
             share.focus()
             self._show_progress()
             return
@@ -136,14 +162,16 @@ class QuorumScreen(StageScreen):
         name_field.value = ""
         verdict = Text(f"✓ Accepted: {inert(receipt.custodian)}", style="bold")
         verdict.append(f" (group {receipt.group_index + 1}, member {receipt.member_index + 1})")
-        self._verdict(verdict)
+        self._verdict(verdict, "")
         self._show_progress()
         if self.quorum.complete:
             self.action_combine()
         else:
             name_field.focus()
 
-    def _verdict(self, text: Text) -> None:
+    def _verdict(self, text: Text, about: str | None = None) -> None:
+        """Show a verdict; ``about`` is the share field's value it judges (a change to the field clears it)."""
+        self._verdict_on = about if text.plain else None
         self.query_one("#verdict", Static).update(text)
 
     def _show_progress(self) -> None:
@@ -195,7 +223,7 @@ class QuorumScreen(StageScreen):
         from enigm_recover.runbook.executor import Confirmation
         from enigm_recover.runbook.model import Action
 
-        ex, operator = self.ex, self.recover.options.operator
+        ex, operator = self.ex, self.recover.operator_name
 
         def work(progress: Any) -> Any:
             fingerprint = ex.combine(passphrase)
@@ -214,8 +242,8 @@ class QuorumScreen(StageScreen):
 
     def _not_combined(self, error: BaseException) -> None:
         self.combining = False
-        self._verdict(Text("The key was not combined: press ctrl+k to try another passphrase, or ctrl+r to start "
-                           "the entry again.", style="bold"))
+        self._verdict(Text("The key was not combined: press ctrl+k to try another passphrase, or ctrl+n to discard "
+                           "the shares and start the entry again.", style="bold"))
         self.refresh_bindings()
 
     # -- starting again -------------------------------------------------------------------------------------
@@ -224,8 +252,66 @@ class QuorumScreen(StageScreen):
         self.query_one("#share", ShareInput).value = ""
         self.query_one("#share", ShareInput).focus()
 
+    def action_correct_word(self) -> None:
+        """Retype one word, by its position, in a hidden field; the other words stay as they are."""
+        share = self.query_one("#share", ShareInput)
+        count = len(share.value.split())
+        if not count or self.recover.busy:
+            self._verdict(Text("No words to correct yet: type the share first.", style="bold"))
+            return
+        last = min(count, SHARE_WORDS)
+        self.recover.navigator.ask(QuestionDialog("Correct a word", f"Which word? Its position on the card, 1 to "
+                                                  f"{last}. The other words stay as typed.", "a number",
+                                                  required=True), self._correct_at)
+
+    def _correct_at(self, answer: str | None) -> None:
+        share = self.query_one("#share", ShareInput)
+        last = min(len(share.value.split()), SHARE_WORDS)
+        if not answer:
+            return
+        if not answer.isdigit() or not 1 <= int(answer) <= last:
+            self._verdict(Text(f"Type a position from 1 to {last} (ctrl+t).", style="bold"))  # never the answer
+            return
+        position = int(answer)
+
+        def replace(word: str | None) -> None:
+            from enigm_recover.quorum.entry import ShareDraft
+
+            if not word or not word.split():
+                return
+            draft = ShareDraft(max(SHARE_WORDS, len(share.value.split())))
+            draft.load(share.value)
+            draft.set_word(position, word.split()[0])
+            share.value = draft.text() + (" " if draft.filled < SHARE_WORDS else "")
+            share.cursor_position = len(share.value)
+            flagged = [p.position for p in draft.problems()]
+            note = Text(f"Word {position} replaced. ", style="bold")
+            note.append("Still not SLIP-39 words: " + ", ".join(f"word {p}" for p in flagged) if flagged
+                        else "Enter checks the share again.")
+            self._verdict(note, share.value)
+            share.focus()
+
+        self.recover.navigator.ask(SecretDialog(f"Word {position} of {SHARE_WORDS}",
+                                                "Type the word from the card (its first four letters are enough). "
+                                                "It is hidden.", allow_empty=False), replace)
+
     def action_restart(self) -> None:
         if self.recover.busy:
+            return
+        receipts = self.quorum.entry.receipts
+        if not receipts:
+            self._restart(True)
+            return
+        names = ", ".join(r.custodian for r in receipts)  # ConfirmDialog shows them inert
+        self.recover.navigator.ask(ConfirmDialog(
+            "Discard every accepted share?",
+            f"{len(receipts)} accepted share{'s' if len(receipts) > 1 else ''} ({names}) will be discarded: each of "
+            "these custodians must enter their share again. The audit log records the restart.",
+            "Discard the shares"), self._restart)
+
+    def _restart(self, confirmed: bool | None) -> None:
+        if not confirmed:
+            self._verdict(Text("Nothing discarded: the accepted shares are kept.", style="dim"))
             return
         try:
             self.ex.restart_quorum()

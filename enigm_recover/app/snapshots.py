@@ -135,7 +135,7 @@ class SnapshotsScreen(StageScreen):
             return
         from enigm_recover.runbook.executor import Confirmation
 
-        ex, operator = self.ex, self.recover.options.operator
+        ex, operator = self.ex, self.recover.operator_name
         self.recover.run_engine(lambda progress: ex.run_current(Confirmation(operator, snapshot=s.id), progress),
                                 done=lambda result: self.recover.show_current(), label="selecting the snapshot")
 

@@ -30,12 +30,16 @@ class StageScreen(Screen[None]):
         return self.recover.executor
 
     def compose(self) -> ComposeResult:
-        yield StageHeader(self.STAGE)
+        yield StageHeader(self.stage_label())
         with Horizontal(id="main"):
             yield RunbookPanel()
             with Vertical(id="body"):
                 yield from self.compose_body()
         yield Footer()
+
+    def stage_label(self) -> str:
+        """The word at the header's right: the stage this screen is."""
+        return self.STAGE
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -45,6 +45,11 @@ class StepScreen(StageScreen):
         self.result: Any = None
         self.planned = False
 
+    def stage_label(self) -> str:
+        """Named after the step's action: a checkpoint or a sign-off is no restore."""
+        step = self.step or self.ex.current
+        return ACTION_LABELS.get(step.action.value, self.STAGE) if step is not None else self.STAGE
+
     def compose_body(self) -> ComposeResult:
         step = self.ex.current
         self.step = step
@@ -58,11 +63,11 @@ class StepScreen(StageScreen):
         with Vertical(id="confirm-form"):
             if self.ex.needs_confirmation(step):
                 yield Label("Operator confirming this step", classes="field-label")
-                yield Input(value=self.recover.options.operator, id="operator")
+                yield Input(value=self.recover.operator_name, id="operator")
             if step.two_person:
                 yield Label("Second operator (two-person rule: another person types their name)",
                             classes="field-label")
-                yield Input(id="second-operator", placeholder="the second operator's name")
+                yield Input(value=self.recover.crew[1], id="second-operator", placeholder="the second operator's name")
             if step.action.value in ("checkpoint", "sign-off"):
                 yield Label("Note for the record (optional)", classes="field-label")
                 yield Input(id="note", placeholder="what the room decided")
@@ -163,7 +168,7 @@ class StepScreen(StageScreen):
             found = self.query(selector)
             return found.first(Input).value.strip() if found else None
 
-        return Confirmation(value("#operator") or self.recover.options.operator, value("#second-operator"),
+        return Confirmation(value("#operator") or self.recover.operator_name, value("#second-operator"),
                             note=value("#note") or "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -183,11 +188,15 @@ class StepScreen(StageScreen):
         if self.state not in ("confirm", "failed") or self.recover.busy:
             return
         ex, confirmation = self.ex, self._confirmation()
+        # the names carry to the next step (still editable there, e.g. when the shift changes)
+        self.recover.crew = (confirmation.operator, confirmation.second_operator or self.recover.crew[1])
         self.state = "running"
         for field in self.query("#confirm-form Input").results(Input):
             field.disabled = True
-        self.query_one(ProgressPanel).start(plain(f"{ACTION_LABELS.get(self.step.action.value, 'Step')}: starting…"))
-        self.query_one(ProgressPanel).display = True
+        if self.step.action in (Action.RESTORE, Action.VERIFY_TARGET):  # machine work: a bar; a checkpoint has none
+            self.query_one(ProgressPanel).start(plain(f"{ACTION_LABELS.get(self.step.action.value, 'Step')}: "
+                                                      "starting…"))
+            self.query_one(ProgressPanel).display = True
         self.query_one("#step-result", Static).update(Text("Running; Esc stops it at the next safe point.",
                                                            style="dim"))
         self.recover.run_engine(lambda progress: ex.run_current(confirmation, progress), done=self._done,
@@ -198,7 +207,10 @@ class StepScreen(StageScreen):
         self.state, self.result = "done", result
         mark = "✓" if result.ok else ("–" if result.status is StepStatus.SKIPPED else "!")
         text = Text(f"{mark} {inert(result.status)}: ", style="bold")
-        text.append(inert(result.summary, multiline=True))
+        summary = result.summary
+        for tail in (f"; {result.status.value}", f", {result.status.value}"):  # said once, in front
+            summary = summary[:-len(tail)] if summary.endswith(tail) else summary
+        text.append(inert(summary, multiline=True))
         for outcome in result.detail.get("steps", []) if isinstance(result.detail, dict) else []:
             text.append(inert(f"\n  {outcome.get('step', '?')}: {outcome.get('status', '?')}", multiline=True),
                         style="bold")

@@ -128,7 +128,8 @@ async def walk(pilot: Any, cards: dict[str, str], stop: str = "done",
     await until(pilot, lambda: bool(app.screen.rejected), what="the wrong share's verdict")
     if await reached("quorum"):
         return
-    # the rejected custodian keeps their name in the field and types the share again, correctly
+    # the rejected custodian keeps their name in the field, clears the kept words and types the share again
+    await pilot.press("ctrl+l")
     await type_share(pilot, cards[others[0]], paste=paste)
     await until(pilot, lambda: len(app.executor.quorum().entry.receipts) == 2, what="the second share")
     for name in others[1:]:
@@ -147,8 +148,8 @@ async def walk(pilot: Any, cards: dict[str, str], stop: str = "done",
     while not on(app, "DoneScreen"):
         await until(pilot, lambda: on(app, "StepScreen", state="confirm"), what="the next step")
         step = app.executor.current
-        if step.two_person and not first_step:
-            await pilot.press(*SECOND_OPERATOR)
+        if step.two_person and not first_step:  # the second operator's name carries from the last step
+            assert app.screen.query_one("#second-operator").value == SECOND_OPERATOR
         first_step = False
         await pilot.press("ctrl+r")
         await until(pilot, lambda: on(app, "StepScreen", state="done"), what=f"step {step.id}")

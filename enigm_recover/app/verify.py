@@ -49,7 +49,7 @@ class VerifyScreen(StageScreen):
     def verify(self) -> None:
         from enigm_recover.runbook.executor import Confirmation
 
-        ex, operator = self.ex, self.recover.options.operator
+        ex, operator = self.ex, self.recover.operator_name
         self.state = "running"
         self.query_one(ProgressPanel).start("Checking the manifest and its signature…")
         if self.recover.run_engine(lambda progress: ex.run_current(Confirmation(operator), progress),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
@@ -243,6 +244,62 @@ def _typing_feedback(value: str) -> tuple[int, str, list[int]]:
     return typing_feedback(value)
 
 
+class FormField(Input):
+    """A visible field of a form that is typed in one go (a name, then a ceremony id, then a share).
+
+    Enter moves the focus on at once, inside this field's own key handling — not later, when the
+    submission has travelled up to the screen — and any key or paste that still reaches this field after
+    the focus left it (typed ahead, queued before the move) is passed on to the field that has the focus.
+    So a burst of "name, Enter, Enter, share words" leaves every word in the masked share field. A paste of
+    several lines fills this field with the first and hands the rest on the same way.
+    """
+
+    def __init__(self, *, next_field: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.next_field = next_field
+
+    def _elsewhere(self) -> Any:
+        """The widget that has the focus when it is not this field (keys typed ahead belong there)."""
+        focused = self.app.focused
+        return focused if focused is not None and focused is not self else None
+
+    def _advance(self) -> None:
+        self.post_message(self.Submitted(self, self.value))
+        if self.next_field is not None:
+            self.screen.set_focus(self.screen.query_one(self.next_field))
+
+    def on_key(self, event: events.Key) -> None:
+        """Runs before Input's own key handling (the subclass's handler comes first); prevent_default skips it."""
+        target = self._elsewhere()
+        if target is not None:
+            event.prevent_default()
+            event.stop()
+            target._forward_event(events.Key(event.key, event.character))
+            return
+        if event.key == "enter" and self.next_field is not None:
+            event.prevent_default()
+            event.stop()
+            self._advance()
+
+    def on_paste(self, event: events.Paste) -> None:
+        target = self._elsewhere()
+        if target is not None:
+            event.prevent_default()
+            event.stop()
+            target._forward_event(events.Paste(event.text))
+            return
+        first, newline, rest = event.text.replace("\r\n", "\n").replace("\r", "\n").partition("\n")
+        if not newline or self.next_field is None:
+            return  # Input's own paste handling follows
+        event.prevent_default()
+        event.stop()
+        if first:
+            self.insert_text_at_cursor(first)
+        self._advance()
+        if rest and (target := self._elsewhere()) is not None:
+            target._forward_event(events.Paste(rest))
+
+
 class HiddenInput(Input):
     """A masked field whose content never leaves it: copying or cutting it to the clipboard is refused."""
 
@@ -284,6 +341,16 @@ class ShareInput(HiddenInput):
                 self.cursor_position = len(self.value)
                 return
         super().insert_text_at_cursor(text)
+
+    def on_paste(self, event: events.Paste) -> None:
+        """A share pasted over several lines (a card's rows) is one share: its lines are joined by spaces."""
+        event.prevent_default()
+        event.stop()
+        words = " ".join(event.text.split())
+        if words:
+            if self.value and not self.value.endswith(" ") and self.cursor_position == len(self.value):
+                words = " " + words
+            self.insert_text_at_cursor(words)
 
     def watch_value(self, value: str) -> None:
         """Textual calls this after Input's own watcher of the value."""

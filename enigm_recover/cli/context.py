@@ -177,6 +177,7 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
     """Feed shares into a quorum until it is complete: from share files, stdin lines, or the terminal
     (where each custodian gives a name and may bind the share to the ceremony by typing its id back)."""
     from enigm_recover.quorum.cards import parse_share_text, read_share_file
+    from enigm_recover.cli.share_words import enter_share_words
     from enigm_recover.quorum.names import custodian_name_problem
 
     args = ctx.args
@@ -216,11 +217,7 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
                     print(problem, file=sys.stderr)
                     name = ""
             typed = input("Type the ceremony id to bind your share to it (Enter to skip): ").strip()
-            words = getpass.getpass(f"Share words of {name}: ")
-            try:
-                quorum.add(words, name, typed or None)
-            except ShareError as exc:
-                print(f"rejected: {exc.one_line()}", file=sys.stderr)
+            if not enter_share_words(quorum, name, typed or None):
                 continue
             print(f"accepted: {quorum.entry.describe_progress()}", file=sys.stderr)
 

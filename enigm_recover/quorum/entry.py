@@ -52,7 +52,12 @@ def typing_feedback(value: str) -> tuple[int, str, list[int]]:
     typing = "" if ended else tokens[-1].lower()
     bad = [i for i, t in enumerate(finished, 1) if t.lower() not in WORD_INDEX_MAP and complete_word(t) is None]
     position = len(finished) + 1
-    if not typing:
+    if len(finished) >= SHARE_WORDS and not typing:
+        current = (f"all {SHARE_WORDS} words typed — Enter to check the share" if len(finished) == SHARE_WORDS
+                   else f"{len(finished)} words: a share has {SHARE_WORDS} — one is repeated or extra")
+    elif position > SHARE_WORDS:
+        current = f"{position} words: a share has {SHARE_WORDS} — one is repeated or extra"
+    elif not typing:
         current = f"word {position}: type its first four letters"
     elif len(typing) >= 4 and complete_word(typing) is not None:
         current = f"word {position}: recognised — space for the next"
@@ -110,6 +115,15 @@ class ShareEntry:
         self.receipts: list[ShareReceipt] = []
 
     # -- entering ----------------------------------------------------------
+
+    def name_problem(self, custodian: str) -> str | None:
+        """Why ``custodian`` cannot enter a share (checked before the first word is typed), or None."""
+        name = custodian.strip()
+        if (problem := custodian_name_problem(name)) is not None:
+            return problem
+        if any(r.custodian == name for r in self.receipts):
+            return f"{name} has already entered a share; each custodian enters one"
+        return None
 
     def add(self, text: str, custodian: str | None = None) -> ShareReceipt:
         """Check and keep one share; ``custodian`` (from a card or a prompt) meets the rule of ``keys init``."""
@@ -196,3 +210,90 @@ class ShareEntry:
                 f"the combined key ({identity.fingerprint}) is not the snapshot's recovery key "
                 f"({self.expected_fingerprint})")
         return identity
+
+
+@dataclass(frozen=True)
+class WordProblem:
+    """A word that cannot be right, by its position (1-based) — never its letters."""
+
+    position: int
+    reason: str
+
+
+class ShareDraft:
+    """One share being typed, word by word, held by position (like trezor's RecoveryState for one share).
+
+    A word is checked against the word list the moment it is set, so a slip is flagged at its position at
+    once and can be corrected in place (``set_word``) without retyping the others. The checksum, which
+    needs all the words, is judged only when the draft is ``complete``. A rejected draft keeps its words so
+    the custodian can correct them; ``clear`` empties it.
+    """
+
+    def __init__(self, length: int = SHARE_WORDS) -> None:
+        self.length = length
+        self._words: list[str | None] = [None] * length
+
+    def set_word(self, position: int, token: str) -> str | None:
+        """Put ``token`` at ``position`` (1-based); returns the full word it fixes, or None if it fixes none."""
+        if not 1 <= position <= self.length:
+            raise ShareWordError(f"a share has {self.length} words; there is no word {position}",
+                                 f"type a position from 1 to {self.length}")
+        token = token.strip().lower()
+        word = token if token in WORD_INDEX_MAP else complete_word(token) if len(token) == 4 else None
+        self._words[position - 1] = word if word is not None else (token or None)
+        return word
+
+    def clear_word(self, position: int) -> None:
+        self._words[position - 1] = None
+
+    def clear(self) -> None:
+        self._words = [None] * self.length
+
+    def load(self, text: str) -> None:
+        """Fill the draft from a whole share typed at once (words past the share's length are ignored)."""
+        self.clear()
+        for position, token in enumerate(text.split()[: self.length], 1):
+            self.set_word(position, token)
+
+    @property
+    def filled(self) -> int:
+        return sum(word is not None for word in self._words)
+
+    @property
+    def next_position(self) -> int | None:
+        """The first empty position (1-based), or None when every word is in."""
+        for index, word in enumerate(self._words):
+            if word is None:
+                return index + 1
+        return None
+
+    def problems(self) -> list[WordProblem]:
+        """Words that are in the draft but in no word list, by position."""
+        return [WordProblem(i, "not a SLIP-39 word") for i, w in enumerate(self._words, 1)
+                if w is not None and w not in WORD_INDEX_MAP]
+
+    @property
+    def complete(self) -> bool:
+        return self.next_position is None and not self.problems()
+
+    def counter(self) -> str:
+        """'12 of 33 words' — never past the share's length."""
+        return f"{min(self.filled, self.length)} of {self.length} words"
+
+    def text(self) -> str:
+        """The words as one share (for ``ShareEntry.add``); only when complete."""
+        return " ".join(w for w in self._words if w is not None)
+
+    def verdict(self) -> str | None:
+        """None when the words form a share whose checksum matches; else what to check."""
+        if (bad := self.problems()):
+            return (f"word{'s' if len(bad) > 1 else ''} {', '.join(str(p.position) for p in bad)} "
+                    "not in the SLIP-39 word list: check and correct them on the card")
+        if (missing := self.next_position) is not None:
+            return f"word {missing} is still missing ({self.counter()})"
+        try:
+            Share.from_mnemonic(self.text())
+        except MnemonicError:
+            return ("the checksum does not match: every word is a SLIP-39 word, so one is mistyped as "
+                    "another or two are swapped — re-read the card word by word and correct the one that differs")
+        return None
