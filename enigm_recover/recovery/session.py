@@ -113,6 +113,11 @@ class Recovery:
         """A custodian may bind their share to this ceremony by typing its id back; a wrong id stops them."""
         if not typed or not typed.strip():
             return False
+        from enigm_recover.quorum.names import ceremony_id_problem
+
+        if (problem := ceremony_id_problem(typed)) is not None:
+            self.audit.append("ceremony-id-refused", outcome="refused")  # never the text typed
+            raise CeremonyMismatch(problem)
         if not same_ceremony(typed, self.ceremony):
             self.audit.append("ceremony-mismatch", outcome="refused")
             raise CeremonyMismatch(f"the ceremony id typed back is not this ceremony's ({self.ceremony})")
