@@ -329,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue the newest paused run of RUNBOOK at its step")
     r.add_argument("--abort", metavar="REASON", help="end the paused run of RUNBOOK for good, saying why")
     p.add_argument("--run", metavar="CEREMONY", help="with --resume/--abort: the run of this ceremony id")
+    p.add_argument("--another-snapshot", action="store_true",
+                   help="with --resume: go back to choosing the snapshot (when the run's snapshot is gone or "
+                        "no longer verifies; refused once a restore began)")
     a = p.add_argument_group("answers for scripted runs")
     a.add_argument("--yes", action="store_true", help="confirm every step as the operator")
     a.add_argument("--second-operator", metavar="NAME", help="confirms two-person steps (another name)")

@@ -222,6 +222,55 @@ class RunbookExecutor:
         executor._save()
         return executor
 
+    # -- can a resumed run go on? -------------------------------------------------
+
+    def check_can_continue(self, progress: ProgressCallback = no_progress) -> None:
+        """Before any custodian is asked for a share again: the source answers, the run's snapshot is still
+        there and verifies, and the target's restore lock is free (it is then held for this session).
+        Raises the cause's error (the run stays paused); a face then offers ``choose_another_snapshot`` or
+        ``abort``. The check is recorded in the audit log either way."""
+        ahead = self.runbook.steps[self.state.position:]
+        reads_source = any(s.action is Action.SELECT_SNAPSHOT or s.action.needs_key
+                           or s.action is Action.VERIFY_SNAPSHOT for s in ahead)
+        restores = any(s.action is Action.RESTORE for s in ahead)
+        checked = []
+        try:
+            if reads_source:
+                self.pipeline.listing(refresh=True)
+                checked.append("source")
+                if self.state.snapshot:
+                    self._verified(progress)
+                    checked.append("snapshot")
+            if restores:
+                self.pipeline.writes = True
+                self.pipeline.lock()
+                checked.append("restore lock")
+        except EnigmError as exc:
+            self.recovery.record("resume-check", outcome="failed",
+                                 inputs={"passed": checked, "reason": exc.message})
+            raise
+        self.recovery.record("resume-check", inputs={"passed": checked})
+
+    def choose_another_snapshot(self) -> None:
+        """Go back to the run's select-snapshot step (its later steps are done again with the new choice).
+        Refused once a restore began in this run: its journal belongs to the snapshot it started with."""
+        if self.state.restore_started:
+            raise RunStateError(f"a restore from snapshot {self.state.snapshot} already began in run {self.ceremony}",
+                                "abort the paused run and start a new one to use another snapshot")
+        ids = [s.id for s in self.runbook.steps]
+        select = next((i for i, s in enumerate(self.runbook.steps) if s.action is Action.SELECT_SNAPSHOT), None)
+        if select is None:
+            raise RunStateError(f"runbook {self.runbook.name} has no select-snapshot step",
+                                "abort the paused run and start a new one")
+        previous, later = self.state.snapshot, set(ids[select:])
+        self.state.position, self.state.snapshot = select, ""
+        self.state.results = [r for r in self.state.results if r.get("step") not in later]
+        self.pipeline.close()
+        self.pipeline.verified, self.pipeline.checked = None, None
+        self.pipeline.forget_key()
+        self.recovery.record("snapshot-unchosen", inputs={"snapshot": previous, "step": ids[select]})
+        self._save()
+
     # -- where the run is --------------------------------------------------------
 
     @property

@@ -1,0 +1,108 @@
+"""A resumed run is checked before any custodian is asked again; a paused run can be aborted and cleaned up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from enigm_recover.recovery.session import load_report
+from enigm_recover.runbook.executor import RunbookExecutor
+from enigm_recover.runbook.loader import BUILTIN_DIR, load_runbook
+from tests.conftest import Drill
+from tests.test_runbooks import settings_for, share_args, walk_until
+
+RESUME = ["run", "tabletop-drill", "--resume", "--yes", "--operator", "lee", "--second-operator", "dana"]
+
+
+def paused_at_restore(drill: Drill, state: Path) -> RunbookExecutor:
+    ex = RunbookExecutor.start(load_runbook(BUILTIN_DIR / "tabletop-drill.toml"), settings_for(drill, state))
+    walk_until(ex, drill, "restore")
+    ex.pause("the shift ended")
+    return ex
+
+
+def audit_actions(folder: Path) -> list[str]:
+    return [json.loads(line)["action"] for line in (folder / "audit.jsonl").read_text().splitlines()]
+
+
+def assert_refused_before_any_share(folder: Path, code: int, err: str, expected_code: int) -> None:
+    assert code == expected_code, err
+    assert "cannot continue" in err and "--another-snapshot" in err and "--abort REASON" in err, err
+    actions = audit_actions(folder)
+    resumed = len(actions) - actions[::-1].index("recovery-resumed")
+    assert "share-accepted" not in actions[resumed:]  # no custodian was asked again
+    assert "resume-check" in actions[resumed:]
+    assert load_report(folder)["status"] == "paused"  # the run waits for a decision
+
+
+def test_a_resume_whose_snapshot_was_deleted_is_refused_before_any_share(drill: Drill, cli, tmp_path: Path) -> None:
+    ex = paused_at_restore(drill, tmp_path / "state")
+    for path in drill.snapshots.glob(f"{ex.state.snapshot}.*"):
+        path.unlink()
+    code, _, err = cli("--state-dir", tmp_path / "state", *RESUME, *share_args(drill))
+    assert_refused_before_any_share(ex.folder, code, err, 6)
+
+    # the first way forward: choose another snapshot, and the run goes on from there
+    code, _, err = cli("--state-dir", tmp_path / "state", *RESUME, "--another-snapshot", "--snapshot", "latest",
+                       *share_args(drill))
+    assert code == 0, err
+    report = load_report(ex.folder)
+    assert report["status"] == "completed" and report["snapshot"]["snapshot"] != ex.state.snapshot
+    assert "snapshot-unchosen" in audit_actions(ex.folder)
+
+
+def test_a_resume_whose_source_is_gone_is_refused_before_any_share(drill: Drill, cli, tmp_path: Path) -> None:
+    ex = paused_at_restore(drill, tmp_path / "state")
+    drill.snapshots.rename(drill.snapshots.with_name("moved-away"))
+    code, _, err = cli("--state-dir", tmp_path / "state", *RESUME, *share_args(drill))
+    assert code != 0 and "Traceback" not in err
+    assert_refused_before_any_share(ex.folder, code, err, code)
+
+
+def test_a_resume_while_another_restore_holds_the_lock_is_refused_before_any_share(drill: Drill, cli,
+                                                                                   tmp_path: Path) -> None:
+    from enigm_recover.state.stores import open_store
+
+    ex = paused_at_restore(drill, tmp_path / "state")
+    holder = open_store(drill.target)
+    holder.lock_restores()
+    try:
+        code, _, err = cli("--state-dir", tmp_path / "state", *RESUME, *share_args(drill))
+    finally:
+        holder.close()
+    assert_refused_before_any_share(ex.folder, code, err, 17)
+    # the second way forward: abort the paused run, with a reason for the audit log and the report
+    code, out, err = cli("--state-dir", tmp_path / "state", "run", "tabletop-drill", "--run", ex.ceremony,
+                         "--abort", "the drill moved to Thursday")
+    assert code == 0, err
+    report = load_report(ex.folder)
+    assert report["status"] == "aborted" and "the drill moved to Thursday" in report["reason"]
+    assert "the drill moved to Thursday" in (ex.folder / "audit.jsonl").read_text()
+
+
+def test_the_executor_check_refuses_a_deleted_snapshot_and_holds_the_lock_when_it_passes(drill: Drill,
+                                                                                        tmp_path: Path) -> None:
+    from enigm_recover.errors import RestoreRefused, SnapshotNotFound
+    from enigm_recover.state.stores import open_store
+
+    state = tmp_path / "state"
+    runbook = load_runbook(BUILTIN_DIR / "tabletop-drill.toml")
+    ex = paused_at_restore(drill, state)
+    again = RunbookExecutor.resume(runbook, settings_for(drill, state, "lee"))
+    again.check_can_continue()  # passes, and now holds the lock: another restore is refused
+    other = open_store(drill.target)
+    try:
+        with pytest.raises(RestoreRefused):
+            other.lock_restores()
+    finally:
+        other.close()
+    again.pause("checked")
+    for path in drill.snapshots.glob(f"{ex.state.snapshot}.*"):
+        path.unlink()
+    again = RunbookExecutor.resume(runbook, settings_for(drill, state, "lee"))
+    with pytest.raises(SnapshotNotFound):
+        again.check_can_continue()
+    assert not again.quorum_open
+    again.close()
