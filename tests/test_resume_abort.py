@@ -106,3 +106,64 @@ def test_the_executor_check_refuses_a_deleted_snapshot_and_holds_the_lock_when_i
         again.check_can_continue()
     assert not again.quorum_open
     again.close()
+
+
+def test_runs_are_listed_aborted_with_a_reason_and_old_ones_cleaned_up(drill: Drill, cli, tmp_path: Path) -> None:
+    import os
+    import time
+
+    state = tmp_path / "state"
+    old = paused_at_restore(drill, state)
+    recent = paused_at_restore(drill, state)
+    code, out, err = cli("--state-dir", state, "runs", "list", "--json")
+    assert code == 0, err
+    listed = json.loads(out)["runs"]
+    assert {r["ceremony"] for r in listed} == {old.ceremony, recent.ceremony}
+    assert all(r["status"] == "paused" and r["runbook"] == "tabletop-drill" for r in listed)
+    code, out, _ = cli("--state-dir", state, "runs", "list")
+    assert old.ceremony in out and "NEXT STEP" in out
+
+    week_ago = time.time() - 8 * 86400
+    os.utime(old.folder / "run.toml", (week_ago, week_ago))
+    code, out, _ = cli("--state-dir", state, "runs", "clean", "--older-than", "7d", "--dry-run")
+    assert code == 0 and f"would abort run {old.ceremony}" in out and recent.ceremony not in out
+    assert load_report(old.folder)["status"] == "paused"
+    code, out, err = cli("--state-dir", state, "runs", "clean", "--older-than", "7d", "--operator", "dana", "--json")
+    assert code == 0, err
+    assert json.loads(out)["aborted"] == [old.ceremony]
+    report = load_report(old.folder)
+    assert report["status"] == "aborted" and "paused for more than 7d" in report["reason"]
+    assert (old.folder / "audit.jsonl").exists()  # evidence is kept
+
+    code, _, err = cli("--state-dir", state, "runs", "abort", recent.ceremony, "--reason", "exercise over")
+    assert code == 0, err
+    assert load_report(recent.folder)["status"] == "aborted"
+    entries = [json.loads(line) for line in (recent.folder / "audit.jsonl").read_text().splitlines()]
+    assert any(e["action"] == "run-aborted" and e["inputs"]["reason"] == "exercise over" for e in entries)
+    from enigm_recover.recovery.audit import verify_log
+
+    assert verify_log(recent.folder / "audit.jsonl").intact
+    code, out, _ = cli("--state-dir", state, "runs", "list", "--json")
+    assert json.loads(out)["runs"] == []
+    code, _, err = cli("--state-dir", state, "runs", "abort", recent.ceremony, "--reason", "again")
+    assert code == 9 and "runs list" in err
+    code, _, err = cli("--state-dir", state, "runs", "clean", "--older-than", "soon")
+    assert code == 2 and "7d" in err
+
+
+def test_a_paused_run_whose_runbook_changed_can_still_be_aborted(drill: Drill, cli, tmp_path: Path) -> None:
+    import shutil
+
+    state = tmp_path / "state"
+    own = tmp_path / "runbooks"
+    own.mkdir()
+    shutil.copy(BUILTIN_DIR / "tabletop-drill.toml", own / "my-drill.toml")
+    text = (own / "my-drill.toml").read_text().replace('name = "tabletop-drill"', 'name = "my-drill"')
+    (own / "my-drill.toml").write_text(text)
+    ex = RunbookExecutor.start(load_runbook(own / "my-drill.toml"), settings_for(drill, state))
+    walk_until(ex, drill, "dry-run")
+    ex.pause()
+    (own / "my-drill.toml").write_text(text + "\n# edited since\n")
+    code, _, err = cli("--state-dir", state, "run", "my-drill", "--runbooks", own, "--abort", "runbook rewritten")
+    assert code == 0, err
+    assert load_report(ex.folder)["status"] == "aborted"

@@ -159,6 +159,36 @@ def _add_retention_commands(ssub: Any) -> None:
     p.set_defaults(func=cmd_snapshots_scope)
 
 
+def _add_runs_commands(sub: Any) -> None:
+    from enigm_recover.cli.commands_runs import cmd_runs_abort, cmd_runs_clean, cmd_runs_list
+
+    runs = sub.add_parser("runs", help="the runbook runs kept here: list, abort, clean up paused ones",
+                          description="Runs are kept in the state folder with their audit log and report; "
+                                      "nothing is deleted: aborting ends a paused run for good, saying why.")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = rsub.add_parser("list", help="paused or interrupted runs, newest first")
+    p.add_argument("--all", action="store_true", help="also the completed and aborted runs")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_runs_list)
+    for name, helptext in (("abort", "end one paused run for good, with a reason for the audit log and report"),
+                           ("clean", "abort every run left paused longer than an age")):
+        p = rsub.add_parser(name, help=helptext)
+        if name == "abort":
+            p.add_argument("ceremony", metavar="CEREMONY", help="the run's ceremony id (see `runs list`)")
+            p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit log and the report")
+            p.set_defaults(func=cmd_runs_abort)
+        else:
+            p.add_argument("--older-than", required=True, metavar="AGE",
+                           help="idle for longer than this: 30m, 12h, 7d or 2w")
+            p.add_argument("--reason", metavar="TEXT", help="why (default: paused for more than AGE)")
+            p.add_argument("--dry-run", action="store_true", help="only list the runs it would abort")
+            p.set_defaults(func=cmd_runs_clean)
+        p.add_argument("--operator", metavar="NAME", help="who aborts, in the audit log (default: the login name)")
+        p.add_argument("--audit-key", metavar="SSH_KEY", help="signs the audit log's head (default: the "
+                                                             "ssh-agent's first key when SSH_AUTH_SOCK is set)")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="enigm-recover",
@@ -431,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entries", metavar="N", help="the entry count written down with --head")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_audit_verify)
+
+    _add_runs_commands(sub)
 
     cfg = sub.add_parser("config", help="show or change the configuration file")
     csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True, parser_class=_Parser)

@@ -88,15 +88,17 @@ class Recovery:
         return {name: getattr(self, name) for name in _PERSISTED}
 
     @classmethod
-    def reopen(cls, folder: Path, state: dict[str, Any]) -> "Recovery":
-        """Continue a paused recovery: same ceremony, same audit log (its chain goes on)."""
+    def reopen(cls, folder: Path, state: dict[str, Any], *, resumed: bool = True) -> "Recovery":
+        """Continue a paused recovery: same ceremony, same audit log (its chain goes on). ``resumed=False``
+        only reopens it to close it (an abort), without a "recovery-resumed" entry."""
         values = {name: state[name] for name in _PERSISTED}
         for path, what in ((folder.parent.parent, "state folder"), (folder.parent, "recoveries folder"),
                            (folder, "recovery folder")):
             refuse_if_others_can_write(path, what)
         audit = AuditLog(folder / "audit.jsonl", ceremony=values["ceremony"], operator=values["operator"])
         recovery = cls(folder=folder, audit=audit, **values)
-        recovery.audit.append("recovery-resumed")
+        if resumed:
+            recovery.audit.append("recovery-resumed")
         return recovery
 
     # -- what happened ---------------------------------------------------------
