@@ -167,3 +167,65 @@ def test_a_paused_run_whose_runbook_changed_can_still_be_aborted(drill: Drill, c
     code, _, err = cli("--state-dir", state, "run", "my-drill", "--runbooks", own, "--abort", "runbook rewritten")
     assert code == 0, err
     assert load_report(ex.folder)["status"] == "aborted"
+
+
+# -- the app: the same check, a dialog with both ways forward ------------------------------------------------
+
+
+def test_the_app_offers_another_snapshot_or_abort_when_a_resume_cannot_continue(drill: Drill, tmp_path: Path) -> None:
+    import asyncio
+
+    from enigm_recover.app.app import RecoverApp
+    from enigm_recover.app.options import drill_options
+    from enigm_recover.app.tour import on, until
+    from enigm_recover.drill.serve import serve_drill
+    from tests.conftest import DRILL_AT
+
+    state = tmp_path / "state"
+    first = paused_at_restore(drill, state)
+    second = paused_at_restore(drill, state)  # the newest: the app resumes it first
+    for path in drill.snapshots.glob(f"{second.state.snapshot}.*"):
+        path.unlink()
+    server, doc = serve_drill(drill.root)
+
+    def make_app() -> RecoverApp:
+        return RecoverApp(drill_options(doc, state_dir=state, cache_dir=tmp_path / "cache", operator="dana",
+                                        now=lambda: DRILL_AT, still=True))
+
+    async def abort_it() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: on(app, "StartScreen") and app.screen.runbooks is not None)
+            await pilot.press("r")
+            await until(pilot, lambda: on(app, "ResumeBlockedDialog"), 60)
+            assert app.executor is None  # no share entry opened
+            assert "cannot continue" in str(app.screen.query_one(".dialog-title").content)
+            app.screen.query_one("#abort").press()
+            await until(pilot, lambda: on(app, "QuestionDialog"))
+            await pilot.press(*"snapshot deleted by retention")
+            await pilot.press("enter")
+            await until(pilot, lambda: load_report(second.folder)["status"] == "aborted", 60)
+        assert app.internal_errors == []
+
+    async def choose_another() -> None:
+        for path in drill.snapshots.glob(f"{first.state.snapshot}.*"):
+            path.unlink(missing_ok=True)
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: on(app, "StartScreen") and app.screen.runbooks is not None)
+            await pilot.press("r")
+            await until(pilot, lambda: on(app, "ResumeBlockedDialog"), 60)
+            app.screen.query_one("#another-snapshot").press()
+            await until(pilot, lambda: app.executor is not None, 60)
+            assert app.executor.ceremony == first.ceremony and app.executor.current.id == "select"
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    try:
+        asyncio.run(asyncio.wait_for(abort_it(), timeout=240))
+        report = load_report(second.folder)
+        assert "snapshot deleted by retention" in report["reason"]
+        assert "share-accepted" not in audit_actions(second.folder)[-8:]
+        asyncio.run(asyncio.wait_for(choose_another(), timeout=240))
+    finally:
+        server.stop()
