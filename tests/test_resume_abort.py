@@ -229,3 +229,26 @@ def test_the_app_offers_another_snapshot_or_abort_when_a_resume_cannot_continue(
         asyncio.run(asyncio.wait_for(choose_another(), timeout=240))
     finally:
         server.stop()
+
+
+def test_a_new_drill_never_silently_replaces_one_with_a_paused_run(drill: Drill, cli, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ex = paused_at_restore(drill, state)
+    before = (drill.root / "drill.toml").read_text()
+    small = ["--identities", "20", "--devices-per-identity", "1", "--snapshots", "1"]
+    code, _, err = cli("--state-dir", state, "drill", "--no-tui", "--replace", drill.root, *small)
+    assert code == 2, err
+    assert ex.ceremony in err and "--resume" in err and "--fresh" in err
+    assert (drill.root / "drill.toml").read_text() == before and load_report(ex.folder)["status"] == "paused"
+
+    code, out, err = cli("--state-dir", state, "drill", "--no-tui", "--resume", drill.root)
+    assert code == 0, err
+    assert ex.ceremony in out and "drill --resume" in out
+    assert (drill.root / "drill.toml").read_text() == before
+
+    code, out, err = cli("--state-dir", state, "drill", "--no-tui", "--replace", "--fresh", drill.root, *small,
+                         "--operator", "dana")
+    assert code == 0, err
+    assert f"aborted paused run {ex.ceremony}" in out
+    report = load_report(ex.folder)
+    assert report["status"] == "aborted" and "a fresh drill replaced" in report["reason"]

@@ -408,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random seed: the same seed makes the same drill (default %(default)s)")
     p.add_argument("--at", metavar="TIME", help="the incident time (ISO UTC; default now): fixes every date")
     p.add_argument("--replace", action="store_true", help="replace an earlier drill in DIR")
+    p.add_argument("--resume", action="store_true", help="continue the drill's paused run instead of making "
+                                                         "a new drill (the drill is left as it is)")
+    p.add_argument("--fresh", action="store_true", help="make a new drill even though the old one has a paused "
+                                                        "run (that run is aborted, saying why)")
+    p.add_argument("--operator", metavar="NAME", help="who aborts a paused run with --fresh (default: the login name)")
     p.add_argument("--serve", action="store_true",
                    help="only serve the drill in DIR read-only over SFTP on 127.0.0.1 until interrupted")
     p.add_argument("--json", action="store_true", help=JSON_HELP)

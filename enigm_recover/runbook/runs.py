@@ -64,6 +64,19 @@ def list_runs(state_dir: Path, *, include_closed: bool = False) -> list[RunInfo]
     return out
 
 
+def runs_on_target(state_dir: Path, target: str) -> list[RunInfo]:
+    """The open runs that restore into ``target`` (compared without a password), newest first."""
+    from enigm_recover.state.url import without_password
+
+    wanted = without_password(target)
+    out = []
+    for run in list_runs(state_dir):
+        state = RunState.from_file(run.folder / STATE_FILE)
+        if without_password(state.target) == wanted:
+            out.append(run)
+    return out
+
+
 def find_run(state_dir: Path, ceremony: str) -> RunInfo:
     """The open run of ``ceremony``."""
     for run in list_runs(state_dir):
