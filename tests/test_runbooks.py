@@ -605,3 +605,18 @@ def test_a_name_or_ceremony_id_made_of_share_words_is_refused_without_quoting_it
     for problem in (custodian_name_problem(share_like), custodian_name_problem("academic acid acne"),
                     ceremony_id_problem("academic acid acne")):
         assert problem and "share words" in problem and "acid" not in problem
+
+
+def test_share_words_given_as_a_custodian_name_never_reach_the_audit_log(drill: Drill, tmp_path: Path) -> None:
+    from enigm_recover.errors import CustodianNameInvalid
+
+    words = read_share_file(drill.card("amara")).words
+    ex = RunbookExecutor.start(load_runbook(BUILTIN_DIR / "tabletop-drill.toml"), settings_for(drill, tmp_path / "s"))
+    walk_until(ex, drill, "quorum")
+    for name in (words, words.replace(" ", "-")[:60]):
+        with pytest.raises(CustodianNameInvalid, match="share words"):
+            ex.quorum().add(words, name)
+    ex.pause("checked")
+    text = "\n".join(p.read_text() for p in ex.folder.iterdir() if p.is_file())
+    runs = [" ".join(words.split()[i:i + 3]) for i in range(0, 30, 3)]
+    assert "(refused name)" in text and not any(r in text or r.replace(" ", "-") in text for r in runs)
