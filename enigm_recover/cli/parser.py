@@ -469,6 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_runs_commands(sub)
 
+    from enigm_recover.cli.commands_report import cmd_report
+
+    p = sub.add_parser("report", help="the after-action report of a run: timeline, who did what, trend",
+                       description="For the facilitator: each step's time waiting for people and the machine's "
+                                   "time, the custodians' accepted and rejected share attempts, the errors met, "
+                                   "and a trend table against earlier runs of the same runbook on this machine. "
+                                   "Written as after-action.md and after-action.toml in the run's folder.")
+    p.add_argument("run", metavar="RUN", help="the run's ceremony id (see `runs list --all`) or its folder")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_report)
+
     cfg = sub.add_parser("config", help="show or change the configuration file")
     csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = csub.add_parser("show", help="effective settings and locations")

@@ -136,15 +136,16 @@ class Recovery:
 
     def record(self, action: str, *, step: str | None = None, inputs: dict[str, Any] | None = None,
                outcome: str = "ok", counts: dict[str, int] | None = None, started: str | None = None,
-               title: str | None = None, detail: str = "") -> None:
-        """An audit entry; with ``step``, also a line of the report (with its timing when ``started``)."""
+               title: str | None = None, detail: str = "", timing: dict[str, Any] | None = None) -> None:
+        """An audit entry; with ``step``, also a line of the report (with its timing when ``started``;
+        ``timing`` adds the timeline: waiting since, human and machine seconds, who confirmed)."""
         self.audit.append(action, step=step, inputs=inputs, outcome=outcome, counts=counts)
         if step is not None:
             finished = _now()
             self.steps.append({"step": step, "title": title, "action": action, "outcome": outcome,
                                "counts": counts or {}, "started": started or finished, "time": finished,
                                "seconds": _seconds_between(started, finished) if started else 0,
-                               "detail": detail})
+                               "detail": detail, **(timing or {})})
 
     # -- the end ---------------------------------------------------------------
 
@@ -215,7 +216,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         detail = f"; {md(step['detail'])}" if step.get("detail") else ""
         lines.append(f"- {md(step['step'])}{title}: **{md(step['outcome'])}** ({md(step['action'])}; "
                      f"{counts or 'no counts'}{detail}) {md(step.get('started', step['time']))} → {md(step['time'])} "
-                     f"({step.get('seconds', 0)} s)")
+                     f"({step.get('seconds', 0)} s" + (f"; people {step['human_seconds']:.1f} s, machine "
+                                                        f"{step['machine_seconds']:.1f} s"
+                                                        if "human_seconds" in step else "") + ")")
     if not report["steps"]:
         lines.append("- none")
     if report["findings"]:
