@@ -182,11 +182,11 @@ def test_the_app_offers_another_snapshot_or_abort_when_a_resume_cannot_continue(
     from tests.conftest import DRILL_AT
 
     state = tmp_path / "state"
-    first = paused_at_restore(drill, state)
-    second = paused_at_restore(drill, state)  # the newest: the app resumes it first
-    for path in drill.snapshots.glob(f"{second.state.snapshot}.*"):
-        path.unlink()
+    runs = {ex.ceremony: ex for ex in (paused_at_restore(drill, state), paused_at_restore(drill, state))}
+    for path in drill.snapshots.glob(f"{next(iter(runs.values())).state.snapshot}.*"):
+        path.unlink()  # both runs chose the newest snapshot: it is gone
     server, doc = serve_drill(drill.root)
+    aborted: list[str] = []
 
     def make_app() -> RecoverApp:
         return RecoverApp(drill_options(doc, state_dir=state, cache_dir=tmp_path / "cache", operator="dana",
@@ -200,32 +200,33 @@ def test_the_app_offers_another_snapshot_or_abort_when_a_resume_cannot_continue(
             await until(pilot, lambda: on(app, "ResumeBlockedDialog"), 60)
             assert app.executor is None  # no share entry opened
             assert "cannot continue" in str(app.screen.query_one(".dialog-title").content)
+            aborted.append(app.screen.blocked.ceremony)
             app.screen.query_one("#abort").press()
             await until(pilot, lambda: on(app, "QuestionDialog"))
-            await pilot.press(*"snapshot deleted by retention")
+            await pilot.press(*"retention", "space", *"deleted", "space", *"it")
             await pilot.press("enter")
-            await until(pilot, lambda: load_report(second.folder)["status"] == "aborted", 60)
+            await until(pilot, lambda: load_report(runs[aborted[0]].folder)["status"] == "aborted", 60)
         assert app.internal_errors == []
 
     async def choose_another() -> None:
-        for path in drill.snapshots.glob(f"{first.state.snapshot}.*"):
-            path.unlink(missing_ok=True)
         app = make_app()
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: on(app, "StartScreen") and app.screen.runbooks is not None)
             await pilot.press("r")
             await until(pilot, lambda: on(app, "ResumeBlockedDialog"), 60)
+            assert app.screen.blocked.ceremony != aborted[0]
             app.screen.query_one("#another-snapshot").press()
             await until(pilot, lambda: app.executor is not None, 60)
-            assert app.executor.ceremony == first.ceremony and app.executor.current.id == "select"
+            assert app.executor.ceremony != aborted[0] and app.executor.current.id == "select"
             await pilot.press("ctrl+q")
         assert app.internal_errors == []
 
     try:
         asyncio.run(asyncio.wait_for(abort_it(), timeout=240))
-        report = load_report(second.folder)
-        assert "snapshot deleted by retention" in report["reason"]
-        assert "share-accepted" not in audit_actions(second.folder)[-8:]
+        folder = runs[aborted[0]].folder
+        assert "retention deleted it" in load_report(folder)["reason"]
+        assert "retention deleted it" in (folder / "audit.jsonl").read_text()
+        assert "share-accepted" not in audit_actions(folder)[-8:]
         asyncio.run(asyncio.wait_for(choose_another(), timeout=240))
     finally:
         server.stop()
