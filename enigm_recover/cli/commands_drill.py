@@ -48,7 +48,9 @@ def _serve_until_interrupted(folder: Path) -> int:
     ssh = doc["ssh"]
     print(f"serving {doc['paths']['snapshots']} read-only at {ssh['source']} (127.0.0.1:{ssh['port']})")
     print(f"  host key  {ssh['host_key']}")
-    print(f"  try       enigm-recover snapshots list {ssh['source']} --ssh-config {ssh['config']} "
+    from enigm_recover.cli.program import program
+
+    print(f"  try       {program()} snapshots list {ssh['source']} --ssh-config {ssh['config']} "
           f"--allowed-signers {doc['paths']['allowed_signers']}")
     print("press Ctrl-C to stop", flush=True)
     try:
@@ -153,7 +155,9 @@ def cmd_drill(ctx: Context) -> int:
     if args.json:
         emit_json(doc)
         return 0
-    print(describe(doc))
+    from enigm_recover.cli.program import program
+
+    print(describe(doc, program()))
     print(f"(made in {time.monotonic() - started:.1f} s; drill file {folder / 'drill.toml'})")
     if not args.no_tui:
         if sys.stdin.isatty() and sys.stdout.isatty():  # a person at a terminal: walk it in the app
@@ -162,5 +166,5 @@ def cmd_drill(ctx: Context) -> int:
             return open_drill(ctx, folder)
         print()
         _drill_over_ssh(ctx, folder)
-        print(f"\nServe it over SSH for the exercise with: enigm-recover drill --serve {folder}")
+        print(f"\nServe it over SSH for the exercise with: {program()} drill --serve {folder}")
     return 0
