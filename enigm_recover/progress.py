@@ -76,3 +76,20 @@ class RateMeter:
         if rate is None or not total or total <= done:
             return None
         return (total - done) / rate
+
+
+def paced(progress: ProgressCallback, seconds: float, stage: Stage = Stage.RESTORE,
+          sleep: Callable[[float], None] | None = None) -> ProgressCallback:
+    """``progress``, waiting ``seconds`` after each report of ``stage`` (one per committed batch): a drill's
+    slow restore, long enough to practise quitting and resuming. The report comes first, so a cancelled run
+    stops at the next batch as usual."""
+    import time
+
+    wait = sleep or time.sleep
+
+    def report(p: Progress) -> None:
+        progress(p)
+        if p.stage is stage and seconds > 0:
+            wait(seconds)
+
+    return report

@@ -42,3 +42,29 @@ def test_the_terminal_progress_line_omits_the_rate_until_it_is_measured(monkeypa
     assert "/s" not in stream.getvalue()
     printer(Progress(Stage.RESTORE, 600, 1000, "records", "device"))
     assert "400/s, ETA 1 s" in stream.getvalue()
+
+
+def test_a_paced_restore_waits_after_each_restored_batch_only() -> None:
+    from enigm_recover.progress import paced
+
+    seen, waits = [], []
+    report = paced(seen.append, 1.5, sleep=waits.append)
+    report(Progress(Stage.FETCH, 10, 100, "bytes"))
+    report(Progress(Stage.RESTORE, 2, 10, "records", "device"))
+    report(Progress(Stage.RESTORE, 4, 10, "records", "device"))
+    assert len(seen) == 3 and waits == [1.5, 1.5]
+
+
+def test_a_drill_run_with_a_restore_pace_waits_per_batch(drill, tmp_path, monkeypatch) -> None:
+    from enigm_recover.runbook.executor import RunbookExecutor
+    from enigm_recover.runbook.loader import BUILTIN_DIR, load_runbook
+    from tests.test_runbooks import settings_for, walk_until
+
+    waits: list[float] = []
+    monkeypatch.setattr("time.sleep", waits.append)
+    settings = settings_for(drill, tmp_path / "state")
+    settings.batch_size, settings.restore_pace = 2, 1.0
+    ex = RunbookExecutor.start(load_runbook(BUILTIN_DIR / "tabletop-drill.toml"), settings)
+    walk_until(ex, drill, "restore-roles")
+    restored = sum(ex.results[-1].counts.get(k, 0) for k in ("inserted", "updated", "deleted"))
+    assert restored > 10 and len(waits) >= restored // 2  # one wait per batch of two

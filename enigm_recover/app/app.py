@@ -237,7 +237,8 @@ class RecoverApp(App[str]):
         return RunSettings(source=o.source or "", target=o.target or "", allowed_signers=o.allowed_signers or Path(),
                            state_dir=o.state_dir, cache_dir=o.cache_dir, operator=o.operator, ssh=self.ssh_settings,
                            signer=o.signer(UIPrompter(self).ask_secret) if o.signer else None,
-                           batch_size=o.batch_size, target_environment=o.target_environment)
+                           batch_size=o.batch_size, target_environment=o.target_environment,
+                           restore_pace=o.restore_pace)
 
     def start_run(self, runbook: Any, resume: str | None = None) -> bool:
         def work(progress: Any) -> Any:

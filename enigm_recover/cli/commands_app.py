@@ -58,6 +58,9 @@ def launch(options: Any) -> int:
     return run_app(options)
 
 
+SLOW_BATCH, SLOW_PACE = 2, 1.0  # drill --slow-restore: two records per batch, a second after each
+
+
 def open_drill(ctx: Context, folder: Path, runbook: str = "tabletop-drill", operator: str | None = None, *,
                resume: bool = False) -> int:
     """Serve a drill over the in-process SFTP server and open the app on it (``resume``: on its paused run)."""
@@ -68,6 +71,8 @@ def open_drill(ctx: Context, folder: Path, runbook: str = "tabletop-drill", oper
     try:
         options = drill_options(doc, state_dir=ctx.locations.state_dir, cache_dir=ctx.locations.cache_dir,
                                 operator=operator or getpass.getuser(), runbook=runbook, resume=resume)
+        if getattr(ctx.args, "slow_restore", False):
+            options.batch_size, options.restore_pace = SLOW_BATCH, SLOW_PACE
         return launch(options)
     finally:
         server.stop()

@@ -413,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="make a new drill even though the old one has a paused "
                                                         "run (that run is aborted, saying why)")
     p.add_argument("--operator", metavar="NAME", help="who aborts a paused run with --fresh (default: the login name)")
+    p.add_argument("--slow-restore", action="store_true",
+                   help="restore in small batches with a pause after each, so the restore lasts long enough to "
+                        "practise quitting (ctrl+q) and resuming")
     p.add_argument("--serve", action="store_true",
                    help="only serve the drill in DIR read-only over SFTP on 127.0.0.1 until interrupted")
     p.add_argument("--json", action="store_true", help=JSON_HELP)

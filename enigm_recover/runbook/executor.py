@@ -79,6 +79,7 @@ class RunSettings:
     environment: str | None = None  # `latest` and prefixes resolve among this environment's snapshots
     target_environment: str | None = None  # the target's configured environment: another one's snapshot is refused
     allow_environment_mismatch: bool = False  # the operator's explicit override (recorded in the audit log)
+    restore_pace: float = 0.0  # seconds to wait after each restored batch (a drill's --slow-restore)
 
 
 @dataclass(frozen=True)
@@ -581,6 +582,10 @@ class RunbookExecutor:
             self.state.restore_started.append(step.id)
             self._save()
         # The dry run is spent: the next step that needs one makes it afresh.
+        if self.settings.restore_pace > 0:
+            from enigm_recover.progress import paced
+
+            progress = paced(progress, self.settings.restore_pace)
         outcome = self.pipeline.restore(plan, resume=resume, batch_size=self.settings.batch_size, progress=progress)
         for plan_step in plan.steps:
             self.state.restored[plan_step.kind.name] = sorted(p.value for p in plan_step.policies)
