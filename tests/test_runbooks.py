@@ -605,3 +605,58 @@ def test_the_executor_asks_for_no_share_while_the_target_is_locked(drill: Drill,
         holder.close()
     walk_until(ex, drill, None)  # the holder is gone: the share entry opens
     assert ex.status == "completed"
+
+
+def test_share_words_typed_at_the_name_or_ceremony_prompt_are_never_shown_or_recorded(drill: Drill,
+                                                                                      tmp_path: Path) -> None:
+    words = {n: read_share_file(drill.card(n)).words for n in CARDS}
+    state = tmp_path / "state"
+    term = Terminal([str(SCRIPT), "--state-dir", str(state), "run", "device-lifecycle", "--source",
+                     str(drill.snapshots), "--target", drill.target, "--allowed-signers", str(drill.allowed_signers),
+                     "--operator", "dana"])
+    term.answer("dana, confirm step declare? [y]es / [s]kip / [q]uit: ", "y")
+    term.answer("Note for the record (Enter for none): ", "")
+    term.answer("Snapshot id (or a unique prefix; Enter for the newest): ", "")
+    term.answer("Custodian name: ", words["amara"])  # the share, typed at the wrong prompt
+    shown = term.answer("Custodian name: ", "amara")
+    assert "looks like share words" in shown
+    assert "custodian: amara" in term.answer("(Enter to skip): ", words["amara"].replace(" ", "-"))
+    assert "looks like share words" in term.answer("(Enter to skip): ", "")
+    term.answer("Share words of amara: ", words["amara"])
+    term.expect("Custodian name: ")
+    term.process.terminate()
+    term.finish()
+    runs = [" ".join(card.split()[i:i + 3]) for card in words.values() for i in range(0, 30, 3)]
+    dashed = [run.replace(" ", "-") for run in runs]
+    assert not any(run in term.transcript for run in runs + dashed)
+    for path in (state / "recoveries").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert not any(run in text for run in runs + dashed), path
+
+
+def test_a_name_or_ceremony_id_made_of_share_words_is_refused_without_quoting_it() -> None:
+    from enigm_recover.quorum.names import ceremony_id_problem, custodian_name_problem, looks_like_share_words
+
+    share_like = "academic-acid-acne"
+    assert looks_like_share_words("academic acid acne") and looks_like_share_words(share_like)
+    assert not looks_like_share_words("lunar-academic-47")  # a ceremony id: two words and a number
+    assert custodian_name_problem("amara") is None and ceremony_id_problem("lunar-academic-47") is None
+    for problem in (custodian_name_problem(share_like), custodian_name_problem("academic acid acne"),
+                    ceremony_id_problem("academic acid acne")):
+        assert problem and "share words" in problem and "acid" not in problem
+
+
+def test_share_words_given_as_a_custodian_name_never_reach_the_audit_log(drill: Drill, tmp_path: Path) -> None:
+    from enigm_recover.errors import CustodianNameInvalid
+
+    words = read_share_file(drill.card("amara")).words
+    ex = RunbookExecutor.start(load_runbook(BUILTIN_DIR / "tabletop-drill.toml"), settings_for(drill, tmp_path / "s"))
+    walk_until(ex, drill, "quorum")
+    for name in (words, words.replace(" ", "-")[:60]):
+        with pytest.raises(CustodianNameInvalid, match="share words"):
+            ex.quorum().add(words, name)
+    ex.pause("checked")
+    text = "\n".join(p.read_text() for p in ex.folder.iterdir() if p.is_file())
+    runs = [" ".join(words.split()[i:i + 3]) for i in range(0, 30, 3)]
+    assert "(refused name)" in text and not any(r in text or r.replace(" ", "-") in text for r in runs)

@@ -260,7 +260,7 @@ def test_existing_output_is_not_overwritten(drill, cli, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     out.write_text("keep me")
     code, _, err = cli(*unseal_args(drill, out))
-    assert code == 2 and "--force" in err
+    assert code == 3 and "already exists" in err and "--force" in err  # README: 3 = an output file already exists
     assert out.read_text() == "keep me"
     assert cli(*unseal_args(drill, out), "--force")[0] == 0
     assert out.read_text() != "keep me"
@@ -428,3 +428,4 @@ def test_the_fast_row_encoder_treats_booleans_and_bytes_as_json_does() -> None:
     assert b'"key_version":true' in row_line(IDENTITY, row)
     with pytest.raises(TypeError):
         row_line(IDENTITY, row[:1] + (b"bytes",) + row[2:])
+

@@ -245,7 +245,8 @@ class RecoverApp(App[str]):
         return RunSettings(source=o.source or "", target=o.target or "", allowed_signers=o.allowed_signers or Path(),
                            state_dir=o.state_dir, cache_dir=o.cache_dir, operator=o.operator, ssh=self.ssh_settings,
                            signer=o.signer(UIPrompter(self).ask_secret) if o.signer else None,
-                           batch_size=o.batch_size, target_environment=o.target_environment)
+                           batch_size=o.batch_size, target_environment=o.target_environment,
+                           restore_pace=o.restore_pace)
 
     def start_run(self, runbook: Any, resume: str | None = None) -> bool:
         def work(progress: Any) -> Any:
@@ -254,7 +255,7 @@ class RecoverApp(App[str]):
 
             settings = self.run_settings()
             if resume:
-                return RunbookExecutor.resume(runbook, settings, resume)
+                return self._resumed(runbook, settings, resume, progress)
             missing = [flag for flag, value in (("--source", settings.source), ("--target", settings.target),
                                                 ("--allowed-signers", str(self.options.allowed_signers or "")))
                        if not value]
@@ -264,10 +265,61 @@ class RecoverApp(App[str]):
             return RunbookExecutor.start(runbook, settings, ceremony=self.options.ceremony)
 
         def started(executor: Any) -> None:
+            from enigm_recover.app.resume import ResumeBlocked
+
+            if isinstance(executor, ResumeBlocked):
+                self.navigator.resume_blocked(executor)
+                return
             self.executor = executor
             self.show_current()
 
         return self.run_engine(work, done=started, label="starting the run")
+
+    def _resumed(self, runbook: Any, settings: Any, ceremony: str, progress: Any, *,
+                 another_snapshot: bool = False) -> Any:
+        """The paused run, checked before any share is asked (the engine's resume check); a
+        ``ResumeBlocked`` when it cannot go on."""
+        from enigm_recover.app.resume import ResumeBlocked
+        from enigm_recover.errors import EnigmError
+        from enigm_recover.runbook.executor import RunbookExecutor
+
+        ex = RunbookExecutor.resume(runbook, settings, ceremony)
+        try:
+            if another_snapshot:
+                ex.choose_another_snapshot()
+            ex.check_can_continue(progress)
+        except EnigmError as exc:
+            ex.pause(f"the resume check failed: {exc.message}")
+            return ResumeBlocked(ex.ceremony, runbook, exc)
+        return ex
+
+    def resume_with_another_snapshot(self, blocked: Any) -> bool:
+        def started(executor: Any) -> None:
+            from enigm_recover.app.resume import ResumeBlocked
+
+            if isinstance(executor, ResumeBlocked):
+                self.navigator.resume_blocked(executor)
+                return
+            self.executor = executor
+            self.show_current()
+
+        return self.run_engine(lambda progress: self._resumed(blocked.runbook, self.run_settings(), blocked.ceremony,
+                                                              progress, another_snapshot=True),
+                               done=started, label="going back to the snapshot choice")
+
+    def abort_paused_run(self, ceremony: str, reason: str) -> bool:
+        """End a paused run for good; the reason goes to its audit log and report."""
+        def work(progress: Any) -> Any:
+            from enigm_recover.runbook.runs import abort_run, find_run
+
+            settings = self.run_settings()
+            return abort_run(find_run(settings.state_dir, ceremony), reason, settings.operator, settings.signer)
+
+        def aborted(folder: Any) -> None:
+            self.notify(f"run {ceremony} aborted; report {folder / 'report.md'}")
+            self.navigator.show_current()
+
+        return self.run_engine(work, done=aborted, label="aborting the paused run")
 
     def list_snapshots(self, refresh: bool = False) -> list[Any]:
         """The source's snapshots (in a worker), asking about an unknown host key in a dialog; ``refresh``

@@ -7,7 +7,7 @@ import re
 from rich.text import Text
 
 from enigm_recover.inert import for_terminal
-from enigm_recover.progress import Progress, Stage
+from enigm_recover.progress import Progress, RateMeter, Stage
 from enigm_recover.render import human_age, human_size
 
 KIND_LABELS = {"identity": "identities", "device": "devices", "setting": "settings", "role": "roles"}
@@ -50,14 +50,20 @@ def amount(progress: Progress, done: int | None = None) -> str:
 
 def rate_and_eta(progress: Progress, elapsed: float, since: int = 0) -> str:
     """'12.0 MiB/s · about 3 s left' from the work done since ``since`` in ``elapsed`` seconds; '' when
-    there is no basis for either yet."""
+    there is no basis for either yet (less than a second of work: a rate over milliseconds means nothing)."""
     done = progress.done - since
-    if elapsed <= 0.05 or done <= 0:
+    if elapsed < RateMeter().min_span or done <= 0:
         return ""
-    per_second = done / elapsed
+    return describe_rate(progress, done / elapsed)
+
+
+def describe_rate(progress: Progress, per_second: float | None) -> str:
+    """'12.0 MiB/s · about 3 s left' for a measured rate; '' for None (not measured long enough yet)."""
+    if per_second is None or per_second <= 0:
+        return ""
     speed = f"{size(int(per_second))}/s" if progress.unit == "bytes" else f"{per_second:,.0f} {progress.unit}/s"
-    if progress.total and progress.total > progress.done:
-        return f"{speed} · about {duration((progress.total - progress.done) / per_second)} left"
+    if (left := RateMeter.seconds_left(per_second, progress.done, progress.total)) is not None:
+        return f"{speed} · about {duration(left)} left"
     return speed
 
 

@@ -90,6 +90,26 @@ class Navigator:
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
 
+    def resume_blocked(self, blocked: Any) -> None:
+        """A paused run failed its resume check: say why, then choose another snapshot or abort it."""
+        from enigm_recover.app.dialogs import QuestionDialog
+        from enigm_recover.app.resume import ABORT, ANOTHER, ResumeBlockedDialog
+
+        def reason_given(reason: str | None) -> None:
+            if reason:
+                self.app.abort_paused_run(blocked.ceremony, reason)
+
+        def chosen(choice: str | None) -> None:
+            if choice == ANOTHER:
+                self.app.resume_with_another_snapshot(blocked)
+            elif choice == ABORT:
+                self.ask(QuestionDialog(f"Abort run {blocked.ceremony}",
+                                        "The run ends for good (its audit log and report are kept). Why?",
+                                        placeholder="the reason, for the audit log and the report",
+                                        required=True), reason_given)
+
+        self.ask(ResumeBlockedDialog(blocked), chosen)
+
     def ask(self, dialog: ModalScreen[Any], answered: Callable[[Any], None]) -> None:
         """A question above the current screen; ``answered`` gets the answer (None when dismissed)."""
         self.app.push_screen(dialog, callback=answered)

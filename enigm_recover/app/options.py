@@ -46,6 +46,7 @@ class AppOptions:
     recipient_fingerprint: str | None = None  # the same, given directly (the drill knows it)
     signer: Callable[[Callable[[str], str]], Any] | None = None  # (ask passphrase) -> the audit head's signer
     batch_size: int = DEFAULT_BATCH
+    restore_pace: float = 0.0  # seconds after each restored batch (drill --slow-restore)
     target_environment: str | None = None  # the configured target's environment: another one's snapshot is refused
     drill: DrillInfo | None = None
     resume: bool = False  # open the newest paused run of the runbook straight away

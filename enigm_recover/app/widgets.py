@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, ProgressBar, Static
 
 from enigm_recover.app import format as fmt
-from enigm_recover.progress import Progress
+from enigm_recover.progress import Progress, RateMeter
 from enigm_recover.runbook.model import StepStatus
 
 STATUS_ICONS = {StepStatus.DONE: "✓", StepStatus.VERIFIED: "✓", StepStatus.NOT_VERIFIED: "!", StepStatus.SKIPPED: "–",
@@ -128,8 +128,7 @@ class ProgressPanel(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stage: str | None = None
-        self._started = 0.0
-        self._since = 0
+        self._meter = RateMeter()  # hides the rate until it is measured over a second or more
 
     def compose(self) -> ComposeResult:
         yield Label("", classes="progress-stage")
@@ -146,10 +145,11 @@ class ProgressPanel(Vertical):
     def report(self, p: Progress) -> None:
         now = self.app.options.monotonic()  # type: ignore[attr-defined]
         if p.label != self._stage:
-            self._stage, self._started, self._since = p.label, now, p.done
+            self._stage = p.label
+            self._meter.reset()
         self.query_one(".progress-stage", Label).update(fmt.plain(fmt.humanize_stage(p)))
         self.query_one(".progress-bar", ProgressBar).update(total=p.total or None, progress=p.done)
-        rate = fmt.rate_and_eta(p, now - self._started, self._since)
+        rate = fmt.describe_rate(p, self._meter.add(now, p.done))
         self.query_one(".progress-amount", Label).update(fmt.plain(fmt.amount(p) + (f"  ·  {rate}" if rate else "")))
 
     def finish(self, label: str, amount: str = "") -> None:

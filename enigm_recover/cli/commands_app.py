@@ -58,15 +58,21 @@ def launch(options: Any) -> int:
     return run_app(options)
 
 
-def open_drill(ctx: Context, folder: Path, runbook: str = "tabletop-drill", operator: str | None = None) -> int:
-    """Serve a drill over the in-process SFTP server and open the app on it."""
+SLOW_BATCH, SLOW_PACE = 2, 1.0  # drill --slow-restore: two records per batch, a second after each
+
+
+def open_drill(ctx: Context, folder: Path, runbook: str = "tabletop-drill", operator: str | None = None, *,
+               resume: bool = False) -> int:
+    """Serve a drill over the in-process SFTP server and open the app on it (``resume``: on its paused run)."""
     from enigm_recover.app.options import drill_options
     from enigm_recover.drill.serve import serve_drill
 
     server, doc = serve_drill(folder)
     try:
         options = drill_options(doc, state_dir=ctx.locations.state_dir, cache_dir=ctx.locations.cache_dir,
-                                operator=operator or getpass.getuser(), runbook=runbook)
+                                operator=operator or getpass.getuser(), runbook=runbook, resume=resume)
+        if getattr(ctx.args, "slow_restore", False):
+            options.batch_size, options.restore_pace = SLOW_BATCH, SLOW_PACE
         return launch(options)
     finally:
         server.stop()

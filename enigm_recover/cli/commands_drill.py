@@ -48,7 +48,9 @@ def _serve_until_interrupted(folder: Path) -> int:
     ssh = doc["ssh"]
     print(f"serving {doc['paths']['snapshots']} read-only at {ssh['source']} (127.0.0.1:{ssh['port']})")
     print(f"  host key  {ssh['host_key']}")
-    print(f"  try       enigm-recover snapshots list {ssh['source']} --ssh-config {ssh['config']} "
+    from enigm_recover.cli.program import program
+
+    print(f"  try       {program()} snapshots list {ssh['source']} --ssh-config {ssh['config']} "
           f"--allowed-signers {doc['paths']['allowed_signers']}")
     print("press Ctrl-C to stop", flush=True)
     try:
@@ -58,6 +60,54 @@ def _serve_until_interrupted(folder: Path) -> int:
     finally:
         server.stop()
     print("stopped")
+    return 0
+
+
+def _paused_drill_runs(ctx: Context, folder: Path) -> list:
+    """The paused runs that restore into this drill's live target."""
+    from enigm_recover.drill.scenario import DRILL_FILE
+    from enigm_recover.runbook.runs import runs_on_target
+
+    if not (folder / DRILL_FILE).exists():
+        return []
+    return runs_on_target(ctx.locations.state_dir, f"sqlite:///{(folder / 'live.db').resolve()}")
+
+
+def _ask_resume_or_fresh(paused: list) -> str:
+    """At a terminal: resume the paused run or start afresh; elsewhere a refusal naming both flags."""
+    run = paused[0]
+    what = f"run {run.ceremony} of {run.runbook}, paused before step {run.position + 1}"
+    if not sys.stdin.isatty():
+        raise UsageError(f"this drill has a paused {what}; a new drill would replace it",
+                         "pass --resume to continue it, or --fresh to abort it and make a new drill")
+    print(f"This drill has a paused {what}.", file=sys.stderr)
+    while True:
+        try:
+            answer = input("[r]esume it / start a [f]resh drill (aborts it) / [q]uit: ").strip().lower()
+        except EOFError:
+            answer = "q"
+        if answer in ("r", "resume"):
+            return "resume"
+        if answer in ("f", "fresh"):
+            return "fresh"
+        if answer in ("q", "quit"):
+            raise UsageError("nothing changed: the drill and its paused run are as they were",
+                             "run again with --resume or --fresh")
+
+
+def _resume_drill(ctx: Context, folder: Path, paused: list) -> int:
+    """Continue the drill's paused run: in the app at a terminal; otherwise say how."""
+    from enigm_recover.cli.program import command
+
+    if not paused:
+        raise UsageError(f"the drill in {folder} has no paused run", "start one: run the drill without --resume")
+    if not ctx.args.no_tui and sys.stdin.isatty() and sys.stdout.isatty():
+        from enigm_recover.cli.commands_app import open_drill
+
+        return open_drill(ctx, folder, paused[0].runbook, resume=True)
+    run = paused[0]
+    print(f"paused run {run.ceremony} ({run.runbook}) before step {run.position + 1}; the drill is unchanged")
+    print(f"  continue it in the app:  {command('drill', '--resume', str(folder))}")
     return 0
 
 
@@ -77,6 +127,24 @@ def cmd_drill(ctx: Context) -> int:
             raise UsageError(f"--at {args.at!r} is not an ISO time like 2026-11-27T12:00:00Z") from None
         if at.tzinfo is None:
             raise UsageError("--at needs a time zone, e.g. 2026-11-27T12:00:00Z")
+    if args.resume and args.fresh:
+        raise UsageError("--resume and --fresh exclude each other", "choose one")
+    paused = _paused_drill_runs(ctx, folder) if replace or args.resume else []
+    if args.resume:
+        return _resume_drill(ctx, folder, paused)
+    if paused and not args.fresh:
+        choice = _ask_resume_or_fresh(paused)
+        if choice == "resume":
+            return _resume_drill(ctx, folder, paused)
+    if paused:  # a fresh drill: the paused runs end for good, saying why
+        import getpass
+
+        from enigm_recover.runbook.runs import abort_run
+
+        for run in paused:
+            abort_run(run, "a fresh drill replaced the one this run restored", args.operator or getpass.getuser())
+            if not args.json:
+                print(f"aborted paused run {run.ceremony} ({run.runbook}): a fresh drill replaces it")
     spec = DrillSpec(args.identities, args.devices_per_identity, args.seed, args.snapshots, at)
     if args.dir is None:
         from enigm_recover.private import make_private_dir
@@ -87,7 +155,9 @@ def cmd_drill(ctx: Context) -> int:
     if args.json:
         emit_json(doc)
         return 0
-    print(describe(doc))
+    from enigm_recover.cli.program import program
+
+    print(describe(doc, program()))
     print(f"(made in {time.monotonic() - started:.1f} s; drill file {folder / 'drill.toml'})")
     if not args.no_tui:
         if sys.stdin.isatty() and sys.stdout.isatty():  # a person at a terminal: walk it in the app
@@ -96,5 +166,5 @@ def cmd_drill(ctx: Context) -> int:
             return open_drill(ctx, folder)
         print()
         _drill_over_ssh(ctx, folder)
-        print(f"\nServe it over SSH for the exercise with: enigm-recover drill --serve {folder}")
+        print(f"\nServe it over SSH for the exercise with: {program()} drill --serve {folder}")
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from enigm_recover.cli.context import Context, enter_shares, read_passphrase
 from enigm_recover.cli.output import audit_head_line, emit_json, print_listing, progress_for
-from enigm_recover.errors import EnigmError, RestoreNotVerified, UsageError
+from enigm_recover.errors import EnigmError, RestoreNotVerified, RunStateError, UsageError
 from enigm_recover.runbook.model import Action, StepStatus
 from enigm_recover.state.url import safe_url
 
@@ -160,6 +160,24 @@ def _walk(ctx: Context, ex: Any) -> None:
         say(f"    → {result.status}: {result.summary}")
 
 
+def _check_can_continue(ctx: Context, ex: Any) -> None:
+    """A resumed run is checked before any custodian is asked for a share; if it cannot go on, it stays
+    paused and the error names the two ways forward, as commands to paste."""
+    from enigm_recover.cli.program import command
+
+    try:
+        ex.check_can_continue(progress_for(ctx.args))
+    except EnigmError as exc:
+        ex.pause(f"the resume check failed: {exc.message}")
+        name, ceremony = ex.runbook.name, ex.ceremony
+        ways = (f"choose another snapshot: `{command('run', name, '--resume', '--run', ceremony, '--another-snapshot')}`"
+                f"; or abort the paused run: `{command('run', name, '--run', ceremony, '--abort', 'REASON')}`")
+        exc.message = f"run {ceremony} cannot continue: {exc.message}"
+        exc.args = (exc.message,)
+        exc.hint = f"{exc.hint}; then resume again, or {ways}" if exc.hint else ways
+        raise exc from None
+
+
 def cmd_run(ctx: Context) -> int:
     from enigm_recover.runbook.executor import RunbookExecutor, RunSettings
     import getpass
@@ -167,6 +185,8 @@ def cmd_run(ctx: Context) -> int:
     from enigm_recover.runbook.loader import find_runbook
 
     args = ctx.args
+    if args.another_snapshot and not args.resume:
+        raise UsageError("--another-snapshot goes with --resume", "add --resume (and --run CEREMONY for an older run)")
     runbook = find_runbook(args.runbook, runbook_folders(ctx))
     operator = args.operator or getpass.getuser()
     settings = RunSettings(source="", target="", allowed_signers=Path(), state_dir=ctx.locations.state_dir,
@@ -174,13 +194,26 @@ def cmd_run(ctx: Context) -> int:
                            signer=ctx.audit_signer(), batch_size=args.batch_size, environment=args.environment,
                            target_environment=ctx.target_environment(),
                            allow_environment_mismatch=args.allow_environment_mismatch)
-    if args.resume or args.abort:
+    if args.abort:  # any paused run, even one whose runbook changed since
+        from enigm_recover.runbook.runs import abort_run, find_run, list_runs
+
+        if args.run:
+            run = find_run(ctx.locations.state_dir, args.run)
+        else:
+            runs = [r for r in list_runs(ctx.locations.state_dir) if r.runbook == runbook.name]
+            if not runs:
+                raise RunStateError(f"there is no paused or interrupted run of runbook {runbook.name}",
+                                    "see `enigm-recover runs list`")
+            run = runs[0]
+        folder = abort_run(run, args.abort, operator, settings.signer)
+        print(f"run {run.ceremony} aborted; report {folder / 'report.md'}")
+        return 0
+    if args.resume:
         settings.target = args.target or ""  # the run's own target again, with its password: kept in memory only
         ex = RunbookExecutor.resume(runbook, settings, args.run, strict_target=bool(args.target))
-        if args.abort:
-            folder = ex.abort(args.abort)
-            print(f"run {ex.ceremony} aborted; report {folder / 'report.md'}")
-            return 0
+        if args.another_snapshot:
+            ex.choose_another_snapshot()
+        _check_can_continue(ctx, ex)
     else:
         settings.source = ctx.required(args.source, "source", "--source")
         settings.target = ctx.required(args.target, "target", "--target")

@@ -9,7 +9,7 @@ from typing import Any
 
 from enigm_recover.cli.context import Context, TerminalShares, ask_hidden, open_pipeline, open_recovery
 from enigm_recover.cli.output import audit_head_line, check_mark, emit_json, print_listing, progress_for
-from enigm_recover.errors import InputFileError, UsageError
+from enigm_recover.errors import InputFileError, OutputExistsError, UsageError
 
 
 def cmd_seal(ctx: Context) -> int:
@@ -98,7 +98,7 @@ def cmd_unseal(ctx: Context) -> int:
     args = ctx.args
     out = Path(args.out)
     if out.exists() and not args.force:
-        raise UsageError(f"{out} already exists", "choose another --out or pass --force")
+        raise OutputExistsError(f"{out} already exists", "choose another --out or pass --force")
     with open_recovery(ctx, "unseal") as recovery, open_pipeline(ctx, recovery) as pipeline:
         verified, identity = open_sealed(ctx, pipeline)
         counts = unseal_to_file(verified, identity, out, overwrite=args.force, progress=progress_for(args))

@@ -178,7 +178,8 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
     (where each custodian gives a name and may bind the share to the ceremony by typing its id back)."""
     from enigm_recover.quorum.cards import parse_share_text, read_share_file
     from enigm_recover.cli.share_words import enter_share_words
-    from enigm_recover.quorum.names import custodian_name_problem
+    from enigm_recover.inert import for_terminal
+    from enigm_recover.quorum.names import ceremony_id_problem, custodian_name_problem
 
     args = ctx.args
     recovery = quorum.recovery
@@ -208,15 +209,28 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
                 break
     else:
         print(f"Ceremony {recovery.ceremony}. Custodians: check that this is the ceremony you were called for, "
-              "then enter your share; input is hidden.", file=sys.stderr)
+              "then enter your share. Every answer is hidden as you type; the name and ceremony id are "
+              "shown back once checked, never if they look like share words.", file=sys.stderr)
         while not quorum.complete:
             name = ""
             while not name:
-                name = input("Custodian name: ").strip()
+                # Hidden, then shown back: share words typed here by mistake never reach the screen.
+                name = getpass.getpass("Custodian name: ").strip()
                 if name and (problem := custodian_name_problem(name)) is not None:
                     print(problem, file=sys.stderr)
                     name = ""
-            typed = input("Type the ceremony id to bind your share to it (Enter to skip): ").strip()
+                elif name:
+                    print(f"custodian: {name}", file=sys.stderr)
+            typed = ""
+            while True:
+                typed = getpass.getpass("Type the ceremony id to bind your share to it "
+                                        "(Enter to skip): ").strip()
+                if typed and (problem := ceremony_id_problem(typed)) is not None:
+                    print(problem, file=sys.stderr)
+                    continue
+                if typed:
+                    print(f"ceremony id typed: {for_terminal(typed)}", file=sys.stderr)
+                break
             if not enter_share_words(quorum, name, typed or None):
                 continue
             print(f"accepted: {quorum.entry.describe_progress()}", file=sys.stderr)

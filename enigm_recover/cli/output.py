@@ -12,36 +12,39 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from enigm_recover.inert import for_terminal
-from enigm_recover.progress import Progress, ProgressCallback, no_progress
+from enigm_recover.progress import Progress, ProgressCallback, RateMeter, no_progress
 
 
 class ProgressPrinter:
-    """Draws progress (done, rate, ETA) on a terminal's stderr, at most ten times a second."""
+    """Draws progress (done, rate, ETA) on a terminal's stderr, at most ten times a second. The rate and
+    ETA show only once they are measured over a second or more (``RateMeter``)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream: TextIO = getattr(stream, "unescaped", stream)  # its own control sequences pass; text is escaped
-        self.started = time.monotonic()
         self.last = 0.0
         self.stage = ""
+        self.meter = RateMeter()
 
     def __call__(self, p: Progress) -> None:
         now = time.monotonic()
         if p.label != self.stage:
-            self.stage, self.started = p.label, now
+            self.stage = p.label
+            self.meter.reset()
+        rate = self.meter.add(now, p.done)
         if now - self.last < 0.1 and p.done != p.total:
             return
         self.last = now
-        elapsed = max(now - self.started, 1e-6)
-        rate = p.done / elapsed
         from enigm_recover.render import human_size
 
         done = human_size(p.done) if p.unit == "bytes" else f"{p.done:,}"
-        rate_s = f"{human_size(int(rate))}/s" if p.unit == "bytes" else f"{rate:,.0f}/s"
         line = f"{p.label}: {done}"
         if p.total:
-            eta = (p.total - p.done) / rate if rate > 0 else 0
             line += f" of {human_size(p.total) if p.unit == 'bytes' else f'{p.total:,}'}" \
-                    f" ({100 * p.done / p.total:.0f}%), {rate_s}, ETA {eta:.0f} s"
+                    f" ({100 * p.done / p.total:.0f}%)"
+        if rate is not None:
+            line += f", {human_size(int(rate))}/s" if p.unit == "bytes" else f", {rate:,.0f}/s"
+            if (left := RateMeter.seconds_left(rate, p.done, p.total)) is not None:
+                line += f", ETA {left:.0f} s"
         self.stream.write("\r\033[K" + fit(for_terminal(line), terminal_width(self.stream)))
         if p.total and p.done >= p.total:
             self.stream.write("\n")

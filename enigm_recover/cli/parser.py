@@ -35,6 +35,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 ID_HELP = "a snapshot id, a unique prefix of one, or `latest`"
+JSON_HELP = "print the result as one JSON document on stdout (messages stay on stderr)"
+POLICIES = ("restore-missing", "overwrite-changed", "delete-extra", "overwrite-unreadable")  # recovery.plan.Policy
+POLICY_HELP = ("add a policy to a step (repeat); KIND=POLICY[,POLICY], KIND one of identity, device, setting, role; "
+               "POLICY one of " + ", ".join(POLICIES))
 
 
 def _add_snapshot_arguments(p: argparse.ArgumentParser) -> None:
@@ -226,7 +230,7 @@ def _add_retention_commands(ssub: Any) -> None:
     p.add_argument("--operator", metavar="NAME", help="who prunes, in the audit log (default: the login name)")
     p.add_argument("--audit-key", metavar="SSH_KEY", help="signs the audit log's head (default: the ssh-agent's "
                                                          "first key when SSH_AUTH_SOCK is set)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_snapshots_prune)
 
@@ -242,10 +246,40 @@ def _add_retention_commands(ssub: Any) -> None:
     p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
     p.add_argument("--threshold", default="25", metavar="PERCENT",
                    help="name a kind's count that moved by more than this between consecutive snapshots (default 25)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--markdown", action="store_true", help="an auditor-readable page on stdout")
     _add_ssh_options(p)
     p.set_defaults(func=cmd_snapshots_scope)
+
+
+def _add_runs_commands(sub: Any) -> None:
+    from enigm_recover.cli.commands_runs import cmd_runs_abort, cmd_runs_clean, cmd_runs_list
+
+    runs = sub.add_parser("runs", help="the runbook runs kept here: list, abort, clean up paused ones",
+                          description="Runs are kept in the state folder with their audit log and report; "
+                                      "nothing is deleted: aborting ends a paused run for good, saying why.")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = rsub.add_parser("list", help="paused or interrupted runs, newest first")
+    p.add_argument("--all", action="store_true", help="also the completed and aborted runs")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_runs_list)
+    for name, helptext in (("abort", "end one paused run for good, with a reason for the audit log and report"),
+                           ("clean", "abort every run left paused longer than an age")):
+        p = rsub.add_parser(name, help=helptext)
+        if name == "abort":
+            p.add_argument("ceremony", metavar="CEREMONY", help="the run's ceremony id (see `runs list`)")
+            p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit log and the report")
+            p.set_defaults(func=cmd_runs_abort)
+        else:
+            p.add_argument("--older-than", required=True, metavar="AGE",
+                           help="idle for longer than this: 30m, 12h, 7d or 2w")
+            p.add_argument("--reason", metavar="TEXT", help="why (default: paused for more than AGE)")
+            p.add_argument("--dry-run", action="store_true", help="only list the runs it would abort")
+            p.set_defaults(func=cmd_runs_clean)
+        p.add_argument("--operator", metavar="NAME", help="who aborts, in the audit log (default: the login name)")
+        p.add_argument("--audit-key", metavar="SSH_KEY", help="signs the audit log's head (default: the "
+                                                             "ssh-agent's first key when SSH_AUTH_SOCK is set)")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ask-passphrase", action="store_true", help="protect the shares with a SLIP-39 passphrase")
     g.add_argument("--passphrase-file", metavar="F", help="read the SLIP-39 passphrase from a file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_keys_init)
     _add_keys_lifecycle(ksub)
 
@@ -311,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="principal named in the manifest and allowed_signers (default: the key's comment)")
     p.add_argument("--environment", required=True, metavar="NAME", help="e.g. prod, staging, drill")
     p.add_argument("--out", required=True, metavar="DIR", help="snapshot folder")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_seal)
 
     snaps = sub.add_parser("snapshots", help="list snapshots in a source")
@@ -322,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-signers", metavar="F", help="check trust against this allowed_signers file")
     p.add_argument("--recipient", metavar="FILE", help="recovery.pub to compare each snapshot's recipient with")
     p.add_argument("--environment", metavar="NAME", help="only this environment's snapshots (and refused entries)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_snapshots_list)
     _add_retention_commands(ssub)
@@ -332,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "for the manifest's producer, and the payload's size and SHA-256. A remote "
                                    "payload is fetched into the cache first (resumable; reused once verified).")
     _add_snapshot_arguments(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_verify)
 
@@ -342,9 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "written whole or not at all.")
     _add_snapshot_arguments(p)
     _add_shares_options(p)
-    p.add_argument("--out", required=True, metavar="FILE.jsonl")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl",
+                   help="write the decrypted records here as JSON Lines (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_unseal)
 
@@ -359,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N", help="changes to show (default 20; with --json: all)")
     _add_target_environment(p, restores=False)
     _add_shares_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_diff)
 
@@ -376,14 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="URL", help=TARGET_HELP)
     p.add_argument("--step", action="append", metavar="NAME", help="only this step (repeat): identities, "
                                                                    "devices, settings, roles")
-    p.add_argument("--policy", action="append", metavar="KIND=POLICY", help="add a policy to a step (repeat)")
+    p.add_argument("--policy", action="append", metavar="KIND=POLICY", help=POLICY_HELP)
     p.add_argument("--dry-run", action="store_true", help="show the plan and write nothing")
     p.add_argument("--yes", action="store_true", help="do not ask before each step")
     p.add_argument("--resume", action="store_true", help="continue the interrupted restore in the target")
     _add_target_environment(p, restores=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N", help=argparse.SUPPRESS)
     _add_shares_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_restore)
 
@@ -391,12 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = rbs.add_subparsers(dest="runbooks_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = rsub.add_parser("list", help="every runbook found, by name")
     p.add_argument("--runbooks", action="append", metavar="DIR", help=RUNBOOKS_HELP)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runbooks_list)
     p = rsub.add_parser("show", help="a runbook's purpose and steps, with their guidance")
     p.add_argument("name", metavar="NAME", help="a runbook name, or the path of a runbook file")
     p.add_argument("--runbooks", action="append", metavar="DIR", help=RUNBOOKS_HELP)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runbooks_show)
     p = rsub.add_parser("check", help="validate a runbook file (mistakes are named with file, line and step)")
     p.add_argument("file", metavar="FILE")
@@ -418,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue the newest paused run of RUNBOOK at its step")
     r.add_argument("--abort", metavar="REASON", help="end the paused run of RUNBOOK for good, saying why")
     p.add_argument("--run", metavar="CEREMONY", help="with --resume/--abort: the run of this ceremony id")
+    p.add_argument("--another-snapshot", action="store_true",
+                   help="with --resume: go back to choosing the snapshot (when the run's snapshot is gone or "
+                        "no longer verifies; refused once a restore began)")
     a = p.add_argument_group("answers for scripted runs")
     a.add_argument("--yes", action="store_true", help="confirm every step as the operator")
     a.add_argument("--second-operator", metavar="NAME", help="confirms two-person steps (another name)")
@@ -427,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_environment(p, restores=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N", help=argparse.SUPPRESS)
     _add_shares_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -455,15 +493,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", metavar="DIR", help="drill folder (default: <state dir>/drill, replaced)")
     p.add_argument("--no-tui", action="store_true", help="only build the drill and print what it made (without "
                                                           "it, the app opens on the drill served over SSH)")
-    p.add_argument("--identities", type=int, default=200, metavar="N")
-    p.add_argument("--devices-per-identity", type=int, default=3, metavar="M")
+    p.add_argument("--identities", type=int, default=200, metavar="N",
+                   help="synthetic identities on the platform (default %(default)s)")
+    p.add_argument("--devices-per-identity", type=int, default=3, metavar="M",
+                   help="devices enrolled per identity (default %(default)s)")
     p.add_argument("--snapshots", type=int, default=3, metavar="K", help="snapshots over K simulated days")
-    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--seed", type=int, default=1, metavar="S",
+                   help="random seed: the same seed makes the same drill (default %(default)s)")
     p.add_argument("--at", metavar="TIME", help="the incident time (ISO UTC; default now): fixes every date")
     p.add_argument("--replace", action="store_true", help="replace an earlier drill in DIR")
+    p.add_argument("--resume", action="store_true", help="continue the drill's paused run instead of making "
+                                                         "a new drill (the drill is left as it is)")
+    p.add_argument("--fresh", action="store_true", help="make a new drill even though the old one has a paused "
+                                                        "run (that run is aborted, saying why)")
+    p.add_argument("--operator", metavar="NAME", help="who aborts a paused run with --fresh (default: the login name)")
+    p.add_argument("--slow-restore", action="store_true",
+                   help="restore in small batches with a pause after each, so the restore lasts long enough to "
+                        "practise quitting (ctrl+q) and resuming")
     p.add_argument("--serve", action="store_true",
                    help="only serve the drill in DIR read-only over SFTP on 127.0.0.1 until interrupted")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_drill)
 
     p = sub.add_parser(
@@ -499,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "or the config file's [retention]; a [retention] table turns this on by itself)")
     _add_keep_options(p)
     _add_shares_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_readiness)
 
@@ -514,13 +563,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", metavar="HASH", help="the head written down at the end of the recovery (64 hex "
                    "digits, spaces or dashes between groups allowed): the log must end there")
     p.add_argument("--entries", metavar="N", help="the entry count written down with --head")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_audit_verify)
+
+    _add_runs_commands(sub)
+
+    from enigm_recover.cli.commands_report import cmd_report
+
+    p = sub.add_parser("report", help="the after-action report of a run: timeline, who did what, trend",
+                       description="For the facilitator: each step's time waiting for people and the machine's "
+                                   "time, the custodians' accepted and rejected share attempts, the errors met, "
+                                   "and a trend table against earlier runs of the same runbook on this machine. "
+                                   "Written as after-action.md and after-action.toml in the run's folder.")
+    p.add_argument("run", metavar="RUN", help="the run's ceremony id (see `runs list --all`) or its folder")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_report)
 
     cfg = sub.add_parser("config", help="show or change the configuration file")
     csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = csub.add_parser("show", help="effective settings and locations")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     csub.add_parser("path", help="where the config file is")
     p = csub.add_parser("set", help="set a default (source, target, allowed_signers, recipient)")
     p.add_argument("key")

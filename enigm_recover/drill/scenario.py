@@ -190,8 +190,26 @@ def make_drill(folder: Path, spec: DrillSpec, *, replace: bool = False,
     return doc
 
 
-def describe(doc: dict[str, Any]) -> str:
-    """What the drill made and how a facilitator continues, as plain text."""
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def brief(inc: dict[str, Any]) -> str:
+    """The incident and what happened legitimately after the last snapshot, from the drill's own counts."""
+    return (f"The incident: {_count(inc['devices_deleted'], 'device', 'devices')} deleted, "
+            f"{_count(inc['identities_altered'], 'identity', 'identities')} altered (identity key replaced, "
+            f"account suspended, handle changed), {_count(inc['settings_altered'], 'security setting', 'security settings')} "
+            f"weakened, {_count(inc['roles_added'], 'rogue operator role', 'rogue operator roles')} added and "
+            f"{_count(inc['roles_removed'], 'auditor role', 'auditor roles')} removed.\n"
+            f"Legitimately after the last snapshot: {_count(inc['devices_revoked_after_snapshot'], 'device', 'devices')} "
+            f"revoked, {_count(inc['accounts_created_after_snapshot'], 'account', 'accounts')} created and "
+            f"{_count(inc['keys_rotated_after_snapshot'], 'identity key', 'identity keys')} rotated: a restore must not "
+            "undo those.")
+
+
+def describe(doc: dict[str, Any], program: str = "enigm-recover") -> str:
+    """What the drill made and how a facilitator continues, as plain text; ``program`` is how the commands
+    name the tool (a full path when it is not on PATH), so they work when pasted."""
     paths, inc = doc["paths"], doc["incident"]
     cards = "\n".join(f"    {name:<8} {path}" for name, path in doc["custodians"].items())
     cards_args = " ".join(f"--share-file {doc['custodians'][name]}" for name in ("amara", "chen", "emeka"))
@@ -204,17 +222,14 @@ def describe(doc: dict[str, Any]) -> str:
   share cards:
 {cards}
 
-The incident: {inc['devices_deleted']} devices deleted, {inc['identities_altered']} identities altered,
-{inc['settings_altered']} security settings weakened, a rogue operator role added and an auditor removed.
-After the last snapshot, {inc['devices_revoked_after_snapshot']} devices were legitimately revoked and
-{inc['accounts_created_after_snapshot']} accounts created: a restore must not undo those.
+{brief(inc)}
 
 Continue the exercise (any three custodians' cards will do):
-  enigm-recover snapshots list {paths['snapshots']} --allowed-signers {paths['allowed_signers']}
-  enigm-recover verify {paths['snapshots']} latest --allowed-signers {paths['allowed_signers']}
-  enigm-recover diff {paths['snapshots']} latest --target {paths['target']} \\
+  {program} snapshots list {paths['snapshots']} --allowed-signers {paths['allowed_signers']}
+  {program} verify {paths['snapshots']} latest --allowed-signers {paths['allowed_signers']}
+  {program} diff {paths['snapshots']} latest --target {paths['target']} \\
       --allowed-signers {paths['allowed_signers']} {cards_args}
-  enigm-recover restore {paths['snapshots']} latest --target {paths['target']} \\
+  {program} restore {paths['snapshots']} latest --target {paths['target']} \\
       --allowed-signers {paths['allowed_signers']} {cards_args} \\
       --policy identity=overwrite-changed --policy setting=overwrite-changed \\
       --policy role=overwrite-changed,delete-extra

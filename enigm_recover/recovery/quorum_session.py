@@ -29,8 +29,13 @@ class QuorumSession:
             bound = self.recovery.check_ceremony(ceremony_typed)
             receipt = self.entry.add(words, custodian)
         except ShareError as exc:
+            from enigm_recover.quorum.names import custodian_name_problem
+
+            # a name that breaks the rule (share words typed at the wrong prompt, say) is never recorded
+            name = (custodian or "").strip()
+            recorded = name if name and custodian_name_problem(name) is None else ("(refused name)" if name else "")
             self.recovery.audit.append("share-rejected", outcome="rejected",
-                                       inputs={"custodian": custodian or "", "reason": exc.message})
+                                       inputs={"custodian": recorded, "reason": exc.message})
             raise
         self.recovery.share_accepted(receipt, bound)
         return receipt

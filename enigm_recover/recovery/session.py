@@ -90,15 +90,17 @@ class Recovery:
         return {name: getattr(self, name) for name in _PERSISTED}
 
     @classmethod
-    def reopen(cls, folder: Path, state: dict[str, Any]) -> "Recovery":
-        """Continue a paused recovery: same ceremony, same audit log (its chain goes on)."""
+    def reopen(cls, folder: Path, state: dict[str, Any], *, resumed: bool = True) -> "Recovery":
+        """Continue a paused recovery: same ceremony, same audit log (its chain goes on). ``resumed=False``
+        only reopens it to close it (an abort), without a "recovery-resumed" entry."""
         values = {name: state[name] for name in _PERSISTED}
         for path, what in ((folder.parent.parent, "state folder"), (folder.parent, "recoveries folder"),
                            (folder, "recovery folder")):
             refuse_if_others_can_write(path, what)
         audit = AuditLog(folder / "audit.jsonl", ceremony=values["ceremony"], operator=values["operator"])
         recovery = cls(folder=folder, audit=audit, **values)
-        recovery.audit.append("recovery-resumed")
+        if resumed:
+            recovery.audit.append("recovery-resumed")
         return recovery
 
     # -- what happened ---------------------------------------------------------
@@ -115,6 +117,11 @@ class Recovery:
         """A custodian may bind their share to this ceremony by typing its id back; a wrong id stops them."""
         if not typed or not typed.strip():
             return False
+        from enigm_recover.quorum.names import ceremony_id_problem
+
+        if (problem := ceremony_id_problem(typed)) is not None:
+            self.audit.append("ceremony-id-refused", outcome="refused")  # never the text typed
+            raise CeremonyMismatch(problem)
         if not same_ceremony(typed, self.ceremony):
             self.audit.append("ceremony-mismatch", outcome="refused")
             raise CeremonyMismatch(f"the ceremony id typed back is not this ceremony's ({self.ceremony})")
@@ -131,15 +138,16 @@ class Recovery:
 
     def record(self, action: str, *, step: str | None = None, inputs: dict[str, Any] | None = None,
                outcome: str = "ok", counts: dict[str, int] | None = None, started: str | None = None,
-               title: str | None = None, detail: str = "") -> None:
-        """An audit entry; with ``step``, also a line of the report (with its timing when ``started``)."""
+               title: str | None = None, detail: str = "", timing: dict[str, Any] | None = None) -> None:
+        """An audit entry; with ``step``, also a line of the report (with its timing when ``started``;
+        ``timing`` adds the timeline: waiting since, human and machine seconds, who confirmed)."""
         self.audit.append(action, step=step, inputs=inputs, outcome=outcome, counts=counts)
         if step is not None:
             finished = _now()
             self.steps.append({"step": step, "title": title, "action": action, "outcome": outcome,
                                "counts": counts or {}, "started": started or finished, "time": finished,
                                "seconds": _seconds_between(started, finished) if started else 0,
-                               "detail": detail})
+                               "detail": detail, **(timing or {})})
 
     # -- the end ---------------------------------------------------------------
 
@@ -210,7 +218,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         detail = f"; {md(step['detail'])}" if step.get("detail") else ""
         lines.append(f"- {md(step['step'])}{title}: **{md(step['outcome'])}** ({md(step['action'])}; "
                      f"{counts or 'no counts'}{detail}) {md(step.get('started', step['time']))} → {md(step['time'])} "
-                     f"({step.get('seconds', 0)} s)")
+                     f"({step.get('seconds', 0)} s" + (f"; people {step['human_seconds']:.1f} s, machine "
+                                                        f"{step['machine_seconds']:.1f} s"
+                                                        if "human_seconds" in step else "") + ")")
     if not report["steps"]:
         lines.append("- none")
     if report["findings"]:

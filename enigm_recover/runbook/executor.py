@@ -26,10 +26,12 @@ A face drives it like this::
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
@@ -81,6 +83,7 @@ class RunSettings:
     environment: str | None = None  # `latest` and prefixes resolve among this environment's snapshots
     target_environment: str | None = None  # the target's configured environment: another one's snapshot is refused
     allow_environment_mismatch: bool = False  # the operator's explicit override (recorded in the audit log)
+    restore_pace: float = 0.0  # seconds to wait after each restored batch (a drill's --slow-restore)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ class StepResult:
     counts: dict[str, int] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
     confirmed_by: list[str] = field(default_factory=list)
+    # The timeline: when the step began waiting for people, and how long people and the machine took.
+    waiting_since: str = ""
+    human_seconds: float = 0.0
+    machine_seconds: float = 0.0
 
     def __post_init__(self) -> None:  # from run.toml, the values come as text
         self.action, self.status = Action(self.action), StepStatus(self.status)
@@ -180,6 +187,7 @@ class RunbookExecutor:
                                          source_name=settings.source, allowed_signers=settings.allowed_signers,
                                          target=settings.target)
         self.manifests: dict[str, str] = {}  # id -> manifest TOML, from the latest snapshots() listing
+        self._clock = StepClock()
 
     # -- starting and resuming ---------------------------------------------------
 
@@ -225,6 +233,61 @@ class RunbookExecutor:
         executor.state.status = RunStatus.IN_PROGRESS
         executor._save()
         return executor
+
+    # -- can a resumed run go on? -------------------------------------------------
+
+    def check_can_continue(self, progress: ProgressCallback = no_progress) -> None:
+        """Before any custodian is asked for a share again: the source answers, the run's snapshot is still
+        there and verifies, and the target's restore lock is free (it is then held for this session).
+        Raises the cause's error (the run stays paused); a face then offers ``choose_another_snapshot`` or
+        ``abort``. The check is recorded in the audit log either way."""
+        ahead = self.runbook.steps[self.state.position:]
+        reads_source = any(s.action is Action.SELECT_SNAPSHOT or s.action.needs_key
+                           or s.action is Action.VERIFY_SNAPSHOT for s in ahead)
+        restores = any(s.action is Action.RESTORE for s in ahead)
+        checked: list[str] = []
+        try:
+            with self._clock.machine():
+                self._check_ahead(reads_source, restores, checked, progress)
+        except EnigmError as exc:
+            self.recovery.record("resume-check", outcome="failed",
+                                 inputs={"passed": checked, "reason": exc.message})
+            raise
+        self.recovery.record("resume-check", inputs={"passed": checked})
+
+    def _check_ahead(self, reads_source: bool, restores: bool, checked: list[str],
+                     progress: ProgressCallback) -> None:
+        """The checks in order; ``checked`` names those that passed (for the audit entry)."""
+        if reads_source:
+            self.pipeline.listing(refresh=True)
+            checked.append("source")
+            if self.state.snapshot:
+                self._verified(progress)
+                checked.append("snapshot")
+        if restores:
+            self.pipeline.writes = True
+            self.pipeline.lock()
+            checked.append("restore lock")
+
+    def choose_another_snapshot(self) -> None:
+        """Go back to the run's select-snapshot step (its later steps are done again with the new choice).
+        Refused once a restore began in this run: its journal belongs to the snapshot it started with."""
+        if self.state.restore_started:
+            raise RunStateError(f"a restore from snapshot {self.state.snapshot} already began in run {self.ceremony}",
+                                "abort the paused run and start a new one to use another snapshot")
+        ids = [s.id for s in self.runbook.steps]
+        select = next((i for i, s in enumerate(self.runbook.steps) if s.action is Action.SELECT_SNAPSHOT), None)
+        if select is None:
+            raise RunStateError(f"runbook {self.runbook.name} has no select-snapshot step",
+                                "abort the paused run and start a new one")
+        previous, later = self.state.snapshot, set(ids[select:])
+        self.state.position, self.state.snapshot = select, ""
+        self.state.results = [r for r in self.state.results if r.get("step") not in later]
+        self.pipeline.close()
+        self.pipeline.verified, self.pipeline.checked = None, None
+        self.pipeline.forget_key()
+        self.recovery.record("snapshot-unchosen", inputs={"snapshot": previous, "step": ids[select]})
+        self._save()
 
     # -- where the run is --------------------------------------------------------
 
@@ -288,7 +351,8 @@ class RunbookExecutor:
         With ``recipient_fingerprint`` (the configured recovery key's), each says whether it is sealed to it.
         Each listed manifest's text is kept in ``self.manifests`` (id -> TOML) for a details view. The run
         lists its source once; ``refresh`` (an operator's "list again") reads it afresh."""
-        summaries = self.pipeline.summaries(recipient_fingerprint, refresh=refresh)
+        with self._clock.machine():
+            summaries = self.pipeline.summaries(recipient_fingerprint, refresh=refresh)
         self.manifests = {e.id: e.manifest_bytes.decode("utf-8", "replace") for e in self.pipeline.listing().entries
                           if e.manifest_bytes}
         return summaries
@@ -311,7 +375,8 @@ class RunbookExecutor:
     def combine(self, passphrase: str = "") -> str:
         """Combine the entered shares into the recovery key (kept in memory); returns its fingerprint."""
         self.quorum()
-        return self.pipeline.combine(passphrase).fingerprint
+        with self._clock.machine():
+            return self.pipeline.combine(passphrase).fingerprint
 
     def restore_preview(self, progress: ProgressCallback = no_progress) -> list[tuple[Any, Any]]:
         """For a restore step: each plan step with what it would insert, overwrite, delete and keep."""
@@ -319,7 +384,8 @@ class RunbookExecutor:
 
         step = self._expect(Action.RESTORE)
         plan = self._plan(step)
-        result = self._dry_run_for(step, progress)
+        with self._clock.machine():
+            result = self._dry_run_for(step, progress)
         return [(s, preview(s, result)) for s in plan.steps]
 
     # -- doing the current step ------------------------------------------------------
@@ -334,14 +400,14 @@ class RunbookExecutor:
         started = _now()
         log.info("runbook %s: step %s (%s)", self.runbook.name, step.id, step.action.value)
         try:
-            with timed(log, f"step {step.id}"):
+            with timed(log, f"step {step.id}"), self._clock.machine():
                 status, summary, counts, detail = self._perform(step, confirmation, progress)
         except EnigmError as exc:
             self.recovery.record("step-failed", inputs={"step": step.id, "reason": exc.message}, outcome="failed")
             self._save()
             raise
         return self._finish(step, StepResult(step.id, step.action, status, summary, started, _now(), counts,
-                                             detail, confirmed_by))
+                                             detail, confirmed_by, *self._clock.lap()))
 
     def skip_current(self, operator: str, reason: str) -> StepResult:
         """Leave a restore, checkpoint or target verification undone (the safe direction: one operator
@@ -351,7 +417,7 @@ class RunbookExecutor:
             raise UsageError(f"step {step.id if step else '?'} cannot be skipped")
         now = _now()
         return self._finish(step, StepResult(step.id, step.action, StepStatus.SKIPPED, f"skipped: {reason}", now, now,
-                                             {}, {"reason": reason}, [operator]))
+                                             {}, {"reason": reason}, [operator], *self._clock.lap()))
 
     def pause(self, reason: str = "the operator quit") -> Path:
         """Stop here; ``resume`` continues at the same step."""
@@ -401,7 +467,10 @@ class RunbookExecutor:
     def _finish(self, step: RunbookStep, result: StepResult) -> StepResult:
         self.recovery.record(step.action.value, step=step.id, title=step.title, outcome=result.status,
                              counts=result.counts, started=result.started, detail=result.summary,
-                             inputs={"confirmed_by": result.confirmed_by, **_audit_inputs(result.detail)})
+                             inputs={"confirmed_by": result.confirmed_by, **_audit_inputs(result.detail)},
+                             timing={"waiting_since": result.waiting_since, "human_seconds": result.human_seconds,
+                                     "machine_seconds": result.machine_seconds,
+                                     "confirmed_by": result.confirmed_by})
         self.state.results.append({**asdict(result), "action": result.action.value, "status": result.status.value})
         self.state.position += 1
         if self.state.position >= len(self.runbook.steps):
@@ -518,6 +587,10 @@ class RunbookExecutor:
             self.state.restore_started.append(step.id)
             self._save()
         # The dry run is spent: the next step that needs one makes it afresh.
+        if self.settings.restore_pace > 0:
+            from enigm_recover.progress import paced
+
+            progress = paced(progress, self.settings.restore_pace)
         outcome = self.pipeline.restore(plan, resume=resume, batch_size=self.settings.batch_size, progress=progress)
         for plan_step in plan.steps:
             self.state.restored[plan_step.kind.name] = sorted(p.value for p in plan_step.policies)
@@ -568,6 +641,39 @@ class RunbookExecutor:
                      progress: ProgressCallback) -> Outcome:
         note = confirmation.note if confirmation else ""
         return StepStatus.DONE, "signed off" + (f": {note}" if note else ""), {}, {"note": note}
+
+
+class StepClock:
+    """Times the current step: from when it began waiting for people to when it ended, split into the
+    machine's work (inside ``machine()``) and the people's time (the rest: share entry, reading, confirming)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._reset()
+
+    def _reset(self) -> None:
+        self.waiting_since = _now()
+        self._since = self._clock()
+        self._machine = 0.0
+        self._depth = 0
+
+    @contextmanager
+    def machine(self) -> Iterator[None]:
+        self._depth += 1
+        began = self._clock()
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:  # nested machine work counts once
+                self._machine += self._clock() - began
+
+    def lap(self) -> tuple[str, float, float]:
+        """(waiting since, human seconds, machine seconds) of the step that just ended; the next one begins."""
+        total = self._clock() - self._since
+        lap = (self.waiting_since, round(max(0.0, total - self._machine), 3), round(self._machine, 3))
+        self._reset()
+        return lap
 
 
 def _audit_inputs(detail: dict[str, Any]) -> dict[str, Any]:
