@@ -301,7 +301,7 @@ def screen_text(app) -> str:
 
 def test_a_hostile_live_key_shows_literally_on_the_dry_run_screen(drill, tmp_path: Path) -> None:
     from enigm_recover.app.changes import KEY_WIDTH, middle
-    from enigm_recover.app.tour import on, read_cards, until, walk
+    from enigm_recover.app.tour import on, read_cards, walk
 
     db = sqlite3.connect(drill.target.removeprefix("sqlite:///"))
     db.execute("INSERT INTO roles VALUES (?, ?, ?, ?)", ("[link=https://evil.example]click[/link][/b]", "[b]x[/b]",
