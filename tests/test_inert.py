@@ -179,8 +179,13 @@ def test_a_name_typed_at_the_prompt_is_asked_again_until_it_meets_the_rule(drill
     names = iter(["\x1b]0;pwned\x07[b]amara[/b]", "amara", "chen", "emeka"])
     words = iter(read_share_file(drill.card(name)).words for name in SHARES)
     monkeypatch.setattr("sys.stdin", Terminal())
-    monkeypatch.setattr(builtins, "input", lambda prompt="": next(names) if prompt.startswith("Custodian") else "")
-    monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: next(words))
+    def answer(prompt: str = "", stream: object = None) -> str:  # every prompt is read hidden
+        if prompt.startswith("Custodian"):
+            return next(names)
+        return "" if prompt.startswith("Type the ceremony id") else next(words)
+
+    monkeypatch.setattr(builtins, "input", answer)
+    monkeypatch.setattr(getpass, "getpass", answer)
     code, out, err = cli("diff", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers",
                          drill.allowed_signers)
     assert code == 0, err

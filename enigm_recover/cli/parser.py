@@ -128,7 +128,7 @@ def _add_keys_lifecycle(ksub: Any) -> None:
                "the card to the key.")
     p.add_argument("cards", nargs="*", metavar="CARD", help="a share card file (or a file of the words alone)")
     p.add_argument("--recipient", metavar="FILE", help="recovery.pub of the key the card should belong to")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_accountability(p)
     p.set_defaults(func=cmd_keys_check)
 
@@ -141,7 +141,7 @@ def _add_keys_lifecycle(ksub: Any) -> None:
                "or cards of another key); 20-24 for a share refused as it is entered.")
     p.add_argument("--recipient", metavar="FILE", help="recovery.pub of the key to prove (env ENIGM_RECOVER_RECIPIENT)")
     _add_shares_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_keys_test_quorum)
 
     for name, func, text in (
@@ -172,7 +172,7 @@ def _add_keys_lifecycle(ksub: Any) -> None:
         g.add_argument("--ask-new-passphrase", action="store_true", help="protect the new cards with a passphrase")
         g.add_argument("--new-passphrase-file", metavar="F", help="the new cards' SLIP-39 passphrase, from a file")
         _add_shares_options(p)
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
         p.set_defaults(func=func)
 
     p = ksub.add_parser(
@@ -194,7 +194,7 @@ def _add_keys_lifecycle(ksub: Any) -> None:
                                                                     "new manifests")
     p.add_argument("--allowed-signers", metavar="F", help="trusted producers (env ENIGM_RECOVER_ALLOWED_SIGNERS)")
     _add_shares_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_keys_rewrap)
 
 
