@@ -264,16 +264,7 @@ class RecoverApp(App[str]):
                                  "pass it when opening the app, or set it with `enigm-recover config set`")
             return RunbookExecutor.start(runbook, settings, ceremony=self.options.ceremony)
 
-        def started(executor: Any) -> None:
-            from enigm_recover.app.resume import ResumeBlocked
-
-            if isinstance(executor, ResumeBlocked):
-                self.navigator.resume_blocked(executor)
-                return
-            self.executor = executor
-            self.show_current()
-
-        return self.run_engine(work, done=started, label="starting the run")
+        return self.run_engine(work, done=self._run_started, label="starting the run")
 
     def _resumed(self, runbook: Any, settings: Any, ceremony: str, progress: Any, *,
                  another_snapshot: bool = False) -> Any:
@@ -293,19 +284,20 @@ class RecoverApp(App[str]):
             return ResumeBlocked(ex.ceremony, runbook, exc)
         return ex
 
+    def _run_started(self, executor: Any) -> None:
+        """A run started or resumed in a worker: show its step, or the resume check's choices."""
+        from enigm_recover.app.resume import ResumeBlocked
+
+        if isinstance(executor, ResumeBlocked):
+            self.navigator.resume_blocked(executor)
+            return
+        self.executor = executor
+        self.show_current()
+
     def resume_with_another_snapshot(self, blocked: Any) -> bool:
-        def started(executor: Any) -> None:
-            from enigm_recover.app.resume import ResumeBlocked
-
-            if isinstance(executor, ResumeBlocked):
-                self.navigator.resume_blocked(executor)
-                return
-            self.executor = executor
-            self.show_current()
-
         return self.run_engine(lambda progress: self._resumed(blocked.runbook, self.run_settings(), blocked.ceremony,
                                                               progress, another_snapshot=True),
-                               done=started, label="going back to the snapshot choice")
+                               done=self._run_started, label="going back to the snapshot choice")
 
     def abort_paused_run(self, ceremony: str, reason: str) -> bool:
         """End a paused run for good; the reason goes to its audit log and report."""

@@ -698,14 +698,15 @@ def find_open_run(state_dir: Path, runbook: str, ceremony: str | None = None) ->
     return candidates[0]
 
 
-def open_runs(state_dir: Path) -> list[RunState]:
-    """Every paused or interrupted run, newest first (for a start screen)."""
-    out = []
+def run_states(state_dir: Path) -> Iterator[tuple[Path, RunState]]:
+    """Every readable run state in the state folder, with its file, newest first."""
     for path in sorted((state_dir / "recoveries").glob(f"*/{STATE_FILE}"), reverse=True):
         try:
-            state = RunState.from_file(path)
+            yield path, RunState.from_file(path)
         except RunStateError:
             continue
-        if state.status in OPEN_STATUSES:
-            out.append(state)
-    return out
+
+
+def open_runs(state_dir: Path) -> list[RunState]:
+    """Every paused or interrupted run, newest first (for a start screen)."""
+    return [state for _, state in run_states(state_dir) if state.status in OPEN_STATUSES]

@@ -14,7 +14,7 @@ from pathlib import Path
 from enigm_recover.atomic import write_atomic
 from enigm_recover.errors import RunStateError, UsageError
 from enigm_recover.recovery.session import Recovery
-from enigm_recover.runbook.executor import OPEN_STATUSES, STATE_FILE, RunState
+from enigm_recover.runbook.executor import OPEN_STATUSES, STATE_FILE, RunState, run_states
 from enigm_recover.runbook.model import RunStatus
 from enigm_recover.snapshot.signature import Signer
 
@@ -51,11 +51,7 @@ def parse_age(text: str) -> timedelta:
 def list_runs(state_dir: Path, *, include_closed: bool = False) -> list[RunInfo]:
     """The runs in the state folder, newest first: the open ones (paused or interrupted), or all."""
     out = []
-    for path in sorted((state_dir / "recoveries").glob(f"*/{STATE_FILE}"), reverse=True):
-        try:
-            state = RunState.from_file(path)
-        except RunStateError:
-            continue
+    for path, state in run_states(state_dir):
         if not include_closed and state.status not in OPEN_STATUSES:
             continue
         active = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
