@@ -89,7 +89,8 @@ def restore(tool: list[str | Path], doc: dict, env: dict[str, str], cwd: Path) -
 def test_the_bundle_is_checksummed_and_signed(bundle: Path, tmp_path: Path) -> None:
     names = set((bundle / "SHA256SUMS").read_text().split()[1::2])
     wheel = f"enigm_recover-{enigm_recover.__version__}-py3-none-any.whl"
-    assert {wheel, "enigm-recover", "requirements.lock", "BUNDLE.txt"} <= names
+    assert {wheel, "enigm-recover", "requirements.lock", "BUNDLE.txt", "man/enigm-recover.1"} <= names
+    assert {f"completions/enigm-recover.{shell}" for shell in ("bash", "zsh", "fish")} <= names
     assert {f"wheelhouse/{p.name}" for p in (bundle / "wheelhouse").iterdir()} <= names
     env = {"PATH": os.environ["PATH"]}
     run(["sha256sum", "-c", "--strict", "SHA256SUMS"], env=env, cwd=bundle)
