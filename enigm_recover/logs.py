@@ -95,6 +95,10 @@ def configure(level: int) -> None:
     if level >= DEBUG:
         fmt = "enigm-recover: %(relativeCreated)8.0f ms %(levelname)s %(name)s: %(message)s"
     _handler.setFormatter(RedactingFormatter(fmt))
+    for old in list(_handler.filters):
+        _handler.removeFilter(old)
+    if not level:  # the tool's own warnings only: a library's (asyncio's garbage, say) waits for -v
+        _handler.addFilter(lambda record: record.name == "enigm_recover" or record.name.startswith("enigm_recover."))
     root.setLevel(logging.WARNING)
     for name in ("enigm_recover", *LIBRARIES):
         logging.getLogger(name).setLevel(show)

@@ -93,3 +93,18 @@ def test_redaction_covers_what_secrets_look_like_even_in_tracebacks(drill, capsy
     assert "b3BlbnNzaC1rZXk" not in err and "QQQQQQQQ" not in err and "hunter2" not in err
     assert "postgresql://dana:[redacted]@db.example/enigm" in err and "password=[redacted]" in err
     assert err.count("[redacted]") >= 7 and "ValueError" in err
+
+
+def test_without_v_a_librarys_log_lines_stay_off_the_terminal(capsys) -> None:
+    """asyncio logs a pending task it garbage-collects as an ERROR: noise for a user, kept for -v."""
+    try:
+        logs.configure(logs.QUIET)
+        logging.getLogger("asyncio").error("Task was destroyed but it is pending!")
+        logging.getLogger("enigm_recover.test").warning("the tool's own warning")
+        err = capsys.readouterr().err
+        assert "Task was destroyed" not in err and "the tool's own warning" in err
+        logs.configure(logs.VERBOSE)
+        logging.getLogger("asyncio").error("Task was destroyed but it is pending!")
+        assert "Task was destroyed" in capsys.readouterr().err
+    finally:
+        logs.configure(logs.QUIET)
