@@ -96,3 +96,15 @@ def test_dry_run_at_80x24_with_the_highlighted_change_in_full(served, tmp_path: 
         await pilot.pause()
 
     assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_a_refused_snapshot_says_why_in_the_status_line_at_80x24(served, drill, tmp_path: Path, snap_compare) -> None:
+    (drill.snapshots / f"{drill.latest}.manifest.toml.sig").unlink()
+
+    async def run_before(pilot) -> None:
+        await walk(pilot, {}, "snapshots")
+        await pilot.press("up", "enter")  # the newest, unsigned: refused, and the line above the keys says why
+        await until(pilot, lambda: pilot.app.screen.query_one("#status-line").display, what="the status line")
+        await until(pilot, lambda: tables_measured(pilot.app.screen), what="the tables' column widths")
+
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)
