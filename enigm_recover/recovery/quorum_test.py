@@ -19,6 +19,7 @@ from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import AUDIT_LOG, OWN_DOCUMENT, load_toml_file, read_bounded
 from enigm_recover.errors import EnigmError, ShareError
+from enigm_recover.quorum.keyring import RecipientFile
 from enigm_recover.recovery.audit import verify_log
 from enigm_recover.recovery.quorum_session import QuorumSession
 from enigm_recover.recovery.session import Recovery
@@ -74,6 +75,26 @@ def prove_quorum(recovery: Recovery, quorum: QuorumSession, recipient: str, fing
                     counts={"shares": len(recovery.participants)}, detail=reason)
     if error is not None:
         raise error
+    return test
+
+
+def open_quorum_test(recovery: Recovery, recipient: RecipientFile) -> QuorumSession:
+    """Start a quorum test of ``recipient``'s key: the shares are entered into the session this returns."""
+    recovery.record("quorum-test-opened", inputs={"recipient_fingerprint": recipient.fingerprint,
+                                                  "recipient_file": str(recipient.path)})
+    return QuorumSession(recovery, recipient.fingerprint)
+
+
+def finish_quorum_test(recovery: Recovery, quorum: QuorumSession, recipient: RecipientFile,
+                       passphrase: str = "") -> QuorumTest:
+    """Prove the quorum entered and close the recovery (its report signed like a recovery's): completed when
+    the shares combine to the key; otherwise failed, recorded, and the error re-raised."""
+    try:
+        test = prove_quorum(recovery, quorum, recipient.recipient, recipient.fingerprint, passphrase)
+    except Exception:
+        recovery.close("failed", "the quorum did not combine to the key")
+        raise
+    recovery.close("completed", "the quorum combines to the key")
     return test
 
 
