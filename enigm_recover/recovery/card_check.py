@@ -8,13 +8,17 @@ checked against and whether it belongs — or the reason it was refused. Never a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
-from enigm_recover.errors import CardUnmatched, EnigmError, RecoveryKeyRetired, ShareSetMismatch
+from enigm_recover.errors import CardUnmatched, CustodianNameInvalid, EnigmError, RecoveryKeyRetired, ShareSetMismatch
 from enigm_recover.paths import display_text
 from enigm_recover.quorum.cardcheck import CardHeader, CardVerdict, check_card
 from enigm_recover.quorum.keyring import RecipientFile
 from enigm_recover.recovery.session import Recovery
+
+if TYPE_CHECKING:
+    from enigm_recover.snapshot.signature import Signer
 
 COMMAND = "keys check"
 # Refusals that say the card is a good share, but of another set or key (the words themselves are fine).
@@ -72,3 +76,24 @@ def check_cards(recovery: Recovery, cards: Iterable[CardToCheck], recipient: Rec
     first = next((r.error for r in results if r.error is not None), None)
     recovery.close("completed" if first is None else "failed", "" if first is None else first.message)
     return results
+
+
+def check_alone(state_dir: Path, operator: str, card: CardToCheck, recipient_path: Path | None,
+                signer: Signer | None = None) -> CardCheck:
+    """One card checked as ``keys check`` checks it, in a recovery of its own (opened, recorded, closed):
+    what a face with a single card typed in (the app's "Check my card") calls."""
+    from enigm_recover.quorum.keyring import read_recipient
+    from enigm_recover.quorum.names import custodian_name_problem
+
+    name = card.header.custodian
+    if name and (problem := custodian_name_problem(name)) is not None:
+        raise CustodianNameInvalid(problem)  # never recorded: share words typed in the wrong field, say
+    recipient = read_recipient(recipient_path) if recipient_path is not None else None
+    recovery = Recovery.open(state_dir, COMMAND, operator)
+    recovery.signer = signer
+    try:
+        [result] = check_cards(recovery, [card], recipient)
+    except EnigmError as exc:
+        recovery.close("aborted", exc.message)
+        raise
+    return result
