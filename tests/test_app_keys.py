@@ -93,7 +93,7 @@ def test_check_my_card_keeps_keys_typed_ahead_masked_and_names_set_member_and_ke
             assert "m checks one share card alone" in text_of(app, "#custodian-entries")
             await pilot.press("m")
             await until(pilot, lambda: on(app, "CheckCardScreen") and app.focused.id == "custodian")
-            assert app.screen.query_one("#recipient").value == str(drill.recipient)  # the app's own key
+            assert str(app.screen.query_one("#recipient-known").content) == str(drill.recipient)  # the app's key
             keys = [*"chen", "enter"]
             for word in cards["chen"].split():
                 keys += [*word, "space"]
@@ -316,6 +316,10 @@ def test_a_custodian_screen_without_a_known_key(screen: str, drill, tmp_path: Pa
                 await pilot.press("enter", *share_keys(words), "enter")
                 await until(pilot, lambda: "Well-formed" in text_of(app, "#verdict"), 60)
                 assert "Not checked against a recovery key" in text_of(app, "#verdict")
+                # the custodian names the key in the path field: the same card now belongs to it
+                app.screen.set_focus(app.screen.query_one("#recipient"))
+                await pilot.press(*str(drill.recipient), "enter", "enter", *share_keys(words), "enter")
+                await until(pilot, lambda: "Belongs to recovery key" in text_of(app, "#verdict"), 60)
             else:
                 await pilot.press("t")
                 await until(pilot, lambda: on(app, "QuestionDialog"))

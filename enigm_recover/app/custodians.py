@@ -111,16 +111,20 @@ class CheckCardScreen(Screen[None]):
         return self.app
 
     def compose(self) -> ComposeResult:
-        yield CustodianHeader("Check one share card alone: nothing is combined or kept", self.STAGE)
+        yield CustodianHeader("One card alone: nothing is combined or kept", self.STAGE)
         with Horizontal(id="main"):
             with Vertical(id="body"):
                 yield Static(Text("Type your card's words to check that they are a well-formed share, which set, "
                                   "group and member it is, and whether it belongs to the recovery key. No other "
                                   "share is needed; the audit log records the verdict, never a word.", style="dim"),
                              id="card-note")
-                yield Label("Recovery key (recovery.pub; leave empty to check the card alone)", classes="field-label")
-                yield FormField(id="recipient", value=str(self.recipient or ""), placeholder="path of recovery.pub",
-                                next_field="#custodian")
+                if self.recipient is not None:  # the app's own key (configured, or the drill's)
+                    yield Label("Recovery key", classes="field-label")
+                    yield Static(inert(self.recover.options.shown(self.recipient)), id="recipient-known")
+                else:
+                    yield Label("Recovery key (path of recovery.pub; leave empty to check the card alone)",
+                                classes="field-label")
+                    yield FormField(id="recipient", placeholder="path of recovery.pub", next_field="#custodian")
                 yield Label("Your name (optional; for the audit log)", classes="field-label")
                 yield FormField(id="custodian", placeholder="who is checking a card", restrict=VISIBLE_FIELD,
                                 max_length=48, next_field="#share")
@@ -152,18 +156,24 @@ class CheckCardScreen(Screen[None]):
         if not share.value.strip():
             self._verdict(Text("Type the words of your card first.", style="bold"))
             return
-        path = self.query_one("#recipient", Input).value.strip()
+        path = self._recipient_path()
         name = self.query_one("#custodian", Input).value.strip() or None
         card = CardToCheck(TYPED_CARD, share.value, CardHeader(custodian=name))
         options, signer = self.recover.options, self._signer
 
         def work(progress: Any) -> Any:
-            return check_alone(options.state_dir, options.operator, card, Path(path) if path else None, signer())
+            return check_alone(options.state_dir, options.operator, card, path, signer())
 
         self.checking = True
         self._verdict(Text("Checking the card…", style="bold"), share.value)
         if not self.recover.run_engine(work, done=self._checked, failed=self._not_checked, label="checking the card"):
             self.checking = False
+
+    def _recipient_path(self) -> Path | None:
+        if self.recipient is not None:
+            return self.recipient
+        typed = self.query_one("#recipient", Input).value.strip()
+        return Path(typed) if typed else None
 
     def _signer(self) -> Any:
         """The audit head's signer, as a run builds it (in the worker: it may ask a key's passphrase)."""
@@ -207,7 +217,7 @@ class CheckCardScreen(Screen[None]):
 
         error = result.error
         if result.not_this_key:
-            path = self.query_one("#recipient", Input).value.strip()
+            path = self._recipient_path()
             text = Text("✗ Does not belong to this recovery key", style="bold")
             text.append(f" ({inert(self.recover.options.shown(path))}): " if path else ": ")
             text.append(inert(error.message))
@@ -254,21 +264,11 @@ class TestQuorumScreen(QuorumScreen):
         return self.session
 
     def compose(self) -> ComposeResult:
-        yield CustodianHeader("Prove that the custodians can recover the key today: nothing is restored",
-                              self.STAGE, self.session.ceremony)
+        yield CustodianHeader("A test only: nothing is restored or kept", self.STAGE, self.session.ceremony)
         with Horizontal(id="main"):
             with Vertical(id="body"):
                 yield from self.compose_body()
         yield Footer()
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        note = self.query_one("#ceremony-note", Static)
-        text = Text("A test of the quorum: ", style="bold")
-        text.append("each custodian enters a share as in a recovery; the key is combined in memory, compared with "
-                    f"{inert(self.recover.options.shown(self.session.recipient.path))} and forgotten. ")
-        text.append_text(note.content if isinstance(note.content, Text) else Text(str(note.content)))
-        note.update(text)
 
     def _combined(self, outcome: Any) -> None:
         self.combining = False
