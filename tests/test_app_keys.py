@@ -291,13 +291,26 @@ def test_leaving_a_quorum_test_with_shares_entered_asks_and_ends_the_test(drill,
             await until(pilot, lambda: on(app, "ConfirmDialog"))
             await pilot.press("y")
             await until(pilot, lambda: on(app, "StartScreen"))
+            # a second test: the shares are discarded as in a recovery (asking first), then nothing is lost
+            await pilot.press("t")
+            await until(pilot, lambda: on(app, "TestQuorumScreen"), 60)
+            await enter_share(pilot, "amara", cards["amara"], paste=True)
+            await until(pilot, lambda: "Accepted: amara" in text_of(app, "#verdict"))
+            await pilot.press("ctrl+n")
+            await until(pilot, lambda: on(app, "ConfirmDialog"))
+            await pilot.press("y")
+            await until(pilot, lambda: on(app, "TestQuorumScreen") and "Entry restarted" in text_of(app, "#verdict"))
+            assert app.screen.session.quorum().entry.receipts == []
+            await pilot.press("escape")  # no share, no word: straight back
+            await until(pilot, lambda: on(app, "StartScreen"))
             await pilot.press("ctrl+q")
         assert app.internal_errors == []
 
     run(scenario)
-    [folder] = recoveries("keys test-quorum")
-    assert audit_actions(folder)[-1] == ("recovery-closed", "aborted")
-    assert not (folder / "quorum-test.toml").exists()
+    folders = recoveries("keys test-quorum")
+    assert len(folders) == 2 and all(audit_actions(f)[-1] == ("recovery-closed", "aborted") for f in folders)
+    assert sum(("quorum-restarted", "ok") in audit_actions(f) for f in folders) == 1
+    assert not any((f / "quorum-test.toml").exists() for f in folders)  # no test, no result to believe
 
 
 @pytest.mark.parametrize("screen", ["CheckCardScreen", "TestQuorumScreen"])
@@ -330,3 +343,23 @@ def test_a_custodian_screen_without_a_known_key(screen: str, drill, tmp_path: Pa
         assert app.internal_errors == []
 
     run(scenario)
+
+
+def test_quitting_the_app_during_a_quorum_test_ends_the_test(drill, tmp_path: Path) -> None:
+    cards = read_cards({"chen": drill.card("chen")})
+    app = make_app(drill, tmp_path)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_start(pilot)
+            await pilot.press("t")
+            await until(pilot, lambda: on(app, "TestQuorumScreen"), 60)
+            await enter_share(pilot, "chen", cards["chen"], paste=True)
+            await until(pilot, lambda: "Accepted: chen" in text_of(app, "#verdict"))
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    run(scenario)
+    [folder] = recoveries("keys test-quorum")
+    assert audit_actions(folder)[-1] == ("recovery-closed", "aborted")
+    assert "the app was closed before the test" in (folder / "report.md").read_text()
