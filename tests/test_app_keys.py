@@ -363,3 +363,24 @@ def test_quitting_the_app_during_a_quorum_test_ends_the_test(drill, tmp_path: Pa
     [folder] = recoveries("keys test-quorum")
     assert audit_actions(folder)[-1] == ("recovery-closed", "aborted")
     assert "the app was closed before the test" in (folder / "report.md").read_text()
+
+
+def test_check_my_card_refuses_share_words_typed_as_a_name_and_records_nothing(drill, tmp_path: Path) -> None:
+    words = read_cards({"amara": drill.card("amara")})["amara"].split()
+    app = make_app(drill, tmp_path)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_start(pilot)
+            await pilot.press("m")
+            await until(pilot, lambda: on(app, "CheckCardScreen") and app.focused.id == "custodian")
+            await pilot.press(*" ".join(words[:3]), "enter", *share_keys(" ".join(words)), "enter")
+            await until(pilot, lambda: on(app, "ErrorDialog"), 60)
+            assert "looks like share words" in str(app.screen.query_one("#error-message").content)
+            await pilot.press("enter")
+            await until(pilot, lambda: on(app, "CheckCardScreen"))
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    run(scenario)
+    assert recoveries("keys check") == []
