@@ -18,7 +18,6 @@ from enigm_recover.app.app import RecoverApp
 from enigm_recover.app.options import AppOptions
 from enigm_recover.app.tour import enter_share, on, read_cards, share_keys, until
 from enigm_recover.quorum.keyring import read_recipient
-from enigm_recover.recovery.audit import verify_log
 from enigm_recover.recovery.quorum_test import latest_quorum_test
 from tests.conftest import DRILL_AT
 from tests.test_readiness import check, readiness
@@ -69,6 +68,21 @@ def other_key(cli, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.fixture
+def operator_key(tmp_path: Path):
+    """The operator's audit key as the app builds it (``AppOptions.signer``), and who may verify its heads."""
+    import asyncssh
+
+    from enigm_recover.recovery.audit import NAMESPACE
+    from enigm_recover.snapshot.signature import audit_signer
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(tmp_path / "operator"))
+    allowed = tmp_path / "operator_allowed_signers"
+    allowed.write_text(f'dana namespaces="{NAMESPACE}" {key.export_public_key().decode().strip()}\n')
+    return (lambda ask: audit_signer(tmp_path / "operator", ask)), allowed
+
+
 async def open_start(pilot) -> None:
     app = pilot.app
     await until(pilot, lambda: on(app, "StartScreen") and app.screen.runbooks is not None)
@@ -77,7 +91,8 @@ async def open_start(pilot) -> None:
 # -- check my card --------------------------------------------------------------------------------------
 
 
-def test_check_my_card_keeps_keys_typed_ahead_masked_and_names_set_member_and_key(drill, tmp_path: Path) -> None:
+def test_check_my_card_keeps_keys_typed_ahead_masked_and_names_set_member_and_key(drill, cli, operator_key,
+                                                                                 tmp_path: Path) -> None:
     """Keys arriving all at once land where they belong (every word in the masked field, none shown), and the
     verdict is the one ``keys check`` gives: set, group, member, thresholds, and the key it belongs to."""
     from textual import events
@@ -85,7 +100,8 @@ def test_check_my_card_keeps_keys_typed_ahead_masked_and_names_set_member_and_ke
     cards = read_cards({n: drill.card(n) for n in THREE})
     share = Share.from_mnemonic(cards["chen"])
     fingerprint = read_recipient(drill.recipient).fingerprint
-    app = make_app(drill, tmp_path)
+    signer, allowed = operator_key
+    app = make_app(drill, tmp_path, signer=signer)
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
@@ -124,7 +140,8 @@ def test_check_my_card_keeps_keys_typed_ahead_masked_and_names_set_member_and_ke
     assert entry["inputs"] == {"card": "(typed in the app)", "custodian": "chen", "set_id": share.identifier,
                                "group": 1, "member_index": share.index + 1, "recipient_fingerprint": fingerprint,
                                "belongs": True}
-    assert verify_log(folder / "audit.jsonl").intact
+    code, _, err = cli("audit", "verify", folder / "audit.jsonl", "--allowed-signers", allowed)
+    assert code == 0, err  # intact, and its head signed by the operator's key, as keys check signs it
     assert not any(w in (folder / "audit.jsonl").read_text().split('"') for w in cards["chen"].split()[5:])
 
 
@@ -194,12 +211,13 @@ def test_check_my_card_flags_a_typo_at_its_position_and_corrects_it_in_place(dri
 # -- test the quorum ------------------------------------------------------------------------------------
 
 
-def test_test_the_quorum_in_the_app_is_the_test_readiness_reads(drill, cli, tmp_path: Path) -> None:
+def test_test_the_quorum_in_the_app_is_the_test_readiness_reads(drill, cli, operator_key, tmp_path: Path) -> None:
     code, result, err = readiness(cli, drill, "--max-quorum-age", "30d")
     assert code == 40 and result["failing"] == ["quorum-test"], err
     cards = read_cards({n: drill.card(n) for n in THREE})
     fingerprint = read_recipient(drill.recipient).fingerprint
-    app = make_app(drill, tmp_path)
+    signer, allowed = operator_key
+    app = make_app(drill, tmp_path, signer=signer)
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
@@ -229,7 +247,12 @@ def test_test_the_quorum_in_the_app_is_the_test_readiness_reads(drill, cli, tmp_
     assert [c["custodian"] for c in test.custodians] == list(THREE)
     assert test.custodians[0]["bound_to_ceremony"] is True
     [folder] = recoveries("keys test-quorum")
-    assert (folder / "report.md").exists() and verify_log(folder / "audit.jsonl").intact
+    from enigm_recover.recovery.session import load_report
+
+    report = load_report(folder)
+    assert report["status"] == "completed" and report["audit"]["signed"] and report["command"] == "keys test-quorum"
+    code, _, err = cli("audit", "verify", folder / "audit.jsonl", "--allowed-signers", allowed)
+    assert code == 0, err
     code, result, err = readiness(cli, drill, "--max-quorum-age", "30d")
     assert code == 0, err
     assert check(result, "quorum-test")["status"] == "pass"

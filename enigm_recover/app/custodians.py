@@ -24,6 +24,7 @@ from enigm_recover.app.format import inert
 from enigm_recover.app.quorum import VISIBLE_FIELD, QuorumScreen
 from enigm_recover.app.widgets import FormField, ShareInput, _right
 
+_UNSET = object()
 TYPED_CARD = "(typed in the app)"  # how the audit log names a card typed on the "Check my card" screen
 
 
@@ -105,6 +106,7 @@ class CheckCardScreen(Screen[None]):
         self._verdict_on: str | None = None
         self.checking = False
         self.checked: Any = None  # the last CardCheck (a verdict, never a word)
+        self._audit_signer: Any = _UNSET  # built at the first check (it may ask a key's passphrase), then kept
 
     @property
     def recover(self) -> Any:
@@ -176,11 +178,13 @@ class CheckCardScreen(Screen[None]):
         return Path(typed) if typed else None
 
     def _signer(self) -> Any:
-        """The audit head's signer, as a run builds it (in the worker: it may ask a key's passphrase)."""
+        """The audit head's signer, as a run builds it (in the worker: it may ask a key's passphrase once)."""
         from enigm_recover.app.bridge import UIPrompter
 
-        factory = self.recover.options.signer
-        return factory(UIPrompter(self.recover).ask_secret) if factory else None
+        if self._audit_signer is _UNSET:
+            factory = self.recover.options.signer
+            self._audit_signer = factory(UIPrompter(self.recover).ask_secret) if factory else None
+        return self._audit_signer
 
     def _checked(self, result: Any) -> None:
         self.checking = False
