@@ -238,9 +238,10 @@ class RecoverApp(App[str]):
         self._show_messages()
 
     def _stage_screen(self) -> Any:
-        from enigm_recover.app.stage import StageScreen
+        """The topmost screen with a status line (a dialog above it has none: the message shows under it)."""
+        from enigm_recover.app.stage import MessageScreen
 
-        return next((s for s in reversed(self.screen_stack) if isinstance(s, StageScreen)), None)
+        return next((s for s in reversed(self.screen_stack) if isinstance(s, MessageScreen)), None)
 
     def _show_messages(self) -> None:
         screen = self._stage_screen()

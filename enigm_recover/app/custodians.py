@@ -22,7 +22,8 @@ from textual.widgets import Footer, Input, Label, Static
 from enigm_recover.app.dialogs import ConfirmDialog
 from enigm_recover.app.format import inert
 from enigm_recover.app.quorum import VISIBLE_FIELD, QuorumScreen
-from enigm_recover.app.widgets import FormField, ShareInput, _right
+from enigm_recover.app.stage import MessageScreen
+from enigm_recover.app.widgets import FormField, ShareInput, StatusLine, _right
 
 _UNSET = object()
 TYPED_CARD = "(typed in the app)"  # how the audit log names a card typed on the "Check my card" screen
@@ -81,7 +82,7 @@ def _leave(screen: Screen[Any], lost: str | None, then: Any = None) -> None:
 # -- check my card -------------------------------------------------------------------------------------
 
 
-class CheckCardScreen(Screen[None]):
+class CheckCardScreen(MessageScreen):
     """One custodian, one card: well-formed? which set, group and member? does it belong to this key?"""
 
     STAGE = "Check my card"
@@ -134,6 +135,7 @@ class CheckCardScreen(Screen[None]):
                 yield ShareInput(id="share", placeholder="type the 33 words from your card, Enter to check")
                 yield Static("", id="word-state")
                 yield Static("", id="verdict")
+        yield StatusLine(id="status-line")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -272,6 +274,7 @@ class TestQuorumScreen(QuorumScreen):
         with Horizontal(id="main"):
             with Vertical(id="body"):
                 yield from self.compose_body()
+        yield StatusLine(id="status-line")
         yield Footer()
 
     def _combined(self, outcome: Any) -> None:

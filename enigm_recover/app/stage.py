@@ -16,7 +16,21 @@ if TYPE_CHECKING:
     from enigm_recover.app.app import RecoverApp
 
 
-class StageScreen(Screen[None]):
+class MessageScreen(Screen[None]):
+    """A screen with a status line above its keys: the app's messages show there, in the layout, so they
+    never cover what they describe. Its ``compose`` yields a ``StatusLine``."""
+
+    @on(events.ScreenResume)
+    def _show_messages_on_resume(self) -> None:
+        """The app's messages carry to the screen shown next (e.g. "key combined" onto the dry run)."""
+        self.show_messages(self.app.messages)  # type: ignore[attr-defined]
+
+    def show_messages(self, messages: list[tuple[str, str]]) -> None:
+        """What the app says now, in this screen's status line (never a toast over the content)."""
+        self.query_one(StatusLine).show(messages)
+
+
+class StageScreen(MessageScreen):
     """A stage of the runbook. Subclasses fill the body; they call the engine only through the app."""
 
     STAGE = ""
@@ -51,15 +65,6 @@ class StageScreen(Screen[None]):
         if self.recover.options.still:
             for field in self.query(Input):
                 field.cursor_blink = False
-
-    @on(events.ScreenResume)
-    def _show_messages_on_resume(self) -> None:
-        """The app's messages carry to the screen shown next (e.g. "key combined" onto the dry run)."""
-        self.show_messages(self.recover.messages)
-
-    def show_messages(self, messages: list[tuple[str, str]]) -> None:
-        """What the app says now, in this screen's status line (never a toast over the content)."""
-        self.query_one(StatusLine).show(messages)
 
     def on_resize(self) -> None:
         self.set_class(self.app.size.width < 100, "narrow")
