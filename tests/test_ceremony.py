@@ -1,0 +1,226 @@
+"""Custodians join a ceremony from their own sessions, as real OS users the test makes (root only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from enigm_recover.ceremony import protocol
+from enigm_recover.ceremony.server import JoinLimiter
+from enigm_recover.errors import CeremonyProtocolError
+from enigm_recover.quorum.cards import read_share_file
+from tests.os_users import OSUsers, make_os_users, remove_os_users
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making OS users for the custodians needs root")
+
+
+# -- the wire: small, typed, bounded ----------------------------------------------------------------------------
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+def test_a_message_round_trips_and_anything_else_is_refused() -> None:
+    a, b = _pair()
+    with a, b:
+        protocol.send(a, "confirm", ceremony="lunar-academic-47", custodian="amara")
+        assert protocol.receive(b, "confirm") == {"type": "confirm", "ceremony": "lunar-academic-47",
+                                                  "custodian": "amara"}
+        for bad in ({"type": "confirm", "ceremony": "x"}, {"type": "confirm", "ceremony": 1, "custodian": "a"},
+                    {"type": "share", "words": "a", "extra": 1}, {"type": "nope"}, ["confirm"],
+                    {"type": "verdict", "accepted": 1, "code": 0, "reason": "", "hint": "", "progress": ""}):
+            body = json.dumps(bad).encode()
+            a.sendall(len(body).to_bytes(4, "big") + body)
+            with pytest.raises(CeremonyProtocolError):
+                protocol.receive(b)
+
+
+def test_an_announced_length_past_the_bound_is_refused_before_it_is_read() -> None:
+    a, b = _pair()
+    with a, b:
+        a.sendall((protocol.MAX_MESSAGE + 1).to_bytes(4, "big"))
+        with pytest.raises(CeremonyProtocolError, match="more than"):
+            protocol.receive(b)
+
+
+def test_joins_are_rate_limited_per_os_user() -> None:
+    now = [0.0]
+    limiter = JoinLimiter(per_window=3, window=60, clock=lambda: now[0])
+    assert [limiter.allow(1001) for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow(1002)  # another OS user is not held back
+    now[0] = 61
+    assert limiter.allow(1001)
+
+
+# -- end to end, with OS users ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def os_users() -> Iterator[OSUsers]:
+    if os.geteuid() != 0:
+        pytest.skip("making OS users for the custodians needs root")
+    users = make_os_users(3)
+    try:
+        yield users
+    finally:
+        remove_os_users(users)
+
+
+@pytest.fixture
+def ceremonies(os_users: OSUsers, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ceremonies folder the test's users can reach the parent of (pytest's own tmp folders are root's only)."""
+    base = os_users.home.parent / f"ceremonies-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("ENIGM_RECOVER_CEREMONY_DIR", str(base))
+    monkeypatch.setenv("ENIGM_RECOVER_CUSTODIAN_GROUP", os_users.group)
+    return base
+
+
+def _operator(*args: str | Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "enigm_recover", *map(str, args)], env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _open_ceremony(base: Path, operator: subprocess.Popen, log: Path) -> str:
+    """The id of the ceremony the operator's process opened (waiting for its socket to appear)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = [p.parent.name for p in base.glob("*/socket")] if base.is_dir() else []
+        if found:
+            return found[0]
+        if operator.poll() is not None:
+            pytest.fail(f"the operator's process ended ({operator.returncode}) before the ceremony opened:\n"
+                        f"{log.read_text()}")
+        time.sleep(0.05)
+    pytest.fail("the ceremony did not open")
+
+
+def _join(users: OSUsers, who: int | str, base: Path, ceremony_typed: str, words: str, *args: str,
+          name: str = "") -> subprocess.CompletedProcess:
+    user = users.outsider if who == "outsider" else users.members[int(who)]
+    return users.run(user, [*users.tool(), "ceremony", "join", *args, "--name", name or user.name],
+                     users.env(ENIGM_RECOVER_CEREMONY_DIR=str(base)), f"{ceremony_typed}\n{words}\n")
+
+
+def _audit(state: Path) -> list[dict]:
+    [log] = state.glob("recoveries/*/audit.jsonl")
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@needs_root
+def test_three_custodians_join_a_restore_from_their_own_os_users(os_users: OSUsers, ceremonies: Path, drill,
+                                                                   tmp_path: Path) -> None:
+    words = {n: read_share_file(drill.card(n)).words for n in ("amara", "chen", "dagny", "emeka")}
+    log = tmp_path / "operator.log"
+    operator = _operator("restore", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers",
+                         drill.allowed_signers, "--yes", "--remote-shares", log=log)
+    try:
+        ceremony = _open_ceremony(ceremonies, operator, log)
+        folder = ceremonies / ceremony
+        # only the operator and the custodians' group reach the socket; nobody else may write there
+        for path in (ceremonies, folder):
+            info = path.stat()
+            assert info.st_gid == os_users.gid and stat.S_IMODE(info.st_mode) == 0o750
+        assert stat.S_IMODE((folder / "socket").stat().st_mode) == 0o660
+
+        outsider = _join(os_users, "outsider", ceremonies, ceremony, words["amara"], ceremony)
+        assert outsider.returncode == 81 and "not in the custodians' group" in outsider.stderr, outsider.stderr
+        wrong = _join(os_users, 1, ceremonies, "lunar-academic-47", words["chen"], name="chen")
+        assert wrong.returncode == 26 and "not this ceremony's" in wrong.stderr, wrong.stderr
+        assert " ".join(words["chen"].split()[4:8]) not in wrong.stderr + wrong.stdout
+
+        first = _join(os_users, 0, ceremonies, ceremony, words["amara"], name="amara")
+        assert first.returncode == 0, first.stderr
+        assert ceremony in first.stderr and drill.doc["recovery"]["fingerprint"] in first.stderr
+        again = _join(os_users, 0, ceremonies, ceremony, words["dagny"], name="dagny")
+        assert again.returncode == 81 and "already given a share" in again.stderr, again.stderr
+        for index, name in ((1, "chen"), (2, "emeka")):
+            done = _join(os_users, index, ceremonies, ceremony, words[name], ceremony, name=name)
+            assert done.returncode == 0, done.stderr
+        assert operator.wait(timeout=300) == 0, log.read_text()
+    finally:
+        if operator.poll() is None:
+            operator.kill()
+    screen = log.read_text()
+    assert "joined: amara (OS user " + os_users.members[0].name + ")" in screen
+    assert "refused: OS user " + os_users.members[1].name in screen
+    for share in words.values():  # never a run of share words on the operator's screen
+        runs = [" ".join(share.split()[i:i + 3]) for i in range(3, 30)]
+        assert not any(run in screen for run in runs)
+    assert not ceremonies.exists() or not any(ceremonies.iterdir())  # the socket went with the ceremony
+
+    state = Path(os.environ["ENIGM_RECOVER_STATE_DIR"])
+    entries = _audit(state)
+    accepted = [e["inputs"] for e in entries if e["action"] == "share-accepted"]
+    assert [(a["custodian"], a["os_user"], a["uid"]) for a in accepted] == [
+        ("amara", os_users.members[0].name, os_users.members[0].uid),
+        ("chen", os_users.members[1].name, os_users.members[1].uid),
+        ("emeka", os_users.members[2].name, os_users.members[2].uid)]
+    refused = [e["inputs"] for e in entries if e["action"] == "ceremony-join-refused"]
+    assert {r["os_user"] for r in refused} == {os_users.members[0].name, os_users.members[1].name}
+    [report] = state.glob("recoveries/*/report.md")
+    assert f"joined from OS user {os_users.members[2].name} (uid {os_users.members[2].uid})" in report.read_text()
+
+
+@needs_root
+def test_killing_the_operator_mid_ceremony_leaves_no_socket_and_no_share(os_users: OSUsers, ceremonies: Path, drill,
+                                                                         tmp_path: Path) -> None:
+    words = {n: read_share_file(drill.card(n)).words for n in ("amara", "chen")}
+    log = tmp_path / "operator.log"
+    operator = _operator("unseal", drill.snapshots, "latest", "--out", tmp_path / "out.jsonl", "--allowed-signers",
+                         drill.allowed_signers, "--remote-shares", log=log)
+    try:
+        ceremony = _open_ceremony(ceremonies, operator, log)
+        assert _join(os_users, 0, ceremonies, ceremony, words["amara"], name="amara").returncode == 0
+        typing = os_users.popen(os_users.members[1], [*os_users.tool(), "ceremony", "join", "--name", "chen"],
+                                os_users.env(ENIGM_RECOVER_CEREMONY_DIR=str(ceremonies)), stdin=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        typing.stdin.write(f"{ceremony}\n")
+        typing.stdin.flush()
+        while "joined as" not in (line := typing.stderr.readline()):
+            assert line, "the second custodian never joined"
+        operator.send_signal(signal.SIGKILL)  # amara's share is in its memory; chen is typing
+        operator.wait(timeout=60)
+        try:
+            typing.stdin.write(f"{words['chen']}\n")
+            typing.stdin.close()
+        except BrokenPipeError:
+            pass
+        assert typing.wait(timeout=60) == 80
+        assert "nothing of your share was kept" in typing.stderr.read()
+        deadline = time.monotonic() + 60
+        while (ceremonies / ceremony).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the sweeper notices the operator's end
+    finally:
+        if operator.poll() is None:
+            operator.kill()
+    assert not (ceremonies / ceremony).exists()
+    assert not list(ceremonies.rglob("*"))
+    # no share anywhere: not in the state folder, the ceremonies folder, the output, the users' home
+    for folder in (Path(os.environ["ENIGM_RECOVER_STATE_DIR"]), ceremonies, tmp_path, os_users.home):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.name != "operator.log":
+                text = path.read_bytes()
+                assert not any(" ".join(w.split()[4:9]).encode() in text for w in words.values()), path
+    assert not any(" ".join(w.split()[4:9]) in log.read_text() for w in words.values())
+
+    # the next ceremony opens cleanly beside whatever a killed operator could leave
+    (ceremonies / "stale-left-behind-10").mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(ceremonies / "stale-left-behind-10" / "socket"))
+    stale.close()
+    again = _join(os_users, 0, ceremonies, "", words["amara"], "stale-left-behind-10", name="amara")
+    assert again.returncode in (80, 81), again.stderr  # never trusted: nothing answers (or it is not reachable)
