@@ -98,7 +98,9 @@ def _open_ceremony(base: Path, operator: subprocess.Popen, log: Path) -> str:
     """The id of the ceremony the operator's process opened (waiting for its socket to appear)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        found = [p.parent.name for p in base.glob("*/socket")] if base.is_dir() else []
+        # open once its folder is the group's (the last step of opening)
+        found = [p.parent.name for p in base.glob("*/socket")
+                 if stat.S_IMODE(p.parent.stat().st_mode) == 0o750] if base.is_dir() else []
         if found:
             return found[0]
         if operator.poll() is not None:
@@ -224,3 +226,67 @@ def test_killing_the_operator_mid_ceremony_leaves_no_socket_and_no_share(os_user
     stale.close()
     again = _join(os_users, 0, ceremonies, "", words["amara"], "stale-left-behind-10", name="amara")
     assert again.returncode in (80, 81), again.stderr  # never trusted: nothing answers (or it is not reachable)
+
+
+# -- the app's quorum step -----------------------------------------------------------------------------------------
+
+
+@needs_root
+def test_three_custodians_join_the_app_from_their_own_os_users(os_users: OSUsers, ceremonies: Path, drill,
+                                                                tmp_path: Path) -> None:
+    import asyncio
+
+    from enigm_recover.app.app import RecoverApp
+    from enigm_recover.app.options import drill_options
+    from enigm_recover.app.tour import on, read_cards, until, walk
+    from enigm_recover.drill.serve import serve_drill
+    from tests.conftest import DRILL_AT
+
+    server, doc = serve_drill(drill.root)
+    words = {n: read_share_file(drill.card(n)).words for n in ("amara", "chen", "emeka")}
+    app = RecoverApp(drill_options(doc, state_dir=tmp_path / "state", cache_dir=tmp_path / "cache", operator="dana",
+                                   now=lambda: DRILL_AT, still=True))
+    joins: list[subprocess.CompletedProcess] = []
+
+    def remote() -> str:
+        return str(app.screen.query_one("#ceremony-remote").content)
+
+    async def join(index: int | str, name: str, typed: str = "") -> subprocess.CompletedProcess:
+        done = await asyncio.to_thread(_join, os_users, index, ceremonies, typed or app.executor.ceremony,
+                                       words[name], name=name)
+        joins.append(done)
+        return done
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await walk(pilot, read_cards({n: drill.card(n) for n in words}), "verify")
+            await pilot.press("enter")
+            await until(pilot, lambda: on(app, "QuorumScreen"))
+            await pilot.press("ctrl+o")
+            await until(pilot, lambda: (ceremonies / app.executor.ceremony / "socket").exists()
+                        and stat.S_IMODE((ceremonies / app.executor.ceremony).stat().st_mode) == 0o750)
+            assert "Open to custodians' own sessions" in remote()
+
+            assert (await join("outsider", "amara")).returncode == 81
+            assert (await join(0, "amara", "lunar-academic-47")).returncode == 26
+            await until(pilot, lambda: "join refused" in remote())
+            assert (await join(0, "amara")).returncode == 0
+            await until(pilot, lambda: "amara (OS user " + os_users.members[0].name + "): accepted" in remote())
+            assert "amara" in str(app.screen.query_one("#quorum-progress").content)
+            assert (await join(1, "chen")).returncode == 0
+            assert (await join(2, "emeka")).returncode == 0
+            await until(pilot, lambda: on(app, "SecretDialog"))  # the quorum is complete: the passphrase
+            assert not (ceremonies / app.executor.ceremony).exists()  # closed with the quorum
+            await pilot.press("enter")
+            await until(pilot, lambda: on(app, "DryRunScreen", state="done"), 120)
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), timeout=300))
+    finally:
+        server.stop()
+    assert [j.returncode for j in joins] == [81, 26, 0, 0, 0], [j.stderr for j in joins]
+    entries = _audit(tmp_path / "state")
+    accepted = [(e["inputs"]["custodian"], e["inputs"]["os_user"]) for e in entries if e["action"] == "share-accepted"]
+    assert accepted == [("amara", os_users.members[0].name), ("chen", os_users.members[1].name),
+                        ("emeka", os_users.members[2].name)]
+    assert any(e["action"] == "ceremony-closed" for e in entries)

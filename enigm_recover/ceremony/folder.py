@@ -45,6 +45,14 @@ class CeremonyPlace:
                 "group with the custodian_group setting (ENIGM_RECOVER_CUSTODIAN_GROUP)") from None
 
 
+def place_from_environment() -> CeremonyPlace:
+    """The place as the environment names it (ENIGM_RECOVER_CEREMONY_DIR, ENIGM_RECOVER_CUSTODIAN_GROUP), else the
+    defaults: for a face that was given none (the CLI resolves flags, environment and config file first)."""
+    folder = os.environ.get("ENIGM_RECOVER_CEREMONY_DIR")
+    return CeremonyPlace(Path(folder) if folder else DEFAULT_DIR,
+                         os.environ.get("ENIGM_RECOVER_CUSTODIAN_GROUP") or DEFAULT_GROUP)
+
+
 def os_user(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name

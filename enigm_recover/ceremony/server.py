@@ -210,8 +210,10 @@ class CeremonyServer:
     # -- the engine, where the face wants it -----------------------------------------------------------------
 
     def _engine(self, work: Callable[[], T]) -> T:
+        if self._run_on_face is not _direct:
+            return self._run_on_face(work)  # the face's thread runs one call at a time (and may be closing us)
         with self._lock:
-            return self._run_on_face(work)
+            return work()
 
     def _audit(self, action: str, *, inputs: dict[str, Any], outcome: str = "ok") -> None:
         self._engine(lambda: self.quorum.recovery.audit.append(action, inputs=inputs, outcome=outcome))

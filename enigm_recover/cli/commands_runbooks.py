@@ -145,7 +145,7 @@ def _walk(ctx: Context, ex: Any) -> None:
         if step.action is Action.GATHER_QUORUM or ex.needs_quorum:
             if ex.needs_quorum and step.action is not Action.GATHER_QUORUM:
                 say(f"the recovery key is needed again after the resume: custodians, ceremony {ex.ceremony}")
-            shares = share_source(ctx)
+            shares = share_source(ctx, ex.runbook.shares_per_os_user)
             shares.enter(ex.quorum())
             ex.combine(shares.passphrase())
         if step.action is Action.RESTORE and not args.json:

@@ -160,7 +160,7 @@ class TerminalShares:
         return read_passphrase(self.ctx.args)
 
 
-def share_source(ctx: Context) -> Any:
+def share_source(ctx: Context, shares_per_os_user: int = 1) -> Any:
     """The pipeline's share source for this command: custodians joining over the ceremony socket
     (--remote-shares), or the terminal's (share files, stdin lines, hidden prompts)."""
     if not getattr(ctx.args, "remote_shares", False):
@@ -171,7 +171,8 @@ def share_source(ctx: Context) -> Any:
     from enigm_recover.cli.commands_ceremony import print_join_event
 
     return RemoteShares(ctx.ceremony_place(), lambda: read_passphrase(ctx.args),
-                        (lambda e: None) if getattr(ctx.args, "json", False) else print_join_event)
+                        (lambda e: None) if getattr(ctx.args, "json", False) else print_join_event,
+                        shares_per_os_user)
 
 
 def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any:
