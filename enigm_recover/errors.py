@@ -359,3 +359,11 @@ class CeremonyProtocolError(EnigmError):
 
     exit_code = 83
     hint = "use the same enigm-recover version on both sides"
+
+
+class SealedShareRefused(EnigmError):
+    """A sealed share that cannot be taken: sealed to another recipient, bound to another ceremony, offered twice,
+    or not an armored age message of a share."""
+
+    exit_code = 84
+    hint = "the custodian seals the share again with `ceremony seal-share`, to the recipient and ceremony id shown now"

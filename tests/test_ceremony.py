@@ -290,3 +290,93 @@ def test_three_custodians_join_the_app_from_their_own_os_users(os_users: OSUsers
     assert accepted == [("amara", os_users.members[0].name), ("chen", os_users.members[1].name),
                         ("emeka", os_users.members[2].name)]
     assert any(e["action"] == "ceremony-closed" for e in entries)
+
+
+# -- sealed shares, from afar --------------------------------------------------------------------------------------
+
+
+def _verdict_line(stream) -> str:
+    """The operator's next verdict on a pasted sealed share."""
+    while not (line := stream.readline()).startswith(("accepted:", "refused:", "rejected:")):
+        assert line, "the operator's process ended without a verdict"
+    return line
+
+
+@needs_root
+def test_sealed_shares_from_afar_and_what_is_refused(os_users: OSUsers, ceremonies: Path, drill, tmp_path: Path,
+                                                     cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from enigm_recover.ceremony.sealed import seal_share
+    from enigm_recover.quorum.recovery_key import RecoveryIdentity
+
+    words = {n: read_share_file(drill.card(n)).words for n in ("amara", "chen", "emeka")}
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "enigm_recover", "unseal", str(drill.snapshots), "latest", "--out",
+         str(tmp_path / "out.jsonl"), "--allowed-signers", str(drill.allowed_signers), "--remote-shares"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, text=True)
+    try:
+        while not (line := operator.stderr.readline()).startswith("sealed-share recipient "):
+            assert line, "the ceremony never showed its recipient"
+        recipient = line.split()[2]
+        assert "(fingerprint " in line
+        ceremony = next(p.name for p in ceremonies.iterdir())
+
+        def paste(armored: str) -> str:
+            operator.stdin.write(armored)
+            operator.stdin.flush()
+            return _verdict_line(operator.stderr)
+
+        # the custodian's command, as a custodian on another machine runs it (the share on stdin)
+        monkeypatch.setattr(sys, "stdin", io.StringIO(words["amara"] + "\n"))
+        code, amara, err = cli("ceremony", "seal-share", "--to", recipient, "--ceremony", ceremony, "--name", "amara")
+        assert code == 0 and amara.startswith("-----BEGIN AGE ENCRYPTED FILE-----"), err
+        assert words["amara"].split()[6] not in amara
+        assert paste(amara).startswith("accepted: sealed share from amara")
+        replay = paste(amara)
+        assert replay.startswith("refused: sealed share") and "already offered" in replay
+        wrong_ceremony = paste(seal_share(words["chen"], "chen", "lunar-academic-47", recipient))
+        assert "bound to ceremony 'lunar-academic-47'" in wrong_ceremony
+        elsewhere = paste(seal_share(words["chen"], "chen", ceremony, RecoveryIdentity.generate().recipient))
+        assert "sealed to another recipient" in elsewhere
+        assert paste(seal_share(words["chen"], "chen", ceremony, recipient)).startswith("accepted:")
+        assert paste(seal_share(words["emeka"], "emeka", ceremony, recipient)).startswith("accepted:")
+        operator.stdin.close()
+        assert operator.wait(timeout=120) == 0, operator.stderr.read()
+    finally:
+        if operator.poll() is None:
+            operator.kill()
+    assert (tmp_path / "out.jsonl").stat().st_size > 0
+    state = Path(os.environ["ENIGM_RECOVER_STATE_DIR"])
+    entries = _audit(state)
+    refused = [e["inputs"]["reason"] for e in entries if e["action"] == "sealed-share-refused"]
+    assert len(refused) == 3 and "already offered" in refused[0]
+    accepted = [e["inputs"] for e in entries if e["action"] == "share-accepted"]
+    assert [(a["custodian"], a["via"], a["sealed_by"]) for a in accepted] == [
+        ("amara", "sealed share", "amara"), ("chen", "sealed share", "chen"), ("emeka", "sealed share", "emeka")]
+    assert all(a["bound_to_ceremony"] for a in accepted)
+    [report] = state.glob("recoveries/*/report.md")
+    assert "came sealed, from chen" in report.read_text()
+    assert not any(ceremonies.iterdir())
+
+
+def test_a_sealed_share_altered_in_transit_is_refused_with_its_reason(drill) -> None:
+    from enigm_recover.ceremony.sealed import SealedShareInbox, seal_share
+    from enigm_recover.errors import SealedShareRefused, ShareChecksumError
+
+    inbox = SealedShareInbox("lunar-academic-47")
+    words = read_share_file(drill.card("amara")).words
+    armored = seal_share(words, "amara", "lunar-academic-47", inbox.recipient)
+    lines = armored.splitlines()
+    lines[2] = lines[2][:10] + ("A" if lines[2][10] != "A" else "B") + lines[2][11:]
+    with pytest.raises(SealedShareRefused):
+        inbox.open("\n".join(lines))
+    with pytest.raises(SealedShareRefused, match="not an armored age message"):
+        inbox.open(words)
+    assert inbox.open(armored).custodian == "amara"
+    swapped = words.split()
+    swapped[5], swapped[6] = swapped[6], swapped[5]
+    with pytest.raises(ShareChecksumError):  # checked on the custodian's side before anything is sealed
+        seal_share(" ".join(swapped), "amara", "lunar-academic-47", inbox.recipient)
+    assert "words=<redacted>" in repr(inbox.open(seal_share(words, "amara", "lunar-academic-47", inbox.recipient)))

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from enigm_recover.ceremony import protocol
+from enigm_recover.ceremony.sealed import SealedShareInbox
 from enigm_recover.ceremony.folder import (SOCKET, CeremonyPlace, in_group, make_ceremony_folder, os_user, prepare,
                                            start_sweeper, sweep_stale)
-from enigm_recover.errors import CeremonyMismatch, CeremonyProtocolError, CeremonyRefused, EnigmError, ShareError
+from enigm_recover.errors import (CeremonyMismatch, CeremonyProtocolError, CeremonyRefused, EnigmError,
+                                  SealedShareRefused, ShareError)
+from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.quorum_session import QuorumSession
 
 T = TypeVar("T")
@@ -54,6 +57,9 @@ class JoinEvent:
     custodian: str = ""
     reason: str = ""
     progress: str = ""
+    sealed: bool = False  # a sealed share pasted by the operator (no OS user: it came from afar)
+    recipient: str = ""  # OPENED: the ceremony's ephemeral recipient for sealed shares, and its short fingerprint
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ class CeremonyServer:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._shares_by_uid: dict[int, int] = defaultdict(int)
         self._open_connections: set[socket.socket] = set()
+        self.inbox = SealedShareInbox(info.ceremony)  # its identity lives as long as this object, in memory only
 
     # -- opening and closing --------------------------------------------------------------------------------
 
@@ -154,9 +161,11 @@ class CeremonyServer:
             self._remove()
             raise
         self._audit("ceremony-opened", inputs={"folder": str(folder), "group": self.place.group,
+                                                "sealed_share_recipient": self.inbox.recipient,
                                                 **({"stale_removed": ", ".join(stale)} if stale else {})})
         threading.Thread(target=self._accept_loop, name=f"ceremony {self.info.ceremony}", daemon=True).start()
-        self._event(JoinEvent(JoinEventKind.OPENED, reason=str(folder)))
+        self._event(JoinEvent(JoinEventKind.OPENED, reason=str(folder), recipient=self.inbox.recipient,
+                              fingerprint=self.inbox.fingerprint))
         return self
 
     def close(self, reason: str = "the ceremony ended") -> None:
@@ -328,3 +337,33 @@ class CeremonyServer:
             with self._done:
                 self._done.notify_all()
         return True
+
+    # -- sealed shares, pasted by the operator --------------------------------------------------------------------
+
+    def offer_sealed(self, text: str) -> ShareReceipt:
+        """Open a sealed share and offer it to the quorum; SealedShareRefused or the quorum's ShareError."""
+        if self._closed:
+            raise SealedShareRefused(f"ceremony {self.info.ceremony} is closed")
+        try:
+            sealed = self._engine(lambda: self.inbox.open(text))
+        except SealedShareRefused as exc:
+            self._audit("sealed-share-refused", outcome="refused", inputs={"reason": exc.message})
+            self._event(JoinEvent(JoinEventKind.REFUSED, reason=exc.message, sealed=True))
+            raise
+        origin = {"via": "sealed share", "sealed_by": sealed.custodian, "sealed_member_index": sealed.member}
+        try:
+            receipt = self._engine(lambda: self.quorum.add(sealed.words, sealed.custodian, self.info.ceremony,
+                                                           origin))
+        except ShareError as exc:
+            self._event(JoinEvent(JoinEventKind.REJECTED, custodian=sealed.custodian, reason=exc.message,
+                                  progress=self.quorum.entry.describe_progress(), sealed=True))
+            raise
+        progress = self.quorum.entry.describe_progress()
+        self._event(JoinEvent(JoinEventKind.ACCEPTED, custodian=receipt.custodian, reason=f"group "
+                              f"{receipt.group_index + 1}, member {receipt.member_index + 1}", progress=progress,
+                              sealed=True))
+        if self.quorum.complete:
+            self._event(JoinEvent(JoinEventKind.COMPLETE, progress=progress))
+            with self._done:
+                self._done.notify_all()
+        return receipt

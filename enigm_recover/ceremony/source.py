@@ -19,14 +19,17 @@ def ceremony_info(quorum: QuorumSession) -> CeremonyInfo:
 
 class RemoteShares:
     """Opens the ceremony on its socket, waits until the custodians' shares complete the quorum (or the operator
-    stops it: Ctrl-C), and closes it. ``on_event`` shows each join and verdict."""
+    stops it: Ctrl-C), and closes it. ``on_event`` shows each join and verdict; ``wait`` is how the face waits
+    (by default, for the quorum or the close)."""
 
     def __init__(self, place: CeremonyPlace, passphrase: Callable[[], str],
-                 on_event: Callable[[JoinEvent], None] = lambda e: None, shares_per_user: int = 1) -> None:
+                 on_event: Callable[[JoinEvent], None] = lambda e: None, shares_per_user: int = 1,
+                 wait: Callable[[CeremonyServer], None] | None = None) -> None:
         self.place = place
         self._passphrase = passphrase
         self.on_event = on_event
         self.shares_per_user = shares_per_user
+        self._wait = wait or (lambda server: server.wait() and None)
 
     def open(self, quorum: QuorumSession, **options: Any) -> CeremonyServer:
         """The ceremony's server, opened (the caller closes it)."""
@@ -36,7 +39,8 @@ class RemoteShares:
     def enter(self, quorum: QuorumSession) -> None:
         server = self.open(quorum)
         try:
-            complete = server.wait()
+            self._wait(server)  # the face's waiting: e.g. the terminal also takes sealed shares pasted into it
+            complete = quorum.complete
         finally:
             server.close("the quorum is complete" if quorum.complete else "closed by the operator")
         if not complete:

@@ -168,11 +168,11 @@ def share_source(ctx: Context, shares_per_os_user: int = 1) -> Any:
     if getattr(ctx.args, "share_file", None):
         raise UsageError("--remote-shares and --share-file both say where the shares come from", "choose one")
     from enigm_recover.ceremony.source import RemoteShares
-    from enigm_recover.cli.commands_ceremony import print_join_event
+    from enigm_recover.cli.commands_ceremony import print_join_event, wait_taking_sealed_shares
 
     return RemoteShares(ctx.ceremony_place(), lambda: read_passphrase(ctx.args),
                         (lambda e: None) if getattr(ctx.args, "json", False) else print_join_event,
-                        shares_per_os_user)
+                        shares_per_os_user, wait_taking_sealed_shares)
 
 
 def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 from enigm_recover import __version__
 from enigm_recover.cli.commands_app import cmd_app, cmd_default
-from enigm_recover.cli.commands_ceremony import cmd_ceremony_join
+from enigm_recover.cli.commands_ceremony import cmd_ceremony_join, cmd_ceremony_seal_share
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_completion import SHELLS, cmd_completion
 from enigm_recover.cli.commands_drill import cmd_drill
@@ -611,6 +611,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", metavar="CUSTODIAN", help="your name as on your card (default: your login name)")
     _add_ceremony_dir(p)
     p.set_defaults(func=cmd_ceremony_join)
+    p = cersub.add_parser(
+        "seal-share", help="seal your share for a ceremony you join from afar (prints an armored age message)",
+        description="On your own machine (it may be offline): check your share, typed hidden word by word, and seal "
+                    "it to the ceremony's recipient, bound to its id, with your name inside. Send the printed message "
+                    "to the operator over any channel; only that ceremony's process can open it, and only once.",
+        epilog="The operator pastes the message into the app's quorum step, or into the terminal of a run with "
+               "--remote-shares. Without a terminal, the share is read from the first line of stdin.")
+    p.add_argument("--to", required=True, metavar="RECIPIENT", help="the ceremony's age recipient (age1...)")
+    p.add_argument("--ceremony", required=True, metavar="ID", help="the ceremony id the operator gave you")
+    p.add_argument("--name", metavar="CUSTODIAN", help="your name as on your card (default: your login name)")
+    p.set_defaults(func=cmd_ceremony_seal_share)
 
     p = sub.add_parser(
         "completion", help="print a shell completion script (bash, zsh or fish)",
@@ -631,8 +642,9 @@ def _add_ceremony_dir(p: argparse.ArgumentParser) -> None:
 
 def _add_remote_shares(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remote-shares", action="store_true",
-                   help="custodians join from their own sessions on this host (`enigm-recover ceremony join`): "
-                        "the ceremony opens on a socket only the custodians' group can reach")
+                   help="custodians join from their own sessions on this host (`enigm-recover ceremony join`), "
+                        "or from afar with sealed shares pasted here (`ceremony seal-share`): the ceremony opens on "
+                        "a socket only the custodians' group can reach")
     _add_ceremony_dir(p)
 
 

@@ -132,6 +132,8 @@ def build(folder: Path, recoveries: Path | None = None) -> AfterAction:
             name = str(inputs.get("custodian") or "(no name)")
             if inputs.get("os_user"):  # joined from their own session: the OS user the kernel named
                 name = f"{name} (OS user {inputs['os_user']})"
+            elif inputs.get("sealed_by"):
+                name = f"{name} (sealed share)"
             tally = custodians.setdefault(name, {"accepted": 0, "rejected": 0})
             tally["accepted" if action == "share-accepted" else "rejected"] += 1
         failed = action in ERROR_ACTIONS and entry.get("outcome") != "ok"

@@ -213,6 +213,8 @@ def render_markdown(report: dict[str, Any]) -> str:
               + (" (bound to this ceremony)" if p.get("bound_to_ceremony") else "")
               + (f"; joined from OS user {md(p['os_user'])} (uid {p.get('uid', '?')}) over the ceremony socket"
                  if p.get("os_user") else "")
+              + (f"; came sealed, from {md(p['sealed_by'])} (the name inside, for member {p['sealed_member_index']})"
+                 if p.get("sealed_by") else "")
               for p in report["participants"]] or ["- none (no shares were combined)"]
     lines += ["", "## Steps", ""]
     for step in report["steps"]:
