@@ -269,7 +269,7 @@ def test_three_custodians_join_the_app_from_their_own_os_users(os_users: OSUsers
 
             assert (await join("outsider", "amara")).returncode == 81
             assert (await join(0, "amara", "lunar-academic-47")).returncode == 26
-            await until(pilot, lambda: "join refused" in remote())
+            await until(pilot, lambda: ": refused — " in remote())
             assert (await join(0, "amara")).returncode == 0
             await until(pilot, lambda: "amara (OS user " + os_users.members[0].name + "): accepted" in remote())
             assert "amara" in str(app.screen.query_one("#quorum-progress").content)
@@ -380,3 +380,63 @@ def test_a_sealed_share_altered_in_transit_is_refused_with_its_reason(drill) -> 
     with pytest.raises(ShareChecksumError):  # checked on the custodian's side before anything is sealed
         seal_share(" ".join(swapped), "amara", "lunar-academic-47", inbox.recipient)
     assert "words=<redacted>" in repr(inbox.open(seal_share(words, "amara", "lunar-academic-47", inbox.recipient)))
+
+
+@needs_root
+def test_sealed_shares_pasted_into_the_app(os_users: OSUsers, ceremonies: Path, drill, tmp_path: Path) -> None:
+    import asyncio
+
+    from enigm_recover.app.app import RecoverApp
+    from enigm_recover.app.options import drill_options
+    from enigm_recover.app.tour import on, read_cards, until, walk
+    from enigm_recover.ceremony.sealed import seal_share
+    from enigm_recover.drill.serve import serve_drill
+    from tests.conftest import DRILL_AT
+
+    server, doc = serve_drill(drill.root)
+    words = {n: read_share_file(drill.card(n)).words for n in ("amara", "chen", "emeka")}
+    app = RecoverApp(drill_options(doc, state_dir=tmp_path / "state", cache_dir=tmp_path / "cache", operator="dana",
+                                   now=lambda: DRILL_AT, still=True))
+
+    def remote() -> str:
+        return str(app.screen.query_one("#ceremony-remote").content)
+
+    async def paste(pilot, armored: str) -> None:
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: on(app, "SealedShareDialog"))
+        app.screen.query_one("#sealed-text").text = armored
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: on(app, "QuorumScreen"))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await walk(pilot, read_cards({n: drill.card(n) for n in words}), "verify")
+            await pilot.press("enter")
+            await until(pilot, lambda: on(app, "QuorumScreen"))
+            await pilot.press("ctrl+o")
+            await until(pilot, lambda: "From afar" in remote())
+            quorum_screen = app.screen
+            inbox = quorum_screen.remote.inbox
+            assert inbox.recipient in remote() and inbox.fingerprint in remote()
+            ceremony = app.executor.ceremony
+            amara = seal_share(words["amara"], "amara", ceremony, inbox.recipient)
+            await paste(pilot, amara)
+            await until(pilot, lambda: "sealed share from amara: accepted" in remote())
+            await paste(pilot, amara)
+            await until(pilot, lambda: "already offered" in str(app.screen.query_one("#verdict").content))
+            await paste(pilot, seal_share(words["chen"], "chen", "lunar-academic-47", inbox.recipient))
+            await until(pilot, lambda: "bound to ceremony" in str(app.screen.query_one("#verdict").content))
+            assert len(app.executor.quorum().entry.receipts) == 1
+            await paste(pilot, seal_share(words["chen"], "chen", ceremony, inbox.recipient))
+            assert (await asyncio.to_thread(_join, os_users, 2, ceremonies, ceremony, words["emeka"],
+                                            name="emeka")).returncode == 0
+            await until(pilot, lambda: on(app, "SecretDialog"))
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), timeout=300))
+    finally:
+        server.stop()
+    entries = _audit(tmp_path / "state")
+    accepted = [(e["inputs"]["custodian"], e["inputs"]["via"]) for e in entries if e["action"] == "share-accepted"]
+    assert accepted == [("amara", "sealed share"), ("chen", "sealed share"), ("emeka", "ceremony socket")]
+    assert len([e for e in entries if e["action"] == "sealed-share-refused"]) == 2

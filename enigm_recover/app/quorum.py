@@ -16,7 +16,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, Static
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static, TextArea
 
 from enigm_recover.app.dialogs import ConfirmDialog, QuestionDialog, SecretDialog
 from enigm_recover.app.format import inert
@@ -44,6 +45,8 @@ class QuorumScreen(StageScreen):
         Binding("ctrl+o", "remote", "Own sessions",
                 tooltip="Open the ceremony to custodians joining from their own sessions on this host "
                         "(`enigm-recover ceremony join`), or close it"),
+        Binding("ctrl+g", "paste_sealed", "Sealed share",
+                tooltip="Paste a share a custodian sealed from afar (`enigm-recover ceremony seal-share`)"),
     ]
 
     def __init__(self) -> None:
@@ -241,6 +244,23 @@ class QuorumScreen(StageScreen):
             return
         self._show_remote()
 
+    def action_paste_sealed(self) -> None:
+        if self.remote is not None:
+            self.recover.navigator.ask(SealedShareDialog(self.ex.ceremony, self.remote.inbox.fingerprint),
+                                       self._offer_sealed)
+
+    def _offer_sealed(self, armored: str | None) -> None:
+        from enigm_recover.errors import EnigmError
+
+        if not armored or self.remote is None:
+            return
+        try:
+            self.remote.offer_sealed(armored)
+        except EnigmError as exc:  # shown in the ceremony's lines already; the verdict names the next step
+            verdict = Text("✗ Sealed share refused: ", style="bold")
+            verdict.append(inert(exc.one_line()))
+            self._verdict(verdict)
+
     def _on_face(self, work: Any) -> Any:
         """An engine call from the ceremony's threads runs on the app's thread, one at a time."""
         if threading.get_ident() == self._ui_thread:
@@ -253,12 +273,15 @@ class QuorumScreen(StageScreen):
     def _show_join(self, event: Any) -> None:
         from enigm_recover.ceremony.server import JoinEventKind as K
 
-        who = (f"{event.custodian} (OS user {event.os_user})" if event.custodian else f"OS user {event.os_user}")
+        if event.sealed:
+            who = f"sealed share from {event.custodian}" if event.custodian else "a sealed share"
+        else:
+            who = f"{event.custodian} (OS user {event.os_user})" if event.custodian else f"OS user {event.os_user}"
         line = {
             K.JOINED: ("→ ", f"{who} joined and is entering a share", ""),
             K.ACCEPTED: ("✓ ", f"{who}: accepted", "bold"),
             K.REJECTED: ("✗ ", f"{who}: rejected — {event.reason}", "bold"),
-            K.REFUSED: ("✗ ", f"{who}: join refused — {event.reason}", ""),
+            K.REFUSED: ("✗ ", f"{who}: refused — {event.reason}", ""),
             K.LEFT: ("· ", f"{who} left without a share", "dim"),
         }.get(event.kind)
         if line is not None:
@@ -288,6 +311,10 @@ class QuorumScreen(StageScreen):
             text.append("Open to custodians' own sessions: ", style="bold")
             text.append(f"on this host, `enigm-recover ceremony join {self.ex.ceremony}` (group "
                         f"{inert(self.remote.place.group)}); ctrl+o closes it.\n", style="dim")
+            text.append("From afar: ", style="bold")
+            text.append(f"`ceremony seal-share --to {self.remote.inbox.recipient} --ceremony {self.ex.ceremony}` "
+                        f"(recipient fingerprint {self.remote.inbox.fingerprint}); ctrl+g pastes the sealed share.\n",
+                        style="dim")
         elif self.remote_lines:
             text.append("Closed to custodians' own sessions (ctrl+o opens it again).\n", style="dim")
         for line in self.remote_lines:
@@ -423,9 +450,40 @@ class QuorumScreen(StageScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "remote":
             return not self.combining
+        if action == "paste_sealed":
+            return self.remote is not None and not self.combining
         if action == "combine":
             try:
                 return self.quorum.complete and not self.combining
             except Exception:  # noqa: BLE001 - no verified snapshot: nothing to combine
                 return False
         return True
+
+
+class SealedShareDialog(ModalScreen["str | None"]):
+    """A sealed share pasted whole (an armored age message); never shown back once submitted."""
+
+    DEFAULT_CSS = "SealedShareDialog #sealed-text { height: 12; }"
+    BINDINGS = [Binding("ctrl+s", "submit", "Offer the share", priority=True),
+                Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, ceremony: str, fingerprint: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.ceremony, self.fingerprint = ceremony, fingerprint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="sealed-dialog", classes="dialog"):
+            yield Label(Text("Paste a sealed share", style="bold"), classes="dialog-title")
+            yield Static(Text(f"Ceremony {self.ceremony}, recipient fingerprint {self.fingerprint}. Paste the whole "
+                              "message, from -----BEGIN AGE ENCRYPTED FILE----- to its END line; ctrl+s offers it, "
+                              "Esc cancels."))
+            yield TextArea(id="sealed-text", soft_wrap=False, show_line_numbers=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#sealed-text", TextArea).focus()
+
+    def action_submit(self) -> None:
+        self.dismiss(self.query_one("#sealed-text", TextArea).text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
