@@ -440,3 +440,103 @@ def test_sealed_shares_pasted_into_the_app(os_users: OSUsers, ceremonies: Path, 
     accepted = [(e["inputs"]["custodian"], e["inputs"]["via"]) for e in entries if e["action"] == "share-accepted"]
     assert accepted == [("amara", "sealed share"), ("chen", "sealed share"), ("emeka", "ceremony socket")]
     assert len([e for e in entries if e["action"] == "sealed-share-refused"]) == 2
+
+
+# -- the folder and the socket's life (the operator's own group: no other OS user needed) --------------------------
+
+
+def _own_group() -> str:
+    import grp
+
+    return grp.getgrgid(os.getegid()).gr_name
+
+
+def _quorum(tmp_path: Path, fingerprint: str = "SHA256:x"):
+    from enigm_recover.recovery.quorum_session import QuorumSession
+    from enigm_recover.recovery.session import Recovery
+
+    return QuorumSession(Recovery.open(tmp_path / "state", "restore", "dana"), fingerprint)
+
+
+def test_a_stale_socket_is_replaced_never_trusted_and_the_socket_goes_with_the_ceremony(tmp_path: Path) -> None:
+    from enigm_recover.ceremony.folder import CeremonyPlace
+    from enigm_recover.ceremony.server import CeremonyInfo, CeremonyServer
+
+    base = tmp_path / "ceremonies"
+    place = CeremonyPlace(base, _own_group())
+    quorum = _quorum(tmp_path)
+    first = CeremonyServer(quorum, CeremonyInfo("left-behind-11", "SHA256:x", "dana", "host", "restore"), place).open()
+    stale = first.socket_path
+    first._listener.close()  # as after SIGKILL: the file stays, nobody answers on it
+    first._listener = None
+    first._sweeper.kill()  # and the sweeper is gone too
+    first._sweeper.wait()
+    first._sweeper = None
+    assert stale.exists()
+
+    server = CeremonyServer(quorum, CeremonyInfo("lunar-academic-47", "SHA256:x", "dana", "host", "restore"), place)
+    with server:
+        assert not stale.parent.exists()  # found stale and removed before the new one opened
+        assert stat.S_IMODE(server.folder.stat().st_mode) == 0o750
+        assert stat.S_IMODE(server.socket_path.stat().st_mode) == 0o660
+        assert server.folder.stat().st_gid == os.getegid()
+    assert not server.folder.exists() and list(base.iterdir()) == []
+    opened = [e["inputs"] for e in (json.loads(line) for line in quorum.recovery.audit.path.read_text().splitlines())
+              if e["action"] == "ceremony-opened"]
+    assert opened[-1]["stale_removed"] == "left-behind-11"
+
+
+def test_a_ceremonies_folder_others_could_write_in_is_refused(tmp_path: Path) -> None:
+    from enigm_recover.ceremony.folder import CeremonyPlace, prepare
+    from enigm_recover.errors import CeremonyFolderUnsafe
+
+    base = tmp_path / "ceremonies"
+    base.mkdir(mode=0o777)
+    os.chmod(base, 0o777)
+    with pytest.raises(CeremonyFolderUnsafe, match="others can write"):
+        prepare(CeremonyPlace(base, _own_group()))
+    with pytest.raises(CeremonyFolderUnsafe, match="does not exist"):
+        prepare(CeremonyPlace(tmp_path / "other", "enigmt-no-such-group"))
+
+
+@needs_root
+def test_a_run_takes_its_quorum_from_custodians_own_sessions_and_a_runbook_may_allow_more(
+        os_users: OSUsers, ceremonies: Path, drill, tmp_path: Path) -> None:
+    """``run --remote-shares``; a runbook with shares_per_os_user = 2 lets one OS user give two cards' shares."""
+    text = (ROOT / "enigm_recover" / "runbooks" / "tabletop-drill.toml").read_text()
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "two-cards.toml").write_text(text.replace('name = "tabletop-drill"',
+                                                        'name = "two-cards"\nshares_per_os_user = 2', 1))
+    words = {n: read_share_file(drill.card(n)).words for n in ("amara", "chen", "emeka")}
+    log = tmp_path / "operator.log"
+    operator = _operator("run", "two-cards", "--runbooks", folder, "--source", drill.snapshots, "--target",
+                         drill.target, "--allowed-signers", drill.allowed_signers, "--yes", "--operator", "dana",
+                         "--second-operator", "lee", "--remote-shares", log=log)
+    try:
+        ceremony = _open_ceremony(ceremonies, operator, log)
+        for index, name in ((0, "amara"), (0, "chen"), (1, "emeka")):
+            done = _join(os_users, index, ceremonies, ceremony, words[name], name=name)
+            assert done.returncode == 0, done.stderr
+        assert operator.wait(timeout=300) == 0, log.read_text()
+    finally:
+        if operator.poll() is None:
+            operator.kill()
+    accepted = [(e["inputs"]["custodian"], e["inputs"]["os_user"])
+                for e in _audit(Path(os.environ["ENIGM_RECOVER_STATE_DIR"])) if e["action"] == "share-accepted"]
+    assert accepted == [("amara", os_users.members[0].name), ("chen", os_users.members[0].name),
+                        ("emeka", os_users.members[1].name)]
+
+
+def test_shares_per_os_user_is_checked_where_the_runbook_says_it(tmp_path: Path) -> None:
+    from enigm_recover.errors import RunbookInvalid
+    from enigm_recover.runbook.loader import load_runbook
+
+    text = (ROOT / "enigm_recover" / "runbooks" / "tabletop-drill.toml").read_text()
+    for value in ("0", "17", "true", '"2"'):
+        path = tmp_path / "tabletop-drill.toml"
+        path.write_text(text.replace('name = "tabletop-drill"', f'name = "tabletop-drill"\nshares_per_os_user = {value}'))
+        with pytest.raises(RunbookInvalid, match=r"tabletop-drill.toml:3: shares_per_os_user must be"):
+            load_runbook(path)
+    path.write_text(text)
+    assert load_runbook(path).shares_per_os_user == 1

@@ -107,6 +107,11 @@ def prepare(place: CeremonyPlace) -> tuple[Path, int]:
                 f"ask an administrator to make it (owner: you, group {place.group}, mode 0750), or choose one with "
                 "--ceremony-dir or ENIGM_RECOVER_CEREMONY_DIR; you must be a member of the group") from None
         _check_folder(base, "ceremonies folder", {me, 0})
+    info = base.lstat()
+    if info.st_gid != gid or info.st_mode & 0o050 != 0o050:
+        raise CeremonyFolderUnsafe(f"the ceremonies folder {base} is not open to the custodians' group {place.group} "
+                                   "(its group must be that group, with read and search permission)",
+                                   f"chgrp {place.group} {base} && chmod 0750 {base}")
     return base, gid
 
 

@@ -304,7 +304,7 @@ class CeremonyServer:
             self._engine(lambda: self.quorum.recovery.check_ceremony(confirm["ceremony"] or "-"))
         except CeremonyMismatch as exc:
             raise _Refusal(exc.exit_code, exc.message, "check the ceremony id the operator gave you") from None
-        if (problem := self.quorum.entry.name_problem(name)) is not None:
+        if (problem := self._engine(lambda: self.quorum.entry.name_problem(name))) is not None:
             raise _Refusal(ShareError.exit_code, problem, "join again with --name and your name as on your card")
         if self._shares_by_uid[uid] >= self.shares_per_user:
             raise _Refusal(CeremonyRefused.exit_code, f"OS user {user} has already given a share in this ceremony",
