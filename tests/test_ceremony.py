@@ -540,3 +540,58 @@ def test_shares_per_os_user_is_checked_where_the_runbook_says_it(tmp_path: Path)
             load_runbook(path)
     path.write_text(text)
     assert load_runbook(path).shares_per_os_user == 1
+
+
+def test_a_custodian_at_a_terminal_confirms_the_id_then_fixes_a_slip_word_by_word(tmp_path: Path, drill, cli,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terminal path of `ceremony join`, in this process (the operator's own OS user may join too)."""
+    import getpass
+    import pwd
+
+    from enigm_recover.ceremony.folder import CeremonyPlace
+    from enigm_recover.ceremony.server import CeremonyInfo, CeremonyServer
+
+    fingerprint = drill.doc["recovery"]["fingerprint"]
+    quorum = _quorum(tmp_path, fingerprint)
+    ceremony = quorum.recovery.ceremony
+    place = CeremonyPlace(tmp_path / "c", _own_group())
+    words = read_share_file(drill.card("amara")).words.split()
+    slipped = [*words[:6], "xqzz", *words[7:]]
+    answers = iter(["", ceremony.upper().replace("-", " "), " ".join(slipped), words[6][:4]])
+    prompts: list[str] = []
+
+    def ask(prompt: str = "", stream: object = None) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(getpass, "getpass", ask)
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setenv("ENIGM_RECOVER_CEREMONY_DIR", str(place.folder))
+    with CeremonyServer(quorum, CeremonyInfo(ceremony, fingerprint, "dana", "jump-1", "restore"), place):
+        code, out, err = cli("ceremony", "join", "--name", "amara")
+    assert code == 0, err
+    assert f"ceremony     {ceremony}" in err and "operator     dana (OS user " in err and "jump-1" in err
+    assert prompts[-1] == "Word 7 of 33: "  # only the slip is asked again, by its position
+    assert not any(" ".join(words[i:i + 3]) in err + out for i in range(0, 30))
+    [receipt] = quorum.entry.receipts
+    assert receipt.custodian == "amara"
+    accepted = [e["inputs"] for e in (json.loads(line) for line in quorum.recovery.audit.path.read_text().splitlines())
+                if e["action"] == "share-accepted"]
+    assert accepted[0]["os_user"] == pwd.getpwuid(os.geteuid()).pw_name and accepted[0]["uid"] == os.geteuid()
+    assert accepted[0]["bound_to_ceremony"]
+
+
+def test_a_ceremonies_folder_too_deep_for_a_socket_is_named(tmp_path: Path) -> None:
+    from enigm_recover.ceremony.folder import CeremonyPlace
+    from enigm_recover.ceremony.server import CeremonyInfo, CeremonyServer
+    from enigm_recover.errors import CeremonyFolderUnsafe
+
+    place = CeremonyPlace(tmp_path / ("d" * 100), _own_group())
+    server = CeremonyServer(_quorum(tmp_path), CeremonyInfo("lunar-academic-47", "SHA256:x", "dana", "h", "r"), place)
+    with pytest.raises(CeremonyFolderUnsafe, match="longer than a UNIX socket's path"):
+        server.open()
+    assert list(place.folder.iterdir()) == []

@@ -435,6 +435,7 @@ class QuorumScreen(StageScreen):
         if not confirmed:
             self._verdict(Text("Nothing discarded: the accepted shares are kept.", style="dim"))
             return
+        self._close_remote("the share entry was restarted")  # its socket fed the discarded entry
         try:
             self.ex.restart_quorum()
         except Exception as exc:  # noqa: BLE001 - the audit log cannot be written: a dialog

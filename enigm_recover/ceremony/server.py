@@ -26,7 +26,8 @@ from enigm_recover.ceremony import protocol
 from enigm_recover.ceremony.sealed import SealedShareInbox
 from enigm_recover.ceremony.folder import (SOCKET, CeremonyPlace, in_group, make_ceremony_folder, os_user, prepare,
                                            start_sweeper, sweep_stale)
-from enigm_recover.errors import (CeremonyMismatch, CeremonyProtocolError, CeremonyRefused, EnigmError,
+from enigm_recover.errors import (CeremonyFolderUnsafe, CeremonyMismatch, CeremonyProtocolError, CeremonyRefused,
+                                  EnigmError,
                                   SealedShareRefused, ShareError)
 from enigm_recover.quorum.entry import ShareReceipt
 from enigm_recover.recovery.quorum_session import QuorumSession
@@ -157,6 +158,13 @@ class CeremonyServer:
             self._listener = listener
             self._sweeper = start_sweeper(folder)
             os.chmod(folder, 0o750)
+        except OSError as exc:
+            self._remove()
+            long = len(os.fsencode(folder / SOCKET)) >= 108  # sun_path's size on Linux
+            raise CeremonyFolderUnsafe(
+                f"cannot open the ceremony's socket in {folder}: "
+                + ("its path is longer than a UNIX socket's path may be" if long else str(exc.strerror or exc)),
+                "choose a shorter --ceremony-dir" if long else None) from None
         except BaseException:
             self._remove()
             raise
