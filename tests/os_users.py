@@ -44,6 +44,7 @@ class OSUsers:
     members: list[OSUser]
     outsider: OSUser
     python: str = ""
+    python_env: dict[str, str] = field(default_factory=dict)  # PYTHONHOME etc. for a copied interpreter
     pythonpath: str = ""
     home: Path = Path("/nonexistent")
     made: list[str] = field(default_factory=list)
@@ -52,7 +53,7 @@ class OSUsers:
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8",
                 "PYTHONPATH": self.pythonpath, "PYTHONDONTWRITEBYTECODE": "1",
                 "ENIGM_RECOVER_CONFIG": str(self.home / "no-config.toml"),
-                "ENIGM_RECOVER_STATE_DIR": str(self.home / "state"), **extra}
+                "ENIGM_RECOVER_STATE_DIR": str(self.home / "state"), **self.python_env, **extra}
 
     def popen(self, user: OSUser, argv: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen:
         return subprocess.Popen(argv, user=user.uid, group=user.gid, extra_groups=list(user.groups), env=env,
@@ -82,18 +83,31 @@ def _runs_as(user: OSUser, argv: list[str], env: dict[str, str], cwd: str) -> bo
     return done.returncode == 0
 
 
-def _reachable_python(user: OSUser, cwd: str) -> str:
-    """An interpreter of this Python version that ``user`` can run."""
+def _reachable_python(user: OSUser, root: Path) -> tuple[str, dict[str, str]]:
+    """An interpreter of this Python version that ``user`` can run, and the environment it needs: one installed
+    where everybody can run it, else a copy of this one's installation (its standard library, without tests)."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     candidates = [sys.executable, os.path.realpath(sys.executable), getattr(sys, "_base_executable", ""),
                   shutil.which(f"python{version}") or "", f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
-    check = f"import sys; sys.exit(0 if '%d.%d' % sys.version_info[:2] == '{version}' else 1)"
-    for candidate in dict.fromkeys(c for c in candidates if c):
-        if _runs_as(user, [candidate, "-c", check], {"PATH": "/usr/bin:/bin"}, cwd):
-            return candidate
+    check = f"import sys, ssl, json; sys.exit(0 if '%d.%d' % sys.version_info[:2] == '{version}' else 1)"
+    if not os.environ.get("ENIGMT_COPY_PYTHON"):  # set to try the copy even when an installed one would do
+        for candidate in dict.fromkeys(c for c in candidates if c):
+            if _runs_as(user, [candidate, "-c", check], {"PATH": "/usr/bin:/bin"}, str(root)):
+                return candidate, {}
+    home = root / "python"
+    ignore = shutil.ignore_patterns("test", "tests", "site-packages", "__pycache__", "idlelib", "turtledemo",
+                                    "ensurepip", "config-*", "*.a")
+    shutil.copytree(Path(sys.base_prefix) / "lib", home / "lib", symlinks=True, ignore=ignore)
+    (home / "bin").mkdir()
+    real = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    shutil.copy2(real, home / "bin" / f"python{version}")
+    env = {"PYTHONHOME": str(home), "LD_LIBRARY_PATH": str(home / "lib")}
+    python = str(home / "bin" / f"python{version}")
+    if _runs_as(user, [python, "-c", check], {"PATH": "/usr/bin:/bin", **env}, str(root)):
+        return python, env
     raise RuntimeError(f"no Python {version} interpreter that an ordinary user can run was found (tried "
-                       f"{', '.join(dict.fromkeys(c for c in candidates if c))}): install python{version} "
-                       "system-wide to run these tests")
+                       f"{', '.join(dict.fromkeys(c for c in candidates if c))} and a copy of {sys.base_prefix}): "
+                       f"install python{version} system-wide to run these tests")
 
 
 def _package_path(users: OSUsers, user: OSUser, root: Path) -> str:
@@ -141,7 +155,7 @@ def make_os_users(members: int = 3) -> OSUsers:
         users = OSUsers(tag, grp.getgrnam(tag).gr_gid, [_user(f"{tag}c{i}") for i in range(1, members + 1)],
                         _user(f"{tag}x"), home=home, made=made)
         users.made.append(f"dir:{root}")
-        users.python = _reachable_python(users.members[0], str(root))
+        users.python, users.python_env = _reachable_python(users.members[0], root)
         users.pythonpath = _package_path(users, users.members[0], root)
         return users
     except BaseException:
