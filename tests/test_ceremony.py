@@ -465,14 +465,14 @@ def test_a_stale_socket_is_replaced_never_trusted_and_the_socket_goes_with_the_c
     base = tmp_path / "ceremonies"
     place = CeremonyPlace(base, _own_group())
     quorum = _quorum(tmp_path)
-    first = CeremonyServer(quorum, CeremonyInfo("left-behind-11", "SHA256:x", "dana", "host", "restore"), place).open()
-    stale = first.socket_path
-    first._listener.close()  # as after SIGKILL: the file stays, nobody answers on it
-    first._listener = None
-    first._sweeper.kill()  # and the sweeper is gone too
-    first._sweeper.wait()
-    first._sweeper = None
-    assert stale.exists()
+    first = CeremonyServer(quorum, CeremonyInfo("lively-ceremony-12", "SHA256:x", "dana", "host", "restore"), place)
+    first.open()  # another ceremony of the same operator, alive: left alone
+    # as after a SIGKILL of the operator and of its sweeper: the folder and the socket file stay, nobody answers
+    stale = base / "left-behind-11" / "socket"
+    stale.parent.mkdir(mode=0o750)
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(stale))
+    dead.close()
 
     server = CeremonyServer(quorum, CeremonyInfo("lunar-academic-47", "SHA256:x", "dana", "host", "restore"), place)
     with server:
@@ -480,6 +480,8 @@ def test_a_stale_socket_is_replaced_never_trusted_and_the_socket_goes_with_the_c
         assert stat.S_IMODE(server.folder.stat().st_mode) == 0o750
         assert stat.S_IMODE(server.socket_path.stat().st_mode) == 0o660
         assert server.folder.stat().st_gid == os.getegid()
+        assert first.socket_path.exists()
+    first.close()
     assert not server.folder.exists() and list(base.iterdir()) == []
     opened = [e["inputs"] for e in (json.loads(line) for line in quorum.recovery.audit.path.read_text().splitlines())
               if e["action"] == "ceremony-opened"]

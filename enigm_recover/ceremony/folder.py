@@ -13,6 +13,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 import shutil
 import socket
 import stat
@@ -195,8 +196,11 @@ def find(place: CeremonyPlace, ceremony: str | None) -> OpenCeremony:
         raise CeremonyUnavailable(f"no ceremony is open: the ceremonies folder {base} does not exist",
                                   "ask the operator to open the ceremony, or pass the operator's --ceremony-dir") \
             from None
+    except PermissionError:
+        raise not_in_group(base) from None
     if ceremony is not None:
-        if ceremony_id_problem(ceremony) is not None or "/" in ceremony or ceremony.startswith("."):
+        ceremony = ceremony.strip().lower()
+        if ceremony_id_problem(ceremony) is not None or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,80}", ceremony):
             raise CeremonyUnavailable("that is not a ceremony id", "ceremony ids look like lunar-academic-47")
         names = [ceremony]
     else:

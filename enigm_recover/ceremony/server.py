@@ -198,6 +198,10 @@ class CeremonyServer:
     def _remove(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept(): close() alone does not
+            except OSError:
+                pass
             listener.close()
         if self.folder is not None:
             import shutil
