@@ -597,3 +597,36 @@ def test_a_ceremonies_folder_too_deep_for_a_socket_is_named(tmp_path: Path) -> N
     with pytest.raises(CeremonyFolderUnsafe, match="longer than a UNIX socket's path"):
         server.open()
     assert list(place.folder.iterdir()) == []
+
+
+def test_a_peer_speaking_garbage_is_dropped_and_the_ceremony_goes_on(tmp_path: Path, drill) -> None:
+    from enigm_recover.ceremony.client import CeremonyConnection
+    from enigm_recover.ceremony.folder import CeremonyPlace
+    from enigm_recover.ceremony.server import CeremonyInfo, CeremonyServer, JoinEventKind
+    from enigm_recover.errors import CeremonyUnavailable
+
+    fingerprint = drill.doc["recovery"]["fingerprint"]
+    quorum = _quorum(tmp_path, fingerprint)
+    ceremony = quorum.recovery.ceremony
+    place = CeremonyPlace(tmp_path / "c", _own_group())
+    events: list = []
+    server = CeremonyServer(quorum, CeremonyInfo(ceremony, fingerprint, "dana", "h", "restore"), place,
+                            on_event=events.append).open()
+    try:
+        for junk in (b"\xff\xff\xff\xff", b"\x00\x00\x00\x05nope!", b"\x00\x00\x00\x02{}"):
+            raw = socket.socket(socket.AF_UNIX)
+            raw.connect(str(server.socket_path))
+            protocol.receive(raw, "hello")
+            raw.sendall(junk)
+            assert raw.recv(1) == b""  # dropped
+            raw.close()
+        with CeremonyConnection(place, ceremony) as conn:
+            assert conn.connect().fingerprint == fingerprint
+            conn.confirm(ceremony, "amara")
+            conn.add(read_share_file(drill.card("amara")).words, "amara", ceremony)
+        assert [r.custodian for r in quorum.entry.receipts] == ["amara"]
+    finally:
+        server.close()
+    assert events[-1].kind is JoinEventKind.CLOSED
+    with pytest.raises(CeremonyUnavailable, match="is not open"):  # a closed ceremony refuses joins
+        CeremonyConnection(place, ceremony).connect()

@@ -261,16 +261,17 @@ class CeremonyServer:
     def _serve(self, conn: socket.socket) -> None:
         self._open_connections.add(conn)
         who: dict[str, Any] = {}
+        joined: list[str] = []  # the custodian's name once the confirmation held
         try:
             _, uid, _ = peer_credentials(conn)
             who = {"os_user": os_user(uid), "uid": uid}
-            self._join(conn, uid, who)
+            self._join(conn, uid, who, joined)
         except _Refusal as refusal:
             self._refuse(conn, who, refusal)
         except (OSError, CeremonyProtocolError) as exc:
             reason = exc.message if isinstance(exc, CeremonyProtocolError) else "the custodian's process went away"
-            if who:
-                self._event(JoinEvent(JoinEventKind.LEFT, who["os_user"], who["uid"], reason=reason))
+            if joined:  # a peer gone before confirming (a probe for stale sockets, say) is no custodian leaving
+                self._event(JoinEvent(JoinEventKind.LEFT, who["os_user"], who["uid"], joined[0], reason=reason))
         finally:
             self._open_connections.discard(conn)
             conn.close()
@@ -296,7 +297,7 @@ class CeremonyServer:
             raise _Refusal(CeremonyRefused.exit_code, f"the quorum of ceremony {self.info.ceremony} is complete: "
                            "no more shares are needed")
 
-    def _join(self, conn: socket.socket, uid: int, who: dict[str, Any]) -> None:
+    def _join(self, conn: socket.socket, uid: int, who: dict[str, Any], joined: list[str]) -> None:
         user = who["os_user"]
         if uid != os.geteuid() and not in_group(uid, self._gid):
             raise _Refusal(CeremonyRefused.exit_code, f"OS user {user} is not in the custodians' group "
@@ -322,6 +323,7 @@ class CeremonyServer:
             raise _Refusal(CeremonyRefused.exit_code, f"OS user {user} has already given a share in this ceremony",
                            "each custodian joins from their own OS user")
         protocol.send(conn, "ready", os_user=user)
+        joined.append(name)
         self._event(JoinEvent(JoinEventKind.JOINED, user, uid, name))
         conn.settimeout(SHARE_SECONDS)
         for _ in range(SHARE_ATTEMPTS):
