@@ -236,7 +236,8 @@ class QuorumScreen(StageScreen):
         self._ui_thread = threading.get_ident()
         place = self.recover.options.ceremony_place or place_from_environment()
         try:
-            self.remote = RemoteShares(place, lambda: "", self._join_event, self.ex.runbook.shares_per_os_user) \
+            per_user = getattr(getattr(self.ex, "runbook", None), "shares_per_os_user", 1)  # a quorum test: 1
+            self.remote = RemoteShares(place, lambda: "", self._join_event, per_user) \
                 .open(self.quorum, run_on_face=self._on_face)
         except Exception as exc:  # noqa: BLE001 - no group, a folder that is not safe: a dialog naming it
             self.remote = None
