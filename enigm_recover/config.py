@@ -38,6 +38,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "target_environment": ("ENIGM_RECOVER_TARGET_ENVIRONMENT",
                            "the environment of the default target (e.g. prod): restoring a snapshot of another "
                            "environment into it is refused"),
+    "ceremony_dir": ("ENIGM_RECOVER_CEREMONY_DIR", "where ceremonies open their socket for custodians joining from "
+                     "their own sessions (default /run/enigm-recover/ceremonies)"),
+    "custodian_group": ("ENIGM_RECOVER_CUSTODIAN_GROUP", "the OS group whose members may join a ceremony "
+                        "(default enigm-custodians)"),
 }
 
 

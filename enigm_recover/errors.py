@@ -327,3 +327,43 @@ class CardUnmatched(EnigmError):
 
     exit_code = 61
     hint = "check the card against the recovery.pub of its ceremony, with that folder's keys.toml beside it"
+
+
+# -- custodians joining a ceremony from their own sessions (exit codes 80–89) ------------------------------------
+
+
+class CeremonyUnavailable(EnigmError):
+    """No open ceremony answers: none is open, the one named is not, or its operator's process ended."""
+
+    exit_code = 80
+    hint = "ask the operator to open the ceremony (a run with --remote-shares, or the app's quorum step)"
+
+
+class CeremonyRefused(EnigmError):
+    """The operator's process refused this join (outside the custodians' group, too many attempts, a second share
+    from the same OS user, a closed ceremony)."""
+
+    exit_code = 81
+    hint = "call the operator; the audit log records the refusal and its reason"
+
+
+class CeremonyFolderUnsafe(EnigmError):
+    """The ceremonies folder or the custodians' group cannot keep the socket to the operator and the group."""
+
+    exit_code = 82
+    hint = "see `--ceremony-dir` and the custodian_group setting in the README"
+
+
+class CeremonyProtocolError(EnigmError):
+    """A message on the ceremony socket is malformed or too large; the peer is dropped."""
+
+    exit_code = 83
+    hint = "use the same enigm-recover version on both sides"
+
+
+class SealedShareRefused(EnigmError):
+    """A sealed share that cannot be taken: sealed to another recipient, bound to another ceremony, offered twice,
+    or not an armored age message of a share."""
+
+    exit_code = 84
+    hint = "the custodian seals the share again with `ceremony seal-share`, to the recipient and ceremony id shown now"

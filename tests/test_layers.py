@@ -10,7 +10,7 @@ import enigm_recover
 PACKAGE = Path(enigm_recover.__file__).parent
 # Each layer may import itself and the layers after it in this list; snapshot/ holds the listing contract,
 # so it sits below sources/, which implements it.
-LAYERS = ["app", "cli", "runbook", "recovery", "sources", "snapshot", "quorum", "state"]
+LAYERS = ["app", "cli", "runbook", "ceremony", "recovery", "sources", "snapshot", "quorum", "state"]
 
 
 def _imports(path: Path) -> set[str]:

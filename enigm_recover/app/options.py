@@ -50,6 +50,7 @@ class AppOptions:
     target_environment: str | None = None  # the configured target's environment: another one's snapshot is refused
     drill: DrillInfo | None = None
     resume: bool = False  # open the newest paused run of the runbook straight away
+    ceremony_place: Any = None  # where custodians join from their own sessions (None: the environment's, or the default)
     # seams for tests and screenshots: nothing on screen may depend on the clock, the host or chance
     ceremony: str | None = None  # a fixed ceremony id (normally random)
     now: Callable[[], datetime] = _utc_now  # snapshot ages are relative to this

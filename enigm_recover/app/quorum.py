@@ -9,13 +9,15 @@ SLIP-39 passphrase, asked in a hidden field).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, Static
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static, TextArea
 
 from enigm_recover.app.dialogs import ConfirmDialog, QuestionDialog, SecretDialog
 from enigm_recover.app.format import inert
@@ -40,6 +42,11 @@ class QuorumScreen(StageScreen):
         Binding("ctrl+l", "clear_share", "Clear the share", tooltip="Empty the share field and start it again"),
         Binding("ctrl+n", "restart", "Discard all shares",
                 tooltip="Discard every accepted share and start the entry again (asks first)"),
+        Binding("ctrl+o", "remote", "Own sessions",
+                tooltip="Open the ceremony to custodians joining from their own sessions on this host "
+                        "(`enigm-recover ceremony join`), or close it"),
+        Binding("ctrl+g", "paste_sealed", "Sealed share",
+                tooltip="Paste a share a custodian sealed from afar (`enigm-recover ceremony seal-share`)"),
     ]
 
     def __init__(self) -> None:
@@ -47,6 +54,10 @@ class QuorumScreen(StageScreen):
         self.rejected: list[tuple[str, str]] = []  # (custodian, reason)
         self.combining = False
         self._verdict_on: str | None = None  # the share field's value the verdict is about
+        self.remote: Any = None  # the ceremony's socket, while custodians may join from their own sessions
+        self.remote_lines: list[Text] = []
+        self._showing = True  # False once the screen is going away
+        self._ui_thread = threading.get_ident()
 
     @property
     def quorum(self) -> Any:
@@ -68,6 +79,9 @@ class QuorumScreen(StageScreen):
                 yield ShareInput(id="share", placeholder="type the 33 words from your card, Enter when done")
                 yield Static("", id="word-state")
                 yield Static("", id="verdict")
+                remote = Static("", id="ceremony-remote")
+                remote.display = False  # shown once the ceremony is opened to custodians' own sessions
+                yield remote
             yield Static("", id="quorum-progress")
 
     def on_mount(self) -> None:
@@ -165,6 +179,7 @@ class QuorumScreen(StageScreen):
         self._verdict(verdict, "")
         self._show_progress()
         if self.quorum.complete:
+            self._close_remote("the quorum is complete")
             self.action_combine()
         else:
             name_field.focus()
@@ -205,6 +220,114 @@ class QuorumScreen(StageScreen):
         text.rstrip()
         self.query_one("#quorum-progress", Static).update(text)
         self.refresh_bindings()
+
+    # -- custodians joining from their own sessions -------------------------------------------------------
+
+    def action_remote(self) -> None:
+        """Open the ceremony's socket (or close it): custodians on this host join with `ceremony join`."""
+        if self.remote is not None:
+            self._close_remote("closed by the operator")
+            return
+        if self.quorum.complete or self.combining:
+            return
+        from enigm_recover.ceremony.folder import place_from_environment
+        from enigm_recover.ceremony.source import RemoteShares
+
+        self._ui_thread = threading.get_ident()
+        place = self.recover.options.ceremony_place or place_from_environment()
+        try:
+            per_user = getattr(getattr(self.ex, "runbook", None), "shares_per_os_user", 1)  # a quorum test: 1
+            self.remote = RemoteShares(place, lambda: "", self._join_event, per_user) \
+                .open(self.quorum, run_on_face=self._on_face)
+        except Exception as exc:  # noqa: BLE001 - no group, a folder that is not safe: a dialog naming it
+            self.remote = None
+            self.recover.show_error(exc)
+            return
+        self._show_remote()
+
+    def action_paste_sealed(self) -> None:
+        if self.remote is not None:
+            self.recover.navigator.ask(SealedShareDialog(self.ex.ceremony, self.remote.inbox.fingerprint),
+                                       self._offer_sealed)
+
+    def _offer_sealed(self, armored: str | None) -> None:
+        from enigm_recover.errors import EnigmError
+
+        if not armored or self.remote is None:
+            return
+        try:
+            self.remote.offer_sealed(armored)
+        except EnigmError as exc:  # shown in the ceremony's lines already; the verdict names the next step
+            verdict = Text("✗ Sealed share refused: ", style="bold")
+            verdict.append(inert(exc.one_line()))
+            self._verdict(verdict)
+
+    def _on_face(self, work: Any) -> Any:
+        """An engine call from the ceremony's threads runs on the app's thread, one at a time."""
+        if threading.get_ident() == self._ui_thread:
+            return work()
+        return self.app.call_from_thread(work)
+
+    def _join_event(self, event: Any) -> None:
+        self._on_face(lambda: self._show_join(event))
+
+    def _show_join(self, event: Any) -> None:
+        from enigm_recover.ceremony.server import JoinEventKind as K
+
+        if event.sealed:
+            who = f"sealed share from {event.custodian}" if event.custodian else "a sealed share"
+        else:
+            who = f"{event.custodian} (OS user {event.os_user})" if event.custodian else f"OS user {event.os_user}"
+        line = {
+            K.JOINED: ("→ ", f"{who} joined and is entering a share", ""),
+            K.ACCEPTED: ("✓ ", f"{who}: accepted", "bold"),
+            K.REJECTED: ("✗ ", f"{who}: rejected — {event.reason}", "bold"),
+            K.REFUSED: ("✗ ", f"{who}: refused — {event.reason}", ""),
+            K.LEFT: ("· ", f"{who} left without a share", "dim"),
+        }.get(event.kind)
+        if line is not None:
+            text = Text(line[0], style=line[2])
+            text.append(inert(line[1]), style=line[2])
+            self.remote_lines = [*self.remote_lines, text][-6:]
+        if event.kind is K.REJECTED and event.custodian:
+            self.rejected.append((event.custodian, event.reason))
+        if self._showing and self.is_mounted:
+            self._show_remote()
+            self._show_progress()
+        if event.kind is K.COMPLETE:
+            self._close_remote("the quorum is complete")
+            self.action_combine()
+
+    def _close_remote(self, reason: str, *, show: bool = True) -> None:
+        remote, self.remote = self.remote, None
+        self._showing = show
+        if remote is not None:
+            remote.close(reason)
+        if show and self.is_mounted:
+            self._show_remote()
+
+    def _show_remote(self) -> None:
+        text = Text()
+        if self.remote is not None:
+            text.append("Open to custodians' own sessions: ", style="bold")
+            text.append(f"on this host, `enigm-recover ceremony join {self.ex.ceremony}` (group "
+                        f"{inert(self.remote.place.group)}); ctrl+o closes it.\n", style="dim")
+            text.append("From afar: ", style="bold")
+            text.append(f"`ceremony seal-share --to {self.remote.inbox.recipient} --ceremony {self.ex.ceremony}` "
+                        f"(recipient fingerprint {self.remote.inbox.fingerprint}); ctrl+g pastes the sealed share.\n",
+                        style="dim")
+        elif self.remote_lines:
+            text.append("Closed to custodians' own sessions (ctrl+o opens it again).\n", style="dim")
+        for line in self.remote_lines:
+            text.append_text(line)
+            text.append("\n")
+        text.rstrip()
+        shown = self.query_one("#ceremony-remote", Static)
+        shown.update(text)
+        shown.display = bool(text.plain)
+
+    def on_unmount(self) -> None:
+        self._close_remote("the quorum step ended", show=False)  # the widgets are gone already
 
     # -- combining ----------------------------------------------------------------------------------------
 
@@ -313,6 +436,7 @@ class QuorumScreen(StageScreen):
         if not confirmed:
             self._verdict(Text("Nothing discarded: the accepted shares are kept.", style="dim"))
             return
+        self._close_remote("the share entry was restarted")  # its socket fed the discarded entry
         try:
             self.ex.restart_quorum()
         except Exception as exc:  # noqa: BLE001 - the audit log cannot be written: a dialog
@@ -326,9 +450,42 @@ class QuorumScreen(StageScreen):
         self.query_one("#custodian", Input).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "remote":
+            return not self.combining
+        if action == "paste_sealed":
+            return self.remote is not None and not self.combining
         if action == "combine":
             try:
                 return self.quorum.complete and not self.combining
             except Exception:  # noqa: BLE001 - no verified snapshot: nothing to combine
                 return False
         return True
+
+
+class SealedShareDialog(ModalScreen["str | None"]):
+    """A sealed share pasted whole (an armored age message); never shown back once submitted."""
+
+    DEFAULT_CSS = "SealedShareDialog #sealed-text { height: 12; }"
+    BINDINGS = [Binding("ctrl+s", "submit", "Offer the share", priority=True),
+                Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, ceremony: str, fingerprint: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.ceremony, self.fingerprint = ceremony, fingerprint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="sealed-dialog", classes="dialog"):
+            yield Label(Text("Paste a sealed share", style="bold"), classes="dialog-title")
+            yield Static(Text(f"Ceremony {self.ceremony}, recipient fingerprint {self.fingerprint}. Paste the whole "
+                              "message, from -----BEGIN AGE ENCRYPTED FILE----- to its END line; ctrl+s offers it, "
+                              "Esc cancels."))
+            yield TextArea(id="sealed-text", soft_wrap=False, show_line_numbers=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#sealed-text", TextArea).focus()
+
+    def action_submit(self) -> None:
+        self.dismiss(self.query_one("#sealed-text", TextArea).text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -45,7 +45,7 @@ def app_options(ctx: Context, *, source: str | None, target: str | None, allowed
         identities=[Path(p) for p in (getattr(args, "identity", None) or [])],
         accept_host_key=getattr(args, "accept_new_host_key", None), recipient=Path(recipient) if recipient else None,
         signer=_signer_factory(getattr(args, "audit_key", None)), resume=resume,
-        target_environment=config.target_environment(target, None, ctx.config))
+        target_environment=config.target_environment(target, None, ctx.config), ceremony_place=ctx.ceremony_place())
 
 
 def launch(options: Any) -> int:

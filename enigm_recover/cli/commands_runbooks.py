@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from enigm_recover.cli.context import Context, enter_shares, read_passphrase
+from enigm_recover.cli.context import Context, share_source
 from enigm_recover.cli.output import audit_head_line, emit_json, print_listing, progress_for
 from enigm_recover.errors import EnigmError, RestoreNotVerified, RunStateError, UsageError
 from enigm_recover.runbook.model import Action, StepStatus
@@ -145,8 +145,9 @@ def _walk(ctx: Context, ex: Any) -> None:
         if step.action is Action.GATHER_QUORUM or ex.needs_quorum:
             if ex.needs_quorum and step.action is not Action.GATHER_QUORUM:
                 say(f"the recovery key is needed again after the resume: custodians, ceremony {ex.ceremony}")
-            enter_shares(ctx, ex.quorum())
-            ex.combine(read_passphrase(args))
+            shares = share_source(ctx, ex.runbook.shares_per_os_user)
+            shares.enter(ex.quorum())
+            ex.combine(shares.passphrase())
         if step.action is Action.RESTORE and not args.json:
             for plan_step, p in ex.restore_preview(progress):
                 say(f"    plan: {plan_step.name} ({plan_step.describe()}): insert {p.inserts:,}, overwrite "

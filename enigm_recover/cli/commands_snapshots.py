@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from enigm_recover.cli.context import Context, TerminalShares, ask_hidden, open_pipeline, open_recovery
+from enigm_recover.cli.context import Context, ask_hidden, open_pipeline, open_recovery, share_source
 from enigm_recover.cli.output import audit_head_line, check_mark, emit_json, print_listing, progress_for
 from enigm_recover.errors import InputFileError, OutputExistsError, UsageError
 
@@ -129,4 +129,4 @@ def open_sealed(ctx: Context, pipeline: Any, before_shares: Any = None) -> tuple
                                          environment=ctx.snapshot_environment(ctx.args.id))
     if before_shares is not None:
         before_shares(verified.manifest)
-    return verified, pipeline.gather(TerminalShares(ctx))
+    return verified, pipeline.gather(share_source(ctx))

@@ -114,6 +114,14 @@ class Context:
 
         return audit_signer(Path(key) if key else None, ask_hidden)
 
+    def ceremony_place(self) -> Any:
+        """Where ceremonies open and the custodians' group: --ceremony-dir, the environment, the config file."""
+        from enigm_recover.ceremony.folder import DEFAULT_DIR, DEFAULT_GROUP, CeremonyPlace
+
+        folder = self.setting(getattr(self.args, "ceremony_dir", None), "ceremony_dir")
+        return CeremonyPlace(Path(folder) if folder else DEFAULT_DIR,
+                             self.setting(None, "custodian_group") or DEFAULT_GROUP)
+
     def allowed_signers(self) -> Any:
         from enigm_recover.snapshot.signature import load_allowed_signers
 
@@ -150,6 +158,21 @@ class TerminalShares:
 
     def passphrase(self) -> str:
         return read_passphrase(self.ctx.args)
+
+
+def share_source(ctx: Context, shares_per_os_user: int = 1) -> Any:
+    """The pipeline's share source for this command: custodians joining over the ceremony socket
+    (--remote-shares), or the terminal's (share files, stdin lines, hidden prompts)."""
+    if not getattr(ctx.args, "remote_shares", False):
+        return TerminalShares(ctx)
+    if getattr(ctx.args, "share_file", None):
+        raise UsageError("--remote-shares and --share-file both say where the shares come from", "choose one")
+    from enigm_recover.ceremony.source import RemoteShares
+    from enigm_recover.cli.commands_ceremony import print_join_event, wait_taking_sealed_shares
+
+    return RemoteShares(ctx.ceremony_place(), lambda: read_passphrase(ctx.args),
+                        (lambda e: None) if getattr(ctx.args, "json", False) else print_join_event,
+                        shares_per_os_user, wait_taking_sealed_shares)
 
 
 def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 from enigm_recover import __version__
 from enigm_recover.cli.commands_app import cmd_app, cmd_default
+from enigm_recover.cli.commands_ceremony import cmd_ceremony_join, cmd_ceremony_seal_share
 from enigm_recover.cli.commands_audit import cmd_audit_verify
 from enigm_recover.cli.commands_completion import SHELLS, cmd_completion
 from enigm_recover.cli.commands_drill import cmd_drill
@@ -376,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "written whole or not at all.")
     _add_snapshot_arguments(p)
     _add_shares_options(p)
+    _add_remote_shares(p)
     p.add_argument("--out", required=True, metavar="FILE.jsonl",
                    help="write the decrypted records here as JSON Lines (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -394,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N", help="changes to show (default 20; with --json: all)")
     _add_target_environment(p, restores=False)
     _add_shares_options(p)
+    _add_remote_shares(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_diff)
@@ -418,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_environment(p, restores=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N", help=argparse.SUPPRESS)
     _add_shares_options(p)
+    _add_remote_shares(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_restore)
@@ -465,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_environment(p, restores=True)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N", help=argparse.SUPPRESS)
     _add_shares_options(p)
+    _add_remote_shares(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     _add_ssh_options(p)
     p.set_defaults(func=cmd_run)
@@ -592,6 +597,32 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("show", "path", "set", "unset"):
         csub.choices[action].set_defaults(func=cmd_config)
 
+    cer = sub.add_parser("ceremony", help="custodians: join a ceremony from your own session")
+    cersub = cer.add_subparsers(dest="ceremony_command", metavar="ACTION", required=True, parser_class=_Parser)
+    p = cersub.add_parser(
+        "join", help="enter your share into the operator's ceremony on this host, from your own session",
+        description="Join the ceremony an operator opened (a run with --remote-shares, or the app's quorum step) "
+                    "on this host: check its id, recovery key, operator, host and what is being run, type the "
+                    "ceremony id back, then your share, hidden, word by word. The operator's process learns your "
+                    "OS user from the system, and its screen shows only that you joined and the verdict.",
+        epilog="Without a terminal, the ceremony id typed back is read from the first line of stdin and the "
+               "share from the next one (for scripts).")
+    p.add_argument("ceremony", nargs="?", metavar="CEREMONY", help="the ceremony id (default: the only one open)")
+    p.add_argument("--name", metavar="CUSTODIAN", help="your name as on your card (default: your login name)")
+    _add_ceremony_dir(p)
+    p.set_defaults(func=cmd_ceremony_join)
+    p = cersub.add_parser(
+        "seal-share", help="seal your share for a ceremony you join from afar (prints an armored age message)",
+        description="On your own machine (it may be offline): check your share, typed hidden word by word, and seal "
+                    "it to the ceremony's recipient, bound to its id, with your name inside. Send the printed message "
+                    "to the operator over any channel; only that ceremony's process can open it, and only once.",
+        epilog="The operator pastes the message into the app's quorum step, or into the terminal of a run with "
+               "--remote-shares. Without a terminal, the share is read from the first line of stdin.")
+    p.add_argument("--to", required=True, metavar="RECIPIENT", help="the ceremony's age recipient (age1...)")
+    p.add_argument("--ceremony", required=True, metavar="ID", help="the ceremony id the operator gave you")
+    p.add_argument("--name", metavar="CUSTODIAN", help="your name as on your card (default: your login name)")
+    p.set_defaults(func=cmd_ceremony_seal_share)
+
     p = sub.add_parser(
         "completion", help="print a shell completion script (bash, zsh or fish)",
         description="Print the completion script of SHELL, generated from these very options.",
@@ -602,6 +633,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_completion)
     _add_log_options(parser)
     return parser
+
+
+def _add_ceremony_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ceremony-dir", metavar="DIR",
+                   help="where ceremonies open (env ENIGM_RECOVER_CEREMONY_DIR; default /run/enigm-recover/ceremonies)")
+
+
+def _add_remote_shares(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote-shares", action="store_true",
+                   help="custodians join from their own sessions on this host (`enigm-recover ceremony join`), "
+                        "or from afar with sealed shares pasted here (`ceremony seal-share`): the ceremony opens on "
+                        "a socket only the custodians' group can reach")
+    _add_ceremony_dir(p)
 
 
 def _add_log_options(parser: argparse.ArgumentParser, top: bool = True) -> None:

@@ -130,6 +130,10 @@ def build(folder: Path, recoveries: Path | None = None) -> AfterAction:
         action, inputs = entry.get("action"), entry.get("inputs") or {}
         if action in ("share-accepted", "share-rejected"):
             name = str(inputs.get("custodian") or "(no name)")
+            if inputs.get("os_user"):  # joined from their own session: the OS user the kernel named
+                name = f"{name} (OS user {inputs['os_user']})"
+            elif inputs.get("sealed_by"):
+                name = f"{name} (sealed share)"
             tally = custodians.setdefault(name, {"accepted": 0, "rejected": 0})
             tally["accepted" if action == "share-accepted" else "rejected"] += 1
         failed = action in ERROR_ACTIONS and entry.get("outcome") != "ok"

@@ -24,7 +24,10 @@ class QuorumSession:
     def complete(self) -> bool:
         return self.entry.complete
 
-    def add(self, words: str, custodian: str | None = None, ceremony_typed: str | None = None) -> ShareReceipt:
+    def add(self, words: str, custodian: str | None = None, ceremony_typed: str | None = None,
+            origin: dict[str, str | int] | None = None) -> ShareReceipt:
+        """Check and keep one share. ``origin`` says where it came from when not from the operator's own terminal
+        (e.g. the OS user and uid the ceremony socket's peer credentials name); it is recorded beside the name."""
         try:
             bound = self.recovery.check_ceremony(ceremony_typed)
             receipt = self.entry.add(words, custodian)
@@ -35,9 +38,9 @@ class QuorumSession:
             name = (custodian or "").strip()
             recorded = name if name and custodian_name_problem(name) is None else ("(refused name)" if name else "")
             self.recovery.audit.append("share-rejected", outcome="rejected",
-                                       inputs={"custodian": recorded, "reason": exc.message})
+                                       inputs={"custodian": recorded, "reason": exc.message, **(origin or {})})
             raise
-        self.recovery.share_accepted(receipt, bound)
+        self.recovery.share_accepted(receipt, bound, origin)
         return receipt
 
     def combine(self, passphrase: str = "") -> RecoveryIdentity:

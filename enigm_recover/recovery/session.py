@@ -127,9 +127,10 @@ class Recovery:
             raise CeremonyMismatch(f"the ceremony id typed back is not this ceremony's ({self.ceremony})")
         return True
 
-    def share_accepted(self, receipt: ShareReceipt, bound: bool = False) -> None:
+    def share_accepted(self, receipt: ShareReceipt, bound: bool = False,
+                       origin: dict[str, str | int] | None = None) -> None:
         entry = {"custodian": receipt.custodian, "set_id": receipt.set_id, "group": receipt.group_index + 1,
-                 "member_index": receipt.member_index + 1, "bound_to_ceremony": bound}
+                 "member_index": receipt.member_index + 1, "bound_to_ceremony": bound, **(origin or {})}
         self.participants.append(entry)
         self.audit.append("share-accepted", inputs=entry)
 
@@ -210,6 +211,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Custodians", ""]
     lines += [f"- {md(p['custodian'])}: set {p['set_id']}, group {p['group']}, member {p['member_index']}"
               + (" (bound to this ceremony)" if p.get("bound_to_ceremony") else "")
+              + (f"; joined from OS user {md(p['os_user'])} (uid {p.get('uid', '?')}) over the ceremony socket"
+                 if p.get("os_user") else "")
+              + (f"; came sealed, from {md(p['sealed_by'])} (the name inside, for member {p['sealed_member_index']})"
+                 if p.get("sealed_by") else "")
               for p in report["participants"]] or ["- none (no shares were combined)"]
     lines += ["", "## Steps", ""]
     for step in report["steps"]:

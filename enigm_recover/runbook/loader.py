@@ -30,7 +30,8 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
 _STEPS_HEADER = re.compile(r"^\s*\[\[\s*steps\s*\]\]\s*(#.*)?$")
 _STEP_NAMES = {"identities": "identity", "devices": "device", "settings": "setting", "roles": "role"}
 
-TOP_KEYS = {"name": True, "title": True, "purpose": True, "steps": True}
+TOP_KEYS = {"name": True, "title": True, "purpose": True, "steps": True, "shares_per_os_user": False}
+MAX_SHARES_PER_OS_USER = 16
 STEP_KEYS = {"id": True, "title": True, "guidance": True, "action": True, "two_person": False, "kinds": False,
              "policy": False, "prompts": False, "snapshot": False}
 
@@ -133,7 +134,11 @@ def load_runbook(path: Path) -> Runbook:
         raise check.fail(f"more than {MAX_STEPS} steps")
     steps = [_step(check, table, index) for index, table in enumerate(tables)]
     _check_order(check, steps)
-    return Runbook(name, title, purpose, tuple(steps), path, hashlib.sha256(raw).hexdigest())
+    per_user = doc.get("shares_per_os_user", 1)
+    if isinstance(per_user, bool) or not isinstance(per_user, int) or not 1 <= per_user <= MAX_SHARES_PER_OS_USER:
+        raise check.fail(f"shares_per_os_user must be a whole number from 1 to {MAX_SHARES_PER_OS_USER}",
+                         line=check.line_of("shares_per_os_user"))
+    return Runbook(name, title, purpose, tuple(steps), path, hashlib.sha256(raw).hexdigest(), per_user)
 
 
 def _step(check: _Checker, table: dict[str, Any], index: int) -> RunbookStep:

@@ -77,6 +77,9 @@ class Runbook:
     steps: tuple[RunbookStep, ...]
     path: Path
     sha256: str
+    # custodians joining from their own sessions: shares one OS user may give in a ceremony (one person may hold
+    # several cards, e.g. of two groups)
+    shares_per_os_user: int = 1
 
     def step(self, step_id: str) -> RunbookStep:
         for step in self.steps:
