@@ -108,6 +108,14 @@ def recipient_of(identity_line: str, tmp_path: Path) -> str:
 # -- the drill, read without enigm-recover ---------------------------------------------
 
 
+@pytest.fixture
+def drill(classic_drill):
+    """The classic (X25519) procedure runs on a drill with a classic key: the real age here may predate
+    the hybrid recipient type (test_format_by_hand_hybrid.py covers hybrid keys)."""
+    return classic_drill
+
+
+
 def manifest_bytes(drill) -> bytes:
     return (drill.snapshots / f"{drill.latest}.manifest.toml").read_bytes()
 
