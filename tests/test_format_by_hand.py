@@ -158,6 +158,7 @@ def test_the_document_has_every_block_the_procedure_needs() -> None:
     assert set(doc_blocks()) == {
         "helpers", "verify-signature", "check-payload", "age_identity.py", "convert", "combine.py",
         "combine-cards", "check-key", "decrypt", "check-records",
+        "combine-cards-pq", "age-js.mjs", "check-key-js", "decrypt-js",  # 9.1: hybrid keys
     }
 
 
