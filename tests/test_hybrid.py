@@ -316,3 +316,51 @@ def test_sigkill_during_a_hybrid_seal_leaves_nothing_that_lists_as_valid(drill, 
             # whatever lists was sealed whole: it verifies, and its payload is hybrid
             code, _, err = cli("verify", out, snapshot["id"], "--allowed-signers", drill.allowed_signers)
             assert code == 0, err
+
+
+# -- every face, on a hybrid snapshot ---------------------------------------------------------------------------
+# The session's drill is hybrid, so every face's own tests run on hybrid snapshots; these name the path
+# end to end in one place: a fresh hybrid seal by the CLI, then diff, restore, run, readiness's test restore.
+
+
+def test_cli_seal_diff_restore_on_a_hybrid_snapshot(drill, cli, tmp_path: Path) -> None:
+    out = tmp_path / "sealed"
+    out.mkdir()
+    code, _, err = cli("seal", "--from", drill.target, "--recipient", drill.recipient, "--sign-key",
+                       drill.signing_key, "--environment", "drill", "--out", out)
+    assert code == 0, err
+    (payload,) = out.glob("*.payload.age")
+    header, _ = agecrypt._parse_header(payload.read_bytes()[:agecrypt.MAX_HEADER])
+    assert [args[0] for args, _ in header.stanzas] == [b"mlkem768x25519"]
+    code, listed, err = cli("snapshots", "list", out, "--allowed-signers", drill.allowed_signers, "--json")
+    assert code == 0 and json.loads(listed)["snapshots"][0]["id"] in payload.name, err
+    code, doc, err = cli("diff", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers",
+                         drill.allowed_signers, *shares(drill), "--json")
+    assert code == 0, err
+    code, _, err = cli("restore", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers",
+                       drill.allowed_signers, *shares(drill), "--yes")
+    assert code == 0, err
+
+
+def test_runbook_run_and_readiness_test_restore_on_a_hybrid_snapshot(drill, cli) -> None:
+    code, _, err = cli("run", "tabletop-drill", "--source", drill.snapshots, "--target", drill.target,
+                       "--allowed-signers", drill.allowed_signers, *shares(drill), "--operator", "dana", "--yes",
+                       "--second-operator", "eli")
+    assert code == 0, err
+    code, out, err = cli("readiness", drill.snapshots, "--allowed-signers", drill.allowed_signers, "--recipient",
+                         drill.recipient, "--max-age", "3650d", "--test-restore", *shares(drill), "--json")
+    assert code == 0, err
+    restore = next(c for c in json.loads(out)["checks"] if c["name"] == "test-restore")
+    assert restore["status"] == "pass"
+
+
+@pytest.mark.parametrize("kind", ["hybrid", "x25519"])
+def test_drill_makes_its_key_of_the_kind_asked(cli, tmp_path: Path, kind: str) -> None:
+    args = ["drill", tmp_path / "d", "--no-tui", "--identities", "10", "--snapshots", "1", "--json"]
+    code, out, err = cli(*args, *(["--kind", kind] if kind != "hybrid" else []))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["recovery"]["kind"] == kind
+    recipient = Path(doc["paths"]["recipient"]).read_text().split()[-1]
+    assert recipient_kind(recipient) is RecipientKind(kind)
+    assert f"recovery key kind: {kind}" in Path(doc["custodians"]["amara"]).read_text()
