@@ -295,27 +295,43 @@ def test_rewrap_moves_classic_history_to_a_hybrid_key_and_back_header_only(class
 # -- a killed hybrid seal -------------------------------------------------------------------------------------
 
 
-def test_sigkill_during_a_hybrid_seal_leaves_nothing_that_lists_as_valid(drill, cli, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def big_platform(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A platform large enough (30,000 records) that sealing it takes a while to aim at."""
+    from datetime import timedelta
+
+    from enigm_recover.drill.platform import SyntheticPlatform
+    from enigm_recover.state.sqlite_store import SQLiteStore
+    from tests.conftest import DRILL_AT
+
+    path = tmp_path_factory.mktemp("hybrid-seal") / "platform.db"
+    with SQLiteStore(path, create=True) as store:
+        SyntheticPlatform(5, 10_000, 3, genesis=DRILL_AT - timedelta(days=400)).build(store)
+    return f"sqlite:///{path}"
+
+
+def test_sigkill_during_a_hybrid_seal_leaves_nothing_that_lists_as_valid(drill, big_platform: str, cli,
+                                                                         tmp_path: Path) -> None:
+    import random
+
+    from tests.test_unseal_crash import kill_while_writing
+
     out = tmp_path / "out"
     out.mkdir()
-    argv = [sys.executable, "-m", "enigm_recover", "seal", "--from", drill.target, "--recipient", str(drill.recipient),
+    argv = [sys.executable, "-m", "enigm_recover", "seal", "--from", big_platform, "--recipient", str(drill.recipient),
             "--sign-key", str(drill.signing_key), "--environment", "drill", "--out", str(out)]
-    for attempt in range(6):
+    rng = random.Random(20261207)
+    landed = 0
+    for trial in range(8):
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:  # aim at the writing: a file appears
-            if any(out.iterdir()):
-                time.sleep(0.002 * attempt)
-                break
-            time.sleep(0.001)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        landed += kill_while_writing(process, out, rng.uniform(0, 0.4))
         code, listed, err = cli("snapshots", "list", out, "--allowed-signers", drill.allowed_signers, "--json")
         assert code in (0, 6), err
-        for snapshot in json.loads(listed).get("snapshots", []) if listed.strip() else []:
-            # whatever lists was sealed whole: it verifies, and its payload is hybrid
+        for snapshot in json.loads(listed)["snapshots"] if listed.strip() else []:
+            # whatever lists was sealed whole: it verifies, payload hash included
             code, _, err = cli("verify", out, snapshot["id"], "--allowed-signers", drill.allowed_signers)
-            assert code == 0, err
+            assert code == 0, (trial, err)
+    assert landed >= 4, f"only {landed} kills landed while the seal was writing"
 
 
 # -- every face, on a hybrid snapshot ---------------------------------------------------------------------------
