@@ -380,3 +380,15 @@ def test_drill_makes_its_key_of_the_kind_asked(cli, tmp_path: Path, kind: str) -
     recipient = Path(doc["paths"]["recipient"]).read_text().split()[-1]
     assert recipient_kind(recipient) is RecipientKind(kind)
     assert f"recovery key kind: {kind}" in Path(doc["custodians"]["amara"]).read_text()
+
+
+def test_the_app_folds_a_hybrid_recipient_in_the_manifest_pane() -> None:
+    from enigm_recover.app.format import folded_manifest
+
+    recipient = RecoveryIdentity.generate(RecipientKind.HYBRID).recipient
+    classic = RecoveryIdentity.generate(RecipientKind.X25519).recipient
+    text = f'[recovery]\nrecipient = "{recipient}"\nfingerprint = "SHA256:x"\n'
+    folded = folded_manifest(text)
+    assert recipient not in folded and recipient[:19] in folded and recipient[-8:] in folded
+    assert "# hybrid post-quantum key" in folded and 'fingerprint = "SHA256:x"' in folded
+    assert folded_manifest(text.replace(recipient, classic)) == text.replace(recipient, classic)
