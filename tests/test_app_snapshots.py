@@ -96,3 +96,53 @@ def test_dry_run_at_80x24_with_the_highlighted_change_in_full(served, tmp_path: 
         await pilot.pause()
 
     assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_a_refused_snapshot_says_why_in_the_status_line_at_80x24(served, drill, tmp_path: Path, snap_compare) -> None:
+    (drill.snapshots / f"{drill.latest}.manifest.toml.sig").unlink()
+
+    async def run_before(pilot) -> None:
+        await walk(pilot, {}, "snapshots")
+        await pilot.press("up", "enter")  # the newest, unsigned: refused, and the line above the keys says why
+        await until(pilot, lambda: pilot.app.screen.query_one("#status-line").display, what="the status line")
+        await until(pilot, lambda: tables_measured(pilot.app.screen), what="the tables' column widths")
+
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_check_my_card_at_80x24(served, tmp_path: Path, snap_compare) -> None:
+    """A custodian's card checked alone: the verdict names the set, group, member and the key."""
+    from enigm_recover.app.tour import on, share_keys
+
+    words = read_cards({"chen": Path(served["custodians"]["chen"])})["chen"]
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await walk(pilot, {}, "start")
+        await pilot.press("m")
+        await until(pilot, lambda: on(app, "CheckCardScreen") and app.focused.id == "custodian")
+        await pilot.press(*"chen", "enter", *share_keys(words), "enter")
+        await until(pilot, lambda: "Well-formed" in str(app.screen.query_one("#verdict").content), 60)
+        app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_test_the_quorum_at_80x24(served, tmp_path: Path, snap_compare) -> None:
+    """The quorum test, one custodian's share accepted: the ceremony, the key expected, the progress."""
+    from enigm_recover.app.tour import enter_share, on
+
+    cards = read_cards({name: Path(path) for name, path in served["custodians"].items()})
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await walk(pilot, {}, "start")
+        await pilot.press("t")
+        await until(pilot, lambda: on(app, "TestQuorumScreen"), 60)
+        await enter_share(pilot, "amara", cards["amara"], paste=True)
+        await until(pilot, lambda: "Accepted: amara" in str(app.screen.query_one("#verdict").content))
+        app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)

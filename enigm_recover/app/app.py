@@ -68,6 +68,7 @@ class RecoverApp(App[str]):
         self.ssh_settings: Any = None
         self.internal_errors: list[str] = []  # unexpected exceptions (tests assert there are none)
         self.notices: list[str] = []
+        self._messages: list[tuple[str, str, bool]] = []  # (text, severity, lasts while the work runs)
         self.outcome = ""
         self._worker: Any = None
         self._token: Any = None
@@ -97,7 +98,7 @@ class RecoverApp(App[str]):
         dialog, on the app's thread. Cancelling (Escape, quitting) raises at the work's next progress
         report. Returns False when other work is still running."""
         if self._worker is not None:
-            self.notify(f"wait: {self._work_label} is still running (Esc cancels it)", severity="warning")
+            self.say(f"wait: {self._work_label} is still running (Esc cancels it)", "warning", while_working=True)
             return False
         from enigm_recover.cancellation import CancelToken, cancellable
 
@@ -133,7 +134,7 @@ class RecoverApp(App[str]):
         if self._token is None:
             return False
         self._token.cancel(reason)
-        self.notify("Stopping at the next safe point…")
+        self.say("Stopping at the next safe point…", while_working=True)
         return True
 
     def _deliver_progress(self, p: Progress) -> None:
@@ -147,6 +148,9 @@ class RecoverApp(App[str]):
     def _engine_finished(self, ok: bool, value: Any, done: Callable[[Any], None],
                          failed: Callable[[BaseException], None] | None) -> None:
         self._worker, self._token = None, None
+        if any(working for *_, working in self._messages):  # "stopping…", "wait: …" no longer hold
+            self._messages = [m for m in self._messages if not m[2]]
+            self._show_messages()
         if self._quitting:
             self._finish_quit()
             return
@@ -215,18 +219,70 @@ class RecoverApp(App[str]):
     async def ask_host_key(self, source: str, fingerprint: str, detail: str) -> bool:
         return bool(await self._ask_modal(HostKeyDialog(source, fingerprint, detail)))
 
-    def notify(self, message: str, *, title: str = "", markup: bool = False, **kwargs: Any) -> None:
-        """A toast: its text is never markup and its control characters show escaped, whoever calls it."""
+    # -- messages: the screen's status line, never a toast over the content ------------------------------
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        """What the app says now, oldest first: (text, severity)."""
+        return [(text, severity) for text, severity, _ in self._messages]
+
+    def say(self, message: str, severity: str = "information", *, while_working: bool = False) -> None:
+        """Show ``message`` in the status line of the stage screen (under any dialog), in the layout so it
+        covers nothing. It stays until the operator presses a key on a stage screen (it carries to the next
+        screen until then), or with ``while_working`` until the engine work ends. Never markup; control
+        characters show escaped."""
         from enigm_recover.inert import for_terminal
 
-        super().notify(for_terminal(message, multiline=True), title=for_terminal(title), markup=False, **kwargs)
+        text = for_terminal(message, multiline=True)
+        self._messages = [m for m in self._messages if m[0] != text][-5:] + [(text, severity, while_working)]
+        self._show_messages()
+
+    def _stage_screen(self) -> Any:
+        from enigm_recover.app.stage import StageScreen
+
+        return next((s for s in reversed(self.screen_stack) if isinstance(s, StageScreen)), None)
+
+    def _show_messages(self) -> None:
+        screen = self._stage_screen()
+        if screen is not None and screen.is_mounted:
+            screen.show_messages(self.messages)
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information", markup: bool = False,
+               **kwargs: Any) -> None:
+        """Every notification, the app's and Textual's own, goes to the status line (``say``); a toast only
+        while no stage screen is there to hold it. Never markup, control characters escaped."""
+        from enigm_recover.inert import for_terminal
+
+        if self._stage_screen() is not None:
+            self.say(f"{title}: {message}" if title else message, severity)
+            return
+        super().notify(for_terminal(message, multiline=True), title=for_terminal(title), severity=severity,
+                       markup=False, **kwargs)
+
+    def clear_notifications(self) -> None:
+        self._messages.clear()
+        self._show_messages()
+        super().clear_notifications()
+
+    async def on_event(self, event: Any) -> None:
+        """A key pressed on a stage screen: the operator has moved on, the messages said so far go (those about
+        running work stay until it ends)."""
+        from textual import events
+
+        if (isinstance(event, events.Key) and not event.is_forwarded and self._messages
+                and self._stage_screen() is self.screen):
+            self._messages = [m for m in self._messages if m[2]]
+            self._show_messages()
+        await super().on_event(event)
 
     def post_notice(self, message: str) -> None:
+        """An engine notice: in the screen's notice list where it has one, else in the status line."""
         self.notices.append(message)
-        self.notify(self.options.shown(message), timeout=8)
         screen = self.screen
         if hasattr(screen, "add_notice"):
             screen.add_notice(message)
+        else:
+            self.say(self.options.shown(message))
 
     # -- engine calls the screens share -------------------------------------------------------------------
 
@@ -363,7 +419,7 @@ class RecoverApp(App[str]):
                     future.set_result(None)
                 if screen.is_attached:
                     screen.dismiss(None)
-            self.notify("Stopping at the next safe point, then pausing the run…")
+            self.say("Stopping at the next safe point, then pausing the run…", while_working=True)
             return
         self._finish_quit()
 

@@ -1,4 +1,4 @@
-"""The bridge from engine threads to the app: SSH prompts answered in dialogs, notices as toasts.
+"""The bridge from engine threads to the app: SSH prompts answered in dialogs, notices in the screen.
 
 The engine runs in a worker thread (and SFTP in its own event-loop thread); it
 asks for secrets through a ``Prompter``. This one blocks the asking thread

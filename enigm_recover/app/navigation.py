@@ -7,6 +7,7 @@ listing done, a dry run to browse, back from it, a question to ask).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from textual.screen import ModalScreen, Screen
@@ -109,6 +110,46 @@ class Navigator:
                                         required=True), reason_given)
 
         self.ask(ResumeBlockedDialog(blocked), chosen)
+
+    # -- the custodians' screens, above the start screen ---------------------------------------------------
+
+    def check_card(self) -> None:
+        """A custodian checks a card alone (against the recovery.pub the app was opened with, if any)."""
+        from enigm_recover.app.custodians import CheckCardScreen
+
+        self.app.push_screen(CheckCardScreen(self.app.options.recipient))
+
+    def test_quorum(self) -> None:
+        """The custodians prove the quorum: of the recovery.pub the app knows, else of the one named."""
+        from enigm_recover.app.dialogs import QuestionDialog
+
+        known = self.app.options.recipient
+        if known is not None:
+            self._open_quorum_test(known)
+            return
+        self.ask(QuestionDialog("Test the quorum", "Which recovery key? The path of its recovery.pub.",
+                                placeholder="path of recovery.pub", required=True),
+                 lambda path: self._open_quorum_test(Path(path)) if path else None)
+
+    def _open_quorum_test(self, recipient: Path) -> None:
+        from enigm_recover.app.bridge import UIPrompter
+        from enigm_recover.app.custodians import TestQuorumScreen
+
+        app, options = self.app, self.app.options
+
+        def work(progress: Any) -> Any:
+            from enigm_recover.recovery.quorum_test import QuorumTestSession
+
+            signer = options.signer(UIPrompter(app).ask_secret) if options.signer else None
+            return QuorumTestSession.open(options.state_dir, recipient, options.operator, signer, options.ceremony)
+
+        app.run_engine(work, done=lambda session: app.push_screen(TestQuorumScreen(session)),
+                       label="opening the quorum test")
+
+    def leave(self, screen: Screen[Any]) -> None:
+        """Close a custodian's screen: back to the screen below it (the start screen)."""
+        if self.app.screen is screen and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
 
     def ask(self, dialog: ModalScreen[Any], answered: Callable[[Any], None]) -> None:
         """A question above the current screen; ``answered`` gets the answer (None when dismissed)."""

@@ -74,6 +74,7 @@ def drill_options(doc: dict[str, Any], *, state_dir: Path, cache_dir: Path, oper
         source=doc["ssh"]["source"], target=paths["target"], allowed_signers=Path(paths["allowed_signers"]),
         state_dir=state_dir, cache_dir=cache_dir, operator=operator, runbook=runbook,
         ssh_config=[Path(doc["ssh"]["config"])], recipient_fingerprint=doc.get("recovery", {}).get("fingerprint"),
+        recipient=Path(paths["recipient"]) if paths.get("recipient") else None,
         drill=DrillInfo(Path(paths["snapshots"]).parent, {name: Path(card) for name, card in
                                                           doc.get("custodians", {}).items()}))
     for key, value in overrides.items():

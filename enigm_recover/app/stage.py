@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from enigm_recover.app.widgets import RunbookPanel, StageHeader
+from enigm_recover.app.widgets import RunbookPanel, StageHeader, StatusLine
 
 if TYPE_CHECKING:
     from enigm_recover.app.app import RecoverApp
@@ -35,6 +36,7 @@ class StageScreen(Screen[None]):
             yield RunbookPanel()
             with Vertical(id="body"):
                 yield from self.compose_body()
+        yield StatusLine(id="status-line")
         yield Footer()
 
     def stage_label(self) -> str:
@@ -49,6 +51,15 @@ class StageScreen(Screen[None]):
         if self.recover.options.still:
             for field in self.query(Input):
                 field.cursor_blink = False
+
+    @on(events.ScreenResume)
+    def _show_messages_on_resume(self) -> None:
+        """The app's messages carry to the screen shown next (e.g. "key combined" onto the dry run)."""
+        self.show_messages(self.recover.messages)
+
+    def show_messages(self, messages: list[tuple[str, str]]) -> None:
+        """What the app says now, in this screen's status line (never a toast over the content)."""
+        self.query_one(StatusLine).show(messages)
 
     def on_resize(self) -> None:
         self.set_class(self.app.size.width < 100, "narrow")

@@ -20,6 +20,9 @@ class StartScreen(StageScreen):
     BINDINGS = [
         Binding("enter", "start", "Start", priority=True, tooltip="Start the highlighted runbook"),
         Binding("r", "resume", "Resume paused run", tooltip="Continue the newest paused run of this runbook"),
+        Binding("m", "check_card", "Check my card", tooltip="A custodian checks one share card alone"),
+        Binding("t", "test_quorum", "Test the quorum",
+                tooltip="The custodians prove they can combine the recovery key; nothing is restored"),
     ]
 
     def __init__(self) -> None:
@@ -35,6 +38,8 @@ class StartScreen(StageScreen):
         yield Label("This recovery", classes="section-title")
         yield Static(self._settings_text(), id="settings")
         yield Static("", id="paused-runs")
+        yield Static(Text.assemble(("Custodians: ", "bold"), "m checks one share card alone; "
+                                   "t tests that the quorum can combine the recovery key."), id="custodian-entries")
         if self.recover.options.drill is not None:
             yield Static(self._drill_text(), id="drill-note")
 
@@ -150,6 +155,12 @@ class StartScreen(StageScreen):
             self.recover.notify("the runbooks are still being read", severity="warning")
             return
         self.recover.start_run(runbook)
+
+    def action_check_card(self) -> None:
+        self.recover.navigator.check_card()
+
+    def action_test_quorum(self) -> None:
+        self.recover.navigator.test_quorum()
 
     def action_resume(self) -> None:
         runbook = self.selected

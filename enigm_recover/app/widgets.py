@@ -355,3 +355,39 @@ class ShareInput(HiddenInput):
     def watch_value(self, value: str) -> None:
         """Textual calls this after Input's own watcher of the value."""
         self.post_message(self.WordState(*_typing_feedback(value)))
+
+
+# -- the screen's own line for short messages ---------------------------------------------------------------
+
+_SEVERITY_MARKS = {"information": "·", "warning": "!", "error": "✗"}
+
+
+class StatusLine(Static):
+    """Short messages (what a toast would say) in a line of their own between the body and the keys.
+
+    The line takes its place in the layout instead of lying over it, so a message never covers the
+    content it talks about nor the focused field; it is hidden while there is nothing to say."""
+
+    def show(self, messages: list[tuple[str, str]]) -> None:
+        """``messages``: (text, severity) pairs, oldest first; the newest three are shown."""
+        text = Text()
+        for message, severity in messages[-3:]:
+            if text:
+                text.append("\n")
+            text.append(f"{_SEVERITY_MARKS.get(severity, '·')} ", style="bold")
+            text.append(message, style="bold" if severity != "information" else "")
+        severities = {severity for _, severity in messages}
+        for severity in ("warning", "error"):
+            self.set_class(severity in severities, f"-{severity}")
+        self.update(text)
+        appearing = bool(messages) and not self.display
+        self.display = bool(messages)
+        if appearing:  # the body just lost a line or more: keep the focused field in sight
+            self.call_after_refresh(self._keep_focus_in_view)
+
+    def _keep_focus_in_view(self) -> None:
+        if not self.is_attached or not self.screen.is_current:  # the screen was left meanwhile
+            return
+        focused = self.screen.focused
+        if focused is not None:
+            focused.scroll_visible(animate=False)

@@ -123,44 +123,33 @@ def cmd_keys_check(ctx: Context) -> int:
     from enigm_recover.bounded import SHARE_FILE, read_text_bounded
     from enigm_recover.cli.context import open_recovery
     from enigm_recover.cli.commands_snapshots import recovery_facts
-    from enigm_recover.errors import EnigmError
-    from enigm_recover.paths import display_text
-    from enigm_recover.quorum.cardcheck import CardHeader, check_card, parse_header
+    from enigm_recover.quorum.cardcheck import parse_header
     from enigm_recover.quorum.cards import parse_share_text
+    from enigm_recover.recovery.card_check import CardToCheck, check_cards
 
     args = ctx.args
     recipient = _recipient_arg(ctx, required=False)
-    results: list[dict[str, Any]] = []
-    first_failure: EnigmError | None = None
     with open_recovery(ctx, "keys check") as recovery:
-        sources: list[tuple[str, str, CardHeader]] = []
+        cards: list[CardToCheck] = []
         if args.cards:
             for name in args.cards:
                 text = read_text_bounded(Path(name), SHARE_FILE, "share card")
                 assert text is not None
-                sources.append((name, parse_share_text(text).words, parse_header(text)))
+                cards.append(CardToCheck(name, parse_share_text(text).words, parse_header(text)))
         else:
             words, _ = _ask_words_one_by_one()
-            sources.append(("(typed)", words, CardHeader()))
-        for name, words, header in sources:
-            name = display_text(name)  # a path's raw bytes as \xNN: the audit log and the report are UTF-8 text
-            try:
-                verdict = check_card(words, header, recipient)
-            except EnigmError as exc:
-                first_failure = first_failure or exc
-                results.append({"card": name, "ok": False, "exit_code": exc.exit_code, "error": exc.message,
-                                "hint": exc.hint, "custodian": header.custodian})
-                recovery.record("card-checked", outcome="refused",
-                                inputs={"card": name, "custodian": header.custodian or "", "reason": exc.message})
-                continue
-            results.append({"card": name, **verdict.as_dict()})
-            recovery.record("card-checked", outcome="ok",
-                            inputs={"card": name, "custodian": verdict.custodian or "", "set_id": verdict.set_id,
-                                    "group": verdict.group, "member_index": verdict.member,
-                                    "recipient_fingerprint": verdict.recipient_fingerprint or "",
-                                    "belongs": verdict.belongs})
-        recovery.close("completed" if first_failure is None else "failed",
-                       "" if first_failure is None else first_failure.message)
+            cards.append(CardToCheck("(typed)", words))
+        checks = check_cards(recovery, cards, recipient)
+    results: list[dict[str, Any]] = []
+    for check in checks:
+        if check.verdict is not None:
+            results.append({"card": check.label, **check.verdict.as_dict()})
+        else:
+            assert check.error is not None
+            results.append({"card": check.label, "ok": False, "exit_code": check.error.exit_code,
+                            "error": check.error.message, "hint": check.error.hint,
+                            "custodian": check.header.custodian})
+    first_failure = next((c.error for c in checks if c.error is not None), None)
     if args.json:
         emit_json({"ok": first_failure is None, "cards": results, "recovery": recovery_facts(recovery)})
     else:
@@ -196,22 +185,14 @@ def cmd_keys_test_quorum(ctx: Context) -> int:
 
     from enigm_recover.cli.commands_snapshots import recovery_facts
     from enigm_recover.cli.context import enter_shares, open_recovery
-    from enigm_recover.recovery.quorum_session import QuorumSession
-    from enigm_recover.recovery.quorum_test import prove_quorum
+    from enigm_recover.recovery.quorum_test import finish_quorum_test, open_quorum_test
 
     args = ctx.args
     recipient = _recipient_arg(ctx)
     with open_recovery(ctx, "keys test-quorum") as recovery:
-        recovery.record("quorum-test-opened", inputs={"recipient_fingerprint": recipient.fingerprint,
-                                                      "recipient_file": str(recipient.path)})
-        quorum = QuorumSession(recovery, recipient.fingerprint, recipient.recipient)
+        quorum = open_quorum_test(recovery, recipient)
         enter_shares(ctx, quorum)
-        try:
-            test = prove_quorum(recovery, quorum, recipient.recipient, recipient.fingerprint, read_passphrase(args))
-        except Exception:
-            recovery.close("failed", "the quorum did not combine to the key")
-            raise
-        recovery.close("completed", "the quorum combines to the key")
+        test = finish_quorum_test(recovery, quorum, recipient, read_passphrase(args))
     if args.json:
         emit_json({**test.as_dict(), "recovery": recovery_facts(recovery)})
     else:

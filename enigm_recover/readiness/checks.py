@@ -54,14 +54,15 @@ from enigm_recover.readiness.lifecycle import KEYS, QUORUM_TEST, KeyLife, check_
 from enigm_recover.readiness.policy import DROP_KINDS, ReadinessPolicy, format_duration
 from enigm_recover.readiness.retention_check import DESCRIPTION as RETENTION_DESCRIPTION
 from enigm_recover.readiness.retention_check import RETENTION, check_retention, retention_figures
+from enigm_recover.readiness.result import CheckResult, SnapshotFacts, hours
 from enigm_recover.snapshot.catalog import chronological, newest_first
-from enigm_recover.snapshot.clock import age_seconds, in_future
 from enigm_recover.snapshot.listing import SnapshotSummary, summarize
 from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS, check_manifest_scope
 from enigm_recover.snapshot.signature import SignatureStatus
 from enigm_recover.snapshot.verify import VerifiedSnapshot, verify_entry
 from enigm_recover.snapshot.source import Listing, SnapshotEntry, SnapshotSource
+from enigm_recover.snapshot.timeform import utc_iso
 
 SOURCE = "source"
 MANIFESTS = "manifests"
@@ -106,61 +107,6 @@ class Unlock:
 
 
 @dataclass
-class CheckResult:
-    name: str
-    ok: bool | None  # None: not run (the summary says why)
-    summary: str
-    evidence: list[str] = field(default_factory=list)  # every line looked at, passing or not
-    problems: list[str] = field(default_factory=list)  # the evidence lines that fail the check
-
-    @property
-    def status(self) -> str:
-        return {True: "pass", False: "fail", None: "not-run"}[self.ok]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "status": self.status, "description": DESCRIPTIONS[self.name],
-                "summary": self.summary, "problems": self.problems, "evidence": self.evidence}
-
-
-@dataclass
-class SnapshotFacts:
-    """What readiness learnt about one listed snapshot."""
-
-    id: str
-    created_at: datetime | None
-    environment: str | None
-    producer: str | None
-    counts: dict[str, int]
-    payload_size: int | None
-    signature: str
-    recipient_matches: bool | None
-    previous_id: str | None
-    payload: str = "not checked"  # verified | failed | not checked
-    payload_detail: str = ""
-
-    @property
-    def usable(self) -> bool:
-        """Could a recovery use it: trusted signature, expected key, and a payload not found bad."""
-        return (self.signature == SignatureStatus.TRUSTED.value and self.recipient_matches is True
-                and self.payload != "failed")
-
-    def age_seconds(self, now: datetime) -> int | None:
-        """Never negative: a snapshot from the future is age 0 and flagged by ``in_future``."""
-        return None if self.created_at is None else age_seconds(self.created_at, now)
-
-    def in_future(self, now: datetime) -> bool:
-        return self.created_at is not None and in_future(self.created_at, now)
-
-    def as_dict(self, now: datetime) -> dict[str, Any]:
-        return {"id": self.id, "created_at": _iso(self.created_at) if self.created_at else None,
-                "age_seconds": self.age_seconds(now), "in_future": self.in_future(now),
-                "environment": self.environment, "producer": self.producer,
-                "counts": self.counts, "payload_size": self.payload_size, "signature": self.signature,
-                "recipient_matches": self.recipient_matches, "previous_id": self.previous_id,
-                "payload": self.payload, "payload_detail": self.payload_detail, "usable": self.usable}
-
-
-@dataclass
 class ReadinessReport:
     source: str
     checked_at: datetime
@@ -192,12 +138,12 @@ class ReadinessReport:
         return {
             "ready": self.ready,
             "source": self.source,
-            "checked_at": _iso(self.checked_at),
+            "checked_at": utc_iso(self.checked_at),
             "policy": self.policy.as_dict(),
             "recipient_fingerprint": self.recipient_fingerprint,
             "newest": {"id": self.newest_id, "age_seconds": self.newest_age_seconds},
             "failing": self.failing,
-            "checks": [c.as_dict() for c in self.checks],
+            "checks": [c.as_dict(DESCRIPTIONS[c.name]) for c in self.checks],
             "snapshots": [s.as_dict(self.checked_at) for s in self.snapshots],
             "refused_names": self.refused_names,
             "test_restored": self.test_restored,
@@ -206,18 +152,6 @@ class ReadinessReport:
             "error": ({"message": self.source_error.message, "exit_code": self.source_error.exit_code}
                       if self.source_error else None),
         }
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _hours(seconds: int) -> str:
-    if abs(seconds) < 7200:
-        return f"{seconds // 60} min"
-    if abs(seconds) < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 # -- the run ---------------------------------------------------------------------
@@ -572,17 +506,17 @@ def _check_freshness(report: ReadinessReport, policy: ReadinessPolicy) -> CheckR
             age = fact.age_seconds(now)
             assert age is not None
             report.newest_id, report.newest_age_seconds = fact.id, age
-            evidence.append(f"newest usable snapshot {fact.id}, created {_iso(fact.created_at)}")
+            evidence.append(f"newest usable snapshot {fact.id}, created {utc_iso(fact.created_at)}")
             if fact.in_future(now):
                 ahead = int((fact.created_at - now).total_seconds())
                 return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} is dated "
-                                                     f"{_iso(fact.created_at)}, {_hours(ahead)} in the future of this "
-                                                     f"host's clock ({_iso(now)}): a wrong clock or a forged time",
+                                                     f"{utc_iso(fact.created_at)}, {hours(ahead)} in the future of this "
+                                                     f"host's clock ({utc_iso(now)}): a wrong clock or a forged time",
                                    evidence)
             if age > policy.max_age.total_seconds():
-                return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} is {_hours(age)} old, "
+                return CheckResult(FRESHNESS, False, f"the newest usable snapshot {fact.id} is {hours(age)} old, "
                                                      f"older than the {limit} allowed", evidence)
-            return CheckResult(FRESHNESS, True, f"the newest usable snapshot {fact.id} is {_hours(max(age, 0))} "
+            return CheckResult(FRESHNESS, True, f"the newest usable snapshot {fact.id} is {hours(max(age, 0))} "
                                                 f"old (at most {limit} allowed)", evidence)
         evidence.append(f"{fact.id}: not usable (signature {fact.signature}, recovery key "
                         f"{'as expected' if fact.recipient_matches else 'not the expected one'}, payload "

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from enigm_recover.quorum.keyring import KeyRecord
+from enigm_recover.readiness.policy import format_duration
+from enigm_recover.readiness.result import CheckResult, hours
 from enigm_recover.recovery.quorum_test import QuorumTest
 from enigm_recover.snapshot.source import SnapshotEntry
 
@@ -35,9 +37,7 @@ class KeyLife:
     expected_retired: str = ""  # the retirement line of --recipient itself, if any
 
 
-def check_quorum_test(life: KeyLife, max_age: timedelta | None, now: datetime):  # -> CheckResult
-    from enigm_recover.readiness.checks import CheckResult, _hours
-    from enigm_recover.readiness.policy import format_duration
+def check_quorum_test(life: KeyLife, max_age: timedelta | None, now: datetime) -> CheckResult:
 
     test = life.quorum_test
     evidence = list(life.quorum_notes)
@@ -48,7 +48,7 @@ def check_quorum_test(life: KeyLife, max_age: timedelta | None, now: datetime): 
     names = ", ".join(str(c.get("custodian", "?")) for c in test.custodians) or "none named"
     evidence.insert(0, f"ceremony {test.ceremony} at {test.as_dict()['tested_at']} by {test.operator}: "
                        f"custodians {names}")
-    said = f"the quorum was last proven {_hours(max(age, 0))} ago ({test.as_dict()['tested_at']})"
+    said = f"the quorum was last proven {hours(max(age, 0))} ago ({test.as_dict()['tested_at']})"
     if max_age is None:
         return CheckResult(QUORUM_TEST, True, said + " (no --max-quorum-age set)", evidence)
     if age > max_age.total_seconds():
@@ -57,8 +57,7 @@ def check_quorum_test(life: KeyLife, max_age: timedelta | None, now: datetime): 
     return CheckResult(QUORUM_TEST, True, f"{said} (at most {format_duration(max_age)} allowed)", evidence)
 
 
-def check_keys(parsed: list[SnapshotEntry], life: KeyLife, expected: str):  # -> CheckResult
-    from enigm_recover.readiness.checks import CheckResult
+def check_keys(parsed: list[SnapshotEntry], life: KeyLife, expected: str) -> CheckResult:
 
     evidence: list[str] = []
     problems: list[str] = []

@@ -14,7 +14,7 @@ from typing import Any
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.inert import for_markdown, for_terminal
-from enigm_recover.readiness.checks import ReadinessReport
+from enigm_recover.readiness.checks import DESCRIPTIONS, ReadinessReport
 
 TOML_NAME = "readiness.toml"
 MARKDOWN_NAME = "readiness.md"
@@ -53,7 +53,7 @@ def render_markdown(report: ReadinessReport, context: dict[str, Any] | None = No
     for c in report.checks:
         lines.append(f"| {md(c.name)} | {c.status.upper()} | {md(c.summary)} |")
     for c in report.checks:
-        lines += ["", f"### {md(c.name)}: {c.status}", "", f"_{c.as_dict()['description']}._", "", md(c.summary), ""]
+        lines += ["", f"### {md(c.name)}: {c.status}", "", f"_{DESCRIPTIONS[c.name]}._", "", md(c.summary), ""]
         lines += [f"- {_md(e)}" for e in c.evidence] or ["- (no evidence)"]
     lines += ["", "## Snapshots (newest first)", ""]
     if report.snapshots:

@@ -10,19 +10,16 @@ longer than continuity needs, and ``snapshots prune`` would remove it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from enigm_recover.readiness.result import CheckResult, SnapshotFacts
 from enigm_recover.snapshot.retention import Candidate, RetentionPolicy, decide
 from enigm_recover.snapshot.signature import SignatureStatus
-
-if TYPE_CHECKING:
-    from enigm_recover.readiness.checks import CheckResult, SnapshotFacts
 
 RETENTION = "retention"
 DESCRIPTION = "no snapshot is older than the retention policy keeps (the rules of `snapshots prune`)"
 
 
-def retention_figures(snapshots: list["SnapshotFacts"], policy: RetentionPolicy | None,
+def retention_figures(snapshots: list[SnapshotFacts], policy: RetentionPolicy | None,
                       now: datetime) -> tuple[int | None, int]:
     """The age of the oldest listed snapshot (None when no time is known), and how many snapshots are
     retained: those the policy keeps, or every signed one without a policy."""
@@ -34,8 +31,7 @@ def retention_figures(snapshots: list["SnapshotFacts"], policy: RetentionPolicy 
     return oldest, sum(1 for d in decide(signed, policy, _newest_usable(snapshots)) if d.keep)
 
 
-def check_retention(snapshots: list["SnapshotFacts"], policy: RetentionPolicy, now: datetime) -> "CheckResult":
-    from enigm_recover.readiness.checks import CheckResult
+def check_retention(snapshots: list[SnapshotFacts], policy: RetentionPolicy, now: datetime) -> CheckResult:
 
     decisions = decide(_candidates(snapshots), policy, _newest_usable(snapshots))
     evidence, problems = [], []
@@ -56,13 +52,13 @@ def check_retention(snapshots: list["SnapshotFacts"], policy: RetentionPolicy, n
                                         f"({policy.describe()})", evidence)
 
 
-def _candidates(snapshots: list["SnapshotFacts"]) -> list[Candidate]:
+def _candidates(snapshots: list[SnapshotFacts]) -> list[Candidate]:
     return [Candidate(s.id, s.created_at, s.environment) for s in snapshots
             if s.created_at is not None and s.environment is not None
             and s.signature == SignatureStatus.TRUSTED.value]
 
 
-def _newest_usable(snapshots: list["SnapshotFacts"]) -> dict[str, str]:
+def _newest_usable(snapshots: list[SnapshotFacts]) -> dict[str, str]:
     out: dict[str, str] = {}
     seen: set[str] = set()
     for s in snapshots:  # newest first

@@ -13,18 +13,22 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.bounded import AUDIT_LOG, OWN_DOCUMENT, load_toml_file, read_bounded
 from enigm_recover.errors import EnigmError, ShareError
+from enigm_recover.quorum.keyring import RecipientFile
 from enigm_recover.recovery.audit import verify_log
 from enigm_recover.recovery.quorum_session import QuorumSession
 from enigm_recover.recovery.session import Recovery
 
 QUORUM_TEST_FILE = "quorum-test.toml"
 COMMAND = "keys test-quorum"
+
+if TYPE_CHECKING:
+    from enigm_recover.snapshot.signature import Signer
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,102 @@ def prove_quorum(recovery: Recovery, quorum: QuorumSession, recipient: str, fing
     if error is not None:
         raise error
     return test
+
+
+def open_quorum_test(recovery: Recovery, recipient: RecipientFile) -> QuorumSession:
+    """Start a quorum test of ``recipient``'s key: the shares are entered into the session this returns."""
+    recovery.record("quorum-test-opened", inputs={"recipient_fingerprint": recipient.fingerprint,
+                                                  "recipient_file": str(recipient.path)})
+    return QuorumSession(recovery, recipient.fingerprint, recipient.recipient)
+
+
+def finish_quorum_test(recovery: Recovery, quorum: QuorumSession, recipient: RecipientFile,
+                       passphrase: str = "") -> QuorumTest:
+    """Prove the quorum entered and close the recovery (its report signed like a recovery's): completed when
+    the shares combine to the key; otherwise failed, recorded, and the error re-raised."""
+    try:
+        test = prove_quorum(recovery, quorum, recipient.recipient, recipient.fingerprint, passphrase)
+    except Exception:
+        recovery.close("failed", "the quorum did not combine to the key")
+        raise
+    recovery.close("completed", "the quorum combines to the key")
+    return test
+
+
+@dataclass(frozen=True)
+class QuorumTestOutcome:
+    """How a quorum test fed by a face ended: proven, or why not (the error's message and hint)."""
+
+    ok: bool
+    fingerprint: str  # the key tested
+    folder: Path  # its audit log and report
+    test: QuorumTest | None = None
+    reason: str = ""
+    hint: str = ""
+
+
+class QuorumTestSession:
+    """A quorum test a face feeds share by share (the app's "Test the quorum"), shaped like a run's quorum
+    step: ``quorum()`` is the share entry, ``restart_quorum()`` discards it, ``combine()`` proves the key
+    and closes the recovery as ``keys test-quorum`` does, ``abandon()`` closes it when the custodians stop
+    first. Nothing of the shares or the key outlives it."""
+
+    current = None  # no runbook step: the test is the whole recovery
+
+    def __init__(self, recovery: Recovery, recipient: RecipientFile) -> None:
+        self.recovery = recovery
+        self.recipient = recipient
+        self._quorum: QuorumSession | None = open_quorum_test(recovery, recipient)
+        self.outcome: QuorumTestOutcome | None = None
+
+    @classmethod
+    def open(cls, state_dir: Path, recipient_path: Path, operator: str, signer: Signer | None = None,
+             ceremony: str | None = None) -> "QuorumTestSession":
+        from enigm_recover.quorum.keyring import read_recipient
+
+        recipient = read_recipient(recipient_path)
+        recovery = Recovery.open(state_dir, COMMAND, operator, ceremony)
+        recovery.signer = signer
+        return cls(recovery, recipient)
+
+    @property
+    def ceremony(self) -> str:
+        return self.recovery.ceremony
+
+    @property
+    def finished(self) -> bool:
+        return self.recovery.closed
+
+    def quorum(self) -> QuorumSession:
+        if self._quorum is None:
+            raise EnigmError("this quorum test is over", "start another one")
+        return self._quorum
+
+    def restart_quorum(self) -> QuorumSession:
+        """Discard the shares entered so far and start the entry again (recorded)."""
+        self.quorum()
+        self.recovery.audit.append("quorum-restarted")
+        self._quorum = QuorumSession(self.recovery, self.recipient.fingerprint)
+        return self._quorum
+
+    def combine(self, passphrase: str = "") -> QuorumTestOutcome:
+        """Prove the key with the shares entered; a failed test is an outcome (recorded), not an error."""
+        quorum = self.quorum()
+        try:
+            test = finish_quorum_test(self.recovery, quorum, self.recipient, passphrase)
+            outcome = QuorumTestOutcome(True, self.recipient.fingerprint, self.recovery.folder, test)
+        except ShareError as exc:
+            outcome = QuorumTestOutcome(False, self.recipient.fingerprint, self.recovery.folder, None,
+                                        exc.message, exc.hint)
+        finally:
+            self._quorum = None  # the shares go with it, whatever happened
+        self.outcome = outcome
+        return outcome
+
+    def abandon(self, reason: str) -> None:
+        """Stop before the test: the shares are dropped and the recovery closed as aborted."""
+        self._quorum = None
+        self.recovery.close("aborted", reason)
 
 
 def latest_quorum_test(state_dir: Path, fingerprint: str) -> tuple[QuorumTest | None, list[str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from enigm_recover.errors import SnapshotFromTheFuture
+from enigm_recover.snapshot.timeform import utc_iso
 
 CLOCK_SKEW = timedelta(minutes=5)  # clocks kept by NTP agree far better; more than this is a finding
 ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -39,8 +40,6 @@ def age_seconds(created: datetime, now: datetime) -> int:
     return max(0, int((now - created).total_seconds()))
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def refuse_from_future(snapshot_id: str, now: datetime | None = None) -> None:
@@ -51,8 +50,8 @@ def refuse_from_future(snapshot_id: str, now: datetime | None = None) -> None:
         return
     ahead = created - now
     raise SnapshotFromTheFuture(
-        f"the newest snapshot {snapshot_id} is dated {_iso(created)}, {_span(ahead)} after this host's clock "
-        f"({_iso(now)}, {int(CLOCK_SKEW.total_seconds() // 60)} min of skew tolerated): `latest` does not take a "
+        f"the newest snapshot {snapshot_id} is dated {utc_iso(created)}, {_span(ahead)} after this host's clock "
+        f"({utc_iso(now)}, {int(CLOCK_SKEW.total_seconds() // 60)} min of skew tolerated): `latest` does not take a "
         "snapshot from the future",
         f"check this host's clock and the producer's (NTP); to use that snapshot all the same, name it: "
         f"{snapshot_id}")

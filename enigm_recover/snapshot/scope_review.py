@@ -22,6 +22,7 @@ from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.catalog import chronological
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS
 from enigm_recover.snapshot.source import SnapshotEntry
+from enigm_recover.snapshot.timeform import utc_iso
 
 DEFAULT_THRESHOLD = 25.0  # percent a kind's count may move between consecutive snapshots before it is named
 
@@ -85,7 +86,7 @@ class ScopeReview:
 
 
 def _iso(t: datetime | None) -> str | None:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+    return utc_iso(t) if t else None
 
 
 def _read_signed(entry: SnapshotEntry, allowed: asyncssh.SSHAllowedSigners) -> Reviewed | str:

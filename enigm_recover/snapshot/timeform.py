@@ -9,6 +9,7 @@ was written. The format allows exactly ``YYYY-MM-DDTHH:MM:SSZ``, with a space fo
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 from enigm_recover.errors import ManifestError
 
@@ -28,3 +29,8 @@ def check_created_at(text: str) -> None:
             shown = value if len(value) <= 40 else value[:40] + "…"
             raise ManifestError(f"manifest created_at {shown!r} is not in the form {EXPECTED} (UTC, whole "
                                 "seconds; a space may stand for the T and +00:00 for the Z)")
+
+
+def utc_iso(t: datetime) -> str:
+    """A time as the format writes it: UTC, whole seconds, ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
