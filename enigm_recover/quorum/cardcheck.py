@@ -109,7 +109,7 @@ def check_card(words_text: str, header: CardHeader = CardHeader(),
             raise RecipientKindMismatch(f"this card is of a {kind.label} recovery key, and {recipient.path} is a "
                                         f"{key_kind.label} key")
         kind = key_kind
-        evidence.append(f"the key is {kind.value}: {kind.label}")
+        evidence.append(f"the key is {kind.label} ({kind.value})")
     return CardVerdict(header.custodian, share.identifier, share.group_index + 1, share.group_count,
                        share.group_threshold, share.index + 1, share.member_threshold,
                        recipient.fingerprint if recipient else None, belongs, tuple(evidence), kind)
