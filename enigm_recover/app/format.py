@@ -91,3 +91,12 @@ _STAGE_WORDS = {
 def humanize_stage(progress: Progress) -> str:
     """The engine's progress as a short label (Stage.FETCH of X.payload.age -> 'Downloading X.payload.age')."""
     return _STAGE_WORDS[progress.stage].format(progress.subject).strip()
+
+
+_LONG_RECIPIENT = re.compile(r'^(recipient = ")(age1pq1[a-z0-9]{12})([a-z0-9]+)([a-z0-9]{8})"$', re.M)
+
+
+def folded_manifest(text: str) -> str:
+    """A manifest's text for the details pane, its hybrid recipient (``age1pq1...``) folded to its ends: at
+    1,959 characters it would fill the pane, and the fingerprint on the next line names the key."""
+    return _LONG_RECIPIENT.sub(lambda m: f'{m[1]}{m[2]}…{m[4]}"  # hybrid post-quantum key', text)

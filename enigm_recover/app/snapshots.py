@@ -122,7 +122,8 @@ class SnapshotsScreen(StageScreen):
             if s.recipient_matches:
                 text.append("Sealed to the configured recovery key.\n", style="bold")
             text.append("\n")
-        text.append(self.recover.options.shown(self.ex.manifests.get(s.id, "(manifest not readable)")).rstrip())
+        manifest = fmt.folded_manifest(self.ex.manifests.get(s.id, "(manifest not readable)"))
+        text.append(self.recover.options.shown(manifest).rstrip())
         pane.update(text)
 
     def action_choose(self) -> None:

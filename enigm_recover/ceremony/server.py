@@ -334,7 +334,7 @@ class CeremonyServer:
 
     def _offer(self, conn: socket.socket, uid: int, who: dict[str, Any], name: str, typed: str, words: str) -> bool:
         try:
-            receipt = self._engine(lambda: self.quorum.add(words, name, typed, {**who, "via": "ceremony socket"}))
+            receipt = self._engine(lambda: self.quorum.add(words, name, typed, origin={**who, "via": "ceremony socket"}))
         except ShareError as exc:
             progress = self.quorum.entry.describe_progress()
             self._event(JoinEvent(JoinEventKind.REJECTED, who["os_user"], uid, name, exc.message, progress))
@@ -367,7 +367,7 @@ class CeremonyServer:
         origin = {"via": "sealed share", "sealed_by": sealed.custodian, "sealed_member_index": sealed.member}
         try:
             receipt = self._engine(lambda: self.quorum.add(sealed.words, sealed.custodian, self.info.ceremony,
-                                                           origin))
+                                                           origin=origin))
         except ShareError as exc:
             self._event(JoinEvent(JoinEventKind.REJECTED, custodian=sealed.custodian, reason=exc.message,
                                   progress=self.quorum.entry.describe_progress(), sealed=True))

@@ -85,7 +85,7 @@ def open_quorum_test(recovery: Recovery, recipient: RecipientFile) -> QuorumSess
     """Start a quorum test of ``recipient``'s key: the shares are entered into the session this returns."""
     recovery.record("quorum-test-opened", inputs={"recipient_fingerprint": recipient.fingerprint,
                                                   "recipient_file": str(recipient.path)})
-    return QuorumSession(recovery, recipient.fingerprint)
+    return QuorumSession(recovery, recipient.fingerprint, recipient.recipient)
 
 
 def finish_quorum_test(recovery: Recovery, quorum: QuorumSession, recipient: RecipientFile,
