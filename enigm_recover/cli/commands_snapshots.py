@@ -45,6 +45,7 @@ def cmd_snapshots_list(ctx: Context) -> int:
     from enigm_recover.snapshot.listing import latest_verdict, summarize
     from enigm_recover.snapshot.seal import read_recipient_file
     from enigm_recover.snapshot.signature import load_allowed_signers
+    from enigm_recover.snapshot.source import transport_of
 
     args = ctx.args
     signers_path = ctx.setting(args.allowed_signers, "allowed_signers")
@@ -54,15 +55,18 @@ def cmd_snapshots_list(ctx: Context) -> int:
     with ctx.open_source() as source:
         listing = source.list()
         description = source.description
+        transport = transport_of(source)
     summaries = summarize(listing, allowed, fingerprint, args.environment)
     latest = latest_verdict(listing, allowed, args.environment)
     if args.json:
         now = datetime.now(timezone.utc)
         emit_json({"source": description, "snapshots": [s.as_dict(now) for s in summaries],
                    "rejected": listing.rejected, "refused": [r.__dict__ for r in listing.refused],
-                   "latest": latest.as_dict()})
+                   "latest": latest.as_dict(), "transport": transport.as_dict() if transport else None})
         return 0
     print(f"source {description}")
+    if transport is not None:
+        print(f"transport {transport.describe()}")
     print_listing(summaries, allowed is not None)
     print(latest.describe())
     for reason in listing.rejected:

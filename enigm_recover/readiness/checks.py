@@ -61,7 +61,7 @@ from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS, check_manifest_scope
 from enigm_recover.snapshot.signature import SignatureStatus
 from enigm_recover.snapshot.verify import VerifiedSnapshot, verify_entry
-from enigm_recover.snapshot.source import Listing, SnapshotEntry, SnapshotSource
+from enigm_recover.snapshot.source import Listing, SnapshotEntry, SnapshotSource, transport_of
 
 SOURCE = "source"
 MANIFESTS = "manifests"
@@ -285,8 +285,10 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
         parsed = [e for e in newest_first(entries) if e.manifest is not None]
         listed = (f"listed {len(listing.entries)} manifest(s) and their signatures, "
                   f"{len(listing.rejected)} file name(s) refused")
+        transport = transport_of(source)
+        reached = [f"reached over {transport.describe()}"] if transport is not None else []
         results[SOURCE] = CheckResult(SOURCE, True, f"{len(listing.entries)} snapshot(s) listed from "
-                                                    f"{source.description}", [listed])
+                                                    f"{source.description}", [listed, *reached])
         results[MANIFESTS] = _check_manifests(entries, listing, policy)
         results[SIGNATURES] = _check_signatures(summaries)
         results[RECIPIENT] = _check_recipient(parsed, report.recipient_fingerprint, set(life.retired))
