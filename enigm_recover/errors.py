@@ -329,6 +329,25 @@ class CardUnmatched(EnigmError):
     hint = "check the card against the recovery.pub of its ceremony, with that folder's keys.toml beside it"
 
 
+# -- the kind of recovery key (hybrid post-quantum or classic X25519): 70-74 ---------------------
+
+
+class RecipientKindMismatch(ShareError):
+    """The cards make a key of the other kind than the one the snapshot (or recovery.pub) names: hybrid
+    post-quantum cards for a snapshot sealed to a classic X25519 key, or the other way round."""
+
+    exit_code = 70
+    hint = "bring the cards of the key the snapshot was sealed to (each card names its key's kind)"
+
+
+class RecipientMixRefused(EnigmError):
+    """A hybrid post-quantum recipient beside a classic X25519 one: sealing to both, or a header holding both
+    stanzas. The classic stanza would let a future quantum computer open what the hybrid one protects."""
+
+    exit_code = 71
+    hint = "seal to the hybrid recipient alone"
+
+
 class ClassicKeyExchangeRefused(SourceError):
     """The SSH server offers no post-quantum key exchange this client can use, and the configuration
     refuses classic key exchange (``ssh_kex = "post-quantum-only"``, ``--ssh-kex post-quantum-only``)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -12,6 +15,7 @@ import pytest
 
 from enigm_recover.cli import main
 from enigm_recover.drill.scenario import DrillSpec, make_drill
+from enigm_recover.quorum.recipients import RecipientKind
 
 DRILL_AT = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
@@ -66,14 +70,33 @@ def pristine_drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
     return Drill(root, doc)
 
 
-@pytest.fixture
-def drill(pristine_drill: Drill, tmp_path: Path) -> Drill:
-    """A private copy of the session's drill, free to damage."""
-    root = tmp_path / "drill"
-    shutil.copytree(pristine_drill.root, root)
-    text = (root / "drill.toml").read_text().replace(str(pristine_drill.root), str(root))
+@pytest.fixture(scope="session")
+def pristine_classic_drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
+    """The same drill with a classic X25519 recovery key (the default is hybrid post-quantum)."""
+    root = tmp_path_factory.mktemp("drill-pristine-classic") / "drill"
+    doc = make_drill(root, DrillSpec(identities=60, devices_per_identity=3, seed=7, snapshots=3, at=DRILL_AT,
+                                     kind=RecipientKind.X25519))
+    return Drill(root, doc)
+
+
+def copy_drill(pristine: Drill, tmp_path: Path, name: str = "drill") -> Drill:
+    root = tmp_path / name
+    shutil.copytree(pristine.root, root)
+    text = (root / "drill.toml").read_text().replace(str(pristine.root), str(root))
     (root / "drill.toml").write_text(text)
     return Drill(root, tomllib.loads(text))
+
+
+@pytest.fixture
+def drill(pristine_drill: Drill, tmp_path: Path) -> Drill:
+    """A private copy of the session's drill (its recovery key hybrid post-quantum), free to damage."""
+    return copy_drill(pristine_drill, tmp_path)
+
+
+@pytest.fixture
+def classic_drill(pristine_classic_drill: Drill, tmp_path: Path) -> Drill:
+    """A private copy of the session's drill with a classic X25519 recovery key, free to damage."""
+    return copy_drill(pristine_classic_drill, tmp_path, "classic-drill")
 
 
 @pytest.fixture
@@ -123,3 +146,46 @@ def live_target(drill: Drill, request: pytest.FixtureRequest) -> str:
     url = request.getfixturevalue("postgres_url")
     copy_store(drill.target, url)
     return url
+
+
+# -- the independent age implementation: npm age-encryption on the machine's Node.js ----------------
+
+NODE_DIR = Path(__file__).parent / "node"
+
+
+@dataclass(frozen=True)
+class AgeJs:
+    """``node tests/node/age.mjs``: age-encryption (pinned in tests/node/package-lock.json)."""
+
+    script: Path
+
+    def encrypt(self, recipient: str, plain: bytes) -> bytes:
+        result = subprocess.run(["node", str(self.script), "encrypt", recipient], input=plain, capture_output=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        return result.stdout
+
+    def decrypt(self, identity: str, sealed: bytes) -> subprocess.CompletedProcess:
+        env = {**os.environ, "AGE_IDENTITY": identity}  # in the environment, never on the command line
+        return subprocess.run(["node", str(self.script), "decrypt"], input=sealed, capture_output=True, env=env,
+                              timeout=300)
+
+
+@pytest.fixture(scope="session")
+def age_js() -> AgeJs:
+    """Installed with ``npm ci`` when missing (as ``make tools`` does). Skipped only when npm cannot reach its
+    registry outside CI; in CI (``CI`` set) a missing implementation fails the run."""
+    installed = NODE_DIR / "node_modules" / "age-encryption" / "package.json"
+    if not installed.exists():
+        why = "node and npm are not installed" if shutil.which("npm") is None else ""
+        if not why:
+            result = subprocess.run(["npm", "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+                                    capture_output=True, timeout=600)
+            why = "" if result.returncode == 0 else f"npm ci failed: {result.stderr.decode(errors='replace')[-300:]}"
+        if why:
+            if os.environ.get("CI"):
+                pytest.fail(f"the independent age implementation is required in CI: {why}")
+            pytest.skip(f"npm age-encryption is not installed and could not be ({why})")
+    pinned = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]["age-encryption"]
+    assert json.loads(installed.read_text())["version"] == pinned
+    return AgeJs(NODE_DIR / "age.mjs")

@@ -108,6 +108,14 @@ def recipient_of(identity_line: str, tmp_path: Path) -> str:
 # -- the drill, read without enigm-recover ---------------------------------------------
 
 
+@pytest.fixture
+def drill(classic_drill):
+    """The classic (X25519) procedure runs on a drill with a classic key: the real age here may predate
+    the hybrid recipient type (test_format_by_hand_hybrid.py covers hybrid keys)."""
+    return classic_drill
+
+
+
 def manifest_bytes(drill) -> bytes:
     return (drill.snapshots / f"{drill.latest}.manifest.toml").read_bytes()
 
@@ -150,6 +158,7 @@ def test_the_document_has_every_block_the_procedure_needs() -> None:
     assert set(doc_blocks()) == {
         "helpers", "verify-signature", "check-payload", "age_identity.py", "convert", "combine.py",
         "combine-cards", "check-key", "decrypt", "check-records",
+        "combine-cards-pq", "age-js.mjs", "check-key-js", "decrypt-js",  # 9.1: hybrid keys
     }
 
 

@@ -145,7 +145,10 @@ def cmd_drill(ctx: Context) -> int:
             abort_run(run, "a fresh drill replaced the one this run restored", args.operator or getpass.getuser())
             if not args.json:
                 print(f"aborted paused run {run.ceremony} ({run.runbook}): a fresh drill replaces it")
-    spec = DrillSpec(args.identities, args.devices_per_identity, args.seed, args.snapshots, at)
+    from enigm_recover.quorum.recipients import RecipientKind
+
+    spec = DrillSpec(args.identities, args.devices_per_identity, args.seed, args.snapshots, at,
+                     RecipientKind(getattr(args, "kind", None) or "hybrid"))
     if args.dir is None:
         from enigm_recover.private import make_private_dir
 

@@ -21,6 +21,7 @@ def cmd_target_init(ctx: Context) -> int:
 
 def cmd_keys_init(ctx: Context) -> int:
     from enigm_recover.quorum.keygen import GroupSpec, create_recovery_key
+    from enigm_recover.quorum.recipients import RecipientKind
 
     args = ctx.args
     if args.group:
@@ -37,13 +38,15 @@ def cmd_keys_init(ctx: Context) -> int:
     if not all(32 <= ord(c) <= 126 for c in passphrase):
         raise UsageError("a SLIP-39 passphrase may hold only printable ASCII characters")
     identity, cards = create_recovery_key(custodians=args.custodian, group_threshold=group_threshold,
-                                          groups=groups, out_dir=Path(args.out), passphrase=passphrase)
-    result = {"recipient": identity.recipient, "fingerprint": identity.fingerprint,
+                                          groups=groups, out_dir=Path(args.out), passphrase=passphrase,
+                                          kind=RecipientKind(args.kind))
+    result = {"recipient": identity.recipient, "fingerprint": identity.fingerprint, "kind": identity.kind.value,
               "recipient_file": str(Path(args.out) / "recovery.pub"), "cards": [str(c) for c in cards]}
     if args.json:
         emit_json(result)
         return 0
     print(f"recovery key {identity.fingerprint}")
+    print(f"  kind       {identity.kind.value}: {identity.kind.label}")
     print(f"  recipient  {result['recipient_file']}")
     for card in cards:
         print(f"  share card {card}")
@@ -169,6 +172,10 @@ def cmd_keys_check(ctx: Context) -> int:
             print(f"{r['card']}{who}: OK — a well-formed share of set {r['set_id']}: group {r['group']} of "
                   f"{r['group_count']} ({r['group_threshold']} group(s) needed), member {r['member']} "
                   f"(this group needs {r['member_threshold']})")
+            if r["kind"]:
+                from enigm_recover.quorum.recipients import RecipientKind
+
+                print(f"  kind of key: {r['kind']} ({RecipientKind(r['kind']).label})")
             if r["belongs"]:
                 print(f"  belongs to recovery key {r['recipient_fingerprint']}")
             elif r["belongs"] is None:
@@ -197,7 +204,7 @@ def cmd_keys_test_quorum(ctx: Context) -> int:
     with open_recovery(ctx, "keys test-quorum") as recovery:
         recovery.record("quorum-test-opened", inputs={"recipient_fingerprint": recipient.fingerprint,
                                                       "recipient_file": str(recipient.path)})
-        quorum = QuorumSession(recovery, recipient.fingerprint)
+        quorum = QuorumSession(recovery, recipient.fingerprint, recipient.recipient)
         enter_shares(ctx, quorum)
         try:
             test = prove_quorum(recovery, quorum, recipient.recipient, recipient.fingerprint, read_passphrase(args))
@@ -241,7 +248,10 @@ def _new_split(args: Any) -> Any:
             raise UsageError("the two passphrases differ", "run the command again")
     if not all(32 <= ord(c) <= 126 for c in passphrase):
         raise UsageError("a SLIP-39 passphrase may hold only printable ASCII characters")
-    return NewSplit(args.custodian, group_threshold, groups, passphrase)
+    from enigm_recover.quorum.recipients import DEFAULT_KIND, RecipientKind
+
+    return NewSplit(args.custodian, group_threshold, groups, passphrase,
+                    RecipientKind(getattr(args, "kind", None) or DEFAULT_KIND))
 
 
 def _change_key(ctx: Context, command: str) -> int:

@@ -191,7 +191,7 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
         for path in args.share_file:
             share = read_share_file(Path(path))
             try:
-                quorum.add(share.words, share.custodian)
+                quorum.add(share.words, share.custodian, kind=share.kind)
             except ShareError as exc:
                 raise type(exc)(f"{path}: {exc.message}", exc.hint) from None
             say(f"accepted share of {quorum.entry.receipts[-1].custodian}: {quorum.entry.describe_progress()}")

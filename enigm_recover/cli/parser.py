@@ -172,6 +172,7 @@ def _add_keys_lifecycle(ksub: Any) -> None:
         if name == "rotate":
             p.add_argument("--reason", default="rotated", metavar="TEXT",
                            help="why the key is retired (recorded in keys.toml and recovery.pub)")
+            _add_kind_option(p)
         g = p.add_mutually_exclusive_group()
         g.add_argument("--ask-new-passphrase", action="store_true", help="protect the new cards with a passphrase")
         g.add_argument("--new-passphrase-file", metavar="F", help="the new cards' SLIP-39 passphrase, from a file")
@@ -319,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True, parser_class=_Parser)
     p = ksub.add_parser(
         "init", help="create a recovery key split among custodians",
-        description="Create an age X25519 recovery identity, split its secret with SLIP-39 and write one "
-                    "share card per custodian plus recovery.pub. The secret itself is never written.",
+        description="Create an age recovery identity (hybrid post-quantum ML-KEM-768 + X25519 by default, or "
+                    "classic X25519), split its 32-byte secret with SLIP-39 and write one share card per custodian "
+                    "plus recovery.pub. The secret itself is never written.",
         epilog="Examples: --threshold 3 --shares 5 --custodian a --custodian b ... (3 of 5);  "
                "--threshold 2 --group 2/3 --group 1/1 --group 2/2 (2 of 3 groups). Custodians are "
                "assigned to groups in order.")
@@ -331,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--custodian", action="append", required=True, metavar="NAME",
                    help="a custodian, in share order (repeat)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the cards and recovery.pub")
+    _add_kind_option(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ask-passphrase", action="store_true", help="protect the shares with a SLIP-39 passphrase")
     g.add_argument("--passphrase-file", metavar="F", help="read the SLIP-39 passphrase from a file")
@@ -504,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshots", type=int, default=3, metavar="K", help="snapshots over K simulated days")
     p.add_argument("--seed", type=int, default=1, metavar="S",
                    help="random seed: the same seed makes the same drill (default %(default)s)")
+    _add_kind_option(p)
     p.add_argument("--at", metavar="TIME", help="the incident time (ISO UTC; default now): fixes every date")
     p.add_argument("--replace", action="store_true", help="replace an earlier drill in DIR")
     p.add_argument("--resume", action="store_true", help="continue the drill's paused run instead of making "
@@ -621,3 +625,10 @@ def _add_log_options(parser: argparse.ArgumentParser, top: bool = True) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 _add_log_options(sub, top=False)
+
+
+def _add_kind_option(p: argparse.ArgumentParser) -> None:
+    """--kind: the kind of a new recovery key."""
+    p.add_argument("--kind", choices=("hybrid", "x25519"), default="hybrid",
+                   help="the new recovery key's kind: hybrid (post-quantum ML-KEM-768 + X25519, age1pq1..., "
+                        "opened by age 1.3 or newer) or x25519 (classic age1...) (default %(default)s)")

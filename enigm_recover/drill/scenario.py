@@ -32,6 +32,7 @@ from enigm_recover.errors import OutputExistsError, UsageError
 from enigm_recover.paths import display_text
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.quorum.keygen import RECIPIENT_FILE, GroupSpec, create_recovery_key
+from enigm_recover.quorum.recipients import DEFAULT_KIND, RecipientKind
 from enigm_recover.snapshot.seal import seal
 from enigm_recover.sources.local import LocalFolderSource
 from enigm_recover.snapshot.signature import NAMESPACE
@@ -50,6 +51,7 @@ class DrillSpec:
     seed: int = 1
     snapshots: int = 3
     at: datetime | None = None  # the incident's "now"; defaults to the current minute
+    kind: RecipientKind = DEFAULT_KIND  # the recovery key's kind
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def make_drill(folder: Path, spec: DrillSpec, *, replace: bool = False,
 
     identity, _cards = create_recovery_key(
         custodians=list(CUSTODIANS), group_threshold=1, groups=[GroupSpec(3, 5)], out_dir=cards_dir,
-        random_bytes=_seeded_bytes(spec.seed, "recovery-key"))
+        random_bytes=_seeded_bytes(spec.seed, "recovery-key"), kind=spec.kind)
 
     platform = SyntheticPlatform(spec.seed, spec.identities, spec.devices_per_identity,
                                  genesis=at - timedelta(days=400))
@@ -181,7 +183,7 @@ def make_drill(folder: Path, spec: DrillSpec, *, replace: bool = False,
             "recipient": str(cards_dir / RECIPIENT_FILE),
             "signing_key": str(keys_dir / "producer"),
         },
-        "recovery": {"fingerprint": identity.fingerprint, "threshold": 3, "shares": 5},
+        "recovery": {"fingerprint": identity.fingerprint, "kind": identity.kind.value, "threshold": 3, "shares": 5},
         "custodians": {name: str(cards_dir / f"{name}.share.txt") for name in CUSTODIANS},
         "snapshots": {"ids": ids, "latest": ids[-1], "producer": PRODUCER, "environment": ENVIRONMENT},
         "incident": incident.__dict__,
@@ -218,7 +220,7 @@ def describe(doc: dict[str, Any], program: str = "enigm-recover") -> str:
   snapshots        {paths['snapshots']}  ({len(doc['snapshots']['ids'])} sealed, latest {doc['snapshots']['latest']})
   live target      {paths['target']}
   allowed_signers  {paths['allowed_signers']}
-  recovery key     {paths['recipient']}  ({doc['recovery']['fingerprint']}, 3 of 5)
+  recovery key     {paths['recipient']}  ({doc['recovery']['fingerprint']}, {doc['recovery'].get('kind', 'x25519')}, 3 of 5)
   share cards:
 {cards}
 

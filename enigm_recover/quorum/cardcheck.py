@@ -17,12 +17,14 @@ from shamir_mnemonic import MnemonicError, Share
 
 from enigm_recover.errors import (
     CardUnmatched,
+    RecipientKindMismatch,
     RecoveryKeyRetired,
     ShareChecksumError,
     ShareSetMismatch,
     ShareWordError,
 )
-from enigm_recover.quorum.cards import CARD_TITLE
+from enigm_recover.quorum.cards import CARD_TITLE, KIND_LINE, card_kind
+from enigm_recover.quorum.recipients import RecipientKind, recipient_kind
 from enigm_recover.quorum.entry import SHARE_WORDS, normalize_words
 from enigm_recover.quorum.keyring import KeyRecord, RecipientFile, find_key, load_keyring
 
@@ -34,6 +36,7 @@ class CardHeader:
     custodian: str | None = None
     set_id: int | None = None
     fingerprint: str | None = None
+    kind: RecipientKind | None = None
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,14 @@ class CardVerdict:
     recipient_fingerprint: str | None  # the key the card was checked against, or None
     belongs: bool | None  # None: no recovery.pub given
     evidence: tuple[str, ...]
+    kind: RecipientKind | None = None  # the kind of key: the card's, or its recovery.pub's
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": True, "custodian": self.custodian, "set_id": self.set_id, "group": self.group,
                 "group_count": self.group_count, "group_threshold": self.group_threshold, "member": self.member,
                 "member_threshold": self.member_threshold, "recipient_fingerprint": self.recipient_fingerprint,
-                "belongs": self.belongs, "evidence": list(self.evidence)}
+                "belongs": self.belongs, "evidence": list(self.evidence),
+                "kind": self.kind.value if self.kind else None}
 
 
 def parse_header(text: str) -> CardHeader:
@@ -68,8 +73,9 @@ def parse_header(text: str) -> CardHeader:
             key, value = line.split(":", 1)
             values[key.strip()] = value.strip()
     set_id = values.get("set id", "")
+    kind = card_kind(values[KIND_LINE]) if values.get(KIND_LINE) else None
     return CardHeader(values.get("custodian") or None, int(set_id) if set_id.isdigit() else None,
-                      values.get("recovery key fingerprint") or None)
+                      values.get("recovery key fingerprint") or None, kind)
 
 
 def parse_share(words_text: str) -> Share:
@@ -95,11 +101,18 @@ def check_card(words_text: str, header: CardHeader = CardHeader(),
                                f"{share.identifier}: the words were copied from another card",
                                "ask for a fresh card from the ceremony that made this set")
     belongs: bool | None = None
+    kind = header.kind
     if recipient is not None:
+        key_kind = recipient_kind(recipient.recipient)
         belongs = _check_membership(share, header, recipient, evidence)
+        if kind is not None and kind is not key_kind:
+            raise RecipientKindMismatch(f"this card is of a {kind.label} recovery key, and {recipient.path} is a "
+                                        f"{key_kind.label} key")
+        kind = key_kind
+        evidence.append(f"the key is {kind.value}: {kind.label}")
     return CardVerdict(header.custodian, share.identifier, share.group_index + 1, share.group_count,
                        share.group_threshold, share.index + 1, share.member_threshold,
-                       recipient.fingerprint if recipient else None, belongs, tuple(evidence))
+                       recipient.fingerprint if recipient else None, belongs, tuple(evidence), kind)
 
 
 def _check_membership(share: Share, header: CardHeader, recipient: RecipientFile, evidence: list[str]) -> bool:

@@ -15,8 +15,10 @@ from pathlib import Path
 from enigm_recover.bounded import SHARE_FILE, read_text_bounded
 from enigm_recover.errors import InputFileError
 from enigm_recover.quorum.names import custodian_name_problem
+from enigm_recover.quorum.recipients import RecipientKind
 
 CARD_TITLE = "ENIGM-RECOVER SHARE CARD"
+KIND_LINE = "recovery key kind"
 _NUMBERED_WORD = re.compile(r"\s*[0-9]+\.?\s+([A-Za-z]+)\s*")
 
 
@@ -32,6 +34,7 @@ class ShareCard:
     member_count: int
     recipient_fingerprint: str
     words: tuple[str, ...]
+    kind: RecipientKind | None = None  # None: a card of a key made before keys had kinds (X25519)
 
     def render(self) -> str:
         rows = []
@@ -50,6 +53,7 @@ class ShareCard:
             f"of {self.member_count} shares)",
             f"member index: {self.member_index + 1}",
             f"recovery key fingerprint: {self.recipient_fingerprint}",
+            *([f"{KIND_LINE}: {self.kind.value} ({self.kind.label})"] if self.kind else []),
             "",
             "words:",
             *rows,
@@ -63,12 +67,14 @@ class ShareText:
 
     words: str
     custodian: str | None
+    kind: RecipientKind | None = None  # the kind of key the card names, if it names one
 
 
 def parse_share_text(text: str) -> ShareText:
     lines = text.splitlines()
     if lines and lines[0].strip() == CARD_TITLE:
         custodian = None
+        kind = None
         words: list[str] = []
         in_words = False
         for line in lines[1:]:
@@ -76,6 +82,8 @@ def parse_share_text(text: str) -> ShareText:
                 custodian = line.split(":", 1)[1].strip()
                 if (problem := custodian_name_problem(custodian)) is not None:
                     raise InputFileError(f"the card's {problem}", "use the card as keys init wrote it")
+            elif line.startswith(KIND_LINE + ":") and not in_words:
+                kind = card_kind(line.split(":", 1)[1])
             elif line.strip() == "words:":
                 in_words = True
             elif in_words and line.strip():
@@ -85,8 +93,18 @@ def parse_share_text(text: str) -> ShareText:
                         words.append(match.group(1))
                     else:
                         words.extend(cell.split())
-        return ShareText(" ".join(words), custodian)
+        return ShareText(" ".join(words), custodian, kind)
     return ShareText(" ".join(text.split()), None)
+
+
+def card_kind(text: str) -> RecipientKind:
+    """The kind a card's ``recovery key kind:`` line names (its first word)."""
+    word = (text.split() or [""])[0]
+    try:
+        return RecipientKind(word)
+    except ValueError:
+        raise InputFileError(f"the card names an unknown kind of recovery key ({word[:20]!r})",
+                             "use the card as keys init wrote it") from None
 
 
 def read_share_file(path: Path) -> ShareText:

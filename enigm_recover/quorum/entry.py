@@ -23,8 +23,10 @@ from enigm_recover.errors import (
     ShareSetMismatch,
     ShareWordError,
     WrongRecoveryKey,
+    RecipientKindMismatch,
 )
 from enigm_recover.quorum.names import custodian_name_problem
+from enigm_recover.quorum.recipients import DEFAULT_KIND, RecipientKind, recipient_kind
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 
 SHARE_WORDS = 33  # SLIP-39 share length for a 256-bit secret
@@ -108,8 +110,11 @@ class ShareReceipt:
 class ShareEntry:
     """Gathers shares one at a time until the quorum is reached."""
 
-    def __init__(self, expected_fingerprint: str | None = None) -> None:
+    def __init__(self, expected_fingerprint: str | None = None, expected_recipient: str | None = None) -> None:
         self.expected_fingerprint = expected_fingerprint
+        # the kind of key expected (from the snapshot's or recovery.pub's recipient), when known
+        self.expected_kind = recipient_kind(expected_recipient) if expected_recipient else None
+        self.card_kinds: set[RecipientKind] = set()  # the kinds the cards entered so far name
         self._state = RecoveryState()
         self._by_member: dict[tuple[int, int], tuple[Share, str]] = {}
         self.receipts: list[ShareReceipt] = []
@@ -125,9 +130,14 @@ class ShareEntry:
             return f"{name} has already entered a share; each custodian enters one"
         return None
 
-    def add(self, text: str, custodian: str | None = None) -> ShareReceipt:
-        """Check and keep one share; ``custodian`` (from a card or a prompt) meets the rule of ``keys init``."""
+    def add(self, text: str, custodian: str | None = None, kind: RecipientKind | None = None) -> ShareReceipt:
+        """Check and keep one share; ``custodian`` (from a card or a prompt) meets the rule of ``keys init``;
+        ``kind``, the kind of key a card names, must be the expected one."""
         name = (custodian or f"custodian-{len(self.receipts) + 1}").strip()
+        if kind is not None and self.expected_kind is not None and kind is not self.expected_kind:
+            raise RecipientKindMismatch(
+                f"this card is of a {kind.label} recovery key, and the key expected "
+                f"({self.expected_fingerprint}) is a {self.expected_kind.label} key")
         if (problem := custodian_name_problem(name)) is not None:
             raise CustodianNameInvalid(problem)
         if any(r.custodian == name for r in self.receipts):
@@ -158,6 +168,8 @@ class ShareEntry:
         except MnemonicError:
             raise ShareSetMismatch("this share's group parameters do not match the shares entered so far") from None
         self._by_member[member] = (share, name)
+        if kind is not None:
+            self.card_kinds.add(kind)
         receipt = ShareReceipt(name, share.identifier, share.group_index, share.index)
         self.receipts.append(receipt)
         return receipt
@@ -204,12 +216,22 @@ class ShareEntry:
         if not all(32 <= ord(c) <= 126 for c in passphrase):
             raise WrongRecoveryKey("a SLIP-39 passphrase holds only printable ASCII characters")
         secret = self._state.recover(passphrase.encode("ascii"))
-        identity = RecoveryIdentity(secret)
-        if self.expected_fingerprint and identity.fingerprint != self.expected_fingerprint:
-            raise WrongRecoveryKey(
-                f"the combined key ({identity.fingerprint}) is not the snapshot's recovery key "
-                f"({self.expected_fingerprint})")
-        return identity
+        first = self.expected_kind or next(iter(self.card_kinds), None) or DEFAULT_KIND
+        identity = RecoveryIdentity(secret, first)
+        if not self.expected_fingerprint or identity.fingerprint == self.expected_fingerprint:
+            return identity
+        if self.expected_kind is None:  # the kind is not known: the secret may stand for a key of the other kind
+            other = identity.as_kind(RecipientKind.X25519 if first is RecipientKind.HYBRID else RecipientKind.HYBRID)
+            if other.fingerprint == self.expected_fingerprint:
+                return other
+        if self.expected_kind is not None and self.card_kinds and self.expected_kind not in self.card_kinds:
+            kind = next(iter(self.card_kinds))
+            raise RecipientKindMismatch(
+                f"the cards are of a {kind.label} recovery key, and the key expected "
+                f"({self.expected_fingerprint}) is a {self.expected_kind.label} key")
+        raise WrongRecoveryKey(
+            f"the combined key ({identity.fingerprint}) is not the snapshot's recovery key "
+            f"({self.expected_fingerprint})")
 
 
 @dataclass(frozen=True)

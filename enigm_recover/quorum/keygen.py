@@ -22,6 +22,7 @@ from enigm_recover.errors import OutputExistsError, UsageError
 from enigm_recover.quorum.cards import ShareCard
 from enigm_recover.quorum.keyring import KeyRecord, now_utc, record_key, save_keyring
 from enigm_recover.quorum.names import CUSTODIAN_RE, custodian_name_problem  # noqa: F401 - CUSTODIAN_RE re-exported
+from enigm_recover.quorum.recipients import DEFAULT_KIND, RecipientKind
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 
 RECIPIENT_FILE = "recovery.pub"
@@ -77,9 +78,13 @@ def _seeded_slip39(random_bytes: Callable[[int], bytes] | None) -> Iterator[None
         shamir_mnemonic.shamir.RANDOM_BYTES = saved
 
 
+_PUB_KIND = {RecipientKind.HYBRID: "an age hybrid post-quantum mlkem768x25519 public key; age 1.3 or newer",
+             RecipientKind.X25519: "an age X25519 public key"}
+
+
 def recipient_file_text(identity: RecoveryIdentity) -> str:
     return (
-        "# enigm-recover recovery recipient (an age X25519 public key; usable with `age -R`)\n"
+        f"# enigm-recover recovery recipient ({_PUB_KIND[identity.kind]}; usable with `age -R`)\n"
         f"# fingerprint: {identity.fingerprint}\n"
         f"{identity.recipient}\n"
     )
@@ -95,9 +100,11 @@ def create_recovery_key(
     random_bytes: Callable[[int], bytes] | None = None,
     identity: RecoveryIdentity | None = None,
     keyring: list[KeyRecord] | None = None,
+    kind: RecipientKind = DEFAULT_KIND,
 ) -> tuple[RecoveryIdentity, list[Path]]:
     """Split a new key (or, for a reshare, ``identity``) among the custodians and write the cards,
-    ``recovery.pub`` and ``keys.toml`` (``keyring``: the earlier keys it lists first)."""
+    ``recovery.pub`` and ``keys.toml`` (``keyring``: the earlier keys it lists first). A new key is of
+    ``kind`` (hybrid post-quantum by default); a reshared one keeps its own."""
     validate_plan(group_threshold, groups, custodians)
     targets = [out_dir / f"{name}.share.txt" for name in custodians] + [out_dir / RECIPIENT_FILE]
     clashes = [p for p in targets if p.exists()]
@@ -105,7 +112,7 @@ def create_recovery_key(
         raise OutputExistsError(f"{clashes[0]} already exists; a key ceremony never overwrites cards")
     make_private_dir(out_dir, "ceremony folder")
     if identity is None:
-        identity = RecoveryIdentity(random_bytes(32)) if random_bytes else RecoveryIdentity.generate()
+        identity = RecoveryIdentity(random_bytes(32), kind) if random_bytes else RecoveryIdentity.generate(kind)
     with _seeded_slip39(random_bytes):
         mnemonics = shamir_mnemonic.generate_mnemonics(
             group_threshold,
@@ -121,7 +128,7 @@ def create_recovery_key(
             name = next(names)
             card = ShareCard(name, share.identifier, share.group_index, group_threshold, len(groups),
                              share.index, spec.threshold, spec.count, identity.fingerprint,
-                             tuple(mnemonic.split()))
+                             tuple(mnemonic.split()), identity.kind)
             path = out_dir / f"{name}.share.txt"
             write_atomic(path, card.render().encode("utf-8"), mode=0o600)
             written.append(path)

@@ -76,8 +76,9 @@ def read_recipient(path: Path) -> RecipientFile:
         raise InputFileError(f"recipient file {path} must hold exactly one age recipient line")
     try:
         decode_recipient(recipients[0])
-    except ValueError:
-        raise InputFileError(f"recipient file {path} does not hold an age X25519 recipient (age1...)") from None
+    except ValueError as exc:
+        raise InputFileError(f"recipient file {path} does not hold an age recipient (age1pq1... or age1...): {exc}",
+                             "use the recovery.pub that keys init wrote, unchanged") from None
     retired = next((ln.strip()[len(RETIRED_MARK):].strip() for ln in lines
                     if ln.strip().startswith(RETIRED_MARK.strip() + " ")), "")
     return RecipientFile(path, recipients[0], retired)

@@ -28,6 +28,7 @@ from enigm_recover.quorum.keyring import (
     retire_key,
     save_keyring,
 )
+from enigm_recover.quorum.recipients import DEFAULT_KIND, RecipientKind
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 
 RESHARE_WARNING = ("Every old card still works together with the rest of its old set: resharing does not revoke "
@@ -54,6 +55,7 @@ class NewSplit:
     group_threshold: int
     groups: list[GroupSpec]
     passphrase: str = ""
+    kind: RecipientKind = DEFAULT_KIND  # of a new key (keys rotate); a reshared key keeps its own
 
 
 def _require_current(identity: RecoveryIdentity, old: RecipientFile) -> None:
@@ -79,7 +81,7 @@ def rotate(identity: RecoveryIdentity, old: RecipientFile, split: NewSplit, out_
     old_set = next((k.set_id for k in carried if k.fingerprint == old.fingerprint), None)
     new, cards = create_recovery_key(custodians=split.custodians, group_threshold=split.group_threshold,
                                      groups=split.groups, out_dir=out_dir, passphrase=split.passphrase,
-                                     keyring=carried)
+                                     keyring=carried, kind=split.kind)
     new_record = find_key(load_keyring(out_dir), new.fingerprint)
     assert new_record is not None and new_record.set_id is not None
     retire_key(out_dir, old.fingerprint, when, reason, new.fingerprint)

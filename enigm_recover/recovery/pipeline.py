@@ -215,7 +215,8 @@ class RecoveryPipeline:
                 raise UsageError("a quorum belongs to a recovery (its ceremony and audit log)")
             if self.writes:
                 self.lock()
-            self._quorum = QuorumSession(self.recovery, fingerprint)
+            self._quorum = QuorumSession(self.recovery, fingerprint,
+                                         self.verified.manifest.recipient if self.verified else None)
         return self._quorum
 
     @property

@@ -11,23 +11,26 @@ from __future__ import annotations
 
 from enigm_recover.errors import ShareError
 from enigm_recover.quorum.entry import ShareEntry, ShareReceipt
+from enigm_recover.quorum.recipients import RecipientKind
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.recovery.session import Recovery
 
 
 class QuorumSession:
-    def __init__(self, recovery: Recovery, expected_fingerprint: str | None) -> None:
+    def __init__(self, recovery: Recovery, expected_fingerprint: str | None,
+                 expected_recipient: str | None = None) -> None:
         self.recovery = recovery
-        self.entry = ShareEntry(expected_fingerprint)
+        self.entry = ShareEntry(expected_fingerprint, expected_recipient)
 
     @property
     def complete(self) -> bool:
         return self.entry.complete
 
-    def add(self, words: str, custodian: str | None = None, ceremony_typed: str | None = None) -> ShareReceipt:
+    def add(self, words: str, custodian: str | None = None, ceremony_typed: str | None = None,
+            kind: RecipientKind | None = None) -> ShareReceipt:
         try:
             bound = self.recovery.check_ceremony(ceremony_typed)
-            receipt = self.entry.add(words, custodian)
+            receipt = self.entry.add(words, custodian, kind)
         except ShareError as exc:
             from enigm_recover.quorum.names import custodian_name_problem
 

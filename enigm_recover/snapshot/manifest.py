@@ -166,8 +166,8 @@ def _parse(doc: dict[str, Any]) -> Manifest:
     recovery = _take(top["recovery"], "[recovery] ", {"recipient": str, "fingerprint": str})
     try:
         decode_recipient(recovery["recipient"])
-    except ValueError:
-        raise ManifestError("manifest recipient is not an age X25519 recipient") from None
+    except ValueError as exc:
+        raise ManifestError(f"manifest recipient is not an age recipient (age1pq1... or age1...): {exc}") from None
     if recipient_fingerprint(recovery["recipient"]) != recovery["fingerprint"]:
         raise ManifestError("manifest recipient fingerprint does not match its recipient")
     payload = _take(top["payload"], "[payload] ", {"file": str, "encoding": str, "size": int, "sha256": str})

@@ -4,7 +4,8 @@ An age file is a text header (recipient stanzas wrapping one random 16-byte *fil
 over the header keyed from the file key) followed by the payload: a nonce and the STREAM chunks,
 all keyed from the file key alone. So moving a snapshot to a new key changes only the header: the
 file key is unwrapped with the old identity, the old header's MAC checked, the file key wrapped for
-the new X25519 recipient in a fresh stanza, and the MAC recomputed. Every payload byte after the
+the new recipient in a fresh stanza (``mlkem768x25519`` for a hybrid key, ``X25519`` for a classic
+one: so a classic history moves to a hybrid key, or back, header only), and the MAC recomputed. Every payload byte after the
 header is copied as it was. The manifest gets the new payload size and SHA-256 and the new
 recipient, and is signed again with the producer's key.
 
@@ -38,7 +39,14 @@ from enigm_recover.errors import DecryptionError, PayloadIntegrityError, Signatu
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity, decode_recipient, recipient_fingerprint
 from enigm_recover.snapshot import signature
-from enigm_recover.snapshot.agecrypt import MAX_HEADER, VERSION_LINE, X25519_LABEL, _hkdf, _parse_header, _unwrap_file_key
+from enigm_recover.snapshot.agecrypt import (
+    MAX_HEADER,
+    X25519_LABEL,
+    _hkdf,
+    _parse_header,
+    _unwrap_file_key,
+    header_bytes,
+)
 from enigm_recover.snapshot.manifest import (
     MAX_MANIFEST_BYTES,
     Manifest,
@@ -92,10 +100,9 @@ def x25519_stanza(file_key: bytes, recipient: str) -> bytes:
 
 
 def new_header(file_key: bytes, recipient: str) -> bytes:
-    """The whole header for one X25519 recipient, MAC included, ending with its newline."""
-    mac_input = VERSION_LINE + b"\n" + x25519_stanza(file_key, recipient) + b"---"
-    mac = hmac.new(_hkdf(file_key, b"", b"header"), mac_input, hashlib.sha256).digest()
-    return mac_input + b" " + _b64(mac) + b"\n"
+    """The whole header for one recipient of either kind (an ``mlkem768x25519`` stanza for a hybrid
+    ``age1pq1...``, an ``X25519`` one for ``age1...``), MAC included, ending with its newline."""
+    return header_bytes(file_key, recipient)
 
 
 def open_header(head: bytes, identity: RecoveryIdentity) -> tuple[bytes, int]:
