@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bech32
 import pyrage
+import pytest
 
 from enigm_recover.errors import NotReady
 from enigm_recover.quorum.recipients import RecipientKind, recipient_kind
@@ -99,9 +100,14 @@ def test_the_newest_snapshot_sealed_to_a_classic_key_fails_naming_the_commands_t
         in prom.read_text()
 
 
-def test_the_drill_s_verdict_and_gauge_follow_the_kind_of_its_key(drill, cli, tmp_path: Path) -> None:
-    """Correct either way: a drill made with a hybrid key passes, one made with a classic key fails."""
+@pytest.mark.parametrize("which", ["drill", "classic_drill"])
+def test_the_drill_s_verdict_and_gauge_follow_the_kind_of_its_key(which: str, request: pytest.FixtureRequest, cli,
+                                                                  tmp_path: Path) -> None:
+    """Correct either way: a drill made with a hybrid key (the default) is ready, one made with a classic key
+    fails this check alone."""
+    drill = request.getfixturevalue(which)
     kind = recipient_kind(read_manifest(drill.snapshots, drill.latest).recipient)
+    assert kind is (RecipientKind.HYBRID if which == "drill" else RecipientKind.X25519)
     prom = tmp_path / "readiness.prom"
     code, result, err = readiness(cli, drill, "--prometheus", prom)
     verdict = check(result, POST_QUANTUM)
