@@ -194,6 +194,12 @@ def test_an_asyncssh_server_offering_mlkem_negotiates_it_even_when_post_quantum_
                          "--ssh-config", asyncssh_server)
     assert code == 0, err
     assert f"transport SSH key exchange {MLKEM} (post-quantum)" in out
+    code, out, err = cli("--cache-dir", tmp_path / "cache", "verify", "sftp://backup/", "latest", "--ssh-config",
+                         asyncssh_server, "--allowed-signers", drill.allowed_signers, "--ssh-kex", "post-quantum-only",
+                         "--json")
+    assert code == 0, err
+    verified = json.loads(out)
+    assert verified["ok"] and verified["transport"]["key_exchange"] == MLKEM and verified["transport"]["post_quantum"]
 
 
 def test_readiness_over_sftp_names_the_key_exchange_in_its_source_evidence(drill, asyncssh_server: Path, cli,

@@ -74,18 +74,24 @@ def cmd_snapshots_list(ctx: Context) -> int:
     return 0
 
 
-def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any]:
-    """Verify the chosen snapshot, fetching its payload into the cache if the source is remote."""
+def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any, Any]:
+    """Verify the chosen snapshot, fetching its payload into the cache if the source is remote; also how the
+    source was reached (None for a local folder)."""
+    from enigm_recover.snapshot.source import transport_of
+
     with open_pipeline(ctx, None) as pipeline:
-        return pipeline.verify(ctx.args.id, progress_for(ctx.args), hash_payload=hash_payload,
-                               environment=ctx.snapshot_environment(ctx.args.id))
+        report, verified = pipeline.verify(ctx.args.id, progress_for(ctx.args), hash_payload=hash_payload,
+                                           environment=ctx.snapshot_environment(ctx.args.id))
+        return report, verified, transport_of(pipeline.source)
 
 
 def cmd_verify(ctx: Context) -> int:
-    report, _verified = verify_chosen(ctx)
+    report, _verified, transport = verify_chosen(ctx)
     if ctx.args.json:
-        emit_json(report.as_dict())
+        emit_json({**report.as_dict(), "transport": transport.as_dict() if transport else None})
     else:
+        if transport is not None:
+            print(f"transport {transport.describe()}")
         for check in report.checks:
             print(f"{check_mark(check.ok)}  {check.name}: {check.detail}")
         print(f"snapshot {report.snapshot_id} is {'verified' if report.ok else 'NOT verified'}")
