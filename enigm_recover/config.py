@@ -118,6 +118,8 @@ def save_setting(path: Path, key: str, value: str | None) -> None:
         raise ConfigError(f"the value for {key} ({display_text(value)}) is not UTF-8 text, and the configuration "
                           "file holds only text",
                           f"give it on the command line or in {SETTINGS[key][0]} instead, or rename it in UTF-8")
+    if key == "ssh_kex" and value is not None:
+        require_post_quantum_kex(value)  # an unknown mode is refused now, not at the next connection
     doc: dict[str, Any] = load_config(path)
     if value is None:
         doc.pop(key, None)

@@ -158,6 +158,10 @@ def test_an_unknown_ssh_kex_value_is_refused_with_the_values_allowed(drill, cli,
     code, _, err = cli("--cache-dir", tmp_path / "c", "snapshots", "list", "sftp://nowhere.invalid/x", "--json")
     assert code == ConfigError.exit_code, err
     assert "quantum-please" in err and "prefer-post-quantum" in err and "post-quantum-only" in err
+    monkeypatch.delenv("ENIGM_RECOVER_SSH_KEX")
+    code, _, err = cli("config", "set", "ssh_kex", "quantum-please")
+    assert code == ConfigError.exit_code and "post-quantum-only" in err, err
+    assert "quantum-please" not in cli("config", "show")[1]  # nothing was saved
 
 
 # -- the in-process asyncssh server: ML-KEM ---------------------------------------------------------------
@@ -218,3 +222,24 @@ def test_the_server_offer_is_read_from_asyncssh_s_refusal_without_extension_mark
               "curve25519-sha256,ext-info-s,kex-strict-s-v00@openssh.com")
     assert server_offer(reason) == ["curve25519-sha256"]
     assert server_offer("Unable to find compatible server host key") is None
+
+
+def test_the_app_refuses_classic_key_exchange_as_the_configuration_says(drill, cli, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app builds its SSH settings from the same flag, environment variable and config file setting."""
+    from enigm_recover.app.app import RecoverApp
+    from enigm_recover.cli.commands_app import app_options
+    from enigm_recover.cli.context import Context
+    from enigm_recover.cli.parser import build_parser
+
+    def ssh_settings(*argv: str):
+        ctx = Context(build_parser().parse_args(["app", *argv]))
+        options = app_options(ctx, source="sftp://backup/", target=drill.target, allowed_signers=None, runbook=None,
+                              operator="dana")
+        return RecoverApp(options).run_settings().ssh
+
+    assert ssh_settings().require_post_quantum_kex is False
+    assert ssh_settings("--ssh-kex", "post-quantum-only").require_post_quantum_kex is True
+    assert cli("config", "set", "ssh_kex", "post-quantum-only")[0] == 0
+    assert ssh_settings().require_post_quantum_kex is True
+    assert ssh_settings("--ssh-kex", "prefer-post-quantum").require_post_quantum_kex is False

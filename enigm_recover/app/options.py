@@ -42,6 +42,7 @@ class AppOptions:
     known_hosts: Path | None = None
     identities: list[Path] = field(default_factory=list)
     accept_host_key: str | None = None
+    require_post_quantum_kex: bool = False  # ssh_kex = post-quantum-only: a classic-only server is refused
     recipient: Path | None = None  # recovery.pub: each snapshot says whether it is sealed to it
     recipient_fingerprint: str | None = None  # the same, given directly (the drill knows it)
     signer: Callable[[Callable[[str], str]], Any] | None = None  # (ask passphrase) -> the audit head's signer

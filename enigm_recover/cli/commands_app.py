@@ -44,6 +44,7 @@ def app_options(ctx: Context, *, source: str | None, target: str | None, allowed
         known_hosts=Path(known_hosts) if known_hosts else None,
         identities=[Path(p) for p in (getattr(args, "identity", None) or [])],
         accept_host_key=getattr(args, "accept_new_host_key", None), recipient=Path(recipient) if recipient else None,
+        require_post_quantum_kex=config.require_post_quantum_kex(ctx.setting(getattr(args, "ssh_kex", None), "ssh_kex")),
         signer=_signer_factory(getattr(args, "audit_key", None)), resume=resume,
         target_environment=config.target_environment(target, None, ctx.config))
 
