@@ -243,3 +243,17 @@ def test_the_app_refuses_classic_key_exchange_as_the_configuration_says(drill, c
     assert cli("config", "set", "ssh_kex", "post-quantum-only")[0] == 0
     assert ssh_settings().require_post_quantum_kex is True
     assert ssh_settings("--ssh-kex", "prefer-post-quantum").require_post_quantum_kex is False
+
+
+def test_without_any_post_quantum_key_exchange_here_post_quantum_only_refuses_before_connecting(
+        drill, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An asyncssh that runs no post-quantum key exchange: refused at once, not tried against the server."""
+    from enigm_recover.sources import kex
+
+    monkeypatch.setattr(kex, "get_kex_algs", lambda: [b"curve25519-sha256"])
+    config = tmp_path / "ssh_config"
+    config.write_text("Host backup\n  HostName 127.0.0.1\n  Port 9\n")  # nothing listens on the discard port
+    code, _, err = cli("--cache-dir", tmp_path / "c", "snapshots", "list", "sftp://backup/x", "--ssh-config", config,
+                       "--ssh-kex", "post-quantum-only")
+    assert code == 75, err
+    assert "runs no post-quantum one" in err and "--ssh-kex prefer-post-quantum" in err

@@ -111,8 +111,8 @@ def refusal(target: str, offered: list[str] | None) -> ClassicKeyExchangeRefused
     usable = usable_post_quantum()
     if not usable:
         return ClassicKeyExchangeRefused(f"{SETTING} = {ONLY} refuses classic key exchange, and this installation's "
-                                         f"asyncssh runs no post-quantum one", "install asyncssh with ML-KEM support "
-                                         "(cryptography 46 or later), or use --ssh-kex " + PREFER)
+                                         f"asyncssh runs no post-quantum one", "install the pinned asyncssh and cryptography "
+                                         "(whose ML-KEM asyncssh uses), or use --ssh-kex " + PREFER)
     shown = ", ".join(offered) if offered else "(not said)"
     unusable = [a for a in (offered or []) if is_post_quantum(a) and a not in usable]
     what = "no post-quantum SSH key exchange this client can run" if unusable else "only classic SSH key exchange"
