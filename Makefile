@@ -33,7 +33,7 @@ $(VENV)/.installed-test: pyproject.toml $(DEV_LOCK) | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/enigm-recover drill
 
-## tools: install the real programs the tests use (age, ssh-keygen, zstd, sqlite3) when missing
+## tools: install the real programs the tests use (age, ssh-keygen, zstd, sqlite3, node + npm age-encryption) when missing
 tools:
 	@scripts/ensure-tools
 

@@ -28,6 +28,7 @@ from bench.common import Sample, interleaved, log, spawn, summary, verdict
 import asyncssh
 
 from enigm_recover.drill.platform import SyntheticPlatform
+from enigm_recover.quorum.recipients import RecipientKind
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.manifest import payload_name
 from enigm_recover.snapshot.seal import seal
@@ -74,9 +75,10 @@ class Snapshot:
 # -- setup ---------------------------------------------------------------------
 
 
-def make_keys(work: Path) -> Keys:
-    """A recovery identity and a producer key, written where the pipelines read them."""
-    identity = RecoveryIdentity.generate()
+def make_keys(work: Path, kind: RecipientKind = RecipientKind.X25519) -> Keys:
+    """A recovery identity and a producer key, written where the pipelines read them (X25519 by default:
+    the baseline ``age -d`` may predate hybrid keys)."""
+    identity = RecoveryIdentity.generate(kind)
     identity_file = work / "recovery.key"
     identity_file.touch(mode=0o600)
     identity_file.write_text(identity.age_identity_string() + "\n")

@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 from time import perf_counter
 
-import bech32
-
-from enigm_recover.quorum.recovery_key import SECRET_HRP, RecoveryIdentity
+from enigm_recover.quorum.recipients import decode_identity
+from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.catalog import resolve
 from enigm_recover.snapshot.signature import load_allowed_signers
 from enigm_recover.snapshot.unseal import plaintext_blocks, records
@@ -25,12 +24,12 @@ from enigm_recover.sources.local import LocalFolderSource
 
 
 def read_identity(path: Path) -> RecoveryIdentity:
-    """The recovery identity in an age key file of one ``AGE-SECRET-KEY-1...`` line."""
-    hrp, words = bech32.bech32_decode(path.read_text().strip().lower())
-    secret = bech32.convertbits(words, 5, 8, False) if hrp == SECRET_HRP and words else None
-    if secret is None:
-        raise SystemExit(f"{path} does not hold an age X25519 identity")
-    return RecoveryIdentity(bytes(secret))
+    """The recovery identity in an age key file of one ``AGE-SECRET-KEY-1...`` or ``AGE-SECRET-KEY-PQ-1...`` line."""
+    try:
+        kind, secret = decode_identity(path.read_text().strip())
+    except ValueError:
+        raise SystemExit(f"{path} does not hold an age X25519 or hybrid identity") from None
+    return RecoveryIdentity(secret, kind)
 
 
 def verify(folder: Path, allowed_signers: Path) -> VerifiedSnapshot:

@@ -36,9 +36,16 @@ from enigm_recover.errors import DecryptionError, RecipientKindMismatch, Recipie
 from enigm_recover.quorum.recipients import decode_identity
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot import agecrypt
+from enigm_recover.snapshot.unseal import READ_BLOCK  # the decryptor as unseal runs it
 
 VECTORS = Path(__file__).parent / "vectors" / "cctv-age"
 REFUSED_ON_PURPOSE = {"hybrid_and_x25519": "header failure"}
+# Payload failures where our decryptor (reading 1 MiB at a time, as unseal does) releases fewer authenticated
+# chunks than the reference before failing: counted as agreeing (module docstring). Every other vector agrees
+# exactly: 60 of the 67 non-hybrid ones and 17 of the 18 hybrid ones (the 18th is refused on purpose).
+RELEASES_LESS = {"stream_no_final_full", "stream_no_final_two_chunks_full", "stream_trailing_garbage_long",
+                 "stream_trailing_garbage_short", "stream_two_final_chunks", "stream_two_final_chunks_full",
+                 "stream_two_final_chunks_second"}
 UNSUPPORTED = ("armor", "scrypt")
 
 
@@ -84,7 +91,7 @@ def outcome(body: bytes, identities: list[RecoveryIdentity]) -> tuple[str, bytes
         return "HMAC failure", b""
     released = bytearray()
     try:
-        for block in agecrypt.decrypt_chunks(io.BytesIO(body), identity, 4096):
+        for block in agecrypt.decrypt_chunks(io.BytesIO(body), identity, READ_BLOCK):
             released += block
     except DecryptionError as exc:
         if not released and "no nonce" in exc.message:
@@ -108,7 +115,7 @@ def test_vector(name: str) -> None:
     if expect in ("success", "payload failure"):
         digest = hashlib.sha256(released).hexdigest()
         if digest != fields["payload"][0]:
-            assert expect == "payload failure", f"{name}: the plaintext differs"
+            assert expect == "payload failure" and name in RELEASES_LESS, f"{name}: the plaintext differs"
             # less released than the reference before the same failure: a whole number of chunks fewer
             assert len(released) % agecrypt.CHUNK == 0, f"{name}: released a partial chunk"
 

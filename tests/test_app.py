@@ -76,6 +76,7 @@ async def first_steps_until_an_error(pilot) -> None:
 
 def test_the_whole_drill_through_the_app(served, tmp_path: Path, cli) -> None:
     doc, drill = served
+    assert doc["recovery"]["kind"] == "hybrid"  # the walk opens a snapshot sealed to a post-quantum key
     snapshot, live = snapshot_state(drill, cli, tmp_path), state_of(drill.target)
     cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
     app = make_app(doc, tmp_path)
