@@ -50,6 +50,7 @@ class AppOptions:
     restore_pace: float = 0.0  # seconds after each restored batch (drill --slow-restore)
     target_environment: str | None = None  # the configured target's environment: another one's snapshot is refused
     drill: DrillInfo | None = None
+    readiness_policy: Any = None  # the readiness view's ReadinessPolicy (the config's [retention]); None: defaults
     resume: bool = False  # open the newest paused run of the runbook straight away
     # seams for tests and screenshots: nothing on screen may depend on the clock, the host or chance
     ceremony: str | None = None  # a fixed ceremony id (normally random)
@@ -75,6 +76,7 @@ def drill_options(doc: dict[str, Any], *, state_dir: Path, cache_dir: Path, oper
         source=doc["ssh"]["source"], target=paths["target"], allowed_signers=Path(paths["allowed_signers"]),
         state_dir=state_dir, cache_dir=cache_dir, operator=operator, runbook=runbook,
         ssh_config=[Path(doc["ssh"]["config"])], recipient_fingerprint=doc.get("recovery", {}).get("fingerprint"),
+        recipient=Path(paths["recipient"]) if paths.get("recipient") else None,
         drill=DrillInfo(Path(paths["snapshots"]).parent, {name: Path(card) for name, card in
                                                           doc.get("custodians", {}).items()}))
     for key, value in overrides.items():

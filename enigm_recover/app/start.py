@@ -20,6 +20,8 @@ class StartScreen(StageScreen):
     BINDINGS = [
         Binding("enter", "start", "Start", priority=True, tooltip="Start the highlighted runbook"),
         Binding("r", "resume", "Resume paused run", tooltip="Continue the newest paused run of this runbook"),
+        Binding("e", "check_readiness", "Check readiness",
+                tooltip="Would the source's snapshots restore today? Every readiness check, no share needed"),
     ]
 
     def __init__(self) -> None:
@@ -150,6 +152,9 @@ class StartScreen(StageScreen):
             self.recover.notify("the runbooks are still being read", severity="warning")
             return
         self.recover.start_run(runbook)
+
+    def action_check_readiness(self) -> None:
+        self.recover.navigator.check_readiness()
 
     def action_resume(self) -> None:
         runbook = self.selected
