@@ -212,3 +212,28 @@ def test_a_burst_of_keys_does_not_break_it(served, tmp_path: Path) -> None:
         entries = [json.loads(line) for line in (folder / "audit.jsonl").read_text().splitlines()]
         statuses.append(entries[-1]["action"])
     assert statuses and all(s == "recovery-closed" for s in statuses), statuses
+
+
+def test_a_cancelled_run_records_no_verdict(drill, tmp_path: Path) -> None:
+    """Going back stops the run at its next progress report: the run is closed as aborted, naming why, and no
+    payload is reported as failed (a cancelled download is not a damaged payload)."""
+    from enigm_recover.cancellation import CancelToken, cancellable
+    from enigm_recover.errors import InterruptedByUser
+    from enigm_recover.readiness.run import ReadinessRun, opened_recovery, run_readiness
+    from enigm_recover.snapshot.signature import load_allowed_signers
+    from enigm_recover.sources.local import LocalFolderSource
+
+    token = CancelToken()
+    token.cancel("the operator went back")
+    run_ = ReadinessRun(str(drill.snapshots), lambda _cache: LocalFolderSource(drill.snapshots),
+                        lambda: load_allowed_signers(drill.allowed_signers), lambda: drill.recipient,
+                        tmp_path / "state", tmp_path / "cache")
+    with pytest.raises(InterruptedByUser, match="the operator went back"):
+        run_readiness(run_, lambda: opened_recovery(tmp_path / "state", "dana"),
+                      progress=cancellable(lambda p: None, token))
+    (folder,) = (tmp_path / "state" / "recoveries").iterdir()
+    entries = [json.loads(line) for line in (folder / "audit.jsonl").read_text().splitlines()]
+    assert entries[-1]["action"] == "recovery-closed" and entries[-1]["outcome"] == "aborted"
+    assert "the operator went back" in entries[-1]["inputs"]["reason"]
+    assert not any(e["action"].startswith("readiness-") for e in entries)
+    assert not (folder / "readiness.toml").exists()

@@ -41,6 +41,7 @@ from enigm_recover.errors import (
     EnigmError,
     HostKeyChanged,
     HostKeyUnknown,
+    InterruptedByUser,
     ScopeError,
     ShareError,
     WrongRecoveryKey,
@@ -539,6 +540,8 @@ def _check_payloads(source: SnapshotSource, parsed: list[SnapshotEntry], allowed
         try:
             result, snapshot = verify_entry(source, entry, allowed, progress, hash_payload=True)
             error = result.error
+        except InterruptedByUser:  # the face stopped the run: a cancelled download is not a damaged payload
+            raise
         except EnigmError as exc:  # an SFTP fetch checks size and SHA-256 itself, and raises
             result, snapshot, error = None, None, exc
         if isinstance(error, SOURCE_UNUSABLE):
