@@ -237,3 +237,25 @@ def test_a_cancelled_run_records_no_verdict(drill, tmp_path: Path) -> None:
     assert "the operator went back" in entries[-1]["inputs"]["reason"]
     assert not any(e["action"].startswith("readiness-") for e in entries)
     assert not (folder / "readiness.toml").exists()
+
+
+def test_a_missing_setting_is_named_and_nothing_is_checked(served, tmp_path: Path) -> None:
+    doc, _ = served
+    app = make_app(doc, tmp_path, recipient=None)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: on(app, "StartScreen") and app.screen.runbooks is not None)
+            await pilot.press("e")
+            await until(pilot, lambda: on(app, "ErrorDialog"), ESCAPE_HATCH)
+            assert "--recipient is not set" in text_of(app, "#error-message")
+            await pilot.press("enter")
+            await until(pilot, lambda: on(app, "ReadinessScreen", state="failed"))
+            assert text_of(app, "#readiness-verdict").startswith("Not checked: --recipient is not set")
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, "StartScreen"))
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    run(scenario)
+    assert not (tmp_path / "state" / "recoveries").exists() or not any((tmp_path / "state" / "recoveries").iterdir())

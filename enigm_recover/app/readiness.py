@@ -97,7 +97,7 @@ class ReadinessScreen(StageScreen):
     def _run(self) -> None:
         if self.state == "running" or not self.is_attached:
             return
-        if not self.recover.run_engine(readiness_work(self.recover), done=self._done, failed=self._failed,
+        if self.recover.busy or not self.recover.run_engine(readiness_work(self.recover), done=self._done, failed=self._failed,
                                        label="checking readiness"):
             self.set_timer(0.2, self._run)  # other work is stopping: start when it has
             return
