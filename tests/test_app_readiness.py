@@ -259,3 +259,33 @@ def test_a_missing_setting_is_named_and_nothing_is_checked(served, tmp_path: Pat
 
     run(scenario)
     assert not (tmp_path / "state" / "recoveries").exists() or not any((tmp_path / "state" / "recoveries").iterdir())
+
+
+def test_the_config_file_s_retention_policy_applies_to_the_view(served, tmp_path: Path) -> None:
+    """The app's policy is resolved as the command's: a [retention] table in the config file adds the retention
+    check, here failing (keep one snapshot of three)."""
+    import os
+
+    from enigm_recover.cli.commands_app import app_options
+    from enigm_recover.cli.context import Context
+    from enigm_recover.cli.parser import build_parser
+
+    doc, drill = served
+    Path(os.environ["ENIGM_RECOVER_CONFIG"]).write_text("[retention]\nkeep_last = 1\n")
+    ctx = Context(build_parser().parse_args(["app"]))
+    policy = app_options(ctx, source=None, target=None, allowed_signers=None, runbook=None,
+                         operator="dana").readiness_policy
+    assert policy.retention is not None
+    app = make_app(doc, tmp_path, readiness_policy=policy)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_readiness(pilot)
+            assert rows(app)["retention"].startswith("✗ FAIL")
+            assert app.screen.outcome.report.failing == ["retention"]
+            await highlight(pilot, "retention")
+            assert "`snapshots prune` would remove it" in text_of(app, "#readiness-detail")
+            await pilot.press("ctrl+q")
+        assert app.internal_errors == []
+
+    run(scenario)
