@@ -97,9 +97,10 @@ class ReadinessScreen(StageScreen):
     def _run(self) -> None:
         if self.state == "running" or not self.is_attached:
             return
-        if self.recover.busy or not self.recover.run_engine(readiness_work(self.recover), done=self._done, failed=self._failed,
-                                       label="checking readiness"):
-            self.set_timer(0.2, self._run)  # other work is stopping: start when it has
+        started = not self.recover.busy and self.recover.run_engine(
+            readiness_work(self.recover), done=self._done, failed=self._failed, label="checking readiness")
+        if not started:
+            self.set_timer(0.2, self._run)  # other work is running or stopping: start when it has ended
             return
         self.state = "running"
         self.query_one(ProgressPanel).start("Checking the source's snapshots…")
