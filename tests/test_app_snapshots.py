@@ -125,3 +125,19 @@ def test_readiness_at_80x24_with_the_post_quantum_fix(served_classic, tmp_path: 
 
     app = app_for(served_classic, tmp_path)
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_readiness_ready_at_120x40(served, tmp_path: Path, snap_compare) -> None:
+    """The drill (a hybrid key): ready, every check in the table, the first one's evidence in the details."""
+    from enigm_recover.app.tour import on
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await walk(pilot, {}, "start")
+        await pilot.press("e")
+        await until(pilot, lambda: on(app, "ReadinessScreen", state="done"), 90, what="the readiness run")
+        app.clear_notifications()
+        await pilot.pause()
+        await until(pilot, lambda: tables_measured(app.screen), what="the tables' column widths")
+
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(120, 40), run_before=run_before)
