@@ -35,6 +35,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "recipient": ("ENIGM_RECOVER_RECIPIENT", "recovery.pub of the configured recovery key"),
     "ssh_config": ("ENIGM_RECOVER_SSH_CONFIG", "OpenSSH client config for SFTP sources (default ~/.ssh/config)"),
     "known_hosts": ("ENIGM_RECOVER_KNOWN_HOSTS", "known_hosts file (default: from the ssh config, ~/.ssh/known_hosts)"),
+    "ssh_kex": ("ENIGM_RECOVER_SSH_KEX",
+                "SSH key exchange for SFTP sources: prefer-post-quantum (the default: mlkem768x25519-sha256 first, "
+                "classic when the server offers nothing better) or post-quantum-only (a server offering only "
+                "classic key exchange is refused)"),
     "target_environment": ("ENIGM_RECOVER_TARGET_ENVIRONMENT",
                            "the environment of the default target (e.g. prod): restoring a snapshot of another "
                            "environment into it is refused"),
@@ -43,6 +47,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "custodian_group": ("ENIGM_RECOVER_CUSTODIAN_GROUP", "the OS group whose members may join a ceremony "
                         "(default enigm-custodians)"),
 }
+
+# The values of the ssh_kex setting (and --ssh-kex).
+SSH_KEX_PREFER = "prefer-post-quantum"
+SSH_KEX_ONLY = "post-quantum-only"
+SSH_KEX_MODES = (SSH_KEX_PREFER, SSH_KEX_ONLY)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,8 @@ def save_setting(path: Path, key: str, value: str | None) -> None:
         raise ConfigError(f"the value for {key} ({display_text(value)}) is not UTF-8 text, and the configuration "
                           "file holds only text",
                           f"give it on the command line or in {SETTINGS[key][0]} instead, or rename it in UTF-8")
+    if key == "ssh_kex" and value is not None:
+        require_post_quantum_kex(value)  # an unknown mode is refused now, not at the next connection
     doc: dict[str, Any] = load_config(path)
     if value is None:
         doc.pop(key, None)
@@ -138,3 +149,14 @@ def target_environment(target_flag: str | None, environment_flag: str | None, co
     if os.environ.get(SETTINGS["target"][0]):
         return os.environ.get(SETTINGS["target_environment"][0]) or None
     return config.get("target_environment") or None
+
+
+def require_post_quantum_kex(value: str | None) -> bool:
+    """The ssh_kex setting's effective value (flag, environment or config file) as a yes/no; unknown values are
+    refused with the ones allowed."""
+    if value in (None, "", SSH_KEX_PREFER):
+        return False
+    if value == SSH_KEX_ONLY:
+        return True
+    raise ConfigError(f"the ssh_kex setting is {display_text(str(value))!r}",
+                      f"use {SSH_KEX_PREFER} or {SSH_KEX_ONLY} (in {SETTINGS['ssh_kex'][0]}, the config file or --ssh-kex)")

@@ -348,6 +348,15 @@ class RecipientMixRefused(EnigmError):
     hint = "seal to the hybrid recipient alone"
 
 
+class ClassicKeyExchangeRefused(SourceError):
+    """The SSH server offers no post-quantum key exchange this client can use, and the configuration
+    refuses classic key exchange (``ssh_kex = "post-quantum-only"``, ``--ssh-kex post-quantum-only``)."""
+
+    exit_code = 75
+    hint = ("enable mlkem768x25519-sha256 on the server (OpenSSH 9.9 and later offer it by default: KexAlgorithms "
+            "in sshd_config), or accept classic key exchange for this connection with --ssh-kex prefer-post-quantum")
+
+
 # -- custodians joining a ceremony from their own sessions (exit codes 80–89) ------------------------------------
 
 

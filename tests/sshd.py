@@ -66,8 +66,9 @@ class Sshd:
 
 
 def start_sshd(root: Path, authorized_keys: list[Path], log_level: str = "ERROR", host_ca: Path | None = None,
-               host_principals: str = "127.0.0.1") -> Sshd:
-    """A running sshd; with ``host_ca`` its host key is certified by that CA for ``host_principals``."""
+               host_principals: str = "127.0.0.1", extra_config: str = "") -> Sshd:
+    """A running sshd; with ``host_ca`` its host key is certified by that CA for ``host_principals``;
+    ``extra_config``: more sshd_config lines (e.g. ``KexAlgorithms curve25519-sha256``)."""
     root.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
@@ -97,7 +98,7 @@ PermitRootLogin prohibit-password
 AllowTcpForwarding yes
 Subsystem sftp internal-sftp
 LogLevel {log_level}
-{certificate}""")
+{certificate}{extra_config}""")
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config), "-E", str(log)])
     wait_for_port(port, process)
     return Sshd(root, port, host_key, log, process)

@@ -146,3 +146,48 @@ def test_test_the_quorum_at_80x24(served, tmp_path: Path, snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.fixture
+def served_classic(classic_drill):
+    from enigm_recover.drill.serve import serve_drill
+
+    server, doc = serve_drill(classic_drill.root)
+    yield doc
+    server.stop()
+
+
+def test_readiness_at_80x24_with_the_post_quantum_fix(served_classic, tmp_path: Path, snap_compare) -> None:
+    """A drill sealed to a classic key: not ready; the post-quantum check highlighted, its fix in the details."""
+    from enigm_recover.app.tour import on
+    from enigm_recover.readiness.post_quantum import POST_QUANTUM
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await walk(pilot, {}, "start")
+        await pilot.press("e")
+        await until(pilot, lambda: on(app, "ReadinessScreen", state="done"), 90, what="the readiness run")
+        names = [c.name for c in app.screen.outcome.report.checks]
+        await pilot.press(*["down"] * names.index(POST_QUANTUM))
+        app.clear_notifications()
+        await pilot.pause()
+        await until(pilot, lambda: tables_measured(app.screen), what="the tables' column widths")
+
+    app = app_for(served_classic, tmp_path)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_readiness_ready_at_120x40(served, tmp_path: Path, snap_compare) -> None:
+    """The drill (a hybrid key): ready, every check in the table, the first one's evidence in the details."""
+    from enigm_recover.app.tour import on
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await walk(pilot, {}, "start")
+        await pilot.press("e")
+        await until(pilot, lambda: on(app, "ReadinessScreen", state="done"), 90, what="the readiness run")
+        app.clear_notifications()
+        await pilot.pause()
+        await until(pilot, lambda: tables_measured(app.screen), what="the tables' column widths")
+
+    assert snap_compare(app_for(served, tmp_path), terminal_size=(120, 40), run_before=run_before)

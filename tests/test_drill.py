@@ -90,6 +90,7 @@ def test_drill_exercises_the_real_ssh_path(tmp_path: Path, cli) -> None:
                          "--devices-per-identity", "1", "--snapshots", "2", "--at", "2026-11-27T12:00:00Z")
     assert code == 0, err
     assert "Over SSH (sftp://enigm-drill/" in out
+    assert "  SSH key exchange mlkem768x25519-sha256 (post-quantum)" in out  # the drill's server offers ML-KEM
     assert "ok    payload sha256" in out
     doc = tomllib.loads((tmp_path / "d" / "drill.toml").read_text())
     assert doc["ssh"]["source"] == "sftp://enigm-drill/"

@@ -298,7 +298,7 @@ class RecoverApp(App[str]):
         o = self.options
         self.ssh_settings = SSHSettings(config_files=o.ssh_config, known_hosts=o.known_hosts,
                                         identities=list(o.identities), accept_host_key=o.accept_host_key,
-                                        prompter=UIPrompter(self))
+                                        prompter=UIPrompter(self), require_post_quantum_kex=o.require_post_quantum_kex)
         return RunSettings(source=o.source or "", target=o.target or "", allowed_signers=o.allowed_signers or Path(),
                            state_dir=o.state_dir, cache_dir=o.cache_dir, operator=o.operator, ssh=self.ssh_settings,
                            signer=o.signer(UIPrompter(self).ask_secret) if o.signer else None,

@@ -91,6 +91,17 @@ class Navigator:
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
 
+    def check_readiness(self) -> None:
+        """The readiness view, above the start screen (no run needed: it asks for no share)."""
+        from enigm_recover.app.readiness import ReadinessScreen
+
+        self.app.push_screen(ReadinessScreen())
+
+    def leave_readiness(self, screen: Screen[Any]) -> None:
+        """Back from the readiness view to where it was opened."""
+        if self.app.screen is screen:
+            self.app.pop_screen()
+
     def resume_blocked(self, blocked: Any) -> None:
         """A paused run failed its resume check: say why, then choose another snapshot or abort it."""
         from enigm_recover.app.dialogs import QuestionDialog

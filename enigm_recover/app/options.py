@@ -42,6 +42,7 @@ class AppOptions:
     known_hosts: Path | None = None
     identities: list[Path] = field(default_factory=list)
     accept_host_key: str | None = None
+    require_post_quantum_kex: bool = False  # ssh_kex = post-quantum-only: a classic-only server is refused
     recipient: Path | None = None  # recovery.pub: each snapshot says whether it is sealed to it
     recipient_fingerprint: str | None = None  # the same, given directly (the drill knows it)
     signer: Callable[[Callable[[str], str]], Any] | None = None  # (ask passphrase) -> the audit head's signer
@@ -49,6 +50,7 @@ class AppOptions:
     restore_pace: float = 0.0  # seconds after each restored batch (drill --slow-restore)
     target_environment: str | None = None  # the configured target's environment: another one's snapshot is refused
     drill: DrillInfo | None = None
+    readiness_policy: Any = None  # the readiness view's ReadinessPolicy (the config's [retention]); None: defaults
     resume: bool = False  # open the newest paused run of the runbook straight away
     ceremony_place: Any = None  # where custodians join from their own sessions (None: the environment's, or the default)
     # seams for tests and screenshots: nothing on screen may depend on the clock, the host or chance

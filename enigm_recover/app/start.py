@@ -23,6 +23,8 @@ class StartScreen(StageScreen):
         Binding("m", "check_card", "Check my card", tooltip="A custodian checks one share card alone"),
         Binding("t", "test_quorum", "Test the quorum",
                 tooltip="The custodians prove they can combine the recovery key; nothing is restored"),
+        Binding("e", "check_readiness", "Check readiness",
+                tooltip="Would the source's snapshots restore today? Every readiness check, no share needed"),
     ]
 
     def __init__(self) -> None:
@@ -161,6 +163,8 @@ class StartScreen(StageScreen):
 
     def action_test_quorum(self) -> None:
         self.recover.navigator.test_quorum()
+    def action_check_readiness(self) -> None:
+        self.recover.navigator.check_readiness()
 
     def action_resume(self) -> None:
         runbook = self.selected

@@ -44,8 +44,19 @@ def app_options(ctx: Context, *, source: str | None, target: str | None, allowed
         known_hosts=Path(known_hosts) if known_hosts else None,
         identities=[Path(p) for p in (getattr(args, "identity", None) or [])],
         accept_host_key=getattr(args, "accept_new_host_key", None), recipient=Path(recipient) if recipient else None,
+        require_post_quantum_kex=config.require_post_quantum_kex(ctx.setting(getattr(args, "ssh_kex", None), "ssh_kex")),
         signer=_signer_factory(getattr(args, "audit_key", None)), resume=resume,
-        target_environment=config.target_environment(target, None, ctx.config), ceremony_place=ctx.ceremony_place())
+        target_environment=config.target_environment(target, None, ctx.config), ceremony_place=ctx.ceremony_place(),
+        readiness_policy=_readiness_policy(ctx))
+
+
+def _readiness_policy(ctx: Context) -> Any:
+    """The readiness view's policy: the defaults of `readiness`, with the config file's [retention] table."""
+    from enigm_recover.cli.commands_retention import retention_policy
+    from enigm_recover.readiness.policy import ReadinessPolicy
+
+    retention = retention_policy(ctx)
+    return ReadinessPolicy(retention=None if retention.empty else retention)
 
 
 def launch(options: Any) -> int:

@@ -18,6 +18,7 @@ def _drill_over_ssh(ctx: Context, folder: Path) -> None:
     from enigm_recover.snapshot.catalog import resolve
     from enigm_recover.snapshot.listing import summarize
     from enigm_recover.snapshot.signature import load_allowed_signers
+    from enigm_recover.snapshot.source import transport_of
     from enigm_recover.snapshot.verify import verify_entry
     from enigm_recover.sources.open import open_source
     from enigm_recover.sources.ssh import SSHSettings
@@ -29,6 +30,9 @@ def _drill_over_ssh(ctx: Context, folder: Path) -> None:
         with open_source(doc["ssh"]["source"], settings, ctx.locations.cache_dir) as source:
             print(f"Over SSH ({doc['ssh']['source']}, host key pinned in {doc['ssh']['known_hosts']}):")
             listing = source.list()
+            transport = transport_of(source)
+            if transport is not None:
+                print(f"  {transport.describe()}")
             print_listing(summarize(listing, allowed, doc["recovery"]["fingerprint"]), True)
             report, _ = verify_entry(source, resolve(listing, "latest", allowed), allowed, progress_for(ctx.args))
         for check in report.checks:

@@ -8,19 +8,15 @@ from typing import Any
 from enigm_recover.cli.commands_snapshots import recovery_facts
 from enigm_recover.cli.context import Context, TerminalShares, open_recovery
 from enigm_recover.cli.output import emit_json, progress_for
-from enigm_recover.errors import EnigmError, InputFileError, NotReady, UsageError
-from enigm_recover.paths import display_path
+from enigm_recover.errors import InputFileError, NotReady, UsageError
 
 MARKS = {True: "ok  ", False: "FAIL", None: "-   "}
 SHOWN_PROBLEMS = 8
 
 
 def cmd_readiness(ctx: Context) -> int:
-    from enigm_recover.quorum.recovery_key import recipient_fingerprint
-    from enigm_recover.readiness.checks import Unlock, check_readiness, stopped_before_checking
     from enigm_recover.readiness.policy import ReadinessPolicy, parse_duration, parse_percent
-    from enigm_recover.readiness.report import write_prometheus, write_report
-    from enigm_recover.snapshot.seal import read_recipient_file
+    from enigm_recover.readiness.run import ReadinessRun, run_readiness
     from enigm_recover.sources.open import open_source
 
     args = ctx.args
@@ -42,38 +38,12 @@ def cmd_readiness(ctx: Context) -> int:
         raise InputFileError(f"folder {prometheus.parent} for --prometheus does not exist",
                              "create it first (node_exporter's --collector.textfile.directory)")
     spec = ctx.required(args.source, "source", "SOURCE")
-    told = False  # whether monitoring has this run's textfile
-    try:
-        allowed = ctx.allowed_signers()
-        recipient_path = Path(ctx.required(args.recipient, "recipient", "--recipient"))
-        expected = recipient_fingerprint(read_recipient_file(recipient_path))
-        life = key_life(ctx.locations.state_dir, recipient_path)
-        with open_recovery(ctx, "readiness") as recovery:
-
-            unlock = Unlock(recovery, TerminalShares(ctx))
-            report = check_readiness(lambda cache: open_source(spec, ctx.ssh_settings(), cache), spec, allowed,
-                                     expected, policy, scratch=ctx.locations.cache_dir / "readiness",
-                                     progress=progress_for(args), unlock=unlock if args.test_restore else None, life=life)
-            for check in report.checks:
-                recovery.record("readiness-check", step=check.name, outcome=check.status,
-                                inputs={"summary": check.summary})
-            context = {"ceremony": recovery.ceremony, "operator": recovery.operator,
-                       "audit_log": display_path(recovery.folder / "audit.jsonl")}
-            files = write_report(report, recovery.folder, context)
-            recovery.record("readiness-report", outcome="ready" if report.ready else "not-ready",
-                            inputs={"report": Path(files["toml"]).name, "sha256": files["sha256"],
-                                    "markdown": Path(files["markdown"]).name,
-                                    "markdown_sha256": files["markdown_sha256"],
-                                    "failing": report.failing})
-            if prometheus is not None:
-                write_prometheus(report, prometheus)
-                told = True
-            recovery.close("completed",
-                           "ready" if report.ready else f"not ready: {', '.join(report.failing)} failed")
-    except EnigmError as exc:  # whatever stopped the run, monitoring must not go blind
-        if prometheus is not None and not told:
-            write_prometheus(stopped_before_checking(spec, policy, exc), prometheus)
-        raise
+    run = ReadinessRun(spec, lambda cache: open_source(spec, ctx.ssh_settings(), cache), ctx.allowed_signers,
+                       lambda: Path(ctx.required(args.recipient, "recipient", "--recipient")),
+                       ctx.locations.state_dir, ctx.locations.cache_dir, policy, prometheus)
+    outcome = run_readiness(run, lambda: open_recovery(ctx, "readiness"), progress=progress_for(args),
+                            shares=TerminalShares(ctx) if args.test_restore else None)
+    report, files, recovery = outcome.report, outcome.files, outcome.recovery
     if args.json:
         emit_json({**report.as_dict(), "report": files, "prometheus": str(prometheus) if prometheus else None,
                    "recovery": recovery_facts(recovery)})
@@ -88,17 +58,6 @@ def cmd_readiness(ctx: Context) -> int:
     if not report.ready:
         raise NotReady(f"not ready: failing checks: {', '.join(report.failing)}")
     return 0
-
-
-def key_life(state_dir: Path, recipient_path: Path) -> Any:
-    """The expected key's life for readiness: its latest quorum test here, and the keyring's retired keys."""
-    from enigm_recover.quorum.keyring import read_recipient, retired_fingerprints
-    from enigm_recover.readiness.lifecycle import KeyLife
-    from enigm_recover.recovery.quorum_test import latest_quorum_test
-
-    recipient = read_recipient(recipient_path)
-    test, notes = latest_quorum_test(state_dir, recipient.fingerprint)
-    return KeyLife(test, notes, retired_fingerprints(recipient_path), recipient.retired)
 
 
 def print_readiness(report: Any) -> None:

@@ -45,6 +45,7 @@ def cmd_snapshots_list(ctx: Context) -> int:
     from enigm_recover.snapshot.listing import latest_verdict, summarize
     from enigm_recover.snapshot.seal import read_recipient_file
     from enigm_recover.snapshot.signature import load_allowed_signers
+    from enigm_recover.snapshot.source import transport_of
 
     args = ctx.args
     signers_path = ctx.setting(args.allowed_signers, "allowed_signers")
@@ -54,15 +55,18 @@ def cmd_snapshots_list(ctx: Context) -> int:
     with ctx.open_source() as source:
         listing = source.list()
         description = source.description
+        transport = transport_of(source)
     summaries = summarize(listing, allowed, fingerprint, args.environment)
     latest = latest_verdict(listing, allowed, args.environment)
     if args.json:
         now = datetime.now(timezone.utc)
         emit_json({"source": description, "snapshots": [s.as_dict(now) for s in summaries],
                    "rejected": listing.rejected, "refused": [r.__dict__ for r in listing.refused],
-                   "latest": latest.as_dict()})
+                   "latest": latest.as_dict(), "transport": transport.as_dict() if transport else None})
         return 0
     print(f"source {description}")
+    if transport is not None:
+        print(f"transport {transport.describe()}")
     print_listing(summaries, allowed is not None)
     print(latest.describe())
     for reason in listing.rejected:
@@ -70,18 +74,24 @@ def cmd_snapshots_list(ctx: Context) -> int:
     return 0
 
 
-def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any]:
-    """Verify the chosen snapshot, fetching its payload into the cache if the source is remote."""
+def verify_chosen(ctx: Context, *, hash_payload: bool = True) -> tuple[Any, Any, Any]:
+    """Verify the chosen snapshot, fetching its payload into the cache if the source is remote; also how the
+    source was reached (None for a local folder)."""
+    from enigm_recover.snapshot.source import transport_of
+
     with open_pipeline(ctx, None) as pipeline:
-        return pipeline.verify(ctx.args.id, progress_for(ctx.args), hash_payload=hash_payload,
-                               environment=ctx.snapshot_environment(ctx.args.id))
+        report, verified = pipeline.verify(ctx.args.id, progress_for(ctx.args), hash_payload=hash_payload,
+                                           environment=ctx.snapshot_environment(ctx.args.id))
+        return report, verified, transport_of(pipeline.source)
 
 
 def cmd_verify(ctx: Context) -> int:
-    report, _verified = verify_chosen(ctx)
+    report, _verified, transport = verify_chosen(ctx)
     if ctx.args.json:
-        emit_json(report.as_dict())
+        emit_json({**report.as_dict(), "transport": transport.as_dict() if transport else None})
     else:
+        if transport is not None:
+            print(f"transport {transport.describe()}")
         for check in report.checks:
             print(f"{check_mark(check.ok)}  {check.name}: {check.detail}")
         print(f"snapshot {report.snapshot_id} is {'verified' if report.ok else 'NOT verified'}")

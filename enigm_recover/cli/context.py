@@ -75,6 +75,7 @@ class Context:
         return getattr(self.args, "environment", None) or (self.target_environment() if ref == "latest" else None)
 
     def ssh_settings(self) -> Any:
+        from enigm_recover.config import require_post_quantum_kex
         from enigm_recover.sources.ssh import SSHSettings
 
         args = self.args
@@ -86,6 +87,7 @@ class Context:
             identities=[Path(p) for p in (getattr(args, "identity", None) or [])],
             accept_host_key=getattr(args, "accept_new_host_key", None),
             prompter=TerminalPrompter(),
+            require_post_quantum_kex=require_post_quantum_kex(self.setting(getattr(args, "ssh_kex", None), "ssh_kex")),
         )
 
     def open_source(self) -> Any:

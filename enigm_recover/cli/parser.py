@@ -77,6 +77,10 @@ def _add_ssh_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--accept-new-host-key", metavar="FINGERPRINT",
                    help="trust an unknown host whose key has this SHA256 fingerprint, and record it in "
                         "known_hosts (a changed key is never accepted)")
+    g.add_argument("--ssh-kex", choices=("prefer-post-quantum", "post-quantum-only"),
+                   help="SSH key exchange (env ENIGM_RECOVER_SSH_KEX, config ssh_kex): prefer-post-quantum (default: "
+                        "mlkem768x25519-sha256 first) or post-quantum-only (refuse a server offering only classic "
+                        "key exchange; exit 75)")
 
 
 RUNBOOKS_HELP = "another folder of runbooks (repeat); also read: <config dir>/runbooks and the built-in ones"

@@ -15,6 +15,7 @@ auditor can see why it passed as well as why it failed:
 - ``chain``: each snapshot names the one before it in the same environment as its previous id;
 - ``counts``: identities and devices do not drop by more than the policy allows between two
   consecutive snapshots;
+- ``recovery-key-post-quantum``: the newest signed snapshot is sealed to a hybrid post-quantum key;
 - ``test-restore`` (on request, with the custodians' shares): the newest snapshot is unsealed,
   restored into a scratch SQLite target, read back, counted and hashed against its signed manifest,
   and the scratch target is deleted.
@@ -40,6 +41,7 @@ from enigm_recover.errors import (
     EnigmError,
     HostKeyChanged,
     HostKeyUnknown,
+    InterruptedByUser,
     ScopeError,
     ShareError,
     WrongRecoveryKey,
@@ -51,6 +53,8 @@ from enigm_recover.recovery.pipeline import RecoveryPipeline, ShareSource
 from enigm_recover.recovery.session import Recovery
 from enigm_recover.readiness.lifecycle import DESCRIPTIONS as LIFE_DESCRIPTIONS
 from enigm_recover.readiness.lifecycle import KEYS, QUORUM_TEST, KeyLife, check_keys, check_quorum_test
+from enigm_recover.readiness.post_quantum import DESCRIPTION as POST_QUANTUM_DESCRIPTION
+from enigm_recover.readiness.post_quantum import POST_QUANTUM, check_post_quantum
 from enigm_recover.readiness.policy import DROP_KINDS, ReadinessPolicy, format_duration
 from enigm_recover.readiness.retention_check import DESCRIPTION as RETENTION_DESCRIPTION
 from enigm_recover.readiness.retention_check import RETENTION, check_retention, retention_figures
@@ -61,7 +65,7 @@ from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.scope import ALLOWED_FIELDS, check_manifest_scope
 from enigm_recover.snapshot.signature import SignatureStatus
 from enigm_recover.snapshot.verify import VerifiedSnapshot, verify_entry
-from enigm_recover.snapshot.source import Listing, SnapshotEntry, SnapshotSource
+from enigm_recover.snapshot.source import Listing, SnapshotEntry, SnapshotSource, transport_of
 from enigm_recover.snapshot.timeform import utc_iso
 
 SOURCE = "source"
@@ -74,8 +78,8 @@ SCOPE = "scope"
 CHAIN = "chain"
 COUNTS = "counts"
 TEST_RESTORE = "test-restore"
-CHECKS = (SOURCE, MANIFESTS, FRESHNESS, SIGNATURES, RECIPIENT, PAYLOADS, SCOPE, CHAIN, COUNTS, KEYS, QUORUM_TEST,
-          TEST_RESTORE)
+CHECKS = (SOURCE, MANIFESTS, FRESHNESS, SIGNATURES, RECIPIENT, PAYLOADS, SCOPE, CHAIN, COUNTS, KEYS, POST_QUANTUM,
+          QUORUM_TEST, TEST_RESTORE)
 
 DESCRIPTIONS = {
     SOURCE: "the snapshot source opens and lists (SFTP with strict host keys, or a local folder)",
@@ -90,6 +94,7 @@ DESCRIPTIONS = {
     TEST_RESTORE: "the newest snapshot unseals and restores into a scratch target whose counts and canonical "
                   "hashes equal its signed manifest",
     **LIFE_DESCRIPTIONS,
+    POST_QUANTUM: POST_QUANTUM_DESCRIPTION,
     RETENTION: RETENTION_DESCRIPTION,  # only when a retention policy is given
 }
 
@@ -219,12 +224,15 @@ def _run(report: ReadinessReport, open_source: Callable[[], SnapshotSource], cac
         parsed = [e for e in newest_first(entries) if e.manifest is not None]
         listed = (f"listed {len(listing.entries)} manifest(s) and their signatures, "
                   f"{len(listing.rejected)} file name(s) refused")
+        transport = transport_of(source)
+        reached = [f"reached over {transport.describe()}"] if transport is not None else []
         results[SOURCE] = CheckResult(SOURCE, True, f"{len(listing.entries)} snapshot(s) listed from "
-                                                    f"{source.description}", [listed])
+                                                    f"{source.description}", [listed, *reached])
         results[MANIFESTS] = _check_manifests(entries, listing, policy)
         results[SIGNATURES] = _check_signatures(summaries)
         results[RECIPIENT] = _check_recipient(parsed, report.recipient_fingerprint, set(life.retired))
         results[KEYS] = check_keys(parsed, life, report.recipient_fingerprint)
+        results[POST_QUANTUM] = check_post_quantum(parsed, {s.id: s.signature for s in report.snapshots})
         results[SCOPE] = _check_scope(entries)
         results[CHAIN] = _check_chain(entries)
         results[COUNTS] = _check_counts(parsed, policy)
@@ -466,6 +474,8 @@ def _check_payloads(source: SnapshotSource, parsed: list[SnapshotEntry], allowed
         try:
             result, snapshot = verify_entry(source, entry, allowed, progress, hash_payload=True)
             error = result.error
+        except InterruptedByUser:  # the face stopped the run: a cancelled download is not a damaged payload
+            raise
         except EnigmError as exc:  # an SFTP fetch checks size and SHA-256 itself, and raises
             result, snapshot, error = None, None, exc
         if isinstance(error, SOURCE_UNUSABLE):

@@ -15,6 +15,7 @@ from enigm_recover import tomlfile
 from enigm_recover.atomic import write_atomic
 from enigm_recover.inert import for_markdown, for_terminal
 from enigm_recover.readiness.checks import DESCRIPTIONS, ReadinessReport
+from enigm_recover.readiness.post_quantum import POST_QUANTUM
 
 TOML_NAME = "readiness.toml"
 MARKDOWN_NAME = "readiness.md"
@@ -122,6 +123,11 @@ def render_prometheus(report: ReadinessReport) -> str:
     if report.checks:
         metric("enigm_recover_snapshots_retained", "Snapshots the retention policy keeps (every signed snapshot "
                                                    "when no policy is set).", [(source, report.retained)])
+    post_quantum = next((c for c in report.checks if c.name == POST_QUANTUM and c.ok is not None), None)
+    if post_quantum is not None:
+        metric("enigm_recover_recovery_key_post_quantum",
+               "1 when the newest signed snapshot is sealed to a post-quantum hybrid recovery key (age "
+               "mlkem768x25519), 0 when to a classic X25519 key.", [(source, int(bool(post_quantum.ok)))])
     if report.quorum_test is not None:
         metric("enigm_recover_quorum_test_timestamp_seconds",
                "When the custodians last proved the expected key's quorum (keys test-quorum; Unix time).",

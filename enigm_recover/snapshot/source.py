@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from enigm_recover.errors import EnigmError, SourceError
 from enigm_recover.progress import ProgressCallback
@@ -54,8 +54,20 @@ def parse_entry(snapshot_id: str, manifest_bytes: bytes, signature_bytes: bytes 
     return entry
 
 
+class Transport(Protocol):
+    """How a remote source was reached (over SSH: the negotiated key exchange and cipher)."""
+
+    @property
+    def post_quantum(self) -> bool: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+    def describe(self) -> str: ...
+
+
 class SnapshotSource(Protocol):
     description: str
+    transport: Transport | None  # None: a local folder (or not connected yet)
 
     def list(self) -> Listing:
         """Read manifests and signatures only, never payloads."""
@@ -66,3 +78,8 @@ class SnapshotSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def transport_of(source: SnapshotSource) -> Transport | None:
+    """The source's transport once it listed or fetched; None for local folders."""
+    return getattr(source, "transport", None)

@@ -17,6 +17,8 @@ from enigm_recover.sources.removal import removal_order, tombstone_name, tombsto
 
 
 class LocalFolderSource:
+    transport = None  # read from the file system: no transport to describe
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.description = display_path(folder)

@@ -41,6 +41,7 @@ from enigm_recover.snapshot.manifest import MAX_MANIFEST_BYTES, manifest_name, p
 from enigm_recover.snapshot.source import Listing, RefusedName, SnapshotEntry, parse_entry
 from enigm_recover.sources.names import claimed_time, classify, hostile_name_reason
 from enigm_recover.sources.removal import removal_order, tombstone_name, tombstoned_id
+from enigm_recover.sources.kex import Transport, negotiated
 from enigm_recover.sources.ssh import SSHSettings, SSHTarget, connect
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class SftpSource:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._folder: str | None = None
+        self.transport: Transport | None = None  # the negotiated key exchange, once connected
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -152,6 +154,8 @@ class SftpSource:
         if self._sftp is None:
             with timed(log, f"connecting to {self.url.target}"):
                 self._conn = await connect(self.url.target, self.settings)
+            self.transport = negotiated(self._conn, str(self.url.target))
+            log.info("%s: %s", self.url.target, self.transport.describe())
             try:
                 # Remote names are bytes: one that is not UTF-8 travels as surrogates, as local paths do.
                 self._sftp = await self._conn.start_sftp_client(path_errors="surrogateescape")

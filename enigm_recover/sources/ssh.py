@@ -27,6 +27,7 @@ import asyncssh
 
 from enigm_recover.bounded import KEY_FILE, TRUST_FILE, check_regular, read_bounded
 from enigm_recover.sources.known_hosts import KnownHostsFiles, known_hosts_files, record_host_key
+from enigm_recover.sources.kex import offered_kex, refusal, server_offer, usable_post_quantum
 from enigm_recover.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -103,6 +104,7 @@ class SSHSettings:
     keepalive_count_max: int = 3
     attempts: int = 3
     retry_delay: float = 1.0
+    require_post_quantum_kex: bool = False  # refuse a server that offers only classic key exchange
 
     def config_arg(self) -> Any:
         return () if self.config_files is None else [str(p) for p in self.config_files]
@@ -243,6 +245,10 @@ async def _connect_direct(target: SSHTarget, settings: SSHSettings,
     plain, encrypted = _load_keys(*_identity_files(probe, settings))
     label = f"{probe.username}@{probe.host}"
     ciphers: Any = () if probe.config.get("Ciphers") else list(PREFERRED_CIPHERS)
+    kex: Any = offered_kex(require_post_quantum=settings.require_post_quantum_kex,
+                           configured=bool(probe.config.get("KexAlgorithms")))
+    if settings.require_post_quantum_kex and not usable_post_quantum():
+        raise refusal(str(target), None)
     log.info("connecting to %s (port %s%s)", label, probe.port, f" through {tunnel!r}" if tunnel else "")
     log.debug("known hosts: %s; identity files: %d loaded, %d needing a passphrase", known.describe(), len(plain),
               len(encrypted))
@@ -255,7 +261,7 @@ async def _connect_direct(target: SSHTarget, settings: SSHSettings,
                 target.host, target.port or (), username=target.user or (), config=settings.config_arg(),
                 tunnel=tunnel, known_hosts=known.load(), client_keys=plain,
                 client_factory=lambda: _Client(label, encrypted, settings.prompter),
-                encryption_algs=ciphers, window=WINDOW, max_pktsize=MAX_PACKET,
+                kex_algs=kex, encryption_algs=ciphers, window=WINDOW, max_pktsize=MAX_PACKET,
                 connect_timeout=settings.connect_timeout, keepalive_interval=settings.keepalive_interval,
                 keepalive_count_max=settings.keepalive_count_max)
         except asyncssh.HostKeyNotVerifiable:
@@ -266,6 +272,11 @@ async def _connect_direct(target: SSHTarget, settings: SSHSettings,
             attempt -= 1  # recording an accepted key is not a retry
         except asyncssh.PermissionDenied:
             raise AuthenticationFailed(f"{label} refused every authentication method offered") from None
+        except asyncssh.KeyExchangeFailed as exc:  # no algorithm in common: trying again changes nothing
+            offered = server_offer(exc.reason)
+            if settings.require_post_quantum_kex and offered is not None:
+                raise refusal(str(target), offered) from None
+            raise ConnectionFailed(f"cannot agree on SSH algorithms with {target}: {exc.reason}") from None
         except (OSError, asyncio.TimeoutError, asyncssh.DisconnectError) as exc:
             reason = str(exc) or type(exc).__name__
             if attempt >= settings.attempts:
