@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from enigm_recover.app.format import inert, plain
 from enigm_recover.app.stage import StageScreen
-from enigm_recover.app.widgets import ProgressPanel
+from enigm_recover.app.widgets import ProgressPanel, StatusLine
 
 MARKS = {"pass": "✓ pass", "fail": "✗ FAIL", "not-run": "– not run"}
 STAGE = "Readiness"
@@ -78,6 +78,7 @@ class ReadinessScreen(StageScreen):
             yield DataTable(id="readiness-checks", cursor_type="row", zebra_stripes=False)
             with VerticalScroll(id="readiness-detail-pane"):
                 yield Static("", id="readiness-detail")
+        yield StatusLine(id="status-line")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -41,7 +41,9 @@ class StartScreen(StageScreen):
         yield Static(self._settings_text(), id="settings")
         yield Static("", id="paused-runs")
         yield Static(Text.assemble(("Custodians: ", "bold"), "m checks one share card alone; "
-                                   "t tests that the quorum can combine the recovery key."), id="custodian-entries")
+                                   "t tests that the quorum can combine the recovery key.\n",
+                                   ("Readiness: ", "bold"), "e checks that the source's snapshots would restore "
+                                   "today (no share is needed)."), id="custodian-entries")
         if self.recover.options.drill is not None:
             yield Static(self._drill_text(), id="drill-note")
 
