@@ -15,7 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import OUT_DIR, app_startup, diff_restore, keys_lifecycle, sftp_list_fetch, snapshot_seal_unseal
+from bench import (
+    OUT_DIR,
+    app_startup,
+    diff_restore,
+    keys_lifecycle,
+    restore_same_work,
+    sftp_list_fetch,
+    snapshot_seal_unseal,
+)
 
 Benchmark = Callable[[float, Path], dict[str, Any]]
 
@@ -25,6 +33,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "diff_restore": diff_restore.run,
     "app_startup": app_startup.run,
     "keys_lifecycle": keys_lifecycle.run,
+    "restore_same_work": restore_same_work.run,
 }
 
 
