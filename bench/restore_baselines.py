@@ -285,3 +285,13 @@ def parse_verification(text: str) -> dict[str, dict[str, int | bool]]:
         result[kind] = {"written": int(written), "deleted": int(deleted), "unmet": int(unmet),
                         "hashes_equal": equal in ("1", "t")}
     return result
+
+
+def sqlite_argv(live: Path) -> list[str]:
+    """The sqlite3 program on the live database, reading the script on stdin."""
+    return ["sqlite3", "-bail", str(live)]
+
+
+def psql_argv(url: str, script: Path) -> list[str]:
+    """psql on the target, running the script, rows printed unaligned: ``a|b|c``."""
+    return ["psql", "-X", "-q", "-A", "-t", "-F|", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(script)]

@@ -375,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--store", action="append", choices=STORES)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS)
+    parser.add_argument("--repeats", type=int, default=REPEATS)
     opts = parser.parse_args(args)
+    globals()["REPEATS"] = opts.repeats
     from bench import OUT_DIR
 
     OUT_DIR.mkdir(exist_ok=True)
