@@ -116,6 +116,7 @@ class Restorer:
         self.plan = plan
         self.checked = checked
         self.batch_size = batch_size
+        self._line: bytes | None = None  # see _reassess
         self._applied_at = 0.0  # when the last step's writes ended: its verification's timing starts there
         self.progress = progress
         self.snapshot_time = snapshot_time_of(verified)
@@ -194,9 +195,11 @@ class Restorer:
 
     def _reassess(self, kind: Kind, chunk: list[Change],
                   live_now: dict[tuple[Any, ...], Row]) -> Iterator[tuple[Change, Row | None, Row | None, Assessment]]:
-        """Each change judged again against the live rows as they are now."""
+        """Each change judged again against the live rows as they are now. ``self._line`` keeps the snapshot
+        line of the change last yielded (read from the dry run's compressed store once)."""
         assess = Assessor(kind, self.snapshot_time)
-        snaps = {c.key: parse_checked_line(kind, line) if (line := c.snapshot_line) else None for c in chunk}
+        lines = {c.key: c.snapshot_line for c in chunk}
+        snaps = {key: parse_checked_line(kind, line) if line else None for key, line in lines.items()}
         known: set[str] = set()
         if kind is DEVICE:
             accounts = {device_account(snaps[c.key], live_now.get(c.key)) for c in chunk
@@ -204,6 +207,7 @@ class Restorer:
             known = self.store.existing_accounts(accounts)
         for change in chunk:
             snap, live = snaps[change.key], live_now.get(change.key)
+            self._line = lines[change.key]
             if snap is None and live is None:  # an extra record that is gone
                 yield change, None, None, UNCHANGED
                 continue
@@ -230,11 +234,11 @@ class Restorer:
                     if action == "insert":
                         batch.inserts.append(snap)  # type: ignore[arg-type]
                         batch.inserted += 1
-                        batch.expected[change.key] = _snapshot_hash(kind, snap, change.snapshot_line)
+                        batch.expected[change.key] = _snapshot_hash(kind, snap, self._line)
                     elif action == "update":
                         batch.upserts.append(snap)  # type: ignore[arg-type]
                         batch.updated += 1
-                        batch.expected[change.key] = _snapshot_hash(kind, snap, change.snapshot_line)
+                        batch.expected[change.key] = _snapshot_hash(kind, snap, self._line)
                     elif action == "delete":
                         batch.deletes.append(change.key)
                 return batch
