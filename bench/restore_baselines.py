@@ -184,10 +184,10 @@ def sqlite_script(live: Path, csvs: dict[str, Path], policies: dict[str, frozens
         written = f"FROM {w} w JOIN {{}} WHERE w.action <> 'delete' ORDER BY {order}"
         # sha3_query hashes a statement's text with its results: both sides are hashed by one statement text,
         # over a view that is the live side first, then the snapshot's.
-        out += [f"CREATE TEMP VIEW side AS SELECT l.* " + written.format(f"main.{table} l ON {on_wl}") + ";",
+        out += ["CREATE TEMP VIEW side AS SELECT l.* " + written.format(f"main.{table} l ON {on_wl}") + ";",
                 f"CREATE TEMP TABLE h_{table} AS SELECT sha3_query('SELECT * FROM side') AS live;",
                 "DROP VIEW side;",
-                f"CREATE TEMP VIEW side AS SELECT s.* " + written.format(f"s_{table} s ON {on_ws}") + ";",
+                "CREATE TEMP VIEW side AS SELECT s.* " + written.format(f"s_{table} s ON {on_ws}") + ";",
                 f"SELECT '{name}', (SELECT count(*) FROM {w} WHERE action <> 'delete'), "
                 f"(SELECT count(*) FROM {w} WHERE action = 'delete'), "
                 f"(SELECT count(*) FROM {w} w JOIN s_{table} s ON {on_ws} LEFT JOIN main.{table} l ON {on_wl} "

@@ -45,7 +45,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Callable
+from typing import Any
 
 from bench.common import Sample, interleaved, log, peak_rss_mib, verdict
 
