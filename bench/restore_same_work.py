@@ -294,13 +294,32 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def reusable_setup(folder: Path, identities: int) -> Setup:
+    """The drill, its CSV export and the total-loss target kept in ``folder`` (made there the first time): the
+    setup takes minutes at full scale, and the runs never write to it."""
+    import pickle
+
+    saved = folder / "setup.pickle"
+    if saved.exists():
+        with open(saved, "rb") as f:
+            setup: Setup = pickle.load(f)
+        if setup.drill.identities != identities:
+            raise SystemExit(f"{folder} holds a drill of {setup.drill.identities:,} identities, not {identities:,}")
+        return setup
+    folder.mkdir(parents=True, exist_ok=True)
+    setup = make_setup(folder, identities)
+    with open(saved, "wb") as f:
+        pickle.dump(setup, f)
+    return setup
+
+
 def run(scale: float, out_dir: Path, stores: tuple[str, ...] = STORES,
-        scenarios: tuple[str, ...] = SCENARIOS) -> dict[str, Any]:
+        scenarios: tuple[str, ...] = SCENARIOS, keep: Path | None = None) -> dict[str, Any]:
     import subprocess
 
     identities = max(MIN_IDENTITIES, round(IDENTITIES * scale))
     warm_up = scale < WARM_UP_BELOW_SCALE
-    work = Path(tempfile.mkdtemp(prefix="restore_same_work-", dir=out_dir))
+    work = keep or Path(tempfile.mkdtemp(prefix="restore_same_work-", dir=out_dir))
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     result: dict[str, Any] = {"scale": scale, "identities": identities, "policies": list(_policies()),
@@ -308,7 +327,7 @@ def run(scale: float, out_dir: Path, stores: tuple[str, ...] = STORES,
     cluster = None
     try:
         log(f"restore_same_work: making the drill ({identities:,} identities) and the CSV export ...")
-        setup = make_setup(work, identities)
+        setup = reusable_setup(work, identities) if keep else make_setup(work, identities)
         if "postgresql" in stores:
             log("  starting PostgreSQL and loading the targets into template databases ...")
             cluster = Cluster(setup)
@@ -321,7 +340,8 @@ def run(scale: float, out_dir: Path, stores: tuple[str, ...] = STORES,
     finally:
         if cluster is not None:
             cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
     result["goals_met"] = all(m["goal"]["ok"] and m["goal"]["rss_ok"] for m in result["measured"].values())
     log(report(result))
     return result
@@ -376,12 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", action="append", choices=STORES)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS)
     parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="make the drill in DIR and keep it, or reuse the one made there before")
     opts = parser.parse_args(args)
     globals()["REPEATS"] = opts.repeats
     from bench import OUT_DIR
 
     OUT_DIR.mkdir(exist_ok=True)
-    result = run(opts.scale, OUT_DIR, tuple(opts.store or STORES), tuple(opts.scenario or SCENARIOS))
+    result = run(opts.scale, OUT_DIR, tuple(opts.store or STORES), tuple(opts.scenario or SCENARIOS),
+                 opts.keep.resolve() if opts.keep else None)
     return 0 if result["goals_met"] else 1
 
 
