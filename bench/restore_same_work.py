@@ -326,7 +326,8 @@ def run(scale: float, out_dir: Path, stores: tuple[str, ...] = STORES,
                               "commit": commit, "measured": {}}
     cluster = None
     try:
-        log(f"restore_same_work: making the drill ({identities:,} identities) and the CSV export ...")
+        log(f"restore_same_work: {'reusing or making' if keep else 'making'} the drill ({identities:,} identities) "
+            "and the CSV export ...")
         setup = reusable_setup(work, identities) if keep else make_setup(work, identities)
         if "postgresql" in stores:
             log("  starting PostgreSQL and loading the targets into template databases ...")
