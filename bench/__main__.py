@@ -15,7 +15,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import OUT_DIR, app_startup, diff_restore, keys_lifecycle, pq_sealing, sftp_list_fetch, snapshot_seal_unseal
+from bench import (
+    OUT_DIR,
+    app_startup,
+    diff_restore,
+    keys_lifecycle,
+    pq_sealing,
+    restore_same_work,
+    sftp_list_fetch,
+    snapshot_seal_unseal,
+)
 
 Benchmark = Callable[[float, Path], dict[str, Any]]
 
@@ -26,6 +35,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "app_startup": app_startup.run,
     "keys_lifecycle": keys_lifecycle.run,
     "pq_sealing": pq_sealing.run,
+    "restore_same_work": restore_same_work.run,
 }
 
 

@@ -40,7 +40,7 @@ from enigm_recover.snapshot.records import parse_checked_line, row_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
 from enigm_recover.state.live import Unreadable, table_unreadable, table_unwritable, unreadable
-from enigm_recover.state.model import DEVICE, IDENTITY, Kind
+from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, Kind
 from enigm_recover.state.store import TargetStore
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class Restorer:
         self.plan = plan
         self.checked = checked
         self.batch_size = batch_size
+        self._line: bytes | None = None  # see _reassess
         self._applied_at = 0.0  # when the last step's writes ended: its verification's timing starts there
         self.progress = progress
         self.snapshot_time = snapshot_time_of(verified)
@@ -194,9 +195,11 @@ class Restorer:
 
     def _reassess(self, kind: Kind, chunk: list[Change],
                   live_now: dict[tuple[Any, ...], Row]) -> Iterator[tuple[Change, Row | None, Row | None, Assessment]]:
-        """Each change judged again against the live rows as they are now."""
+        """Each change judged again against the live rows as they are now. ``self._line`` keeps the snapshot
+        line of the change last yielded (read from the dry run's compressed store once)."""
         assess = Assessor(kind, self.snapshot_time)
-        snaps = {c.key: parse_checked_line(kind, line) if (line := c.snapshot_line) else None for c in chunk}
+        lines = {c.key: c.snapshot_line for c in chunk}
+        snaps = {key: parse_checked_line(kind, line) if line else None for key, line in lines.items()}
         known: set[str] = set()
         if kind is DEVICE:
             accounts = {device_account(snaps[c.key], live_now.get(c.key)) for c in chunk
@@ -204,6 +207,7 @@ class Restorer:
             known = self.store.existing_accounts(accounts)
         for change in chunk:
             snap, live = snaps[change.key], live_now.get(change.key)
+            self._line = lines[change.key]
             if snap is None and live is None:  # an extra record that is gone
                 yield change, None, None, UNCHANGED
                 continue
@@ -230,11 +234,11 @@ class Restorer:
                     if action == "insert":
                         batch.inserts.append(snap)  # type: ignore[arg-type]
                         batch.inserted += 1
-                        batch.expected[change.key] = _line_hash(kind, snap)
+                        batch.expected[change.key] = _snapshot_hash(kind, snap, self._line)
                     elif action == "update":
                         batch.upserts.append(snap)  # type: ignore[arg-type]
                         batch.updated += 1
-                        batch.expected[change.key] = _line_hash(kind, snap)
+                        batch.expected[change.key] = _snapshot_hash(kind, snap, self._line)
                     elif action == "delete":
                         batch.deletes.append(change.key)
                 return batch
@@ -251,16 +255,21 @@ class Restorer:
         """Read the step's keys back and check what its policies promised; the records that now equal the
         snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed). With
         ``run_id``, every row the step wrote, as its journal says (batches committed before an interruption
-        included), must also read back as written, and every key it deleted must be absent."""
+        included), must also read back as written, and every key it deleted must be absent. The journal is
+        read beside the change list, both in key order: a key the verification reads anyway is checked on
+        that read; the others (written before an interruption, no longer a change) are read apart."""
         kind = step.kind
         counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0,
                   "unreadable": 0}
         unmet = {"missing": 0, "changed": 0, "extra": 0, "unreadable": 0}
         live_digest, snapshot_digest = hashlib.sha256(), hashlib.sha256()
         changes = self._changes(kind)
+        read_back = _ReadBack(self.store, kind, self.store.written_rows(run_id, step.name), self.batch_size) \
+            if run_id is not None else None
         for start in range(0, len(changes), self.batch_size):
             chunk = changes[start:start + self.batch_size]
             live_now = self.store.rows_by_key(kind, [c.key for c in chunk])
+            encodings: dict[tuple[Any, ...], bytes | None] = {}  # live rows re-encoded, for the read-back
             residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
             for change in chunk:
                 live, line = live_now.get(change.key), change.snapshot_line
@@ -269,6 +278,7 @@ class Restorer:
                         encoded: bytes | None = row_line(kind, live)
                     except (TypeError, ValueError):  # a live value JSON cannot hold (bytes, NaN): not equal
                         encoded = None
+                    encodings[change.key] = encoded
                     # Equal bytes mean equal records: the line was checked against the model, so the live row
                     # holds the model's values in the model's types. A sealed line may escape a settings value
                     # otherwise than the encoder: compared by value (a row the model can read, so == is exact),
@@ -309,23 +319,112 @@ class Restorer:
                 else:
                     counts["extra_left"] += 1
                     unmet["extra"] += Policy.DELETE_EXTRA in step.policies
+            if read_back is not None:
+                read_back.up_to(chunk[-1].key, live_now, encodings, {c.key for c in chunk})
             self.progress(Progress(Stage.VERIFY, start + len(chunk), len(changes), "records", step.name))
-        if run_id is not None:
-            counts["written"], unmet["written"] = self._read_back(run_id, step)
+        if read_back is not None:
+            counts["written"], unmet["written"] = read_back.finish()
         verified = not any(unmet.values()) and live_digest.digest() == snapshot_digest.digest()
         return {"verified": verified, "unmet": unmet, **counts, "digest": live_digest.hexdigest()}
 
-    def _read_back(self, run_id: str, step: Step) -> tuple[int, int]:
-        """(keys checked, keys that do not read back as the step's journal says it left them)."""
-        kind, checked, differ = step.kind, 0, 0
-        for written, deleted in self.store.written_rows(run_id, step.name):
-            live = self.store.rows_by_key(kind, [key for key, _ in written] + deleted)
-            for key, expected in written:
+
+class _ReadBack:
+    """Checks that every row a step's journal says it wrote reads back as written (the SHA-256 of its
+    canonical line), and that every key it deleted is absent, taking the journal's batches in key order."""
+
+    def __init__(self, store: TargetStore, kind: Kind,
+                 batches: Iterator[tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]],
+                 chunk: int) -> None:
+        self.store, self.kind, self.chunk = store, kind, chunk
+        self.batches = batches
+        self.written: list[tuple[tuple[Any, ...], str]] = []  # journaled, not yet checked
+        self.deleted: list[tuple[Any, ...]] = []
+        self.apart_written: list[tuple[tuple[Any, ...], str]] = []  # keys the verification does not read
+        self.apart_deleted: list[tuple[Any, ...]] = []
+        self.more = True
+        self.checked = 0
+        self.differ = 0
+
+    def _pull_to(self, last: tuple[Any, ...] | None) -> None:
+        """Journaled batches until one ends after ``last`` (all of them when ``last`` is None)."""
+        while self.more:
+            tail = [k for k, _ in self.written[-1:]] + self.deleted[-1:]
+            if last is not None and tail and max(tail) > last:
+                return
+            batch = next(self.batches, None)
+            if batch is None:
+                self.more = False
+                return
+            self.written += batch[0]
+            self.deleted += batch[1]
+
+    def up_to(self, last: tuple[Any, ...], live: dict[tuple[Any, ...], Row],
+              encodings: dict[tuple[Any, ...], bytes | None], read: set[tuple[Any, ...]]) -> None:
+        """Check the journaled keys up to ``last``: those in ``read`` against ``live`` (the rows read for them
+        now, ``encodings`` their canonical lines where computed), the others apart."""
+        self._pull_to(last)
+        kind = self.kind
+        keep_w: list[tuple[tuple[Any, ...], str]] = []
+        for key, expected in self.written:
+            if key > last:
+                keep_w.append((key, expected))
+            elif key in read:
                 row = live.get(key)
-                differ += row is None or _line_hash(kind, row) != expected
-            differ += sum(key in live for key in deleted)
-            checked += len(written) + len(deleted)
-        return checked, differ
+                if row is None:
+                    self.differ += 1
+                else:
+                    encoded = encodings.get(key)
+                    got = hashlib.sha256(encoded).hexdigest() if encoded is not None else _line_hash(kind, row)
+                    self.differ += got != expected
+                self.checked += 1
+            else:
+                self.apart_written.append((key, expected))
+        keep_d: list[tuple[Any, ...]] = []
+        for key in self.deleted:
+            if key > last:
+                keep_d.append(key)
+            elif key in read:
+                self.differ += key in live
+                self.checked += 1
+            else:
+                self.apart_deleted.append(key)
+        self.written, self.deleted = keep_w, keep_d
+        if len(self.apart_written) + len(self.apart_deleted) >= self.chunk:
+            self._check_apart()
+
+    def _check_apart(self) -> None:
+        written, deleted = self.apart_written, self.apart_deleted
+        self.apart_written, self.apart_deleted = [], []
+        for start in range(0, max(len(written), len(deleted)), self.chunk):
+            w, d = written[start:start + self.chunk], deleted[start:start + self.chunk]
+            live = self.store.rows_by_key(self.kind, [key for key, _ in w] + d)
+            for key, expected in w:
+                row = live.get(key)
+                self.differ += row is None or _line_hash(self.kind, row) != expected
+            self.differ += sum(key in live for key in d)
+            self.checked += len(w) + len(d)
+
+    def finish(self) -> tuple[int, int]:
+        """(keys checked, keys that do not read back as the step's journal says it left them)."""
+        self._pull_to(None)
+        self.apart_written += self.written
+        self.apart_deleted += self.deleted
+        self.written, self.deleted = [], []
+        self._check_apart()
+        return self.checked, self.differ
+
+
+# Kinds whose checked lines are their canonical encoding byte for byte: every field is an integer or text of
+# a syntax of plain ASCII without quotes, backslashes or control characters, which JSON writes as it is. (A
+# setting's value is JSON text, which a sealed line may escape otherwise than the encoder.)
+_VERBATIM = frozenset(k.name for k in KINDS if not any(f.json_text for f in k.fields))
+
+
+def _snapshot_hash(kind: Kind, snap: Row, line: bytes | None) -> str:
+    """``_line_hash`` of a snapshot record, from its checked line where that is already canonical."""
+    if line is not None and kind.name in _VERBATIM:
+        return hashlib.sha256(line).hexdigest()
+    return _line_hash(kind, snap)
 
 
 def _line_hash(kind: Kind, row: Row) -> str:

@@ -318,13 +318,24 @@ class PostgresStore:
         types = {f.name: f.sql_type.lower() for f in kind.fields}
         arrays = sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(types[c])) for c in kind.primary_key)
         match = sql.SQL(" AND ").join(sql.SQL("t.{0} = k.{0}").format(sql.Identifier(c)) for c in kind.primary_key)
-        query = sql.SQL("SELECT {} FROM {} AS t JOIN unnest({}) AS k({}) ON {}{}").format(
+        # A one-column key is also bounded by the chunk's least and greatest key (in byte order, the "C"
+        # collation): the planner's merge join then reads the key index from the chunk's first key, not from
+        # the table's, so reading a large table chunk by chunk stays linear.
+        single = len(kind.primary_key) == 1
+        bounds = sql.SQL(" WHERE t.{0} COLLATE \"C\" >= %s AND t.{0} COLLATE \"C\" <= %s").format(
+            sql.Identifier(kind.primary_key[0])) if single else sql.SQL("")
+        queries = [sql.SQL("SELECT {} FROM {} AS t JOIN unnest({}) AS k({}) ON {}{}{}").format(
             sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in kind.field_names),
-            sql.Identifier(kind.table), arrays, _ids(kind.primary_key), match,
-            sql.SQL(" FOR UPDATE OF t") if lock else sql.SQL(""))
+            sql.Identifier(kind.table), arrays, _ids(kind.primary_key), match, where,
+            sql.SQL(" FOR UPDATE OF t") if lock else sql.SQL("")) for where in (sql.SQL(""), bounds)]
         for start in range(0, len(keys), KEYS_CHUNK):
             chunk = keys[start:start + KEYS_CHUNK]
-            columns = tuple([key[i] for key in chunk] for i in range(len(kind.primary_key)))
+            columns: tuple[Any, ...] = tuple([key[i] for key in chunk] for i in range(len(kind.primary_key)))
+            query = queries[0]
+            # Python orders text by code point, which is UTF-8's byte order; a key that is not text has no
+            # place in it, and its chunk is read unbounded.
+            if single and all(isinstance(v, str) for v in columns[0]):
+                query, columns = queries[1], columns + (min(columns[0]), max(columns[0]))
             if lock:
                 with self.conn.cursor() as cursor:
                     rows = cursor.execute(query, columns).fetchall()
