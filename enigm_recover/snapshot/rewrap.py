@@ -5,8 +5,9 @@ over the header keyed from the file key) followed by the payload: a nonce and th
 all keyed from the file key alone. So moving a snapshot to a new key changes only the header: the
 file key is unwrapped with the old identity, the old header's MAC checked, the file key wrapped for
 the new X25519 recipient in a fresh stanza, and the MAC recomputed. Every payload byte after the
-header is copied as it was. The manifest gets the new payload size and SHA-256 and the new
-recipient, and is signed again with the producer's key.
+header is copied as it was, read once: the old file's SHA-256 (checked against its signed manifest
+before anything is replaced) and the new file's are made from the same blocks. The manifest gets
+the new payload size and SHA-256 and the new recipient, and is signed again with the producer's key.
 
 Crash safety. The new files are written beside the old ones as ``<name>.rewrap`` (each atomically,
 the manifest last), checked — the signature trusted for the producer, the payload's size, its new
@@ -23,7 +24,7 @@ import base64
 import hashlib
 import hmac
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -48,7 +49,8 @@ from enigm_recover.snapshot.manifest import (
 )
 
 SUFFIX = ".rewrap"
-BLOCK = 4 << 20
+BLOCK = 1 << 20  # measured: blocks that stay in the CPU's cache between the two hashes and the write
+WRITEBACK = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -128,28 +130,77 @@ def check_signed(manifest_bytes: bytes, sig: bytes | None, allowed: asyncssh.SSH
     return manifest
 
 
+class _Writeback:
+    """Has the disk write the copy while it goes on, so that the fsync at the end finds little left to write.
+
+    Each time another ``WRITEBACK`` bytes were written and the last flush returned, ``fdatasync`` runs on a
+    thread of its own (it waits on the disk, not the CPU). The fsync at the end (``atomic_output``'s) is still
+    what makes the file durable. An error of a flush here is raised by ``close``: the kernel reports a write
+    error to one fsync only, so it must not be lost on this thread.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._fd = out.fileno()
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending: Future[None] | None = None
+        self._since = 0
+
+    def wrote(self, count: int) -> None:
+        self._since += count
+        if self._since >= WRITEBACK and (self._pending is None or self._pending.done()):
+            if self._pending is not None:
+                self._pending.result()
+            self._pending = self._pool.submit(os.fdatasync, self._fd)
+            self._since = 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)  # before the file is closed, on error too
+        if self._pending is not None:
+            self._pending.result()
+
+
 def _copy_hashing(src: BinaryIO, out: BinaryIO, old_head: bytes, new_head: bytes,
-                  progress: ProgressCallback, label: str, total: int) -> tuple[int, str, int, str]:
-    """Copy the body after the header, hashing the old file and the new one at once (two threads:
-    hashlib releases the GIL), without decrypting anything. Returns (old size, old SHA-256, new size, new SHA-256)."""
+                  progress: ProgressCallback, label: str, total: int,
+                  block: int = BLOCK) -> tuple[int, str, int, str]:
+    """Copy the body after the header, hashing the old file and the new one in the one read of the body,
+    without decrypting anything. Returns (old size, old SHA-256, new size, new SHA-256).
+
+    Two threads share the work (hashlib and file I/O release the GIL on big buffers): this one reads a block
+    into one of two buffers and hashes it into the old file's SHA-256, while the other hashes the block before
+    into the new file's SHA-256 and writes it. The new SHA-256 is thus of exactly the bytes handed to
+    ``write``, in order, after the new header.
+    """
     old_hash, new_hash = hashlib.sha256(old_head), hashlib.sha256(new_head)
     out.write(new_head)
-    old_size, new_size = len(old_head), len(new_head)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = None
-        while True:
-            block = src.read(BLOCK)
-            if pending is not None:
-                pending.result()
-            if not block:
-                break
-            pending = pool.submit(old_hash.update, block)
-            new_hash.update(block)
-            out.write(block)
-            old_size += len(block)
-            new_size += len(block)
-            progress(Progress(label, old_size, total, "bytes"))
-    return old_size, old_hash.hexdigest(), new_size, new_hash.hexdigest()
+    size = 0
+    views = (memoryview(bytearray(block)), memoryview(bytearray(block)))
+    writeback = _Writeback(out)
+
+    def emit(chunk: memoryview) -> None:
+        new_hash.update(chunk)
+        out.write(chunk)
+        writeback.wrote(len(chunk))
+
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[None] | None = None
+            turn = 0
+            while True:
+                view = views[turn & 1]  # the other buffer is the one being written
+                count = src.readinto(view)
+                chunk = view[:count]
+                old_hash.update(chunk)
+                if pending is not None:
+                    pending.result()  # the block before is written: its buffer is free for the next read
+                if not count:
+                    break
+                pending = pool.submit(emit, chunk)
+                size += count
+                turn += 1
+                progress(Progress(label, len(old_head) + size, total, "bytes"))
+    finally:
+        writeback.close()
+    return len(old_head) + size, old_hash.hexdigest(), len(new_head) + size, new_hash.hexdigest()
 
 
 def rewrap_snapshot(folder: Path, manifest: Manifest, identity: RecoveryIdentity, new_recipient: str,
@@ -181,6 +232,12 @@ def rewrap_snapshot(folder: Path, manifest: Manifest, identity: RecoveryIdentity
     sig = signature.sign(data, signing_key)
     write_atomic(folder / (sig_name + SUFFIX), sig, overwrite=True)
     write_atomic(folder / (manifest_file + SUFFIX), data, overwrite=True)  # last: from here on, resume finishes
+    # The new payload is not read back to hash it: ``new_sha`` is the SHA-256 of exactly the bytes handed to
+    # ``write`` (the new header, then every block in order, each hashed before its buffer is reused), the file
+    # was fsynced before its ``.rewrap`` name appeared, and a read now would come from the same page cache those
+    # writes filled. What a re-read could still catch — another size, another header — is checked here: the
+    # signature, the size against the new manifest, the new header's MAC. A resumed run, which did not write the
+    # bytes itself, hashes the file again (``rehash=True``).
     _verify_new(folder, manifest.id, allowed, file_key=file_key, rehash=False)
     _replace(folder, manifest.id)
     return RewrapResult(manifest.id, "rewrapped", manifest.recipient_fingerprint, new_fp, old_sha, new_sha, new_size)
@@ -206,10 +263,7 @@ def _verify_new(folder: Path, snapshot_id: str, allowed: asyncssh.SSHAllowedSign
             raise PayloadIntegrityError(f"rewrapped header of {snapshot_id} does not authenticate")
         if rehash:
             f.seek(0)
-            digest = hashlib.sha256()
-            while block := f.read(BLOCK):
-                digest.update(block)
-            if digest.hexdigest() != manifest.payload_sha256:
+            if hashlib.file_digest(f, "sha256").hexdigest() != manifest.payload_sha256:
                 raise PayloadIntegrityError(f"rewrapped payload of {snapshot_id} does not match its new manifest")
     return manifest
 
