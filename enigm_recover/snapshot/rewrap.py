@@ -243,11 +243,11 @@ def rewrap_snapshot(folder: Path, manifest: Manifest, identity: RecoveryIdentity
     write_atomic(folder / (sig_name + SUFFIX), sig, overwrite=True)
     write_atomic(folder / (manifest_file + SUFFIX), data, overwrite=True)  # last: from here on, resume finishes
     # The new payload is not read back to hash it: ``new_sha`` is the SHA-256 of exactly the bytes handed to
-    # ``write`` (the new header, then every block in order, each hashed before its buffer is reused), the file
-    # was fsynced before its ``.rewrap`` name appeared, and a read now would come from the same page cache those
-    # writes filled. What a re-read could still catch — another size, another header — is checked here: the
-    # signature, the size against the new manifest, the new header's MAC. A resumed run, which did not write the
-    # bytes itself, hashes the file again (``rehash=True``).
+    # ``write`` (the new header, then every block in order, each hashed before its buffer is reused), and the
+    # file was fsynced before its ``.rewrap`` name appeared. A read-back now would be served from the page cache
+    # those writes filled — the same bytes hashed again, not the disk. What it could still catch (another size,
+    # another header) is checked here: the signature, the size against the new manifest, the new header's MAC.
+    # A resumed run, which did not write the bytes itself, hashes the file again (``rehash=True``).
     _verify_new(folder, manifest.id, allowed, file_key=file_key, rehash=False)
     _replace(folder, manifest.id)
     return RewrapResult(manifest.id, "rewrapped", manifest.recipient_fingerprint, new_fp, old_sha, new_sha, new_size)
