@@ -5,9 +5,8 @@ over the header keyed from the file key) followed by the payload: a nonce and th
 all keyed from the file key alone. So moving a snapshot to a new key changes only the header: the
 file key is unwrapped with the old identity, the old header's MAC checked, the file key wrapped for
 the new X25519 recipient in a fresh stanza, and the MAC recomputed. Every payload byte after the
-header is copied as it was, read once: the old file's SHA-256 (checked against its signed manifest
-before anything is replaced) and the new file's are made from the same blocks. The manifest gets
-the new payload size and SHA-256 and the new recipient, and is signed again with the producer's key.
+header is copied as it was. The manifest gets the new payload size and SHA-256 and the new
+recipient, and is signed again with the producer's key.
 
 Crash safety. The new files are written beside the old ones as ``<name>.rewrap`` (each atomically,
 the manifest last), checked — the signature trusted for the producer, the payload's size, its new
