@@ -404,8 +404,9 @@ def test_sealed_shares_pasted_into_the_app(os_users: OSUsers, ceremonies: Path, 
     async def paste(pilot, armored: str) -> None:
         await pilot.press("ctrl+g")
         await until(pilot, lambda: on(app, "SealedShareDialog"))
+        assert app.screen.query_one("#sealed-recipient").text == app.screen.recipient  # in full, to copy
         app.screen.query_one("#sealed-text").text = armored
-        await pilot.press("ctrl+s")
+        await pilot.press("ctrl+e")
         await until(pilot, lambda: on(app, "QuorumScreen"))
 
     async def scenario() -> None:
@@ -417,7 +418,9 @@ def test_sealed_shares_pasted_into_the_app(os_users: OSUsers, ceremonies: Path, 
             await until(pilot, lambda: "From afar" in remote())
             quorum_screen = app.screen
             inbox = quorum_screen.remote.inbox
-            assert inbox.recipient in remote() and inbox.fingerprint in remote()
+            assert inbox.recipient.startswith("age1pq1")  # post-quantum: a sealed share may cross a recorded channel
+            assert inbox.recipient[:20] in remote() and inbox.fingerprint in remote()
+            assert inbox.recipient not in remote()  # 1,959 characters: folded on the screen, in full in the dialog
             ceremony = app.executor.ceremony
             amara = seal_share(words["amara"], "amara", ceremony, inbox.recipient)
             await paste(pilot, amara)

@@ -96,6 +96,11 @@ def humanize_stage(progress: Progress) -> str:
 _LONG_RECIPIENT = re.compile(r'^(recipient = ")(age1pq1[a-z0-9]{12})([a-z0-9]+)([a-z0-9]{8})"$', re.M)
 
 
+def folded_recipient(recipient: str) -> str:
+    """A hybrid recipient (``age1pq1...``, 1,959 characters) folded to its ends; a short one as it is."""
+    return recipient if len(recipient) <= 80 else f"{recipient[:20]}…{recipient[-8:]}"
+
+
 def folded_manifest(text: str) -> str:
     """A manifest's text for the details pane, its hybrid recipient (``age1pq1...``) folded to its ends: at
     1,959 characters it would fill the pane, and the fingerprint on the next line names the key."""

@@ -20,7 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static, TextArea
 
 from enigm_recover.app.dialogs import ConfirmDialog, QuestionDialog, SecretDialog
-from enigm_recover.app.format import inert
+from enigm_recover.app.format import folded_recipient, inert
 from enigm_recover.app.stage import StageScreen
 from enigm_recover.app.widgets import BigText, FormField, ShareInput
 from enigm_recover.runbook.model import Action
@@ -247,7 +247,8 @@ class QuorumScreen(StageScreen):
 
     def action_paste_sealed(self) -> None:
         if self.remote is not None:
-            self.recover.navigator.ask(SealedShareDialog(self.ex.ceremony, self.remote.inbox.fingerprint),
+            inbox = self.remote.inbox
+            self.recover.navigator.ask(SealedShareDialog(self.ex.ceremony, inbox.fingerprint, inbox.recipient),
                                        self._offer_sealed)
 
     def _offer_sealed(self, armored: str | None) -> None:
@@ -313,9 +314,9 @@ class QuorumScreen(StageScreen):
             text.append(f"on this host, `enigm-recover ceremony join {self.ex.ceremony}` (group "
                         f"{inert(self.remote.place.group)}); ctrl+o closes it.\n", style="dim")
             text.append("From afar: ", style="bold")
-            text.append(f"`ceremony seal-share --to {self.remote.inbox.recipient} --ceremony {self.ex.ceremony}` "
-                        f"(recipient fingerprint {self.remote.inbox.fingerprint}); ctrl+g pastes the sealed share.\n",
-                        style="dim")
+            text.append(f"`ceremony seal-share --to {folded_recipient(self.remote.inbox.recipient)} --ceremony "
+                        f"{self.ex.ceremony}` (recipient fingerprint {self.remote.inbox.fingerprint}); ctrl+g shows "
+                        "the recipient in full, to copy, and pastes the sealed share.\n", style="dim")
         elif self.remote_lines:
             text.append("Closed to custodians' own sessions (ctrl+o opens it again).\n", style="dim")
         for line in self.remote_lines:
@@ -465,20 +466,26 @@ class QuorumScreen(StageScreen):
 class SealedShareDialog(ModalScreen["str | None"]):
     """A sealed share pasted whole (an armored age message); never shown back once submitted."""
 
-    DEFAULT_CSS = "SealedShareDialog #sealed-text { height: 12; }"
-    BINDINGS = [Binding("ctrl+s", "submit", "Offer the share", priority=True),
+    DEFAULT_CSS = ("SealedShareDialog #sealed-text { height: 10; }\n"
+                   "SealedShareDialog #sealed-recipient { height: 5; }")
+    BINDINGS = [Binding("ctrl+e", "submit", "Offer the share", priority=True),
+                Binding("ctrl+y", "copy_recipient", "Copy the recipient", priority=True,
+                        tooltip="Copy the ceremony's recipient to the clipboard, to send to a custodian"),
                 Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, ceremony: str, fingerprint: str) -> None:
+    def __init__(self, ceremony: str, fingerprint: str, recipient: str) -> None:
         super().__init__(classes="dialog-screen")
-        self.ceremony, self.fingerprint = ceremony, fingerprint
+        self.ceremony, self.fingerprint, self.recipient = ceremony, fingerprint, recipient
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sealed-dialog", classes="dialog"):
             yield Label(Text("Paste a sealed share", style="bold"), classes="dialog-title")
             yield Static(Text(f"Ceremony {self.ceremony}, recipient fingerprint {self.fingerprint}. Paste the whole "
-                              "message, from -----BEGIN AGE ENCRYPTED FILE----- to its END line; ctrl+s offers it, "
+                              "message, from -----BEGIN AGE ENCRYPTED FILE----- to its END line; ctrl+e offers it, "
                               "Esc cancels."))
+            yield Label("The ceremony's recipient, for `ceremony seal-share --to` (ctrl+y copies it):")
+            yield TextArea(self.recipient, id="sealed-recipient", read_only=True, soft_wrap=True,
+                           show_line_numbers=False)
             yield TextArea(id="sealed-text", soft_wrap=False, show_line_numbers=False)
 
     def on_mount(self) -> None:
@@ -486,6 +493,10 @@ class SealedShareDialog(ModalScreen["str | None"]):
 
     def action_submit(self) -> None:
         self.dismiss(self.query_one("#sealed-text", TextArea).text)
+
+    def action_copy_recipient(self) -> None:
+        """The recipient is public: the terminal's clipboard (OSC 52) may hold it."""
+        self.app.copy_to_clipboard(self.recipient)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

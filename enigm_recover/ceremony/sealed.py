@@ -23,9 +23,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from enigm_recover.errors import DecryptionError, SealedShareRefused, ShareChecksumError, ShareWordError, UsageError
+from enigm_recover.errors import (DecryptionError, RecipientKindMismatch, SealedShareRefused, ShareChecksumError,
+                                  ShareWordError, UsageError)
 from enigm_recover.quorum.entry import SHARE_WORDS, normalize_words
 from enigm_recover.quorum.names import custodian_name_problem
+from enigm_recover.quorum.recipients import RecipientKind
 from enigm_recover.quorum.recovery_key import RecoveryIdentity, decode_recipient
 from enigm_recover.snapshot.agecrypt import decrypt_chunks, encrypt_stream
 
@@ -127,7 +129,9 @@ class SealedShareInbox:
 
     def __init__(self, ceremony: str) -> None:
         self.ceremony = ceremony
-        self._identity = RecoveryIdentity(secrets.token_bytes(32))  # X25519, in memory only, for this ceremony
+        # hybrid post-quantum (mlkem768x25519), in memory only, for this ceremony: a share sealed to it may cross a
+        # channel that is recorded, and k of them would open every snapshot, however long they are kept
+        self._identity = RecoveryIdentity(secrets.token_bytes(32), RecipientKind.HYBRID)
         self._seen: set[str] = set()
 
     @property
@@ -147,7 +151,7 @@ class SealedShareInbox:
         data = dearmor(text)
         try:
             plain = b"".join(decrypt_chunks(io.BytesIO(data), self._identity))
-        except DecryptionError:
+        except (DecryptionError, RecipientKindMismatch):
             raise SealedShareRefused(
                 f"this share was sealed to another recipient, not to ceremony {self.ceremony}'s "
                 f"({self.fingerprint}): it was sealed for another ceremony, or the recipient was mistyped") from None
