@@ -338,6 +338,18 @@ def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     """Each record line, with its newline. A block is split as it is (no copy of the whole block): only the
     line cut at a block's end is joined with the start of the next. An error found in a line (here, or
     thrown in by ``judge``) is judged with the rest of the payload first."""
+    lists = payload_line_lists(verified, identity, progress, confirmation)
+    try:
+        for lines in lists:
+            yield from lines
+    except EnigmError as exc:
+        judge(lists, exc)
+
+
+def payload_line_lists(verified: VerifiedSnapshot, identity: RecoveryIdentity,
+                       progress: ProgressCallback = no_progress,
+                       confirmation: PayloadConfirmation | None = None) -> Iterator[list[bytes]]:
+    """``payload_lines``, a decompressed block's whole lines at a time."""
     source = plaintext_blocks(verified, identity, progress, confirmation)
     tail = b""
     try:
@@ -350,11 +362,29 @@ def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
             tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
             if len(tail) > MAX_LINE_BYTES:
                 raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
-            yield from lines
+            if lines:
+                yield lines
     except EnigmError as exc:
         judge(source, exc)
     if tail:
         raise SnapshotContentError("the payload's last record is not terminated by a newline")
+
+
+def record_batches(verified: VerifiedSnapshot, identity: RecoveryIdentity,
+                   progress: ProgressCallback = no_progress,
+                   confirmation: PayloadConfirmation | None = None
+                   ) -> Iterator[tuple[Kind, list[tuple[Any, ...]], list[bytes]]]:
+    """``records``, a run of one kind's records at a time: (kind, values, canonical lines). The same checks,
+    the same errors; a block of lines of one kind is checked at once (``RecordChecker.check_lines``)."""
+    checker = RecordChecker(verified.manifest)
+    lists = payload_line_lists(verified, identity, progress, confirmation)
+    for lines in lists:
+        try:
+            runs = checker.check_lines(lines)
+        except EnigmError as exc:
+            judge(lists, exc)
+        yield from runs
+    checker.finish()
 
 
 def records(verified: VerifiedSnapshot, identity: RecoveryIdentity,
