@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import OUT_DIR, app_startup, diff_restore, keys_lifecycle, sftp_list_fetch, snapshot_seal_unseal
+from bench import (OUT_DIR, app_startup, diff_restore, drill_build, keys_lifecycle, scaling, sftp_list_fetch,
+                   snapshot_seal_unseal)
 
 Benchmark = Callable[[float, Path], dict[str, Any]]
 
@@ -25,6 +26,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "diff_restore": diff_restore.run,
     "app_startup": app_startup.run,
     "keys_lifecycle": keys_lifecycle.run,
+    "drill_build": drill_build.run,
+    "scaling": scaling.run,
 }
 
 

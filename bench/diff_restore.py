@@ -3,7 +3,7 @@
 The goals (from the issue), on a drill platform of 1,000,000 identities and
 3,000,000 devices with one sealed snapshot and a realistic incident after it:
 
-(a) the dry-run diff costs at most 1.0x the ``sqlite3`` command-line program
+(a) the dry-run diff costs at most 0.6x the ``sqlite3`` command-line program
     diffing the same two data sets in SQL: the snapshot's records (exported to
     CSV, untimed) imported into an attached new database, then EXCEPT/join
     queries on the primary keys that count, per kind, what the diff reports
@@ -69,7 +69,7 @@ SEED = 1
 INCIDENT_AT = datetime(2025, 6, 1, tzinfo=timezone.utc)  # fixed, so every run diffs the same drill
 REPEATS = 3
 WARM_UP_BELOW_SCALE = 0.5  # below this scale each pipeline gets one untimed warm-up run first
-GOAL_DIFF_RATIO = 1.0  # ours / baseline, medians of wall time: at most
+GOAL_DIFF_RATIO = 0.6  # ours / baseline, medians of wall time: at most (the dry run uses both cores)
 GOAL_DIFF_RSS_MIB = 300.0  # peak RSS of the diff child: under
 GOAL_RESTORE_RATIO = 0.7  # ours / baseline, rows per second: at least
 SHARE_HOLDERS = ("amara", "chen", "emeka")  # 3 of the drill's 5 cards
