@@ -476,6 +476,15 @@ def profiled(profile: str | None, fn: Callable[[], Any]) -> Any:
         profiler.dump_stats(profile)
 
 
+def _record_checker_peak_mib() -> float:
+    """The peak memory of the child process that checked the payload's records (0 when checked in-process)."""
+    try:
+        from enigm_recover.snapshot.record_worker import last_child_peak_mib
+    except ImportError:
+        return 0.0
+    return last_child_peak_mib()
+
+
 def worker_diff(drill_folder: str, target: str, profile: str | None = None) -> dict[str, Any]:
     """``diff DRILL TARGET_URL``: the dry run of every kind, as ``enigm-recover diff`` runs it."""
     from enigm_recover.recovery.diff import diff
@@ -489,7 +498,7 @@ def worker_diff(drill_folder: str, target: str, profile: str | None = None) -> d
     report["changes"] = len(result.changes)
     report["findings"] = sum(result.findings().values())
     report["kinds"] = {k: s.as_dict() for k, s in result.kinds.items()}
-    report["peak_rss_mib"] = peak_rss_mib()
+    report["peak_rss_mib"] = peak_rss_mib() + _record_checker_peak_mib()  # both processes, alive together
     report["code"] = loaded_code()
     return report
 
@@ -517,7 +526,7 @@ def worker_restore(drill_folder: str, target: str, profile: str | None = None) -
                    "deleted": sum(s.deleted for s in outcome.steps),
                    "previewed": sum(p.inserts + p.updates + p.deletes for p in previews.values())})
     report["rows"] = report["inserted"] + report["updated"] + report["deleted"]
-    report["peak_rss_mib"] = peak_rss_mib()
+    report["peak_rss_mib"] = peak_rss_mib() + _record_checker_peak_mib()  # both processes, alive together
     report["code"] = loaded_code()
     return report
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from enigm_recover.errors import EnigmError, PayloadIntegrityError, ScopeError, SnapshotContentError
 from enigm_recover.snapshot import record_worker
@@ -168,3 +169,20 @@ def test_the_child_starts_without_the_working_folder_on_its_import_path(drill, t
     monkeypatch.chdir(tmp_path)
     assert stream(drill, parallel=True)[0]
     assert sys.modules["enigm_recover"].__file__ != str(trap / "__init__.py")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"") + b"\n"), max_size=40),
+       st.lists(st.integers(min_value=0, max_value=2000), max_size=12), st.integers(min_value=1, max_value=90))
+def test_a_block_handed_on_in_parts_gives_back_the_same_lines(lines: list[bytes], cuts: list[int], part: int) -> None:
+    """A decompressed block is split into lists of about LINES_BYTES: any cut of the payload into blocks, any
+    part size, the same lines in the same order."""
+    from enigm_recover.snapshot import unseal
+
+    data = b"".join(lines)
+    points = sorted({min(c, len(data)) for c in cuts})
+    blocks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(unseal, "plaintext_blocks", lambda *a, **k: iter(blocks))
+        mp.setattr(unseal, "LINES_BYTES", part)
+        assert [line for chunk in unseal.payload_line_lists(None, None) for line in chunk] == lines  # type: ignore[arg-type]

@@ -146,6 +146,7 @@ def _child_batches(child: subprocess.Popen[bytes], progress: ProgressCallback, c
             elif tag == "e":
                 if confirmation is not None:
                     confirmation._confirm(frame[1])
+                _child_peak[0] = frame[2]
                 return
             elif tag == "x":
                 raise _error(frame[1], frame[2], frame[3])
@@ -153,6 +154,24 @@ def _child_batches(child: subprocess.Popen[bytes], progress: ProgressCallback, c
                 raise _child_failed()
     finally:
         _stop(child)
+
+
+_child_peak = [0]  # the last child's peak resident memory, KiB (its own VmHWM): a dry run's memory is both's
+
+
+def last_child_peak_mib() -> float:
+    """The peak resident memory of the last child that read a payload to its end (0 when none has)."""
+    return _child_peak[0] / 1024
+
+
+def _own_peak_kib() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _error(name: str, message: str, hint: str) -> EnigmError:
@@ -190,7 +209,7 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     try:
         for kind, values, lines in _local_batches(verified, identity, report, confirmation):
             send(("b", kind.name, values, lines))
-        send(("e", confirmation.sha256()))
+        send(("e", confirmation.sha256(), _own_peak_kib()))
     except EnigmError as exc:
         send(("x", type(exc).__name__, exc.message, exc.hint))
     out.flush()

@@ -80,6 +80,7 @@ class _HashingReader:
 
 
 READ_BLOCK = 1 << 20
+LINES_BYTES = 1 << 20  # lines handed on together (payload_line_lists)
 DECOMPRESSED_BLOCK = 1 << 20
 READ_AHEAD_BLOCKS = 8  # decrypted blocks waiting for the decompressor
 # RFC 8878: a block regenerates at most 128 KiB. Each call to the decoder gets whole blocks that together
@@ -349,21 +350,29 @@ def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
 def payload_line_lists(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                        progress: ProgressCallback = no_progress,
                        confirmation: PayloadConfirmation | None = None) -> Iterator[list[bytes]]:
-    """``payload_lines``, a decompressed block's whole lines at a time."""
+    """``payload_lines``, the whole lines of about ``LINES_BYTES`` of a decompressed block at a time (a block
+    may be a few MiB: its lines are not all made at once)."""
     source = plaintext_blocks(verified, identity, progress, confirmation)
     tail = b""
     try:
         for block in source:
-            lines = block.splitlines(keepends=True)
-            if not lines:
-                continue
-            if tail:
-                lines[0] = tail + lines[0]
-            tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
-            if len(tail) > MAX_LINE_BYTES:
-                raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
-            if lines:
-                yield lines
+            start, size = 0, len(block)
+            while start < size:
+                cut = block.rfind(b"\n", start, start + LINES_BYTES) + 1 if size - start > LINES_BYTES else size
+                if cut <= start:  # no newline in this stretch: one long line, cut where the block allows
+                    cut = min(size, start + LINES_BYTES)
+                lines = block[start:cut].splitlines(keepends=True) if start or cut < size else \
+                    block.splitlines(keepends=True)
+                start = cut
+                if not lines:
+                    continue
+                if tail:
+                    lines[0] = tail + lines[0]
+                tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
+                if len(tail) > MAX_LINE_BYTES:
+                    raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
+                if lines:
+                    yield lines
     except EnigmError as exc:
         judge(source, exc)
     if tail:
