@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Iterator
 
 from enigm_recover.progress import ProgressCallback, no_progress
@@ -31,10 +32,13 @@ def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     batches = checked_batches(verified, identity, progress, confirmation, parallel=parallel)
     pending: list[Batch | None] = [next(batches, None)]
 
-    def records_of(kind: Kind) -> Iterator[Item]:
+    def batches_of(kind: Kind) -> Iterator[Iterator[Item]]:
         while (batch := pending[0]) is not None and batch[0] is kind:
-            yield from zip(batch[1], batch[2])
-            pending[0] = next(batches, None)
+            pending[0] = next(batches, None)  # the batch after it is read (and checked) now: its kind ends this one
+            yield zip(batch[1], batch[2])
+
+    def records_of(kind: Kind) -> Iterator[Item]:
+        return chain.from_iterable(batches_of(kind))  # record by record without a Python frame per record
 
     try:
         current: Iterator[Item] = iter(())
