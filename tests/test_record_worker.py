@@ -186,3 +186,15 @@ def test_a_block_handed_on_in_parts_gives_back_the_same_lines(lines: list[bytes]
         mp.setattr(unseal, "plaintext_blocks", lambda *a, **k: iter(blocks))
         mp.setattr(unseal, "LINES_BYTES", part)
         assert [line for chunk in unseal.payload_line_lists(None, None) for line in chunk] == lines  # type: ignore[arg-type]
+
+
+def test_a_child_that_cannot_start_leaves_the_reading_to_this_process(drill, monkeypatch) -> None:
+    """A child that ends before it says anything (an interpreter that cannot import this package, say):
+    the records are read in-process instead, the same ones."""
+    def silent_child(*_: object) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    expected = stream(drill, parallel=False)
+    monkeypatch.setattr(record_worker, "_start_child", silent_child)
+    assert stream(drill, parallel=True) == expected

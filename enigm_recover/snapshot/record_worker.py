@@ -25,7 +25,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from enigm_recover import errors
 from enigm_recover.errors import EnigmError, PayloadIntegrityError
@@ -58,7 +58,8 @@ def checked_batches(verified: Any, identity: RecoveryIdentity, progress: Progres
     child = _start_child(verified, identity) if parallel else None
     if child is None:
         return _local_batches(verified, identity, progress, confirmation)
-    return _child_batches(child, progress, confirmation)
+    return _child_batches(child, progress, confirmation,
+                          lambda: _local_batches(verified, identity, progress, confirmation))
 
 
 def _local_batches(verified: Any, identity: RecoveryIdentity, progress: ProgressCallback,
@@ -132,10 +133,17 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
         child.stdout.close()
 
 
-def _child_batches(child: subprocess.Popen[bytes], progress: ProgressCallback, confirmation: Any) -> Iterator[Batch]:
+def _child_batches(child: subprocess.Popen[bytes], progress: ProgressCallback, confirmation: Any,
+                   in_process: Callable[[], Iterator[Batch]]) -> Iterator[Batch]:
+    """The child's frames as batches; a child that ends before its first frame (it could not start: an
+    interpreter without this package, say) leaves the reading to this process."""
     assert child.stdout is not None
     stream = child.stdout
     try:
+        if not stream.peek(1):
+            _stop(child)
+            yield from in_process()
+            return
         while True:
             frame = _read_frame(stream)
             tag = frame[0]
@@ -216,6 +224,9 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops this process
     try:
         _child_main(sys.stdin.buffer, sys.stdout.buffer)
     except (BrokenPipeError, KeyboardInterrupt):  # the parent stopped reading: it has its answer
