@@ -17,7 +17,6 @@ asyncssh, as before.
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import hashlib
 import os
@@ -247,6 +246,8 @@ class AgentSigner:
         return self.public_key.get_fingerprint()
 
     def sign(self, data: bytes, namespace: str) -> bytes:
+        import asyncio
+
         return asyncio.run(self._sign(data, namespace))
 
     async def _sign(self, data: bytes, namespace: str) -> bytes:
@@ -266,6 +267,8 @@ class AgentSigner:
 
 def agent_signer(public_key_path: Path | None = None) -> AgentSigner | None:
     """The agent's key matching ``public_key_path`` (or its first key); None without an agent."""
+    import asyncio
+
     import asyncssh
     from asyncssh.public_key import decode_ssh_public_key
 
