@@ -277,6 +277,16 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
         if kind is IDENTITY and verdict.change is ChangeType.MISSING:
             missing_accounts.add(k)
 
+    single_key, is_device, is_identity = len(kind.primary_key) == 1, kind is DEVICE, kind is IDENTITY
+
+    def missing(k: Any, snap: tuple[Any, ...], line: bytes) -> None:
+        """``differs`` for a record only in the snapshot: ``assess`` says missing, without findings, always."""
+        summary.missing += 1
+        changes.append(Change(kind.name, (k,) if single_key else k, ChangeType.MISSING, (), (), False,
+                              lines.add(line), device_account(snap, None) if is_device else None, lines, None))
+        if is_identity:
+            missing_accounts.add(k)
+
     snapshot = iter(items)
     live = iter(store.stream(kind))
     s = next(snapshot, None)
@@ -294,7 +304,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
         except TypeError:  # the snapshot's keys are all text: this live key is not
             snap_first, live_first = False, True
         if snap_first:
-            differs(ks, s[0], s[1], None)
+            missing(ks, s[0], s[1])
             s = next(snapshot, None)
         elif live_first:
             differs(kl, None, None, l)
@@ -304,7 +314,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
             s = next(snapshot, None)
             l = next(live, None)  # noqa: E741
     while s is not None:
-        differs(key(s[0]), s[0], s[1], None)
+        missing(key(s[0]), s[0], s[1])
         s = next(snapshot, None)
     while l is not None:
         differs(key(l), None, None, l)
