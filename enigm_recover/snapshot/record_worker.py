@@ -8,12 +8,14 @@ snapshot and the recovery identity over a pipe (memory only; nothing reaches
 disk, argv or the environment), and reads back, in payload order, batches of
 one kind's records as ``marshal`` frames (values in field order and canonical
 lines), the progress of decryption, and at the end either the confirmed
-payload SHA-256 or the error that stopped it. The child runs exactly
-``unseal.records``: the same checks, in the same order, with the same verdicts
-(an altered payload is judged with the rest of the payload first).
+payload SHA-256 or the error that stopped it. The child runs
+``unseal.record_batches``: ``unseal.records``' checks, in the same order, with
+the same verdicts (an altered payload is judged with the rest of the payload
+first). Its stderr goes nowhere: nothing of the records reaches a log.
 
-Small payloads, a machine with one core, or a child that cannot be started
-fall back to the same records read in-process: the stream is the same.
+Small payloads, a process allowed one core, or a child that cannot be started
+(or ends before its first frame) leave the reading to this process: the same
+records, the same errors.
 """
 
 from __future__ import annotations
@@ -42,8 +44,13 @@ PIPE_BYTES = 1 << 20
 _FRAME = struct.Struct("<I")
 
 
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
 def _want_child(payload_size: int) -> bool:
-    return payload_size >= PARALLEL_MIN_PAYLOAD and (os.cpu_count() or 1) > 1
+    return payload_size >= PARALLEL_MIN_PAYLOAD and _cores() > 1
 
 
 def checked_batches(verified: Any, identity: RecoveryIdentity, progress: ProgressCallback = no_progress,
