@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "keys_lifecycle": keys_lifecycle.run,
     "drill_build": drill_build.run,
     "scaling": scaling.run,
+    "dry_run": scaling.run_dry_run,
 }
 
 

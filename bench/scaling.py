@@ -17,7 +17,9 @@ Every measured pipeline is a child process of bench.diff_restore (``diff`` and
 ``restore`` modes), timed with wait4; the dry run and the sqlite3 baseline
 alternate. A record is a snapshot record (identities + devices + settings +
 roles). Run it alone: ``python -m bench scaling`` (``--scale 0.1`` for
-25,000 and 100,000 identities).
+25,000 and 100,000 identities). ``python -m bench dry_run`` times only the dry
+run beside sqlite3 on the 1,000,000-identity drill, in five interleaved rounds,
+with its peak memory (the parent's and the record checker's together).
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ GOAL_PEAK_MEMORY = 1.2  # larger / smaller: at most
 GOAL_DIFF_RATIO = 0.6  # ours / sqlite3, medians of wall time: at most
 
 
-def measure_size(out_dir: Path, identities: int) -> dict[str, Any]:
-    """One drill of ``identities``: the dry run beside sqlite3, then the incident restore on fresh copies."""
+def measure_size(out_dir: Path, identities: int, restores: bool = True, repeats: int = REPEATS) -> dict[str, Any]:
+    """One drill of ``identities``: the dry run beside sqlite3, then (with ``restores``) the incident restore on
+    fresh copies."""
     work = Path(tempfile.mkdtemp(prefix=f"scaling-{identities}-", dir=out_dir))
     try:
         log(f"  {identities:,} identities: making the drill and the CSV export ...")
@@ -56,9 +59,9 @@ def measure_size(out_dir: Path, identities: int) -> dict[str, Any]:
         records = sum(drill.snapshot_records.values())
         snap_db, script = work / "sqlite3-snapshot.db", work / "sqlite3-diff.sql"
         script.write_text(baseline_diff_script(drill, snap_db))
-        log(f"  {identities:,} identities: the dry run and sqlite3, {REPEATS} rounds interleaved ...")
+        log(f"  {identities:,} identities: the dry run and sqlite3, {repeats} rounds interleaved ...")
         samples = interleaved({"diff": lambda: diff_ours(drill),
-                               "sqlite3": lambda: diff_baseline(drill, script, snap_db)}, REPEATS, warm_up=False)
+                               "sqlite3": lambda: diff_baseline(drill, script, snap_db)}, repeats, warm_up=False)
         for ours, base in zip(samples["diff"], samples["sqlite3"]):
             check_diff_counts(ours, base)
 
@@ -69,8 +72,9 @@ def measure_size(out_dir: Path, identities: int) -> dict[str, Any]:
                 raise RuntimeError(f"the restore ended {sample.child['status']}")
             return sample
 
-        log(f"  {identities:,} identities: the incident restore, {REPEATS} runs ...")
-        samples |= interleaved({"restore": restore}, REPEATS, warm_up=False)
+        if restores:
+            log(f"  {identities:,} identities: the incident restore, {repeats} runs ...")
+            samples |= interleaved({"restore": restore}, repeats, warm_up=False)
         measured = {name: summary(runs) for name, runs in samples.items()}
         return {"identities": identities, "records": records, "measured": measured,
                 "diff_ratios": [o.wall_s / b.wall_s for o, b in zip(samples["diff"], samples["sqlite3"])]}
@@ -132,3 +136,34 @@ def run(scale: float, out_dir: Path) -> dict[str, Any]:
     result["median_diff_ratio"] = statistics.median(r for s in result["sizes"] for r in s["diff_ratios"])
     log(report(result))
     return result
+
+
+DRY_RUN_IDENTITIES = 1_000_000
+DRY_RUN_REPEATS = 5
+GOAL_DRY_RUN_RSS_MIB = 300.0  # both processes of the dry run together: under
+
+
+def run_dry_run(scale: float, out_dir: Path) -> dict[str, Any]:
+    """``python -m bench dry_run``: only the dry run beside sqlite3, on the 1,000,000-identity drill, in
+    DRY_RUN_REPEATS rounds interleaved: every round's ratio, their median, and the peak memory."""
+    identities = max(1000, round(DRY_RUN_IDENTITIES * scale))
+    log(f"dry_run: {identities:,} identities (scale {scale})")
+    size = measure_size(out_dir, identities, restores=False, repeats=DRY_RUN_REPEATS)
+    m = size["measured"]
+    ratio = m["diff"]["wall_s"] / m["sqlite3"]["wall_s"]
+    rss = max(r["child"]["peak_rss_mib"] for r in m["diff"]["runs"])
+    ok = ratio <= GOAL_DIFF_RATIO and rss < GOAL_DRY_RUN_RSS_MIB
+    runs = {name: " ".join(f"{r['wall_s']:.2f}" for r in m[name]["runs"]) for name in ("diff", "sqlite3")}
+    log("\n".join([
+        "", f"== dry_run: {identities:,} identities, {size['records']:,} snapshot records; {DRY_RUN_REPEATS} rounds "
+        "interleaved, medians", "",
+        f"  OURS dry run (diff)          {m['diff']['wall_s']:8.2f} s {m['diff']['cpu_s']:8.2f} s CPU   "
+        f"{runs['diff']}",
+        f"  BASELINE sqlite3 SQL diff    {m['sqlite3']['wall_s']:8.2f} s {m['sqlite3']['cpu_s']:8.2f} s CPU   "
+        f"{runs['sqlite3']}",
+        f"  ratio ours/sqlite3 {ratio:.2f}x (rounds {' '.join(f'{r:.2f}' for r in size['diff_ratios'])})   "
+        f"goal <= {GOAL_DIFF_RATIO}x   {verdict(ratio <= GOAL_DIFF_RATIO)}",
+        f"  ratio of CPU ours/sqlite3 {m['diff']['cpu_s'] / m['sqlite3']['cpu_s']:.2f}x (both processes of ours)",
+        f"  peak memory of the dry run (parent + record checker) {rss:.1f} MiB   goal < {GOAL_DRY_RUN_RSS_MIB:.0f} MiB   "
+        f"{verdict(rss < GOAL_DRY_RUN_RSS_MIB)}", ""]))
+    return {"scale": scale, **size, "ratio": ratio, "peak_rss_mib": rss, "goals_met": ok}
