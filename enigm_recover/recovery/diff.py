@@ -57,7 +57,7 @@ class Change:
     findings: tuple[Finding, ...] = ()
     protected: bool = False
     line_ref: int | None = None  # the canonical record a restore would write (missing, changed), in `lines`
-    account: str | None = None  # a missing or extra device's account, for the orphan check
+    account: str | None = None  # an extra device's account, for the orphan check (a missing one's is in its line)
     lines: LineStore | None = None
     unreadable: Unreadable | None = None  # the live record cannot be read into the model: what was found
 
@@ -269,21 +269,22 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
             return
         changed = verdict.change is ChangeType.CHANGED and verdict.unreadable is None
         fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
-        # A device's account, for the orphan check: kept now, so the missing one's line need not be parsed again.
-        account = device_account(snap, live) if kind is DEVICE and verdict.change is not ChangeType.CHANGED else None
+        # An extra device's account, for the orphan check (a missing one's is read again from its line: kept
+        # for every missing device, the accounts would cost a large dry run more memory than the parse costs time).
+        account = device_account(snap, live) if kind is DEVICE and verdict.change is ChangeType.EXTRA else None
         changes.append(Change(kind.name, as_key(kind, k), verdict.change, fields, verdict.findings,
                               verdict.protected, lines.add(line) if line is not None else None, account,
                               lines, verdict.unreadable))
         if kind is IDENTITY and verdict.change is ChangeType.MISSING:
             missing_accounts.add(k)
 
-    single_key, is_device, is_identity = len(kind.primary_key) == 1, kind is DEVICE, kind is IDENTITY
+    single_key, is_identity = len(kind.primary_key) == 1, kind is IDENTITY
 
-    def missing(k: Any, snap: tuple[Any, ...], line: bytes) -> None:
+    def missing(k: Any, line: bytes) -> None:
         """``differs`` for a record only in the snapshot: ``assess`` says missing, without findings, always."""
         summary.missing += 1
         changes.append(Change(kind.name, (k,) if single_key else k, ChangeType.MISSING, (), (), False,
-                              lines.add(line), device_account(snap, None) if is_device else None, lines, None))
+                              lines.add(line), None, lines, None))
         if is_identity:
             missing_accounts.add(k)
 
@@ -304,7 +305,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
         except TypeError:  # the snapshot's keys are all text: this live key is not
             snap_first, live_first = False, True
         if snap_first:
-            missing(ks, s[0], s[1])
+            missing(ks, s[1])
             s = next(snapshot, None)
         elif live_first:
             differs(kl, None, None, l)
@@ -314,7 +315,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
             s = next(snapshot, None)
             l = next(live, None)  # noqa: E741
     while s is not None:
-        missing(key(s[0]), s[0], s[1])
+        missing(key(s[0]), s[1])
         s = next(snapshot, None)
     while l is not None:
         differs(key(l), None, None, l)
