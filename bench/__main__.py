@@ -19,9 +19,11 @@ from bench import (
     OUT_DIR,
     app_startup,
     diff_restore,
+    drill_build,
     keys_lifecycle,
     pq_sealing,
     restore_same_work,
+    scaling,
     sftp_list_fetch,
     snapshot_seal_unseal,
 )
@@ -36,6 +38,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "keys_lifecycle": keys_lifecycle.run,
     "pq_sealing": pq_sealing.run,
     "restore_same_work": restore_same_work.run,
+    "drill_build": drill_build.run,
+    "scaling": scaling.run,
+    "dry_run": scaling.run_dry_run,
 }
 
 

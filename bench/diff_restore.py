@@ -3,7 +3,7 @@
 The goals (from the issue), on a drill platform of 1,000,000 identities and
 3,000,000 devices with one sealed snapshot and a realistic incident after it:
 
-(a) the dry-run diff costs at most 1.0x the ``sqlite3`` command-line program
+(a) the dry-run diff costs at most 0.6x the ``sqlite3`` command-line program
     diffing the same two data sets in SQL: the snapshot's records (exported to
     CSV, untimed) imported into an attached new database, then EXCEPT/join
     queries on the primary keys that count, per kind, what the diff reports
@@ -69,7 +69,7 @@ SEED = 1
 INCIDENT_AT = datetime(2025, 6, 1, tzinfo=timezone.utc)  # fixed, so every run diffs the same drill
 REPEATS = 3
 WARM_UP_BELOW_SCALE = 0.5  # below this scale each pipeline gets one untimed warm-up run first
-GOAL_DIFF_RATIO = 1.0  # ours / baseline, medians of wall time: at most
+GOAL_DIFF_RATIO = 0.6  # ours / baseline, medians of wall time: at most (the dry run uses both cores)
 GOAL_DIFF_RSS_MIB = 300.0  # peak RSS of the diff child: under
 GOAL_RESTORE_RATIO = 0.7  # ours / baseline, rows per second: at least
 SHARE_HOLDERS = ("amara", "chen", "emeka")  # 3 of the drill's 5 cards
@@ -476,6 +476,15 @@ def profiled(profile: str | None, fn: Callable[[], Any]) -> Any:
         profiler.dump_stats(profile)
 
 
+def _record_checker_peak_mib() -> float:
+    """The peak memory of the child process that checked the payload's records (0 when checked in-process)."""
+    try:
+        from enigm_recover.snapshot.record_worker import last_child_peak_mib
+    except ImportError:
+        return 0.0
+    return last_child_peak_mib()
+
+
 def worker_diff(drill_folder: str, target: str, profile: str | None = None) -> dict[str, Any]:
     """``diff DRILL TARGET_URL``: the dry run of every kind, as ``enigm-recover diff`` runs it."""
     from enigm_recover.recovery.diff import diff
@@ -489,7 +498,7 @@ def worker_diff(drill_folder: str, target: str, profile: str | None = None) -> d
     report["changes"] = len(result.changes)
     report["findings"] = sum(result.findings().values())
     report["kinds"] = {k: s.as_dict() for k, s in result.kinds.items()}
-    report["peak_rss_mib"] = peak_rss_mib()
+    report["peak_rss_mib"] = peak_rss_mib() + _record_checker_peak_mib()  # both processes, alive together
     report["code"] = loaded_code()
     return report
 
@@ -517,7 +526,7 @@ def worker_restore(drill_folder: str, target: str, profile: str | None = None) -
                    "deleted": sum(s.deleted for s in outcome.steps),
                    "previewed": sum(p.inserts + p.updates + p.deletes for p in previews.values())})
     report["rows"] = report["inserted"] + report["updated"] + report["deleted"]
-    report["peak_rss_mib"] = peak_rss_mib()
+    report["peak_rss_mib"] = peak_rss_mib() + _record_checker_peak_mib()  # both processes, alive together
     report["code"] = loaded_code()
     return report
 

@@ -1,7 +1,9 @@
 """Seal a drill platform, then verify+decrypt+decompress it beside ``age -d | zstd -d``.
 
 The goal (from the issue): decrypting and checking our snapshot costs at most
-1.3x the standard-tool pipeline on the same payload, with memory bounded by a
+1.3x the standard-tool pipeline on the same payload in every one of the five
+interleaved rounds (ours over the baseline run beside it), not only their
+median, with memory bounded by a
 constant, not by snapshot size. Both pipelines run as child processes,
 interleaved, so each one's wall and CPU time cover only that pipeline. Our
 worker reports its own peak RSS (VmHWM); the baseline's is not measured,
@@ -148,12 +150,14 @@ def goals(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The speed ratio and the memory factor against their goals."""
     ours_, base, small = measured["ours"], measured["baseline"], measured["ours_small"]
     ratio = ours_["wall_s"] / base["wall_s"]
+    rounds = [o["wall_s"] / b["wall_s"] for o, b in zip(ours_["runs"], base["runs"])]
     in_process = ours_["child"]["verify_s"] + ours_["child"]["unseal_s"]
     rss_factor = ours_["child"]["peak_rss_mib"] / small["child"]["peak_rss_mib"]
     return {
         "ratio": ratio,
         "ratio_goal": GOAL_RATIO,
-        "ratio_ok": ratio <= GOAL_RATIO,
+        "ratio_ok": ratio <= GOAL_RATIO and max(rounds) <= GOAL_RATIO,
+        "round_ratios": rounds,
         "cpu_ratio": ours_["cpu_s"] / base["cpu_s"],
         "in_process_ratio": in_process / base["wall_s"],
         "rss_factor": rss_factor,
@@ -201,7 +205,8 @@ def report(result: dict[str, Any]) -> str:
         _row(f"OURS at 1/{SMALL_DIVISOR} size", m["ours_small"]),
         _row("full record check (records())", m["records"]) + "   (once, informational)",
         "",
-        _goal_row("ratio ours/baseline, wall", g["ratio"], f"goal <= {GOAL_RATIO}x   {verdict(g['ratio_ok'])}"),
+        _goal_row("ratio ours/baseline, wall", g["ratio"], f"goal <= {GOAL_RATIO}x in every round   "
+                  f"{verdict(g['ratio_ok'])}   (rounds {' '.join(f'{r:.2f}' for r in g['round_ratios'])})"),
         _goal_row("ratio ours/baseline, CPU", g["cpu_ratio"], "informational"),
         _goal_row("ratio ours in-process/baseline", g["in_process_ratio"],
                   "informational (ours without interpreter start-up)"),

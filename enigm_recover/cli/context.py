@@ -91,10 +91,10 @@ class Context:
         )
 
     def open_source(self) -> Any:
-        from enigm_recover.sources.open import open_source
+        from enigm_recover.sources.open import needs_ssh, open_source
 
         spec = self.required(self.args.source, "source", "SOURCE")
-        return open_source(spec, self.ssh_settings(), self.locations.cache_dir)
+        return open_source(spec, self.ssh_settings() if needs_ssh(spec) else None, self.locations.cache_dir)
 
     def own_runbook_folders(self) -> list[Path]:
         """The operator's runbook folders: each --runbooks DIR, then <config dir>/runbooks (the built-in
@@ -191,9 +191,11 @@ def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any
 def open_pipeline(ctx: Context, recovery: Any, *, target: str | None = None, writes: bool = False) -> Any:
     """The recovery pipeline over the command's SOURCE (opened when first needed, once)."""
     from enigm_recover.recovery.pipeline import RecoveryPipeline, source_opener
+    from enigm_recover.sources.open import needs_ssh
 
     spec = ctx.required(ctx.args.source, "source", "SOURCE")
-    return RecoveryPipeline(recovery, open_source=source_opener(spec, ctx.ssh_settings(), ctx.locations.cache_dir),
+    ssh = ctx.ssh_settings() if needs_ssh(spec) else None
+    return RecoveryPipeline(recovery, open_source=source_opener(spec, ssh, ctx.locations.cache_dir),
                             source_name=ctx.args.source, allowed_signers=ctx.allowed_signers(), target=target,
                             writes=writes)
 

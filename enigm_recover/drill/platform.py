@@ -13,8 +13,10 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Iterator
 
+from enigm_recover.prefetch import prefetched
 from enigm_recover.state.model import DEVICE, IDENTITY, ROLE, SETTING
 from enigm_recover.state.sqlite_store import SQLiteStore
 
@@ -49,6 +51,11 @@ OPERATORS = (
     ("ops.farah", "device-operator", "ops.bastien"),
     ("ops.goran", "recovery-custodian", "ops.amara"),
 )
+
+
+def _batches(rows: Iterator[tuple[object, ...]], size: int = 4096) -> Iterator[list[tuple[object, ...]]]:
+    while batch := list(islice(rows, size)):
+        yield batch
 
 
 def ts(when: datetime) -> str:
@@ -111,7 +118,11 @@ class SyntheticPlatform:
     def _device_rows(self) -> Iterator[tuple[object, ...]]:
         span, day = 86400 * 365, 86400
         rng = self.rng
-        for d in range(self.identities * self.devices_per_identity):
+        per = self.devices_per_identity
+        account = ""
+        for d in range(self.identities * per):
+            if d % per == 0:  # an identity's devices follow each other: its id is made once
+                account = self.account_id(d // per)
             enrolled = rng.randrange(span)
             roll = rng.random()
             if roll < 0.86:
@@ -125,15 +136,17 @@ class SyntheticPlatform:
                 state, reason, changed = "suspended", "admin-review", enrolled + day * rng.randrange(1, 60)
             else:
                 state, reason, changed = "pending", "", enrolled
-            yield (self.device_id(d), self.account_id(d // self.devices_per_identity), self.public_key(),
-                   state, self._stamp(enrolled), self._stamp(changed), reason)
+            yield (self.device_id(d), account, self.public_key(), state, self._stamp(enrolled), self._stamp(changed),
+                   reason)
 
     def build(self, store: SQLiteStore) -> None:
         store.init_schema()
         store.conn.execute("PRAGMA synchronous=OFF")
         with store.transaction():
-            store.insert_many(IDENTITY, self._identity_rows())
-            store.insert_many(DEVICE, self._device_rows())
+            # Rows are made on a thread of their own while SQLite inserts the ones before (it releases the GIL
+            # as it steps): the two overlap. The rows and their order are the same as made in line.
+            store.insert_many(IDENTITY, prefetched(_batches(self._identity_rows())))
+            store.insert_many(DEVICE, prefetched(_batches(self._device_rows())))
             when = ts(self.genesis)
             store.insert_many(SETTING, ((k, json.dumps(v, sort_keys=True), when) for k, v in SETTINGS.items()))
             store.insert_many(ROLE, ((op, role, by, when) for op, role, by in OPERATORS))

@@ -34,7 +34,6 @@ from enigm_recover.recovery.assess import (
     Finding,
     device_account,
     differing_fields,
-    merge,
     orphan_assessment,
 )
 from enigm_recover.recovery.line_store import LineStore
@@ -251,29 +250,76 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
              summary: KindSummary, changes: list[Change], lines: LineStore, missing_accounts: set[str]
              ) -> list[Unreadable]:
     """One merge pass of a kind: counts into ``summary``, changes into ``changes``; returns the live records
-    whose key cannot be read (they have no place in the key order, and no change a restore could act on)."""
+    whose key cannot be read (they have no place in the key order, and no change a restore could act on).
+
+    The merge is ``assess.merge``'s, inlined: a record equal on both sides (the common case) costs one
+    comparison of two tuples, not a round through a generator."""
     assess = Assessor(kind, snapshot_time)
     exact = exact_types(kind)  # where Python's == is looser than the model (3.0 == 3)
+    key = kind.sort_key
     keyless: list[Unreadable] = []
     unchanged = 0
-    for key, snap, line, live in merge(kind, items, store.stream(kind)):
-        if snap == live and (exact is None or exact(live)):  # the common case (merge never yields two Nones)
-            unchanged += 1
-            continue
+
+    def differs(k: Any, snap: tuple[Any, ...] | None, line: bytes | None, live: tuple[Any, ...] | None) -> None:
         verdict = assess(snap, live)
-        assert verdict.change is not None
+        assert verdict.change is not None  # equal rows of the model's types never get here
         setattr(summary, verdict.change.value, getattr(summary, verdict.change.value) + 1)
         if verdict.unreadable is not None and not key_is_addressable(kind, live):  # type: ignore[arg-type]
             keyless.append(verdict.unreadable)
-            continue
+            return
         changed = verdict.change is ChangeType.CHANGED and verdict.unreadable is None
         fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
+        # An extra device's account, for the orphan check (a missing one's is read again from its line: kept
+        # for every missing device, the accounts would cost a large dry run more memory than the parse costs time).
         account = device_account(snap, live) if kind is DEVICE and verdict.change is ChangeType.EXTRA else None
-        changes.append(Change(kind.name, as_key(kind, key), verdict.change, fields, verdict.findings,
+        changes.append(Change(kind.name, as_key(kind, k), verdict.change, fields, verdict.findings,
                               verdict.protected, lines.add(line) if line is not None else None, account,
                               lines, verdict.unreadable))
         if kind is IDENTITY and verdict.change is ChangeType.MISSING:
-            missing_accounts.add(key)
+            missing_accounts.add(k)
+
+    single_key, is_identity = len(kind.primary_key) == 1, kind is IDENTITY
+
+    def missing(k: Any, line: bytes) -> None:
+        """``differs`` for a record only in the snapshot: ``assess`` says missing, without findings, always."""
+        summary.missing += 1
+        changes.append(Change(kind.name, (k,) if single_key else k, ChangeType.MISSING, (), (), False,
+                              lines.add(line), None, lines, None))
+        if is_identity:
+            missing_accounts.add(k)
+
+    snapshot = iter(items)
+    live = iter(store.stream(kind))
+    s = next(snapshot, None)
+    l = next(live, None)  # noqa: E741
+    while s is not None and l is not None:
+        if s[0] == l and (exact is None or exact(l)):  # equal rows have equal keys: unchanged
+            unchanged += 1
+            s = next(snapshot, None)
+            l = next(live, None)  # noqa: E741
+            continue
+        ks, kl = key(s[0]), key(l)
+        try:
+            snap_first = ks < kl
+            live_first = not snap_first and kl < ks
+        except TypeError:  # the snapshot's keys are all text: this live key is not
+            snap_first, live_first = False, True
+        if snap_first:
+            missing(ks, s[1])
+            s = next(snapshot, None)
+        elif live_first:
+            differs(kl, None, None, l)
+            l = next(live, None)  # noqa: E741
+        else:
+            differs(ks, s[0], s[1], l)
+            s = next(snapshot, None)
+            l = next(live, None)  # noqa: E741
+    while s is not None:
+        missing(key(s[0]), s[1])
+        s = next(snapshot, None)
+    while l is not None:
+        differs(key(l), None, None, l)
+        l = next(live, None)  # noqa: E741
     summary.unchanged = unchanged
     summary.snapshot = unchanged + summary.missing + summary.changed
     summary.live = unchanged + summary.extra + summary.changed

@@ -49,9 +49,8 @@ def source_opener(spec: str, ssh: Any, cache_dir: Path) -> Callable[[], Snapshot
 
     def open_() -> SnapshotSource:
         from enigm_recover.sources.open import open_source
-        from enigm_recover.sources.ssh import SSHSettings
 
-        return open_source(spec, ssh or SSHSettings(), cache_dir)
+        return open_source(spec, ssh, cache_dir)  # an sftp:// source without settings gets the defaults
 
     return open_
 

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from itertools import groupby
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from enigm_recover.errors import EnigmError, SignatureError, SnapshotNotFound, SourceError
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.clock import refuse_from_future
 from enigm_recover.snapshot.source import Listing, RefusedName, SnapshotEntry
+
+if TYPE_CHECKING:
+    import asyncssh
 
 _UNKNOWN_TIME = "99999999T999999Z"  # a candidate whose time is unknown may be the newest: it sorts first
 

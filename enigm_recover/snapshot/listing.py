@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.catalog import REFUSED_SIGNATURES, latest_candidate, newest_first
 from enigm_recover.snapshot.clock import age_seconds, in_future
 from enigm_recover.snapshot.signature import SignatureStatus
 from enigm_recover.snapshot.source import Listing
+
+if TYPE_CHECKING:
+    import asyncssh
 
 
 @dataclass(frozen=True)

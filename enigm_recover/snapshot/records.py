@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
 import re._parser as _regex_parser  # only for the widest match of the model's fixed syntaxes
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator
 
-from enigm_recover.errors import RecordInvalid, ScopeError, SnapshotContentError
+from enigm_recover.errors import EnigmError, RecordInvalid, ScopeError, SnapshotContentError
 from enigm_recover.snapshot.manifest import KindScope, Manifest
 from enigm_recover.state.model import (
     KIND_BY_NAME,
@@ -121,6 +123,11 @@ def _line_pattern(kind: Kind) -> re.Pattern[str]:
 
 
 _LINE_PATTERNS: dict[str, re.Pattern[str]] = {k.name: _line_pattern(k) for k in KINDS}
+# A line's characters outside its captured values: the pattern's fixed text (a value is captured as it is
+# written, escapes included). In a block of lines, matches that are one per line and together as long as the
+# block leave no character unmatched: each line is exactly one match (no value holds a newline).
+_FIXED_CHARS: dict[str, int] = {k.name: len(_ROW_TEMPLATES[k.name] % tuple("" if f.sql_type == "INTEGER" else '""'
+                                                                           for f in k.fields)) for k in KINDS}
 
 
 def _widest_value(f: Field) -> int:
@@ -213,10 +220,66 @@ class RecordChecker:
             self._hash_accepted()
         return kind, values
 
+    def check_lines(self, lines: list[bytes]) -> list[tuple[Kind, list[tuple[Any, ...]], list[bytes]]]:
+        """``check`` of every line, in order, as runs of one kind: (kind, values, lines).
+
+        A list of lines of the current kind is checked at once (one regular-expression search over the
+        block, whose matches must cover it exactly; key order compared in C); anything else (a new kind, a line that does not match, a key out
+        of order) is checked line by line, so every error is the one ``check`` raises, for the same line."""
+        if self.kind is not None and lines:
+            run = self._check_run(self.kind, lines)
+            if run is not None:
+                return [(self.kind, run, lines)]
+        runs: list[tuple[Kind, list[tuple[Any, ...]], list[bytes]]] = []
+        for line in lines:
+            kind, values = self.check(line)
+            if runs and runs[-1][0] is kind:
+                runs[-1][1].append(values)
+                runs[-1][2].append(line)
+            else:
+                runs.append((kind, [values], [line]))
+        return runs
+
+    def _check_run(self, kind: Kind, lines: list[bytes]) -> list[tuple[Any, ...]] | None:
+        """The values of ``lines`` when every one is a canonical ``kind`` record in increasing key order after
+        the last; None (and nothing changed) otherwise."""
+        if max(map(len, lines)) > MAX_LINE_BYTES:
+            return None
+        block = b"".join(lines)
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        found = self.pattern.findall(text)  # type: ignore[union-attr]
+        if len(found) != len(lines) or (
+                len(found) * _FIXED_CHARS[kind.name] + sum(map(len, chain.from_iterable(found))) != len(text)):
+            return None
+        convert = _ROW_CONVERTERS[kind.name]
+        if convert is not None:
+            try:
+                found = list(map(convert, found))
+            except EnigmError:
+                return None
+        keys = list(map(kind.sort_key, found))
+        if self.last_key is not None and not keys[0] > self.last_key:
+            return None
+        if not all(map(operator.lt, keys, islice(keys, 1, None))):
+            return None
+        self.line_no += len(lines)
+        self.last_key = keys[-1]
+        if self.unhashed:
+            _hashed(self.unhashed, self.digest)
+        self.digest.add(block, len(lines))
+        self._check_count()
+        return found
+
     def _hash_accepted(self) -> None:
         """Lines go into the digest many at a time: one hash call per batch, not one per record. A kind
         with more records than the manifest says is refused here, a batch past its count, not at its end."""
         _hashed(self.unhashed, self.digest)
+        self._check_count()
+
+    def _check_count(self) -> None:
         assert self.kind is not None
         signed = self.manifest.scope[self.kind.name].count
         if self.digest.count > signed:
@@ -324,3 +387,24 @@ def parse_checked_line(kind: Kind, line: bytes) -> tuple[Any, ...]:
 
 _CONVERSIONS: dict[str, tuple[tuple[int, Callable[[str], Any]], ...]] = {
     k.name: tuple((i, c) for i, f in enumerate(k.fields) if (c := _decoder(f)) is not str) for k in KINDS}
+
+
+def _row_converter(conversions: tuple[tuple[int, Callable[[str], Any]], ...]
+                   ) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+    """The captured values of a line with its non-text fields converted (None: all are text)."""
+    if not conversions:
+        return None
+    if len(conversions) == 1:
+        ((p, c),) = conversions
+        return lambda v: v[:p] + (c(v[p]),) + v[p + 1:]
+
+    def convert(v: tuple[Any, ...]) -> tuple[Any, ...]:
+        out = list(v)
+        for position, c in conversions:
+            out[position] = c(out[position])
+        return tuple(out)
+
+    return convert
+
+
+_ROW_CONVERTERS = {name: _row_converter(c) for name, c in _CONVERSIONS.items()}

@@ -5,25 +5,33 @@ Trust lives in an ordinary OpenSSH ``allowed_signers`` file, so
 checks the same thing this module does. Parsing and key handling come from
 asyncssh; this module adds the namespace pinning and the three-way verdict
 (trusted / unknown signer / invalid) a listing needs.
+
+asyncssh is imported only where it is needed: the common case, an Ed25519
+signature checked against an allowed_signers file of plain Ed25519 keys (each
+line principals, at most a ``namespaces`` option, the key), is checked with
+``cryptography`` alone, to the same verdicts, so that a command reading local
+files does not load an SSH client. Anything else (certificates, other key
+types, patterns, other options, a signature that does not parse) goes to
+asyncssh, as before.
 """
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Protocol
-
-import asyncssh
-from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt32
-from asyncssh.public_key import CERT_TYPE_USER, SSHOpenSSHCertificate, decode_ssh_certificate, decode_ssh_public_key
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from enigm_recover.bounded import KEY_FILE, TRUST_FILE, read_bounded, read_text_bounded
 from enigm_recover.errors import InputFileError, SignatureError
+
+if TYPE_CHECKING:
+    import asyncssh
+    from asyncssh.public_key import SSHOpenSSHCertificate
 
 NAMESPACE = "enigm-snapshot"
 _MAGIC = b"SSHSIG"
@@ -51,13 +59,120 @@ class SignatureVerdict:
         return self.status is SignatureStatus.TRUSTED
 
 
-def load_allowed_signers(path: Path) -> asyncssh.SSHAllowedSigners:
+def _string(data: bytes) -> bytes:
+    """An SSH wire-format string: its length (uint32) and its bytes."""
+    return len(data).to_bytes(4, "big") + data
+
+
+class _Reader:
+    """SSH wire-format strings read off a blob; ValueError when it does not parse."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if n > len(self.data) - self.pos:
+            raise ValueError("truncated")
+        self.pos += n
+        return self.data[self.pos - n:self.pos]
+
+    def string(self) -> bytes:
+        return self.take(int.from_bytes(self.take(4), "big"))
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ValueError("trailing data")
+
+
+_ED25519 = b"ssh-ed25519"
+_PLAIN_NAME = re.compile(r"[^\s,*?!\[\]\"#]+")  # a principal or namespace that is no pattern: matched as it is
+_PLAIN_LINE = re.compile(r"(?P<principals>[^\s\"]+)(?:\s+namespaces=\"(?P<namespaces>[^\"\s]+)\")?"
+                         r"\s+ssh-ed25519\s+(?P<key>[A-Za-z0-9+/]+={0,2})(?:\s.*)?")
+
+
+def _ed25519_blob(blob: bytes) -> bytes | None:
+    """The 32-byte key of a plain ssh-ed25519 public key blob; None for anything else."""
+    try:
+        reader = _Reader(blob)
+        if reader.string() != _ED25519:
+            return None
+        raw = reader.string()
+        reader.end()
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
+@dataclass(frozen=True)
+class _PlainEntry:
+    principals: frozenset[str]
+    namespaces: frozenset[str] | None
+    key_blob: bytes
+
+
+def _plain_entries(text: str) -> list[_PlainEntry] | None:
+    """The entries of an allowed_signers file whose every line is plain (literal principals, at most a
+    literal ``namespaces`` option, an Ed25519 key, a comment); None when any line is anything else."""
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _PLAIN_LINE.fullmatch(line)
+        if match is None:
+            return None
+        names = match["principals"].split(",")
+        spaces = match["namespaces"].split(",") if match["namespaces"] is not None else None
+        if not all(_PLAIN_NAME.fullmatch(n) for n in [*names, *(spaces or ())]):
+            return None
+        try:
+            blob = binascii.a2b_base64(match["key"], strict_mode=True)
+        except binascii.Error:
+            return None
+        if _ed25519_blob(blob) is None:
+            return None
+        entries.append(_PlainEntry(frozenset(names), frozenset(spaces) if spaces is not None else None, blob))
+    return entries or None
+
+
+class AllowedSigners:
+    """A loaded allowed_signers file: its plain Ed25519 entries when that is all it holds, and asyncssh's
+    reading of it (made when first needed; at once when the file is not plain, so errors show on loading)."""
+
+    def __init__(self, text: str, source: str = "allowed_signers") -> None:
+        self.text = text
+        self.source = source
+        self.plain = _plain_entries(text)
+        self._full: asyncssh.SSHAllowedSigners | None = None
+        if self.plain is None:
+            self.full()
+
+    def full(self) -> asyncssh.SSHAllowedSigners:
+        if self._full is None:
+            import asyncssh
+
+            try:
+                self._full = asyncssh.import_allowed_signers(self.text)
+            except (ValueError, asyncssh.KeyImportError) as exc:
+                raise InputFileError(f"allowed_signers file {self.source} cannot be used: {exc}") from None
+        return self._full
+
+    def trusts(self, key_blob: bytes, principal: str, namespace: str) -> bool:
+        """asyncssh's ``validate`` for a plain key, on plain entries."""
+        assert self.plain is not None
+        return any(e.key_blob == key_blob and principal in e.principals
+                   and (e.namespaces is None or namespace in e.namespaces) for e in self.plain)
+
+
+def load_allowed_signers(path: Path) -> AllowedSigners:
     text = read_text_bounded(path, TRUST_FILE, "allowed_signers file")
     assert text is not None
-    try:
-        return asyncssh.import_allowed_signers(text)
-    except (ValueError, asyncssh.KeyImportError) as exc:
-        raise InputFileError(f"allowed_signers file {path} cannot be used: {exc}") from None
+    return AllowedSigners(text, str(path))
+
+
+def _asyncssh_allowed(allowed: AllowedSigners | asyncssh.SSHAllowedSigners | None
+                      ) -> asyncssh.SSHAllowedSigners | None:
+    return allowed.full() if isinstance(allowed, AllowedSigners) else allowed
 
 
 PassphraseCallback = Callable[[str], str]
@@ -65,6 +180,8 @@ PassphraseCallback = Callable[[str], str]
 
 def load_signing_key(path: Path, ask_passphrase: PassphraseCallback | None = None) -> asyncssh.SSHKey:
     """Read an OpenSSH private key, asking for its passphrase when it has one."""
+    import asyncssh
+
     data = read_bounded(path, KEY_FILE, "signing key")
     assert data is not None
     try:
@@ -81,6 +198,8 @@ def load_signing_key(path: Path, ask_passphrase: PassphraseCallback | None = Non
 
 def sign(data: bytes, key: asyncssh.SSHKey, namespace: str = NAMESPACE) -> bytes:
     """An armored SSHSIG signature of ``data`` (by default in the enigm-snapshot namespace)."""
+    import asyncssh
+
     return asyncssh.create_sshsig(key, data, namespace=namespace, hash_name="sha512")
 
 
@@ -106,7 +225,7 @@ class KeySigner:
 
 def _signed_data(data: bytes, namespace: str) -> bytes:
     """What an SSHSIG signature covers (PROTOCOL.sshsig): the namespace and the data's SHA-512."""
-    return _MAGIC + String(namespace) + String(b"") + String(b"sha512") + String(hashlib.sha512(data).digest())
+    return _MAGIC + _string(namespace.encode()) + _string(b"") + _string(b"sha512") + _string(hashlib.sha512(data).digest())
 
 
 def _armor(blob: bytes) -> bytes:
@@ -127,23 +246,32 @@ class AgentSigner:
         return self.public_key.get_fingerprint()
 
     def sign(self, data: bytes, namespace: str) -> bytes:
+        import asyncio
+
         return asyncio.run(self._sign(data, namespace))
 
     async def _sign(self, data: bytes, namespace: str) -> bytes:
+        import asyncssh
+
         async with asyncssh.connect_agent(self.agent_path) as agent:
             for pair in await agent.get_keys():
                 if pair.public_data == self.public_key.public_data:
                     if pair.sig_algorithm == b"ssh-rsa":
                         pair.set_sig_algorithm(b"rsa-sha2-512")
                     sig = await pair.sign_async(_signed_data(data, namespace))
-                    return _armor(_MAGIC + UInt32(1) + String(pair.public_data) + String(namespace) + String(b"")
-                                  + String(b"sha512") + String(sig))
+                    return _armor(_MAGIC + (1).to_bytes(4, "big") + _string(pair.public_data)
+                                  + _string(namespace.encode()) + _string(b"") + _string(b"sha512") + _string(sig))
         raise InputFileError(f"the ssh-agent no longer holds key {self.fingerprint}",
                              "add it again with ssh-add, or pass --audit-key with the private key file")
 
 
 def agent_signer(public_key_path: Path | None = None) -> AgentSigner | None:
     """The agent's key matching ``public_key_path`` (or its first key); None without an agent."""
+    import asyncio
+
+    import asyncssh
+    from asyncssh.public_key import decode_ssh_public_key
+
     path = os.environ.get("SSH_AUTH_SOCK")
     if not path:
         if public_key_path is not None:
@@ -193,10 +321,74 @@ def _dearmor(sig: bytes) -> bytes:
 
 
 def check(data: bytes, sig: bytes | None, principal: str,
-          allowed: asyncssh.SSHAllowedSigners | None, *, namespace: str = NAMESPACE) -> SignatureVerdict:
+          allowed: AllowedSigners | asyncssh.SSHAllowedSigners | None, *,
+          namespace: str = NAMESPACE) -> SignatureVerdict:
     """Check an SSHSIG over ``data`` claimed by ``principal`` in ``namespace``; never raises for bad input."""
     if sig is None:
         return SignatureVerdict(SignatureStatus.MISSING, "no signature file")
+    if allowed is None or (isinstance(allowed, AllowedSigners) and allowed.plain is not None):
+        verdict = _check_plain(data, sig, principal, allowed, namespace)
+        if verdict is not None:
+            return verdict
+    return _check_with_asyncssh(data, sig, principal, _asyncssh_allowed(allowed), namespace)
+
+
+def _check_plain(data: bytes, sig: bytes, principal: str, allowed: AllowedSigners | None,
+                 namespace: str) -> SignatureVerdict | None:
+    """``_check_with_asyncssh``'s verdict for a well-formed SSHSIG by a plain Ed25519 key (and plain
+    allowed_signers); None for anything else, which asyncssh then checks."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        packet = _Reader(_dearmor(sig))
+        if packet.take(6) != _MAGIC or int.from_bytes(packet.take(4), "big") != 1:
+            return None
+        key_blob = packet.string()
+        signed_namespace = packet.string()
+        packet.string()  # reserved
+        hash_name = packet.string()
+        signature = _Reader(packet.string())
+        packet.end()
+        if signature.string() != _ED25519:
+            return None
+        raw_signature = signature.string()
+        signature.end()
+    except (ValueError, binascii.Error):
+        return None
+    raw_key = _ed25519_blob(key_blob)
+    if raw_key is None or len(raw_signature) != 64:
+        return None
+    fingerprint = "SHA256:" + binascii.b2a_base64(hashlib.sha256(key_blob).digest(), newline=False).decode().rstrip("=")
+    if signed_namespace != namespace.encode():
+        return SignatureVerdict(SignatureStatus.INVALID,
+                                f"signed for namespace {signed_namespace.decode(errors='replace')!r}, "
+                                f"not {namespace!r}", fingerprint)
+    if hash_name not in _HASHES:
+        return SignatureVerdict(SignatureStatus.INVALID, "unsupported signature hash", fingerprint)
+    signed = (_MAGIC + _string(signed_namespace) + _string(b"") + _string(hash_name)
+              + _string(_HASHES[hash_name](data).digest()))
+    try:
+        Ed25519PublicKey.from_public_bytes(raw_key).verify(raw_signature, signed)
+    except (InvalidSignature, ValueError):
+        return SignatureVerdict(SignatureStatus.INVALID,
+                                "signature does not match the manifest (altered manifest or signature)",
+                                fingerprint)
+    if allowed is None:
+        return SignatureVerdict(SignatureStatus.UNCHECKED,
+                                f"valid signature by {fingerprint}; no allowed_signers given", fingerprint)
+    if allowed.trusts(key_blob, principal, namespace):
+        return SignatureVerdict(SignatureStatus.TRUSTED, f"signed by trusted principal {principal}", fingerprint)
+    return SignatureVerdict(SignatureStatus.UNKNOWN_SIGNER,
+                            f"signer {fingerprint} is not in allowed_signers for principal {principal}",
+                            fingerprint)
+
+
+def _check_with_asyncssh(data: bytes, sig: bytes, principal: str, allowed: asyncssh.SSHAllowedSigners | None,
+                         namespace: str) -> SignatureVerdict:
+    import asyncssh
+    from asyncssh.packet import PacketDecodeError, SSHPacket, String
+
     try:
         packet = SSHPacket(_dearmor(sig))
         if packet.get_bytes(6) != _MAGIC or packet.get_uint32() != 1:
@@ -236,6 +428,9 @@ def check(data: bytes, sig: bytes | None, principal: str,
 
 def _signing_key(blob: bytes) -> tuple[asyncssh.SSHKey, SSHOpenSSHCertificate | None]:
     """The key an SSHSIG names: a plain public key, or an OpenSSH certificate (its CA's signature checked)."""
+    from asyncssh.packet import SSHPacket
+    from asyncssh.public_key import SSHOpenSSHCertificate, decode_ssh_certificate, decode_ssh_public_key
+
     algorithm = SSHPacket(blob).get_string()
     if not algorithm.endswith(b"-cert-v01@openssh.com"):
         return decode_ssh_public_key(blob), None
@@ -248,6 +443,8 @@ def _signing_key(blob: bytes) -> tuple[asyncssh.SSHKey, SSHOpenSSHCertificate | 
 def _certificate_problem(cert: SSHOpenSSHCertificate, principal: str, now: float) -> str | None:
     """Why ``ssh-keygen -Y verify`` would not accept this certificate for ``principal`` now (OpenSSH's
     sshkey_cert_check_authority: a user certificate, within its validity, listing the principal)."""
+    from asyncssh.public_key import CERT_TYPE_USER
+
     if cert._cert_type != CERT_TYPE_USER:
         return "it is a host certificate, not a user certificate"
     if now < cert._valid_after:

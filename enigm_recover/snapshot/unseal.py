@@ -80,6 +80,7 @@ class _HashingReader:
 
 
 READ_BLOCK = 1 << 20
+LINES_BYTES = 1 << 20  # lines handed on together (payload_line_lists)
 DECOMPRESSED_BLOCK = 1 << 20
 READ_AHEAD_BLOCKS = 8  # decrypted blocks waiting for the decompressor
 # RFC 8878: a block regenerates at most 128 KiB. Each call to the decoder gets whole blocks that together
@@ -338,23 +339,61 @@ def payload_lines(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     """Each record line, with its newline. A block is split as it is (no copy of the whole block): only the
     line cut at a block's end is joined with the start of the next. An error found in a line (here, or
     thrown in by ``judge``) is judged with the rest of the payload first."""
+    lists = payload_line_lists(verified, identity, progress, confirmation)
+    try:
+        for lines in lists:
+            yield from lines
+    except EnigmError as exc:
+        judge(lists, exc)
+
+
+def payload_line_lists(verified: VerifiedSnapshot, identity: RecoveryIdentity,
+                       progress: ProgressCallback = no_progress,
+                       confirmation: PayloadConfirmation | None = None) -> Iterator[list[bytes]]:
+    """``payload_lines``, the whole lines of about ``LINES_BYTES`` of a decompressed block at a time (a block
+    may be a few MiB: its lines are not all made at once)."""
     source = plaintext_blocks(verified, identity, progress, confirmation)
     tail = b""
     try:
         for block in source:
-            lines = block.splitlines(keepends=True)
-            if not lines:
-                continue
-            if tail:
-                lines[0] = tail + lines[0]
-            tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
-            if len(tail) > MAX_LINE_BYTES:
-                raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
-            yield from lines
+            start, size = 0, len(block)
+            while start < size:
+                cut = block.rfind(b"\n", start, start + LINES_BYTES) + 1 if size - start > LINES_BYTES else size
+                if cut <= start:  # no newline in this stretch: one long line, cut where the block allows
+                    cut = min(size, start + LINES_BYTES)
+                lines = block[start:cut].splitlines(keepends=True) if start or cut < size else \
+                    block.splitlines(keepends=True)
+                start = cut
+                if not lines:
+                    continue
+                if tail:
+                    lines[0] = tail + lines[0]
+                tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
+                if len(tail) > MAX_LINE_BYTES:
+                    raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
+                if lines:
+                    yield lines
     except EnigmError as exc:
         judge(source, exc)
     if tail:
         raise SnapshotContentError("the payload's last record is not terminated by a newline")
+
+
+def record_batches(verified: VerifiedSnapshot, identity: RecoveryIdentity,
+                   progress: ProgressCallback = no_progress,
+                   confirmation: PayloadConfirmation | None = None
+                   ) -> Iterator[tuple[Kind, list[tuple[Any, ...]], list[bytes]]]:
+    """``records``, a run of one kind's records at a time: (kind, values, canonical lines). The same checks,
+    the same errors; a block of lines of one kind is checked at once (``RecordChecker.check_lines``)."""
+    checker = RecordChecker(verified.manifest)
+    lists = payload_line_lists(verified, identity, progress, confirmation)
+    for lines in lists:
+        try:
+            runs = checker.check_lines(lines)
+        except EnigmError as exc:
+            judge(lists, exc)
+        yield from runs
+    checker.finish()
 
 
 def records(verified: VerifiedSnapshot, identity: RecoveryIdentity,

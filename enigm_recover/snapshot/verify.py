@@ -13,16 +13,17 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from enigm_recover.errors import EnigmError, PayloadIntegrityError, SourceError
 from enigm_recover.hashing import hash_file
 from enigm_recover.logs import timed
 from enigm_recover.progress import ProgressCallback, no_progress
-from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.manifest import Manifest
 from enigm_recover.snapshot.source import SnapshotEntry, SnapshotSource
+
+if TYPE_CHECKING:  # the signature check (and asyncssh) is imported when a snapshot is verified, not before
+    import asyncssh
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def verify_entry(
 ) -> tuple[VerifyReport, VerifiedSnapshot | None]:
     """Check a listed snapshot; without ``hash_payload`` the SHA-256 is left to unsealing,
     which checks it in the same pass as decryption (and reports it honestly as deferred here)."""
+    from enigm_recover.snapshot import signature
+
     report = VerifyReport(entry.id)
     log.info("verifying snapshot %s (payload %s)", entry.id, "hashed now" if hash_payload else "hashed when unsealed")
 

@@ -1,0 +1,200 @@
+"""A large payload's records are checked in a child process, beside the dry run's merge: the same records,
+the same results, the same refusals as when they are checked in-process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from enigm_recover.errors import EnigmError, PayloadIntegrityError, ScopeError, SnapshotContentError
+from enigm_recover.snapshot import record_worker
+from enigm_recover.snapshot.manifest import payload_name
+from enigm_recover.snapshot.records import RecordChecker
+from enigm_recover.snapshot.unseal import PayloadConfirmation
+from enigm_recover.snapshot.verify import VerifiedSnapshot
+from tests.helpers import read_manifest
+from tests.test_authenticated_payload import identity_of, re_encrypt, shares
+from tests.test_snapshot import _forge_payload, _latest_lines
+
+
+def verified_of(drill) -> VerifiedSnapshot:
+    return VerifiedSnapshot(read_manifest(drill.snapshots, drill.latest), drill.snapshots / payload_name(drill.latest))
+
+
+def stream(drill, parallel: bool) -> tuple[list, str]:
+    """Every record the batches hold, as (kind, values, line), and the confirmed SHA-256."""
+    confirmation = PayloadConfirmation()
+    out = [(kind.name, values, line)
+           for kind, rows, lines in record_worker.checked_batches(verified_of(drill), identity_of(drill),
+                                                                  confirmation=confirmation, parallel=parallel)
+           for values, line in zip(rows, lines, strict=True)]
+    return out, confirmation.sha256()
+
+
+def outcome(drill, parallel: bool) -> tuple[type, str] | tuple[list, str]:
+    try:
+        return stream(drill, parallel)
+    except EnigmError as exc:
+        return type(exc), exc.one_line()
+
+
+def test_the_child_hands_back_exactly_the_records_checked_in_process(drill) -> None:
+    records, sha = stream(drill, parallel=True)
+    assert (records, sha) == stream(drill, parallel=False)
+    assert sha == read_manifest(drill.snapshots, drill.latest).payload_sha256
+    assert len(records) == sum(s.count for s in read_manifest(drill.snapshots, drill.latest).scope.values())
+
+
+def test_a_dry_run_with_the_child_finds_the_same_changes_in_the_same_order(drill, cli, monkeypatch) -> None:
+    args = ("diff", drill.snapshots, "latest", "--allowed-signers", drill.allowed_signers, "--target", drill.target,
+            "--json", *shares(drill))
+    code, alone, err = cli(*args)
+    assert code == 0, err
+    monkeypatch.setattr(record_worker, "PARALLEL_MIN_PAYLOAD", 0)
+    started = []
+    real_start = record_worker._start_child
+    monkeypatch.setattr(record_worker, "_start_child", lambda *a: started.append(1) or real_start(*a))
+    code, beside, err = cli(*args)
+    assert code == 0, err
+    same, other = json.loads(beside), json.loads(alone)
+    same.pop("recovery"), other.pop("recovery")  # each run is a ceremony of its own
+    assert started and same == other
+    assert same["changes"]  # the drill's incident: there is something to compare
+
+
+def test_a_re_encrypted_payload_is_refused_by_the_child_as_in_process(drill) -> None:
+    re_encrypt(drill)
+    refused = outcome(drill, parallel=True)
+    assert refused == outcome(drill, parallel=False)
+    assert refused[0] is PayloadIntegrityError and "the payload was altered" in refused[1]
+
+
+@pytest.mark.parametrize("damage", ["order", "scope", "count", "junk"])
+def test_a_signed_payload_with_bad_records_is_refused_by_the_child_as_in_process(drill, cli, tmp_path,
+                                                                                  damage: str) -> None:
+    lines = _latest_lines(drill, cli, tmp_path)
+    devices = [i for i, line in enumerate(lines) if line.startswith(b'{"kind":"device"')]
+    if damage == "order":
+        a, b = devices[3], devices[4]
+        lines[a], lines[b] = lines[b], lines[a]
+    elif damage == "scope":
+        record = json.loads(lines[devices[5]])
+        record["last_message_preview"] = "see you at 5"
+        lines[devices[5]] = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    elif damage == "count":
+        del lines[devices[-1]]
+    else:  # characters before a canonical record on its line
+        lines[devices[7]] = b" " + lines[devices[7]]
+    _forge_payload(drill, lines)
+    refused = outcome(drill, parallel=True)
+    assert refused == outcome(drill, parallel=False)
+    assert issubclass(refused[0], (SnapshotContentError, ScopeError)), refused  # type: ignore[arg-type]
+    assert "see you at 5" not in str(refused[1])
+
+
+def test_a_consumer_that_stops_early_stops_the_child(drill, monkeypatch) -> None:
+    children: list[subprocess.Popen] = []
+    real_start = record_worker._start_child
+    monkeypatch.setattr(record_worker, "_start_child", lambda *a: children.append(real_start(*a)) or children[-1])
+    batches = record_worker.checked_batches(verified_of(drill), identity_of(drill), parallel=True)
+    next(batches)
+    batches.close()
+    assert len(children) == 1 and children[0].returncode is not None  # stopped and reaped
+
+
+def test_the_child_is_not_started_for_a_small_payload(drill, monkeypatch) -> None:
+    monkeypatch.setattr(record_worker, "_start_child", lambda *a: pytest.fail("a child was started"))
+    assert stream(drill, parallel=None)[0]
+
+
+def test_lines_checked_as_a_block_are_checked_as_one_by_one(drill, cli, tmp_path) -> None:
+    """``check_lines`` takes a whole block at once only where ``check`` would accept every line of it:
+    a line with anything around its record, a key out of order or a record of another kind is found
+    line by line, with the same error for the same line."""
+    manifest = read_manifest(drill.snapshots, drill.latest)
+    lines = _latest_lines(drill, cli, tmp_path)
+    devices = [line for line in lines if line.startswith(b'{"kind":"device"')]
+    head = [line for line in lines if not line.startswith(b'{"kind":"device"')][:-3]  # identities (and roles...)
+    head = [line for line in head if line.startswith(b'{"kind":"identity"')]
+
+    def one_by_one(block: list[bytes]) -> object:
+        checker = RecordChecker(manifest)
+        try:
+            for line in head + block:
+                checker.check(line)
+        except EnigmError as exc:
+            return type(exc), exc.message
+        checker._hash_accepted()
+        return checker.line_no, checker.digest.count, checker.digest.hasher.hexdigest()
+
+    def as_block(block: list[bytes]) -> object:
+        checker = RecordChecker(manifest)
+        try:
+            checker.check_lines(head)
+            checker.check_lines(block[:2])
+            runs = checker.check_lines(block[2:])
+        except EnigmError as exc:
+            return type(exc), exc.message
+        assert [line for _, _, run in runs for line in run] == block[2:]
+        checker._hash_accepted()
+        return checker.line_no, checker.digest.count, checker.digest.hasher.hexdigest()
+
+    damaged = {
+        "none": devices,
+        "prefix": [*devices[:5], b"x" + devices[5], *devices[6:]],
+        "suffix": [*devices[:5], devices[5][:-1] + b" \n", *devices[6:]],
+        "two in one": [*devices[:5], devices[5][:-1] + devices[6], *devices[7:]],
+        "order": [*devices[:5], devices[6], devices[5], *devices[7:]],
+        "repeat": [*devices[:5], devices[5], *devices[5:]],
+        "not utf-8": [*devices[:5], devices[5].replace(b"active", b"\xff\xfe"), *devices[6:]],
+        "an empty line": [*devices[:5], b"\n", *devices[5:]],
+    }
+    for name, block in damaged.items():
+        alone = one_by_one(block)
+        assert as_block(block) == alone, name
+        if name != "none":
+            assert isinstance(alone[0], type) and issubclass(alone[0], EnigmError), name
+
+
+def test_the_child_starts_without_the_working_folder_on_its_import_path(drill, tmp_path, monkeypatch) -> None:
+    """The child imports this package, never a module of the same name in the folder it was started from."""
+    trap = tmp_path / "enigm_recover"
+    trap.mkdir()
+    (trap / "__init__.py").write_text("raise SystemExit('imported from the working folder')\n")
+    monkeypatch.chdir(tmp_path)
+    assert stream(drill, parallel=True)[0]
+    assert sys.modules["enigm_recover"].__file__ != str(trap / "__init__.py")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"") + b"\n"), max_size=40),
+       st.lists(st.integers(min_value=0, max_value=2000), max_size=12), st.integers(min_value=1, max_value=90))
+def test_a_block_handed_on_in_parts_gives_back_the_same_lines(lines: list[bytes], cuts: list[int], part: int) -> None:
+    """A decompressed block is split into lists of about LINES_BYTES: any cut of the payload into blocks, any
+    part size, the same lines in the same order."""
+    from enigm_recover.snapshot import unseal
+
+    data = b"".join(lines)
+    points = sorted({min(c, len(data)) for c in cuts})
+    blocks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(unseal, "plaintext_blocks", lambda *a, **k: iter(blocks))
+        mp.setattr(unseal, "LINES_BYTES", part)
+        assert [line for chunk in unseal.payload_line_lists(None, None) for line in chunk] == lines  # type: ignore[arg-type]
+
+
+def test_a_child_that_cannot_start_leaves_the_reading_to_this_process(drill, monkeypatch) -> None:
+    """A child that ends before it says anything (an interpreter that cannot import this package, say):
+    the records are read in-process instead, the same ones."""
+    def silent_child(*_: object) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    expected = stream(drill, parallel=False)
+    monkeypatch.setattr(record_worker, "_start_child", silent_child)
+    assert stream(drill, parallel=True) == expected
