@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from enigm_recover import errors
 from enigm_recover.errors import EnigmError, PayloadIntegrityError
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
+from enigm_recover.quorum.recipients import RecipientKind
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.state.model import KIND_BY_NAME, Kind
 
@@ -81,7 +82,7 @@ def _local_batches(verified: Any, identity: RecoveryIdentity, progress: Progress
 
 def _start_child(verified: Any, identity: RecoveryIdentity) -> subprocess.Popen[bytes] | None:
     """The child, given its request; None when it cannot be started (the caller reads in-process)."""
-    request = pickle.dumps((verified.manifest, str(verified.payload_path), identity.secret_bytes()),
+    request = pickle.dumps((verified.manifest, str(verified.payload_path), identity.secret_bytes(), identity.kind.value),
                            protocol=pickle.HIGHEST_PROTOCOL)
     # -P: the working folder is not put on the child's import path; this package's own location is.
     package_root = str(Path(__file__).resolve().parent.parent.parent)
@@ -207,9 +208,9 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     from enigm_recover.snapshot.verify import VerifiedSnapshot
 
     head = _read_exactly(source, _FRAME.size)
-    manifest, payload_path, secret = pickle.loads(_read_exactly(source, _FRAME.unpack(head)[0]))
+    manifest, payload_path, secret, kind = pickle.loads(_read_exactly(source, _FRAME.unpack(head)[0]))
     verified = VerifiedSnapshot(manifest, Path(payload_path))
-    identity = RecoveryIdentity(secret)
+    identity = RecoveryIdentity(secret, RecipientKind(kind))
     del secret
 
     def send(frame: tuple[Any, ...]) -> None:
