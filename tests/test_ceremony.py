@@ -361,6 +361,54 @@ def test_sealed_shares_from_afar_and_what_is_refused(os_users: OSUsers, ceremoni
     assert not any(ceremonies.iterdir())
 
 
+@needs_root
+def test_sealed_share_files_are_offered_once_they_arrive_whole(os_users: OSUsers, ceremonies: Path, drill,
+                                                               tmp_path: Path) -> None:
+    """--sealed-share FILE: the run shows its recipient, then waits; each file is offered once it holds a whole
+    armored message (a half-written one waits), a file for another ceremony is refused, the rest complete it."""
+    from enigm_recover.ceremony.sealed import seal_share
+
+    words = {n: read_share_file(drill.card(n)).words for n in ("amara", "chen", "emeka")}
+    files = {n: tmp_path / f"{n}.age" for n in ("amara", "chen", "emeka", "stray")}
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "enigm_recover", "unseal", str(drill.snapshots), "latest", "--out",
+         str(tmp_path / "out.jsonl"), "--allowed-signers", str(drill.allowed_signers),
+         *(arg for f in files.values() for arg in ("--sealed-share", str(f)))],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, text=True)
+    said: list[str] = []
+    try:
+        while not (line := operator.stderr.readline()).startswith("sealed-share recipient "):
+            assert line, "the ceremony never showed its recipient"
+        recipient = line.split()[2]
+        assert recipient.startswith("age1pq1")
+        ceremony = next(p.name for p in ceremonies.iterdir())
+
+        def next_verdict() -> str:
+            while not (line := operator.stderr.readline()).startswith(("accepted:", "refused:", "rejected:")):
+                assert line, "the operator's process ended without a verdict"
+                said.append(line)
+            return line
+
+        files["stray"].write_text(seal_share(words["chen"], "chen", "lunar-academic-47", recipient))
+        assert "bound to ceremony 'lunar-academic-47'" in next_verdict()
+        amara = seal_share(words["amara"], "amara", ceremony, recipient)
+        files["amara"].write_text(amara[: len(amara) // 2])  # still being written: not offered yet
+        files["chen"].write_text(seal_share(words["chen"], "chen", ceremony, recipient))
+        assert next_verdict().startswith("accepted: sealed share from chen")
+        files["amara"].write_text(amara)
+        assert next_verdict().startswith("accepted: sealed share from amara")
+        files["emeka"].write_text(seal_share(words["emeka"], "emeka", ceremony, recipient))
+        assert next_verdict().startswith("accepted: sealed share from emeka")
+        assert operator.wait(timeout=120) == 0, operator.stderr.read()
+    finally:
+        if operator.poll() is None:
+            operator.kill()
+    assert sum(f"offering the sealed share in {files['amara']}" in line for line in said) == 1
+    assert (tmp_path / "out.jsonl").stat().st_size > 0
+    assert not any(ceremonies.iterdir())
+
+
 def test_a_sealed_share_altered_in_transit_is_refused_with_its_reason(drill) -> None:
     from enigm_recover.ceremony.sealed import SealedShareInbox, seal_share
     from enigm_recover.errors import SealedShareRefused, ShareChecksumError

@@ -34,7 +34,7 @@ from enigm_recover.snapshot.agecrypt import decrypt_chunks, encrypt_stream
 FORMAT = "enigm-sealed-share/1"
 BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
 END = "-----END AGE ENCRYPTED FILE-----"
-MAX_ARMORED = 16 * 1024  # a sealed share is well under 2 KiB
+MAX_ARMORED = 16 * 1024  # a sealed share is about 3 KiB (most of it the hybrid stanza)
 _LINE = 64
 _ENVELOPE = {"format": str, "ceremony": str, "recipient": str, "custodian": str, "nonce": str, "set_id": int,
              "group": int, "member": int, "words": str}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import getpass
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from enigm_recover.cli.context import Context
 from enigm_recover.errors import ShareError, UsageError
@@ -116,24 +117,33 @@ def cmd_ceremony_join(ctx: Context) -> int:
     return 0
 
 
-def wait_taking_sealed_shares(server: Any) -> None:
-    """Wait for the quorum while reading stdin (the terminal, or a pipe) for sealed shares pasted in; each armored
-    block is offered as soon as its END line arrives. Stdin's end leaves only the socket to wait on."""
+def wait_taking_sealed_shares(server: Any, files: Sequence[Path] = ()) -> None:
+    """Wait for the quorum while reading stdin (the terminal, or a pipe) for sealed shares pasted in, and watching
+    ``files`` (``--sealed-share``) for theirs; each armored block is offered as soon as its END line arrives, each
+    file once, when it holds a whole block. Stdin's end leaves the files and the socket to wait on."""
     import os
     import select
+    import time
 
     from enigm_recover.ceremony.sealed import BEGIN, END, MAX_ARMORED
-    from enigm_recover.errors import EnigmError
 
     fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    waiting = list(files)
+    if waiting:
+        _say("waiting for the sealed shares in " + ", ".join(for_terminal(str(f)) for f in waiting))
     pending, block, inside = b"", [], False
-    while fd >= 0 and not (server.closed or server.quorum.complete):
+    while (fd >= 0 or waiting) and not (server.closed or server.quorum.complete):
+        waiting = _offer_arrived(server, waiting)
+        if fd < 0:
+            time.sleep(0.25)
+            continue
         ready, _, _ = select.select([fd], [], [], 0.25)
         if not ready:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
-            break
+            fd = -1  # stdin ended: the files and the socket remain
+            continue
         pending += chunk
         if len(pending) > MAX_ARMORED:
             pending, block, inside = b"", [], False  # an endless line: dropped, never shown
@@ -148,16 +158,44 @@ def wait_taking_sealed_shares(server: Any) -> None:
                 block.append(line)
                 if line == END:
                     inside = False
-                    try:
-                        server.offer_sealed("\n".join(block))
-                    except EnigmError:
-                        pass  # the event printed the refusal or the verdict
+                    _offer(server, "\n".join(block))
                     block = []
                 elif sum(map(len, block)) > MAX_ARMORED:
                     block, inside = [], False
             if server.quorum.complete:
                 break
     server.wait()
+
+
+def _offer(server: Any, armored: str) -> None:
+    from enigm_recover.errors import EnigmError
+
+    try:
+        server.offer_sealed(armored)
+    except EnigmError:
+        pass  # the ceremony's event printed the refusal or the verdict
+
+
+def _offer_arrived(server: Any, files: list[Path]) -> list[Path]:
+    """Offer each file that now holds a whole armored message (read bounded, a regular file only); the files
+    still waiting. A file that cannot be a sealed share is said and dropped."""
+    from enigm_recover.bounded import read_text_bounded
+    from enigm_recover.ceremony.sealed import END, MAX_ARMORED
+    from enigm_recover.errors import EnigmError
+
+    still = []
+    for path in files:
+        try:
+            text = read_text_bounded(path, MAX_ARMORED, "sealed share", missing_ok=True)
+        except EnigmError as exc:
+            _say(f"refused: {exc.message}")
+            continue
+        if text is None or END not in text:
+            still.append(path)  # not there yet, or still being written
+            continue
+        _say(f"offering the sealed share in {for_terminal(str(path))}")
+        _offer(server, text)
+    return still
 
 
 class _Sealer:

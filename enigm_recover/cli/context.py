@@ -165,16 +165,20 @@ class TerminalShares:
 def share_source(ctx: Context, shares_per_os_user: int = 1) -> Any:
     """The pipeline's share source for this command: custodians joining over the ceremony socket
     (--remote-shares), or the terminal's (share files, stdin lines, hidden prompts)."""
-    if not getattr(ctx.args, "remote_shares", False):
+    sealed_files = [Path(f) for f in getattr(ctx.args, "sealed_share", None) or []]
+    if not (getattr(ctx.args, "remote_shares", False) or sealed_files):
         return TerminalShares(ctx)
     if getattr(ctx.args, "share_file", None):
-        raise UsageError("--remote-shares and --share-file both say where the shares come from", "choose one")
+        raise UsageError("--remote-shares (or --sealed-share) and --share-file both say where the shares come from",
+                         "choose one")
+    from functools import partial
+
     from enigm_recover.ceremony.source import RemoteShares
     from enigm_recover.cli.commands_ceremony import print_join_event, wait_taking_sealed_shares
 
     return RemoteShares(ctx.ceremony_place(), lambda: read_passphrase(ctx.args),
                         (lambda e: None) if getattr(ctx.args, "json", False) else print_join_event,
-                        shares_per_os_user, wait_taking_sealed_shares)
+                        shares_per_os_user, partial(wait_taking_sealed_shares, files=sealed_files))
 
 
 def gather_shares(ctx: Context, expected_fingerprint: str, recovery: Any) -> Any:

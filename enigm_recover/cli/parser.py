@@ -653,6 +653,10 @@ def _add_remote_shares(p: argparse.ArgumentParser) -> None:
                    help="custodians join from their own sessions on this host (`enigm-recover ceremony join`), "
                         "or from afar with sealed shares pasted here (`ceremony seal-share`): the ceremony opens on "
                         "a socket only the custodians' group can reach")
+    p.add_argument("--sealed-share", metavar="FILE", action="append", default=[],
+                   help="a custodian's sealed share (`ceremony seal-share`), offered as soon as FILE holds the whole "
+                        "armored message: the run waits for it while the ceremony is open, since the share can only "
+                        "be sealed to the recipient this run shows (repeatable; implies --remote-shares)")
     _add_ceremony_dir(p)
 
 
