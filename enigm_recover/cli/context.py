@@ -6,8 +6,8 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
 
 from enigm_recover.errors import ShareError, UsageError
 
@@ -267,21 +267,9 @@ def enter_shares(ctx: Context, quorum: Any) -> None:
             print(f"accepted: {quorum.entry.describe_progress()}", file=sys.stderr)
 
 
-@contextmanager
-def open_recovery(ctx: Context, command: str) -> Iterator[Any]:
+def open_recovery(ctx: Context, command: str) -> AbstractContextManager[Any]:
     """A recovery for a command that combines shares or writes to a target: its ceremony, audit log and
     report. An error closes it as aborted, naming the cause; the command closes it otherwise."""
-    from enigm_recover.errors import EnigmError
     from enigm_recover.recovery.session import Recovery
-    args = ctx.args
-    signer = ctx.audit_signer()
-    recovery = Recovery.open(ctx.locations.state_dir, command, args.operator)
-    recovery.signer = signer
-    try:
-        yield recovery
-    except EnigmError as exc:
-        recovery.close("aborted", exc.message)
-        raise
-    except KeyboardInterrupt:
-        recovery.close("aborted", "interrupted by the operator")
-        raise
+
+    return Recovery.opened(ctx.locations.state_dir, command, ctx.args.operator, signer=ctx.audit_signer())

@@ -9,11 +9,11 @@ monitoring never goes blind. Faces only choose the settings and show the outcome
 from __future__ import annotations
 
 import getpass
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from enigm_recover.errors import EnigmError
 from enigm_recover.paths import display_path
@@ -61,20 +61,10 @@ def key_life(state_dir: Path, recipient_path: Path) -> KeyLife:
     return KeyLife(test, notes, retired_fingerprints(recipient_path), recipient.retired)
 
 
-@contextmanager
 def opened_recovery(state_dir: Path, operator: str | None, signer: Any = None,
-                    ceremony: str | None = None) -> Iterator[Recovery]:
+                    ceremony: str | None = None) -> AbstractContextManager[Recovery]:
     """The run's recovery (ceremony, audit log); an error closes it as aborted, naming the cause."""
-    recovery = Recovery.open(state_dir, COMMAND, operator or getpass.getuser(), ceremony)
-    recovery.signer = signer
-    try:
-        yield recovery
-    except EnigmError as exc:
-        recovery.close("aborted", exc.message)
-        raise
-    except BaseException:
-        recovery.close("aborted", "interrupted")
-        raise
+    return Recovery.opened(state_dir, COMMAND, operator or getpass.getuser(), signer=signer, ceremony=ceremony)
 
 
 def run_readiness(run: ReadinessRun, open_recovery: Callable[[], AbstractContextManager[Recovery]], *,

@@ -13,7 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 from shamir_mnemonic.wordlist import WORDLIST
 
@@ -84,6 +85,29 @@ class Recovery:
                        AuditLog(folder / "audit.jsonl", ceremony=ceremony, operator=operator), started)
         recovery.audit.append("recovery-opened", inputs={"command": command})
         return recovery
+
+    @classmethod
+    @contextmanager
+    def opened(cls, state_dir: Path, command: str, operator: str | None = None, *, signer: Signer | None = None,
+               ceremony: str | None = None) -> Iterator["Recovery"]:
+        """``open``, for a command's whole run: an error closes it as aborted, naming the cause (Ctrl-C as
+        "interrupted by the operator", anything else that stops it as "interrupted"); the command closes it
+        otherwise."""
+        from enigm_recover.errors import EnigmError
+
+        recovery = cls.open(state_dir, command, operator, ceremony)
+        recovery.signer = signer
+        try:
+            yield recovery
+        except EnigmError as exc:
+            recovery.close("aborted", exc.message)
+            raise
+        except KeyboardInterrupt:
+            recovery.close("aborted", "interrupted by the operator")
+            raise
+        except BaseException:
+            recovery.close("aborted", "interrupted")
+            raise
 
     def to_state(self) -> dict[str, Any]:
         """What a resumed session needs to continue this recovery's report (ids, names, counts)."""

@@ -20,7 +20,6 @@ every snapshot is either old and valid or new and valid.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -28,21 +27,16 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
-
-import asyncssh
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from typing import TYPE_CHECKING, BinaryIO
 
 from enigm_recover.atomic import atomic_output, fsync_dir, write_atomic
 from enigm_recover.bounded import read_bounded
 from enigm_recover.errors import DecryptionError, PayloadIntegrityError, SignatureError
 from enigm_recover.progress import Progress, ProgressCallback, no_progress
-from enigm_recover.quorum.recovery_key import RecoveryIdentity, decode_recipient, recipient_fingerprint
+from enigm_recover.quorum.recovery_key import RecoveryIdentity, recipient_fingerprint
 from enigm_recover.snapshot import signature
 from enigm_recover.snapshot.agecrypt import (
     MAX_HEADER,
-    X25519_LABEL,
     _hkdf,
     _parse_header,
     _unwrap_file_key,
@@ -55,6 +49,9 @@ from enigm_recover.snapshot.manifest import (
     payload_name,
     signature_name,
 )
+
+if TYPE_CHECKING:
+    import asyncssh
 
 SUFFIX = ".rewrap"
 BLOCK = 1 << 20  # in a copy benchmark, 1 MiB blocks took less CPU than 4 MiB ones (they stay in cache)
@@ -74,32 +71,6 @@ class RewrapResult:
 
 
 # -- the header ---------------------------------------------------------------------------------
-
-
-def _b64(data: bytes) -> bytes:
-    return base64.b64encode(data).rstrip(b"=")
-
-
-def _wrap_lines(data: bytes) -> bytes:
-    """A stanza body: unpadded base64 wrapped at 64 columns, its last line shorter (possibly empty)."""
-    encoded = _b64(data)
-    lines = [encoded[i:i + 64] for i in range(0, len(encoded), 64)]
-    if not lines or len(lines[-1]) == 64:
-        lines.append(b"")
-    return b"\n".join(lines) + b"\n"
-
-
-def x25519_stanza(file_key: bytes, recipient: str) -> bytes:
-    """An age X25519 recipient stanza wrapping ``file_key`` for ``recipient`` (C2SP age, X25519)."""
-    their_public = decode_recipient(recipient)
-    ephemeral = X25519PrivateKey.generate()
-    share = ephemeral.public_key().public_bytes_raw()
-    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(their_public))
-    if shared == b"\x00" * 32:
-        raise DecryptionError("the new recipient is a low-order point")
-    wrap_key = _hkdf(shared, share + their_public, X25519_LABEL)
-    body = ChaCha20Poly1305(wrap_key).encrypt(b"\x00" * 12, file_key, None)
-    return b"-> X25519 " + _b64(share) + b"\n" + _wrap_lines(body)
 
 
 def new_header(file_key: bytes, recipient: str) -> bytes:
@@ -132,7 +103,7 @@ def _names(snapshot_id: str) -> tuple[str, str, str]:
     return payload_name(snapshot_id), signature_name(snapshot_id), manifest_name(snapshot_id)
 
 
-def check_signed(manifest_bytes: bytes, sig: bytes | None, allowed: asyncssh.SSHAllowedSigners) -> Manifest:
+def check_signed(manifest_bytes: bytes, sig: bytes | None, allowed: signature.AllowedSigners) -> Manifest:
     manifest = Manifest.from_toml(manifest_bytes)
     signature.require_trusted(signature.check(manifest_bytes, sig, manifest.producer, allowed))
     return manifest
@@ -220,7 +191,7 @@ def _copy_hashing(src: BinaryIO, out: BinaryIO, old_head: bytes, new_head: bytes
 
 
 def rewrap_snapshot(folder: Path, manifest: Manifest, identity: RecoveryIdentity, new_recipient: str,
-                    signing_key: asyncssh.SSHKey, allowed: asyncssh.SSHAllowedSigners,
+                    signing_key: asyncssh.SSHKey, allowed: signature.AllowedSigners,
                     progress: ProgressCallback = no_progress) -> RewrapResult:
     """Rewrap one verified snapshot in ``folder`` (its manifest already checked as trusted)."""
     new_fp = recipient_fingerprint(new_recipient)
@@ -264,7 +235,7 @@ def _candidate(folder: Path, name: str) -> Path:
     return pending if pending.exists() else folder / name
 
 
-def _verify_new(folder: Path, snapshot_id: str, allowed: asyncssh.SSHAllowedSigners, *,
+def _verify_new(folder: Path, snapshot_id: str, allowed: signature.AllowedSigners, *,
                 file_key: bytes | None, rehash: bool) -> Manifest:
     """Check the new files (each the pending one if present, else the one already moved into place)."""
     payload, sig_name, manifest_file = _names(snapshot_id)
@@ -307,7 +278,7 @@ def pending_ids(folder: Path) -> list[str]:
     return sorted(ids)
 
 
-def resume(folder: Path, snapshot_id: str, allowed: asyncssh.SSHAllowedSigners) -> RewrapResult | None:
+def resume(folder: Path, snapshot_id: str, allowed: signature.AllowedSigners) -> RewrapResult | None:
     """Finish or undo an interrupted rewrap of one snapshot. Returns the finished result, or None when the
     leftovers were only discarded (the old files being intact)."""
     payload, sig_name, manifest_file = _names(snapshot_id)
