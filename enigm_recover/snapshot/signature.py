@@ -223,9 +223,22 @@ class KeySigner:
         return sign(data, self.key, namespace)
 
 
-def _signed_data(data: bytes, namespace: str) -> bytes:
-    """What an SSHSIG signature covers (PROTOCOL.sshsig): the namespace and the data's SHA-512."""
-    return _MAGIC + _string(namespace.encode()) + _string(b"") + _string(b"sha512") + _string(hashlib.sha512(data).digest())
+def _signed_data(data: bytes, namespace: bytes, hash_name: bytes = b"sha512") -> bytes:
+    """What an SSHSIG signature covers (PROTOCOL.sshsig): the namespace and the data's hash."""
+    return (_MAGIC + _string(namespace) + _string(b"") + _string(hash_name)
+            + _string(_HASHES[hash_name](data).digest()))
+
+
+def _unsigned_verdict(signed_namespace: bytes, hash_name: bytes, namespace: str,
+                      fingerprint: str) -> SignatureVerdict | None:
+    """The verdict on a signature made for another namespace or with an unknown hash; None when both are right."""
+    if signed_namespace != namespace.encode():
+        return SignatureVerdict(SignatureStatus.INVALID,
+                                f"signed for namespace {signed_namespace.decode(errors='replace')!r}, "
+                                f"not {namespace!r}", fingerprint)
+    if hash_name not in _HASHES:
+        return SignatureVerdict(SignatureStatus.INVALID, "unsupported signature hash", fingerprint)
+    return None
 
 
 def _armor(blob: bytes) -> bytes:
@@ -258,7 +271,7 @@ class AgentSigner:
                 if pair.public_data == self.public_key.public_data:
                     if pair.sig_algorithm == b"ssh-rsa":
                         pair.set_sig_algorithm(b"rsa-sha2-512")
-                    sig = await pair.sign_async(_signed_data(data, namespace))
+                    sig = await pair.sign_async(_signed_data(data, namespace.encode()))
                     return _armor(_MAGIC + (1).to_bytes(4, "big") + _string(pair.public_data)
                                   + _string(namespace.encode()) + _string(b"") + _string(b"sha512") + _string(sig))
         raise InputFileError(f"the ssh-agent no longer holds key {self.fingerprint}",
@@ -360,14 +373,9 @@ def _check_plain(data: bytes, sig: bytes, principal: str, allowed: AllowedSigner
     if raw_key is None or len(raw_signature) != 64:
         return None
     fingerprint = "SHA256:" + binascii.b2a_base64(hashlib.sha256(key_blob).digest(), newline=False).decode().rstrip("=")
-    if signed_namespace != namespace.encode():
-        return SignatureVerdict(SignatureStatus.INVALID,
-                                f"signed for namespace {signed_namespace.decode(errors='replace')!r}, "
-                                f"not {namespace!r}", fingerprint)
-    if hash_name not in _HASHES:
-        return SignatureVerdict(SignatureStatus.INVALID, "unsupported signature hash", fingerprint)
-    signed = (_MAGIC + _string(signed_namespace) + _string(b"") + _string(hash_name)
-              + _string(_HASHES[hash_name](data).digest()))
+    if (refused := _unsigned_verdict(signed_namespace, hash_name, namespace, fingerprint)) is not None:
+        return refused
+    signed = _signed_data(data, signed_namespace, hash_name)
     try:
         Ed25519PublicKey.from_public_bytes(raw_key).verify(raw_signature, signed)
     except (InvalidSignature, ValueError):
@@ -387,7 +395,7 @@ def _check_plain(data: bytes, sig: bytes, principal: str, allowed: AllowedSigner
 def _check_with_asyncssh(data: bytes, sig: bytes, principal: str, allowed: asyncssh.SSHAllowedSigners | None,
                          namespace: str) -> SignatureVerdict:
     import asyncssh
-    from asyncssh.packet import PacketDecodeError, SSHPacket, String
+    from asyncssh.packet import PacketDecodeError, SSHPacket
 
     try:
         packet = SSHPacket(_dearmor(sig))
@@ -402,14 +410,9 @@ def _check_with_asyncssh(data: bytes, sig: bytes, principal: str, allowed: async
     except (ValueError, PacketDecodeError, asyncssh.KeyImportError, binascii.Error) as exc:
         return SignatureVerdict(SignatureStatus.INVALID, f"malformed signature: {exc}")
     fingerprint = key.get_fingerprint()
-    if signed_namespace != namespace.encode():
-        return SignatureVerdict(SignatureStatus.INVALID,
-                                f"signed for namespace {signed_namespace.decode(errors='replace')!r}, "
-                                f"not {namespace!r}", fingerprint)
-    if hash_name not in _HASHES:
-        return SignatureVerdict(SignatureStatus.INVALID, "unsupported signature hash", fingerprint)
-    signed = (_MAGIC + String(signed_namespace) + String(b"") + String(hash_name)
-              + String(_HASHES[hash_name](data).digest()))
+    if (refused := _unsigned_verdict(signed_namespace, hash_name, namespace, fingerprint)) is not None:
+        return refused
+    signed = _signed_data(data, signed_namespace, hash_name)
     if not key.verify(signed, signature):
         return SignatureVerdict(SignatureStatus.INVALID,
                                 "signature does not match the manifest (altered manifest or signature)",
