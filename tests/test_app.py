@@ -269,15 +269,15 @@ def test_no_share_is_asked_while_another_restore_holds_the_target(served, tmp_pa
         holder.close()
 
 
-def test_cancelling_a_restore_leaves_the_run_resumable(served, tmp_path: Path, monkeypatch) -> None:
+def hold_the_first_restore_batch(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The first restore batch, committed, waits until the test sets the second event; the first is set when it
+    is reached."""
     import enigm_recover.cancellation as cancellation
 
-    doc, drill = served
-    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
     reached, go_on = threading.Event(), threading.Event()
     real = cancellation.cancellable
 
-    def held(progress, token):  # the first restore batch waits (committed) until the test pressed Esc
+    def held(progress, token):
         wrapped = real(progress, token)
 
         def report(p):
@@ -288,6 +288,13 @@ def test_cancelling_a_restore_leaves_the_run_resumable(served, tmp_path: Path, m
         return report
 
     monkeypatch.setattr(cancellation, "cancellable", held)
+    return reached, go_on
+
+
+def test_cancelling_a_restore_leaves_the_run_resumable(served, tmp_path: Path, monkeypatch) -> None:
+    doc, drill = served
+    cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
+    reached, go_on = hold_the_first_restore_batch(monkeypatch)  # until the test pressed Esc
     app = make_app(doc, tmp_path, batch_size=2)
 
     async def scenario() -> None:

@@ -8,7 +8,6 @@ the in-process SSH server; every wait is on a condition.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ from textual.geometry import Region
 from textual.widgets._toast import Toast
 
 from enigm_recover.app.tour import on, read_cards, until, walk
-from enigm_recover.progress import Stage
-from tests.test_app import make_app, run, served, text_of  # noqa: F401 - served is a fixture
+from tests.test_app import hold_the_first_restore_batch, make_app, run, served, text_of  # noqa: F401 - served is a fixture
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -107,24 +105,9 @@ def test_the_combined_key_is_said_on_the_dry_run_without_covering_it(served, tmp
 
 @pytest.mark.parametrize("size", SIZES)
 def test_stopping_a_restore_is_said_apart_from_its_progress(served, tmp_path: Path, monkeypatch, size) -> None:
-    import enigm_recover.cancellation as cancellation
-
     doc, _ = served
     cards = read_cards({name: Path(path) for name, path in doc["custodians"].items()})
-    reached, go_on = threading.Event(), threading.Event()
-    real = cancellation.cancellable
-
-    def held(progress, token):  # the first restore batch waits (committed) until the test has looked
-        wrapped = real(progress, token)
-
-        def report(p):
-            if p.stage is Stage.RESTORE and not reached.is_set():
-                reached.set()
-                go_on.wait(30)
-            wrapped(p)
-        return report
-
-    monkeypatch.setattr(cancellation, "cancellable", held)
+    reached, go_on = hold_the_first_restore_batch(monkeypatch)  # until the test has looked
     app = make_app(doc, tmp_path, batch_size=2)
 
     async def scenario() -> None:
