@@ -189,3 +189,26 @@ def age_js() -> AgeJs:
     pinned = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]["age-encryption"]
     assert json.loads(installed.read_text())["version"] == pinned
     return AgeJs(NODE_DIR / "age.mjs")
+
+
+# -- an OpenSSH server on 127.0.0.1 for the SFTP tests (one per test module) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ssh_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Client keys: ``client`` (authorised by ``sshd``) and ``stranger`` (not)."""
+    from tests.sshd import keygen
+
+    home = tmp_path_factory.mktemp("ssh-home")
+    keygen(home / "client")
+    keygen(home / "stranger")
+    return home
+
+
+@pytest.fixture(scope="module")
+def sshd(ssh_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    from tests.sshd import start_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd"), [ssh_home / "client"])
+    yield server
+    server.stop()

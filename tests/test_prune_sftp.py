@@ -13,24 +13,10 @@ import pytest
 from enigm_recover.errors import PruneRefused
 from enigm_recover.snapshot.manifest import manifest_name, payload_name, signature_name
 from enigm_recover.sources.removal import tombstone_name
-from tests.sshd import Sshd, keygen, start_sshd
+from tests.sshd import Sshd
 from tests.test_prune import daily, listed
 
 pytestmark = pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="needs ssh-keygen")
-
-
-@pytest.fixture(scope="module")
-def ssh_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("ssh-home")
-    keygen(home / "client")
-    return home
-
-
-@pytest.fixture(scope="module")
-def sshd(ssh_home: Path, tmp_path_factory: pytest.TempPathFactory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd"), [ssh_home / "client"])
-    yield server
-    server.stop()
 
 
 @pytest.fixture

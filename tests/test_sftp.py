@@ -21,7 +21,7 @@ from enigm_recover.snapshot.verify import verify_entry
 from enigm_recover.sources.sftp import SftpSource, SftpURL
 from enigm_recover.sources.ssh import SSHSettings
 from tests.helpers import read_manifest, write_signed_manifests
-from tests.sshd import Sshd, keygen, start_sshd
+from tests.sshd import Sshd, start_sshd
 
 pytestmark = pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="needs ssh-keygen")
 
@@ -43,21 +43,6 @@ class RecordingPrompter:
 @pytest.fixture(autouse=True)
 def no_agent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-
-
-@pytest.fixture(scope="module")
-def ssh_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("ssh-home")
-    keygen(home / "client")
-    keygen(home / "stranger")
-    return home
-
-
-@pytest.fixture(scope="module")
-def sshd(ssh_home: Path, tmp_path_factory: pytest.TempPathFactory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd"), [ssh_home / "client"])
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
