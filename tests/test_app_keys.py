@@ -88,6 +88,17 @@ async def open_start(pilot) -> None:
     await until(pilot, lambda: on(app, "StartScreen") and app.screen.runbooks is not None)
 
 
+async def press_test_the_quorum(pilot) -> None:
+    """``t`` on the start screen, until the quorum test's screen is there."""
+    await pilot.press("t")
+    await until(pilot, lambda: on(pilot.app, "TestQuorumScreen"), 60)
+
+
+async def open_quorum_test(pilot) -> None:
+    await open_start(pilot)
+    await press_test_the_quorum(pilot)
+
+
 # -- check my card --------------------------------------------------------------------------------------
 
 
@@ -221,9 +232,7 @@ def test_test_the_quorum_in_the_app_is_the_test_readiness_reads(drill, cli, oper
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await open_start(pilot)
-            await pilot.press("t")
-            await until(pilot, lambda: on(app, "TestQuorumScreen"), 60)
+            await open_quorum_test(pilot)
             ceremony = app.screen.session.ceremony
             assert ceremony in text_of(app, "#ceremony-note") and fingerprint in text_of(app, "#ceremony-note")
             await enter_share(pilot, "amara", cards["amara"], typed_ceremony=ceremony)
@@ -270,9 +279,7 @@ def test_a_wrong_quorum_fails_in_the_app_and_leaves_what_the_cli_leaves(drill, c
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await open_start(pilot)
-            await pilot.press("t")
-            await until(pilot, lambda: on(app, "TestQuorumScreen"), 60)
+            await open_quorum_test(pilot)
             await enter_share(pilot, "xavier", cards["xavier"])
             await until(pilot, lambda: "Accepted: xavier" in text_of(app, "#verdict"))
             await enter_share(pilot, "yusuf", cards["yusuf"])
@@ -299,9 +306,7 @@ def test_leaving_a_quorum_test_with_shares_entered_asks_and_ends_the_test(drill,
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await open_start(pilot)
-            await pilot.press("t")
-            await until(pilot, lambda: on(app, "TestQuorumScreen"), 60)
+            await open_quorum_test(pilot)
             await enter_share(pilot, "amara", cards["amara"])
             await until(pilot, lambda: "Accepted: amara" in text_of(app, "#verdict"))
             await pilot.press("escape")
@@ -315,8 +320,7 @@ def test_leaving_a_quorum_test_with_shares_entered_asks_and_ends_the_test(drill,
             await pilot.press("y")
             await until(pilot, lambda: on(app, "StartScreen"))
             # a second test: the shares are discarded as in a recovery (asking first), then nothing is lost
-            await pilot.press("t")
-            await until(pilot, lambda: on(app, "TestQuorumScreen"), 60)
+            await press_test_the_quorum(pilot)
             await enter_share(pilot, "amara", cards["amara"], paste=True)
             await until(pilot, lambda: "Accepted: amara" in text_of(app, "#verdict"))
             await pilot.press("ctrl+n")
@@ -374,9 +378,7 @@ def test_quitting_the_app_during_a_quorum_test_ends_the_test(drill, tmp_path: Pa
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await open_start(pilot)
-            await pilot.press("t")
-            await until(pilot, lambda: on(app, "TestQuorumScreen"), 60)
+            await open_quorum_test(pilot)
             await enter_share(pilot, "chen", cards["chen"], paste=True)
             await until(pilot, lambda: "Accepted: chen" in text_of(app, "#verdict"))
             await pilot.press("ctrl+q")
