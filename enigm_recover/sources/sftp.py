@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Coroutine, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import asyncssh
+from enigm_recover.sources.load_asyncssh import asyncssh
 
 from enigm_recover.errors import (
     ConnectionFailed,
