@@ -18,6 +18,7 @@ counting; only a reference cycle among them would never be reclaimed.
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import re
 import subprocess
@@ -62,7 +63,7 @@ def _import() -> None:
     try:
         if lookup is not None:
             ctypes.util.find_library = lookup
-        import asyncssh  # noqa: F401
+        importlib.import_module("asyncssh")
     finally:
         ctypes.util.find_library = standard
         if collecting:
