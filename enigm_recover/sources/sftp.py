@@ -126,6 +126,9 @@ class SftpSource:
         self._sftp: asyncssh.SFTPClient | None = None
         self._folder: str | None = None
         self.transport: Transport | None = None  # the negotiated key exchange, once connected
+        # Size and SHA-256 of each payload path payload() returned, checked against the signed manifest
+        # just before it returned (see snapshot.source.checked_payload).
+        self.checked_payloads: dict[Path, tuple[int, str]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -307,9 +310,11 @@ class SftpSource:
         dest = self.cache_dir / payload_name(entry.id)
         partial = dest.with_name(dest.name + ".partial")
         expected = (manifest.payload_size, manifest.payload_sha256)
+        self.checked_payloads.pop(dest, None)
         if dest.exists():
             if hash_file(dest) == expected:
                 progress(Progress(Stage.CACHED, manifest.payload_size, manifest.payload_size, "bytes"))
+                self.checked_payloads[dest] = expected
                 return dest
             dest.unlink()
         download = _Download(partial, manifest.payload_size)
@@ -339,6 +344,7 @@ class SftpSource:
             raise PayloadIntegrityError(
                 f"the downloaded payload of {entry.id} does not match the signed size and SHA-256")
         os.replace(partial, dest)
+        self.checked_payloads[dest] = expected
         return dest
 
     async def _download(self, snapshot_id: str, download: "_Download", progress: ProgressCallback) -> None:
