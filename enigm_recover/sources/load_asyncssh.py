@@ -8,8 +8,8 @@ here, a name is looked up in the loader's cache alone, read once: an installed s
 listed there, and it is what ``dlopen`` finds by name. With ``LD_LIBRARY_PATH`` set, off Linux, or
 when the cache cannot be read, the standard search runs unchanged.
 
-The import also leaves a few hundred thousand objects (modules, classes, functions, tables) that live
-as long as the process. The cyclic collector is paused while they are made, then everything that exists
+The import also leaves some thirty thousand objects the cyclic collector tracks (modules, classes,
+functions, tables), which live as long as the process. The cyclic collector is paused while they are made, then everything that exists
 is frozen (``gc.freeze``): no later collection walks it again, nor the interpreter's last one at exit
 (together about 40 ms of a short fetch's process). Frozen objects are still freed by reference
 counting; only a reference cycle among them would never be reclaimed.
