@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import json
 import os
 import shutil
@@ -265,6 +266,38 @@ def test_verified_cached_payload_is_reused(drill, served, tmp_path: Path) -> Non
             report, _ = verify_entry(source, resolve(source.list(), "latest"), allowed)
         assert report.ok
         assert any(name.endswith(".payload.age") for name, _ in DroppingSFTP.reads) is downloads
+
+
+def test_verify_reads_a_fetched_or_reused_payload_once(drill, served, tmp_path: Path, monkeypatch) -> None:
+    """The source checks size and SHA-256 as it fetches (or reuses) the payload; verify does not read it all
+    again, and still reports the digest it was checked against."""
+    from enigm_recover.snapshot import verify
+    from enigm_recover.sources import sftp
+
+    hashed: list[str] = []
+
+    def counting(module):
+        real = module.hash_file
+
+        def hash_file(path, *args, **kwargs):
+            hashed.append(module.__name__)
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(module, "hash_file", hash_file)
+
+    counting(verify)
+    counting(sftp)
+    config = served()
+    allowed = load_allowed_signers(drill.allowed_signers)
+    for reads in ([], ["enigm_recover.sources.sftp"]):  # fetched (hashed as it arrived), then reused from cache
+        hashed.clear()
+        with open_drill_source(config, tmp_path) as source:
+            entry = resolve(source.list(), "latest")
+            report, verified = verify_entry(source, entry, allowed, hash_payload=True)
+        assert report.ok, report.as_dict()
+        assert hashed == reads
+        digest = next(c.detail for c in report.checks if c.name == "payload sha256")
+        assert digest == entry.manifest.payload_sha256 == hashlib.sha256(verified.payload_path.read_bytes()).hexdigest()
 
 
 class HostileSFTP(ReadOnlySFTPServer):

@@ -83,3 +83,10 @@ class SnapshotSource(Protocol):
 def transport_of(source: SnapshotSource) -> Transport | None:
     """The source's transport once it listed or fetched; None for local folders."""
     return getattr(source, "transport", None)
+
+
+def checked_payload(source: SnapshotSource, path: Path) -> tuple[int, str] | None:
+    """(size, SHA-256) of the payload at ``path`` as the source itself checked it against the signed manifest
+    when its ``payload()`` returned that path (a remote source does, while fetching); None if it did not."""
+    checked: dict[Path, tuple[int, str]] = getattr(source, "checked_payloads", {})
+    return checked.get(path)

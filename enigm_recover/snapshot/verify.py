@@ -20,7 +20,7 @@ from enigm_recover.hashing import hash_file
 from enigm_recover.logs import timed
 from enigm_recover.progress import ProgressCallback, no_progress
 from enigm_recover.snapshot.manifest import Manifest
-from enigm_recover.snapshot.source import SnapshotEntry, SnapshotSource
+from enigm_recover.snapshot.source import SnapshotEntry, SnapshotSource, checked_payload
 
 if TYPE_CHECKING:  # the signature check (and asyncssh) is imported when a snapshot is verified, not before
     import asyncssh
@@ -113,7 +113,10 @@ def verify_entry(
     if not hash_payload:
         report.checks.append(Check("payload sha256", None, "checked while decrypting, before anything is written"))
         return report, VerifiedSnapshot(manifest, path)
-    size, digest = hash_file(path, progress)
+    # A remote source checked size and SHA-256 against this manifest as it fetched (or reused) the payload,
+    # a moment ago; reading it all again would only repeat that.
+    checked = checked_payload(source, path)
+    size, digest = checked if checked is not None else hash_file(path, progress)
     if size != manifest.payload_size or digest != manifest.payload_sha256:
         return fail("payload sha256", PayloadIntegrityError(
             "payload SHA-256 does not match the signed manifest: the payload was altered"))

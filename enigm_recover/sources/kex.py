@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-import asyncssh
+from enigm_recover.sources.load_asyncssh import asyncssh
 from asyncssh.kex import get_default_kex_algs, get_kex_algs
 
 from enigm_recover.config import SSH_KEX_ONLY as ONLY

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncssh
+from enigm_recover.sources.load_asyncssh import asyncssh
 from asyncssh.config import SSHClientConfig, SSHConfig
 
 from enigm_recover.bounded import TRUST_FILE, read_text_bounded

@@ -13,19 +13,19 @@ private event loop thread, so the CLI and the app's workers can use it alike.
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import logging
 import os
 import posixpath
+import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Coroutine, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import asyncssh
+from enigm_recover.sources.load_asyncssh import asyncssh
 
 from enigm_recover.errors import (
     ConnectionFailed,
@@ -126,6 +126,9 @@ class SftpSource:
         self._sftp: asyncssh.SFTPClient | None = None
         self._folder: str | None = None
         self.transport: Transport | None = None  # the negotiated key exchange, once connected
+        # Size and SHA-256 of each payload path payload() returned, checked against the signed manifest
+        # just before it returned (see snapshot.source.checked_payload).
+        self.checked_payloads: dict[Path, tuple[int, str]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -307,9 +310,11 @@ class SftpSource:
         dest = self.cache_dir / payload_name(entry.id)
         partial = dest.with_name(dest.name + ".partial")
         expected = (manifest.payload_size, manifest.payload_sha256)
+        self.checked_payloads.pop(dest, None)
         if dest.exists():
             if hash_file(dest) == expected:
                 progress(Progress(Stage.CACHED, manifest.payload_size, manifest.payload_size, "bytes"))
+                self.checked_payloads[dest] = expected
                 return dest
             dest.unlink()
         download = _Download(partial, manifest.payload_size)
@@ -339,6 +344,7 @@ class SftpSource:
             raise PayloadIntegrityError(
                 f"the downloaded payload of {entry.id} does not match the signed size and SHA-256")
         os.replace(partial, dest)
+        self.checked_payloads[dest] = expected
         return dest
 
     async def _download(self, snapshot_id: str, download: "_Download", progress: ProgressCallback) -> None:
@@ -350,28 +356,69 @@ class SftpSource:
         except asyncssh.SFTPNoSuchFile:
             raise SourceError(f"payload {name} is missing on {self.url.target}") from None
         path = await self._inside(sftp, name, attrs)
-        loop = asyncio.get_running_loop()
-        pending: collections.deque[asyncio.Future[None]] = collections.deque()
-        sink = os.fdopen(create_private_file(download.partial, append=True), "ab")
-        with sink as out, ThreadPoolExecutor(1, "enigm-fetch-writer") as writer:
-            try:
-                async with sftp.open(path, "rb", block_size=FETCH_READ_SIZE) as remote:
-                    # One pipeline of parallel reads for the whole file. Blocks may arrive out of order;
-                    # they are written and hashed in order on a writer thread (so the network is never
-                    # kept waiting on the disk), and the partial file is always a prefix.
-                    blocks = await remote.read_parallel(download.total - download.received, download.received)
-                    async for offset, data in blocks:
-                        for block in download.in_order(offset, data):
-                            pending.append(loop.run_in_executor(writer, download.persist, out, block))
-                        while len(pending) > WRITES_IN_FLIGHT:
-                            await pending.popleft()
-                        progress(Progress(Stage.FETCH, download.received, download.total, "bytes", name))
-            finally:
-                download.waiting.clear()  # blocks past a gap are fetched again on resume
-                for write in pending:
-                    await write
-                # No fsync: a partial or cached payload is never used without its SHA-256 being checked
-                # against the signed manifest, so a write torn by a power cut is caught and fetched again.
+        writer = _Writer(download)
+        try:
+            async with sftp.open(path, "rb", block_size=FETCH_READ_SIZE) as remote:
+                # One pipeline of parallel reads for the whole file. Blocks may arrive out of order; they
+                # are written and hashed in order on the writer's thread, and the partial file is always a
+                # prefix.
+                blocks = await remote.read_parallel(download.total - download.received, download.received)
+                async for offset, data in blocks:
+                    for block in download.in_order(offset, data):
+                        await writer.put(block)
+                    progress(Progress(Stage.FETCH, download.received, download.total, "bytes", name))
+        finally:
+            download.waiting.clear()  # blocks past a gap are fetched again on resume
+            await writer.close()
+            # No fsync: a partial or cached payload is never used without its SHA-256 being checked
+            # against the signed manifest, so a write torn by a power cut is caught and fetched again.
+
+
+class _Writer:
+    """Appends a download's blocks to its partial file and hashes them, on a thread of its own.
+
+    The network is never kept waiting on the disk: the event loop only hands each block over (a queue
+    put) and waits only when ``WRITES_IN_FLIGHT`` blocks are already waiting to be written. Writing and
+    hashing release the GIL, so they run beside the loop's decryption. A failed write is raised to the
+    download at its next block, or when it closes."""
+
+    def __init__(self, download: "_Download") -> None:
+        self._download = download
+        self._out = os.fdopen(create_private_file(download.partial, append=True), "ab")
+        self._blocks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._room = threading.Semaphore(WRITES_IN_FLIGHT)
+        self._error: BaseException | None = None
+        self._finished: Future[None] = Future()
+        threading.Thread(target=self._run, name="enigm-fetch-writer", daemon=True).start()
+
+    async def put(self, block: bytes) -> None:
+        if not self._room.acquire(blocking=False):  # the disk is behind: wait on a thread, not on the loop
+            await asyncio.get_running_loop().run_in_executor(None, self._room.acquire)
+        if self._error is not None:
+            raise self._error
+        self._blocks.put(block)
+
+    async def close(self) -> None:
+        """Wait until every block handed over is written and the file closed; raise a failed write."""
+        self._blocks.put(None)
+        await asyncio.wrap_future(self._finished)
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            while (block := self._blocks.get()) is not None:
+                if self._error is None:
+                    try:
+                        self._download.persist(self._out, block)
+                    except BaseException as exc:  # noqa: BLE001 - raised to the download by put() or close()
+                        self._error = exc
+                self._room.release()
+            self._out.close()
+        except BaseException as exc:  # noqa: BLE001 - the close failed (a write-back error): same as a write
+            self._error = self._error or exc
+        finally:
+            self._finished.set_result(None)
 
 
 class _Download:

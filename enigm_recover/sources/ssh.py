@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncssh
+from enigm_recover.sources.load_asyncssh import asyncssh
 
 from enigm_recover.bounded import KEY_FILE, TRUST_FILE, check_regular, read_bounded
 from enigm_recover.sources.known_hosts import KnownHostsFiles, known_hosts_files, record_host_key
