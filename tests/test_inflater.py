@@ -21,9 +21,23 @@ def block(kind: int, size: int, content: bytes, last: bool = False) -> bytes:
     return (size << 3 | kind << 1 | last).to_bytes(3, "little") + content
 
 
+WALK_AHEAD = False
+
+
+@pytest.fixture(autouse=True, params=["walked as fed", "walked ahead"])
+def walk_ahead(request, monkeypatch) -> None:
+    """Each test twice: the frame walked as each piece is fed, and walked ahead of the decoder (as the
+    decrypting thread walks it, up to the whole payload ahead): the same output and the same refusals."""
+    monkeypatch.setattr(f"{__name__}.WALK_AHEAD", request.param == "walked ahead")
+
+
 def inflate(pieces: list[bytes], limit: int = LIMIT) -> bytes:
     inflater = _BoundedInflater(limit)
-    out = [chunk for piece in pieces for chunk in inflater.feed(piece)]
+    if WALK_AHEAD:
+        walks = [inflater.walker.walk(piece) for piece in pieces]
+        out = [chunk for piece, walked in zip(pieces, walks) for chunk in inflater.feed(piece, walked)]
+    else:
+        out = [chunk for piece in pieces for chunk in inflater.feed(piece)]
     out += inflater.finish()
     return b"".join(out)
 

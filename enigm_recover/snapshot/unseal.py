@@ -105,9 +105,14 @@ def _altered(verified: VerifiedSnapshot, reader: _HashingReader) -> PayloadInteg
     return PayloadIntegrityError("payload SHA-256 does not match the signed manifest: the payload was altered")
 
 
-def _decrypted_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
-                      confirmation: PayloadConfirmation) -> Iterator[list[tuple[bytes, int]]]:
-    """Each decrypted block with the payload bytes read so far (one per batch, for ``prefetched``).
+Walked = tuple[list[int], SnapshotContentError | None]  # a block's cuts (see _FrameWalker), and what ended them
+
+
+def _decrypted_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity, confirmation: PayloadConfirmation,
+                      walker: _FrameWalker) -> Iterator[list[tuple[bytes, int, Walked]]]:
+    """Each decrypted block with the payload bytes read so far and its walk through the frame's structure
+    (one per batch, for ``prefetched``): walking is pure Python, so it is done here, beside decryption, and
+    the decompressing thread only decompresses.
 
     The whole file is always hashed: when anything fails, a payload that does not
     match its signed SHA-256 is reported as altered, whatever else went wrong.
@@ -116,7 +121,7 @@ def _decrypted_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
         reader = _HashingReader(f)
         try:
             for block in decrypt_chunks(reader, identity, READ_BLOCK):  # type: ignore[arg-type]
-                yield [(block, reader.size)]
+                yield [(block, reader.size, walker.walk(block))]
         except DecryptionError as exc:
             reader.drain()
             raise _altered(verified, reader) or exc from None
@@ -140,12 +145,12 @@ def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     require_matching_identity(verified, identity)
     total = verified.manifest.payload_size
     inflater = _BoundedInflater(plaintext_bound(verified.manifest))
-    blocks = prefetched(_decrypted_blocks(verified, identity, confirmation or PayloadConfirmation()),
+    blocks = prefetched(_decrypted_blocks(verified, identity, confirmation or PayloadConfirmation(), inflater.walker),
                         depth=READ_AHEAD_BLOCKS)
     try:
-        for block, done in blocks:
+        for block, done, walked in blocks:
             try:
-                yield from inflater.feed(block)
+                yield from inflater.feed(block, walked)
             except EnigmError as content_error:  # the inflater's, or one a consumer found in the records (judge)
                 raise _final_verdict(blocks) or content_error from None
             progress(Progress(Stage.DECRYPT, done, total, "bytes"))
@@ -187,6 +192,17 @@ class _FrameWalker:
         self._current_bound = 0
         self.done = False
         self.pending_bound = 0  # the most the block whose content is still arriving regenerates
+        self._refused: SnapshotContentError | None = None
+
+    def walk(self, data: bytes) -> Walked:
+        """All of ``cuts`` for ``data`` at once, and the error that stopped them (then every later walk has it)."""
+        cuts: list[int] = []
+        if self._refused is None:
+            try:
+                cuts.extend(self.cuts(memoryview(data), DECOMPRESS_STEP_BOUND))
+            except SnapshotContentError as exc:
+                self._refused = exc
+        return cuts, self._refused
 
     def cuts(self, data: memoryview, step_bound: int) -> Iterator[int]:
         """Offsets in ``data`` at which to cut it so that the blocks ending in each piece regenerate at most
@@ -281,15 +297,18 @@ class _BoundedInflater:
         self.limit = limit
         self.produced = 0
         self._decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
-        self._walker = _FrameWalker()
+        self.walker = _FrameWalker()
         self._pending: list[bytes] = []
         self._pending_bytes = 0
 
-    def feed(self, block: bytes) -> Iterator[bytes]:
+    def feed(self, block: bytes, walked: Walked | None = None) -> Iterator[bytes]:
+        """The output of ``block``, a call to the decoder per cut; ``walked`` is ``walker.walk(block)`` if it was
+        walked already (on another thread), in order."""
         decompressor = self._decompressor
         view = memoryview(block)
         start = 0
-        for cut in self._walker.cuts(view, DECOMPRESS_STEP_BOUND):
+        cuts, refused = walked if walked is not None else (self.walker.cuts(view, DECOMPRESS_STEP_BOUND), None)
+        for cut in cuts:
             if cut == start:
                 continue
             try:
@@ -309,9 +328,11 @@ class _BoundedInflater:
                 self._pending_bytes += len(out)
                 if self._pending_bytes >= DECOMPRESSED_BLOCK:
                     yield self._take()
+        if refused is not None:
+            raise refused
 
     def finish(self) -> Iterator[bytes]:
-        if not (self._walker.done and self._decompressor.eof):
+        if not (self.walker.done and self._decompressor.eof):
             raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
         if self._pending:
             yield self._take()
