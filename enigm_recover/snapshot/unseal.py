@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, NoReturn
+from typing import Any, BinaryIO, Iterable, Iterator, NoReturn
 
 import zstandard
 
@@ -81,12 +81,9 @@ class _HashingReader:
 
 READ_BLOCK = 1 << 20
 LINES_BYTES = 1 << 20  # lines handed on together (payload_line_lists)
-DECOMPRESSED_BLOCK = 1 << 20
+DECOMPRESSED_BLOCK = 1 << 20  # the most one call to the zstd decoder regenerates
 READ_AHEAD_BLOCKS = 8  # decrypted blocks waiting for the decompressor
-# RFC 8878: a block regenerates at most 128 KiB. Each call to the decoder gets whole blocks that together
-# regenerate at most DECOMPRESS_STEP_BOUND bytes (or a single block): about 64 of a normal payload's blocks.
-MAX_BLOCK = 128 << 10
-DECOMPRESS_STEP_BOUND = 8 << 20
+MAX_BLOCK = 128 << 10  # RFC 8878: a block's content is at most 128 KiB
 ZSTD_MAGIC = 0xFD2FB528
 MAX_WINDOW = 1 << 23  # the producer's level 3 uses 2 MiB; a frame asking for more is refused
 
@@ -105,7 +102,7 @@ def _altered(verified: VerifiedSnapshot, reader: _HashingReader) -> PayloadInteg
     return PayloadIntegrityError("payload SHA-256 does not match the signed manifest: the payload was altered")
 
 
-Walked = tuple[list[int], SnapshotContentError | None]  # a block's cuts (see _FrameWalker), and what ended them
+Walked = SnapshotContentError | None  # what walking a block through the frame's structure refused, if anything
 
 
 def _decrypted_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity, confirmation: PayloadConfirmation,
@@ -147,14 +144,23 @@ def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     inflater = _BoundedInflater(plaintext_bound(verified.manifest))
     blocks = prefetched(_decrypted_blocks(verified, identity, confirmation or PayloadConfirmation(), inflater.walker),
                         depth=READ_AHEAD_BLOCKS)
+    upstream: list[BaseException] = []
+
+    def walked_blocks() -> Iterator[tuple[bytes, Walked]]:
+        try:
+            for block, done, walked in blocks:
+                yield block, walked
+                progress(Progress(Stage.DECRYPT, done, total, "bytes"))
+        except BaseException as exc:  # the payload's own verdict (altered, not decryptable): raised as it is
+            upstream.append(exc)
+            raise
+
     try:
-        for block, done, walked in blocks:
-            try:
-                yield from inflater.feed(block, walked)
-            except EnigmError as content_error:  # the inflater's, or one a consumer found in the records (judge)
-                raise _final_verdict(blocks) or content_error from None
-            progress(Progress(Stage.DECRYPT, done, total, "bytes"))
-        yield from inflater.finish()
+        yield from inflater.inflate(walked_blocks())
+    except EnigmError as error:  # the inflater's, or one a consumer found in the records (judge)
+        if upstream and error is upstream[0]:
+            raise
+        raise _final_verdict(blocks) or error from None
     finally:
         blocks.close()
 
@@ -174,11 +180,9 @@ def judge(source: Iterator[Any], error: EnigmError) -> NoReturn:
 class _FrameWalker:
     """Walks one zstd frame's structure (RFC 8878 §3.1.1) across arbitrary cuts, without decoding it.
 
-    python-zstandard's decompressobj returns all that its input expands to and has no output limit, and
-    its bounded readers (stream_reader, read_to_iter) pull from a file and do not say whether bytes
-    follow the frame. Reading the frame's headers is cheap: it tells where each block ends and the most
-    it can regenerate, so the decompressor can be given whole groups of blocks whose output is bounded.
-    Decoding and checking the content is left to zstd.
+    python-zstandard's stream reader does not say whether its input ended inside the frame, and skips
+    skippable frames. Reading the frame's headers is cheap: it tells where the frame ends, so a payload
+    that is not exactly one whole frame is refused. Decoding and checking the content is left to zstd.
     """
 
     def __init__(self) -> None:
@@ -189,26 +193,20 @@ class _FrameWalker:
         self._last_block = False
         self._checksum_size = 0
         self._checksum_left = 0
-        self._current_bound = 0
         self.done = False
-        self.pending_bound = 0  # the most the block whose content is still arriving regenerates
         self._refused: SnapshotContentError | None = None
 
     def walk(self, data: bytes) -> Walked:
-        """All of ``cuts`` for ``data`` at once, and the error that stopped them (then every later walk has it)."""
-        cuts: list[int] = []
+        """Walk ``data``, the frame's next bytes; what it refused, if anything (then every later walk has it)."""
         if self._refused is None:
             try:
-                cuts.extend(self.cuts(memoryview(data), DECOMPRESS_STEP_BOUND))
+                self._advance(memoryview(data))
             except SnapshotContentError as exc:
                 self._refused = exc
-        return cuts, self._refused
+        return self._refused
 
-    def cuts(self, data: memoryview, step_bound: int) -> Iterator[int]:
-        """Offsets in ``data`` at which to cut it so that the blocks ending in each piece regenerate at most
-        ``step_bound`` bytes (or one block, which is at most 128 KiB); the last offset is ``len(data)``.
-        A block regenerates its output in the call that gives it its last byte."""
-        pos, size, bound = 0, len(data), self.pending_bound
+    def _advance(self, data: memoryview) -> None:
+        pos, size = 0, len(data)
         while pos < size:
             if self.done:
                 raise SnapshotContentError("the payload holds data after the end of its zstd stream")
@@ -225,7 +223,6 @@ class _FrameWalker:
                 if not self._checksum_left:
                     self.done = True
             else:
-                start = pos
                 take = min(self._header_size - len(self._header), size - pos)
                 self._header += data[pos:pos + take]
                 pos += take
@@ -234,15 +231,9 @@ class _FrameWalker:
                 if self._in_frame_header:
                     self._frame_header()
                     continue
-                block_bound = self._block_header()
-                if bound and bound + block_bound > step_bound:
-                    yield start
-                    bound = 0
-                bound += block_bound
+                self._block_header()
                 if not self._block_left:
                     self._block_ended()
-        self.pending_bound = 0 if self._header or not self._block_left else self._current_bound
-        yield size
 
     def _frame_header(self) -> None:
         header = self._header
@@ -263,7 +254,7 @@ class _FrameWalker:
         self._header = bytearray()
         self._header_size = 3
 
-    def _block_header(self) -> int:
+    def _block_header(self) -> None:
         value = int.from_bytes(self._header, "little")
         self._header = bytearray()
         self._last_block = bool(value & 1)
@@ -272,8 +263,6 @@ class _FrameWalker:
         if block_type == 3 or block_size > MAX_BLOCK:
             raise _invalid()
         self._block_left = 1 if block_type == 1 else block_size
-        self._current_bound = MAX_BLOCK if block_type == 2 else block_size
-        return self._current_bound
 
     def _block_ended(self) -> None:
         if self._last_block:
@@ -286,62 +275,67 @@ def _invalid() -> SnapshotContentError:
 
 
 class _BoundedInflater:
-    """One zstd frame, decompressed a group of whole blocks at a time, to at most ``limit`` bytes.
+    """One zstd frame, decompressed from a stream of blocks at most DECOMPRESSED_BLOCK bytes per call to the
+    decoder, to at most ``limit`` bytes in all.
 
-    python-zstandard's streaming decompressor returns all that its input expands to, and a 64 KiB chunk
-    can expand to gigabytes: ``_FrameWalker`` cuts the input so that each call regenerates at most about
-    DECOMPRESS_STEP_BOUND bytes. The output is handed on in blocks of about DECOMPRESSED_BLOCK bytes.
+    A 64 KiB chunk can expand to gigabytes. python-zstandard's stream reader decompresses straight into the
+    block it returns, no larger than asked, and pulls its input as it needs it: each call's output is
+    bounded, nothing is copied twice, and a bomb is refused once ``limit`` is passed, in bounded memory. The
+    reader does not say whether its input ended inside the frame and skips a skippable frame, so
+    ``_FrameWalker`` walks the frame's structure alongside (here, or ahead on the decrypting thread):
+    anything but one whole frame is refused.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.produced = 0
-        self._decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
         self.walker = _FrameWalker()
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
 
-    def feed(self, block: bytes, walked: Walked | None = None) -> Iterator[bytes]:
-        """The output of ``block``, a call to the decoder per cut; ``walked`` is ``walker.walk(block)`` if it was
-        walked already (on another thread), in order."""
-        decompressor = self._decompressor
-        view = memoryview(block)
-        start = 0
-        cuts, refused = walked if walked is not None else (self.walker.cuts(view, DECOMPRESS_STEP_BOUND), None)
-        for cut in cuts:
-            if cut == start:
-                continue
+    def inflate(self, walked: Iterable[tuple[bytes, Walked]]) -> Iterator[bytes]:
+        """The frame in the blocks of ``walked``, each with what ``walker.walk`` said of it (see ``walking``)."""
+        source = _WalkedBlocks(walked)
+        reader = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).stream_reader(source, read_size=READ_BLOCK)
+        while True:
             try:
-                out = decompressor.decompress(view[start:cut])
+                out = reader.read(DECOMPRESSED_BLOCK)
             except zstandard.ZstdError:
                 raise _invalid() from None
-            start = cut
-            if decompressor.eof and decompressor.unused_data:
-                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
-            if out:
-                self.produced += len(out)
-                if self.produced > self.limit:
-                    raise SnapshotContentError(
-                        f"the payload decompresses to more than the {self.limit:,} bytes its signed record "
-                        "counts allow: a decompression bomb, refused")
-                self._pending.append(out)
-                self._pending_bytes += len(out)
-                if self._pending_bytes >= DECOMPRESSED_BLOCK:
-                    yield self._take()
-        if refused is not None:
-            raise refused
-
-    def finish(self) -> Iterator[bytes]:
-        if not (self.walker.done and self._decompressor.eof):
+            if not out:
+                break
+            self.produced += len(out)
+            if self.produced > self.limit:
+                raise SnapshotContentError(
+                    f"the payload decompresses to more than the {self.limit:,} bytes its signed record "
+                    "counts allow: a decompression bomb, refused")
+            yield out
+        source.drain()  # the frame ended: any block left is walked, and refused
+        if not self.walker.done:
             raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
-        if self._pending:
-            yield self._take()
 
-    def _take(self) -> bytes:
-        out = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending = []
-        self._pending_bytes = 0
-        return out
+
+class _WalkedBlocks:
+    """The stream reader's input: the walked blocks; a block whose walk refused it raises that instead."""
+
+    def __init__(self, walked: Iterable[tuple[bytes, Walked]]) -> None:
+        self._blocks = iter(walked)
+
+    def read(self, _size: int = -1) -> bytes:
+        """The next non-empty block; an empty one only at the end (the reader takes it for the end of input)."""
+        for block, refused in self._blocks:
+            if refused is not None:
+                raise refused
+            if block:
+                return block
+        return b""
+
+    def drain(self) -> None:
+        while self.read():
+            pass
+
+
+def walking(blocks: Iterable[bytes], walker: _FrameWalker) -> Iterator[tuple[bytes, Walked]]:
+    """Each block with what ``walker`` said of it, walked as it is taken."""
+    return ((block, walker.walk(block)) for block in blocks)
 
 
 def _final_verdict(blocks: Iterator[tuple[bytes, int]]) -> Exception | None:
