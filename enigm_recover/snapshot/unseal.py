@@ -9,9 +9,10 @@ checker compares counts and digests with the signed manifest. A consumer
 holds back whatever it makes from the stream until the stream is exhausted
 without error and its ``PayloadConfirmation`` holds the confirmed SHA-256.
 
-Decompression is bounded: each step of the zstd decoder gets whole blocks of
-the frame that regenerate at most a few MiB together, and the whole
-stream may not expand past what the signed record counts allow
+Decompression is bounded: each call to the zstd decoder regenerates at most
+DECOMPRESSED_BLOCK bytes (1 MiB), the frame's structure is walked before the
+decoder sees each block (exactly one whole frame, nothing after it), and the
+whole stream may not expand past what the signed record counts allow
 (``plaintext_bound``): a decompression bomb is refused at that point, in
 bounded memory.
 """
