@@ -32,7 +32,6 @@ from enigm_recover.errors import (
     SnapshotContentError,
     WrongRecoveryKey,
 )
-from enigm_recover.invisible import invisible_output
 from enigm_recover.prefetch import prefetched
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
@@ -435,6 +434,8 @@ def unseal_to_file(verified: VerifiedSnapshot, identity: RecoveryIdentity, out: 
     payload is confirmed and every record checked: until then nobody can open it, and a crash, even
     SIGKILL, leaves nothing behind.
     """
+    from enigm_recover.invisible import invisible_output  # only this consumer writes a file
+
     counts: dict[str, int] = {}
     confirmation = PayloadConfirmation()
     with invisible_output(out, mode=0o600, overwrite=overwrite) as f:
