@@ -338,7 +338,7 @@ def walking(blocks: Iterable[bytes], walker: _FrameWalker) -> Iterator[tuple[byt
     return ((block, walker.walk(block)) for block in blocks)
 
 
-def _final_verdict(blocks: Iterator[tuple[bytes, int]]) -> Exception | None:
+def _final_verdict(blocks: Iterator[Any]) -> Exception | None:
     """Read (and hash) the rest of the payload; what that found wrong, such as an altered payload."""
     try:
         for _ in blocks:
