@@ -6,6 +6,10 @@ interleaved rounds (ours over the baseline run beside it), not only their
 median, with memory bounded by a
 constant, not by snapshot size. Both pipelines run as child processes,
 interleaved, so each one's wall and CPU time cover only that pipeline. Our
+worker runs as an installed copy does, from compiled bytecode: its cache is the
+run's own (PYTHONPYCACHEPREFIX), filled by the untimed warm-up, whether or not
+the checkout's environment forbids writing bytecode (PYTHONDONTWRITEBYTECODE,
+under which every run would compile every changed module again). Our
 worker reports its own peak RSS (VmHWM); the baseline's is not measured,
 because a child's ru_maxrss starts from its parent's peak at exec. Memory is
 shown bounded by unsealing a snapshot 1/10 the size as well.
@@ -14,6 +18,7 @@ shown bounded by unsealing a snapshot 1/10 the size as well.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -42,7 +47,7 @@ IDENTITIES = 1_000_000
 DEVICES_PER_IDENTITY = 3
 SMALL_DIVISOR = 10  # the memory check's second snapshot is this many times smaller
 REPEATS = 5
-GOAL_RATIO = 1.3  # ours / baseline, medians of wall time
+GOAL_RATIO = 1.3  # ours / baseline wall time, in every round (and so their medians too)
 GOAL_RSS_FACTOR = 1.2  # peak RSS at full size / peak RSS at 1/SMALL_DIVISOR size
 SEED = 1
 GENESIS = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -113,12 +118,19 @@ def make_snapshot(work: Path, name: str, identities: int, keys: Keys) -> Snapsho
 # -- measuring -----------------------------------------------------------------
 
 
+def worker_env(work: Path) -> dict[str, str]:
+    """The environment of our worker: bytecode cached in ``work`` (as an installed copy has it compiled)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
 def ours(snapshot: Snapshot, keys: Keys, mode: str = "blocks") -> Sample:
     """Our pipeline in a fresh interpreter: verify, then unseal (see unseal_worker)."""
     out = snapshot.folder.parent / "worker.json"
     argv = [sys.executable, str(WORKER), str(snapshot.folder), str(keys.identity_file),
             str(keys.allowed_signers), mode]
-    sample = spawn(argv, out)
+    sample = spawn(argv, out, env=worker_env(snapshot.folder.parent))
     return replace(sample, child={k: float(v) for k, v in json.loads(out.read_text()).items()})
 
 
@@ -156,8 +168,10 @@ def goals(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "ratio": ratio,
         "ratio_goal": GOAL_RATIO,
+        "goal": f"ours/baseline wall <= {GOAL_RATIO}x in every one of the {len(rounds)} interleaved rounds",
         "ratio_ok": ratio <= GOAL_RATIO and max(rounds) <= GOAL_RATIO,
         "round_ratios": rounds,
+        "worst_round_ratio": max(rounds),
         "cpu_ratio": ours_["cpu_s"] / base["cpu_s"],
         "in_process_ratio": in_process / base["wall_s"],
         "rss_factor": rss_factor,
@@ -207,6 +221,7 @@ def report(result: dict[str, Any]) -> str:
         "",
         _goal_row("ratio ours/baseline, wall", g["ratio"], f"goal <= {GOAL_RATIO}x in every round   "
                   f"{verdict(g['ratio_ok'])}   (rounds {' '.join(f'{r:.2f}' for r in g['round_ratios'])})"),
+        _goal_row("  worst round", g["worst_round_ratio"], f"goal <= {GOAL_RATIO}x"),
         _goal_row("ratio ours/baseline, CPU", g["cpu_ratio"], "informational"),
         _goal_row("ratio ours in-process/baseline", g["in_process_ratio"],
                   "informational (ours without interpreter start-up)"),

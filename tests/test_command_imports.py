@@ -1,5 +1,6 @@
 """Commands import only what they use: on local files, unseal, diff and restore load neither the SSH client
-(asyncssh, the SFTP source) nor the app (Textual); a fresh interpreter per command, as a user runs it."""
+(asyncssh, the SFTP source) nor the app (Textual), nor pyrage (only sealing to an X25519 key encrypts with it);
+a fresh interpreter per command, as a user runs it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 THREE = ("amara", "chen", "emeka")
-HEAVY = ("asyncssh", "textual", "rich", "psycopg", "enigm_recover.sources.sftp", "enigm_recover.sources.ssh",
+HEAVY = ("asyncssh", "textual", "rich", "psycopg", "pyrage", "enigm_recover.sources.sftp", "enigm_recover.sources.ssh",
          "enigm_recover.app")
 RUNNER = ("import json, sys\n"
           "from enigm_recover.cli import main\n"

@@ -10,7 +10,7 @@ import zstandard
 
 from enigm_recover.errors import SnapshotContentError
 from enigm_recover.snapshot import unseal
-from enigm_recover.snapshot.unseal import DECOMPRESS_STEP_BOUND, MAX_BLOCK, _BoundedInflater
+from enigm_recover.snapshot.unseal import DECOMPRESSED_BLOCK, MAX_BLOCK, _BoundedInflater, walking
 
 MAGIC = b"\x28\xb5\x2f\xfd"
 HEADER = MAGIC + bytes([0x00, (17 - 10) << 3])  # no size, no checksum, no dictionary; 128 KiB window
@@ -21,11 +21,22 @@ def block(kind: int, size: int, content: bytes, last: bool = False) -> bytes:
     return (size << 3 | kind << 1 | last).to_bytes(3, "little") + content
 
 
+WALK_AHEAD = False
+
+
+@pytest.fixture(autouse=True, params=["walked as fed", "walked ahead"])
+def walk_ahead(request, monkeypatch) -> None:
+    """Each test twice: the frame walked as each piece is fed, and walked ahead of the decoder (as the
+    decrypting thread walks it, up to the whole payload ahead): the same output and the same refusals."""
+    monkeypatch.setattr(f"{__name__}.WALK_AHEAD", request.param == "walked ahead")
+
+
 def inflate(pieces: list[bytes], limit: int = LIMIT) -> bytes:
     inflater = _BoundedInflater(limit)
-    out = [chunk for piece in pieces for chunk in inflater.feed(piece)]
-    out += inflater.finish()
-    return b"".join(out)
+    if WALK_AHEAD:
+        walked = list(zip(pieces, [inflater.walker.walk(piece) for piece in pieces]))
+        return b"".join(inflater.inflate(walked))
+    return b"".join(inflater.inflate(walking(pieces, inflater.walker)))
 
 
 def refused(pieces: list[bytes], message: str, limit: int = LIMIT) -> None:
@@ -74,7 +85,7 @@ def test_a_large_frame_inflates_as_zstd_does_in_bounded_calls(monkeypatch) -> No
     frame = zstandard.ZstdCompressor(level=3).compress(plain)
     sizes = bounded_calls(monkeypatch)
     assert inflate([frame[i:i + (1 << 20)] for i in range(0, len(frame), 1 << 20)]) == plain
-    assert max(sizes) <= DECOMPRESS_STEP_BOUND and len(sizes) < len(plain) // (4 << 20) + 10
+    assert max(sizes) <= DECOMPRESSED_BLOCK and len(sizes) <= len(plain) // DECOMPRESSED_BLOCK + 2
 
 
 def bounded_calls(monkeypatch) -> list[int]:
@@ -86,20 +97,17 @@ def bounded_calls(monkeypatch) -> list[int]:
         def __init__(self, obj) -> None:
             self.obj = obj
 
-        def decompress(self, data):
-            out = self.obj.decompress(data)
+        def read(self, size):
+            out = self.obj.read(size)
             sizes.append(len(out))
             return out
-
-        def __getattr__(self, name):
-            return getattr(self.obj, name)
 
     class Decompressor:
         def __init__(self, **kwargs) -> None:
             self.real = real(**kwargs)
 
-        def decompressobj(self):
-            return Recording(self.real.decompressobj())
+        def stream_reader(self, source, **kwargs):
+            return Recording(self.real.stream_reader(source, **kwargs))
 
     monkeypatch.setattr(unseal.zstandard, "ZstdDecompressor", Decompressor)
     return sizes
@@ -109,7 +117,7 @@ def test_a_bomb_in_one_piece_is_refused_with_every_call_bounded(monkeypatch) -> 
     bomb = HEADER + b"".join(block(1, MAX_BLOCK, b"\n") for _ in range(10_000)) + block(1, 1, b"\n", last=True)
     sizes = bounded_calls(monkeypatch)
     refused([bomb], "decompression bomb", limit=100 << 20)
-    assert max(sizes) <= DECOMPRESS_STEP_BOUND and sum(sizes) <= (100 << 20) + DECOMPRESS_STEP_BOUND
+    assert max(sizes) <= DECOMPRESSED_BLOCK and sum(sizes) <= (100 << 20) + DECOMPRESSED_BLOCK
 
 
 def test_raw_and_rle_blocks_of_the_largest_size_inflate() -> None:

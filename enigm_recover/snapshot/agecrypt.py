@@ -27,7 +27,6 @@ from typing import BinaryIO, Iterable, Iterator
 
 import os
 
-import pyrage
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -176,6 +175,8 @@ def encrypt_stream(chunks: Iterable[bytes], recipient: str | list[str], out: Bin
         out.write(header_bytes(file_key, recipients))
         _stream_encrypt(chunks, file_key, out)
         return
+    import pyrage  # only encryption to an X25519 recipient uses it: decryption, the hot path, does not load it
+
     source = _IteratorReader(chunks)
     try:
         pyrage.encrypt_io(io.BufferedReader(source, buffer_size=1 << 20), out,

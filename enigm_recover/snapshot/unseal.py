@@ -9,9 +9,10 @@ checker compares counts and digests with the signed manifest. A consumer
 holds back whatever it makes from the stream until the stream is exhausted
 without error and its ``PayloadConfirmation`` holds the confirmed SHA-256.
 
-Decompression is bounded: each step of the zstd decoder gets whole blocks of
-the frame that regenerate at most a few MiB together, and the whole
-stream may not expand past what the signed record counts allow
+Decompression is bounded: each call to the zstd decoder regenerates at most
+DECOMPRESSED_BLOCK bytes (1 MiB), the frame's structure is walked before the
+decoder sees each block (exactly one whole frame, nothing after it), and the
+whole stream may not expand past what the signed record counts allow
 (``plaintext_bound``): a decompression bomb is refused at that point, in
 bounded memory.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, NoReturn
+from typing import Any, BinaryIO, Iterable, Iterator, NoReturn
 
 import zstandard
 
@@ -31,7 +32,6 @@ from enigm_recover.errors import (
     SnapshotContentError,
     WrongRecoveryKey,
 )
-from enigm_recover.invisible import invisible_output
 from enigm_recover.prefetch import prefetched
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
@@ -81,12 +81,9 @@ class _HashingReader:
 
 READ_BLOCK = 1 << 20
 LINES_BYTES = 1 << 20  # lines handed on together (payload_line_lists)
-DECOMPRESSED_BLOCK = 1 << 20
+DECOMPRESSED_BLOCK = 1 << 20  # the most one call to the zstd decoder regenerates
 READ_AHEAD_BLOCKS = 8  # decrypted blocks waiting for the decompressor
-# RFC 8878: a block regenerates at most 128 KiB. Each call to the decoder gets whole blocks that together
-# regenerate at most DECOMPRESS_STEP_BOUND bytes (or a single block): about 64 of a normal payload's blocks.
-MAX_BLOCK = 128 << 10
-DECOMPRESS_STEP_BOUND = 8 << 20
+MAX_BLOCK = 128 << 10  # RFC 8878: a block's content is at most 128 KiB
 ZSTD_MAGIC = 0xFD2FB528
 MAX_WINDOW = 1 << 23  # the producer's level 3 uses 2 MiB; a frame asking for more is refused
 
@@ -105,9 +102,14 @@ def _altered(verified: VerifiedSnapshot, reader: _HashingReader) -> PayloadInteg
     return PayloadIntegrityError("payload SHA-256 does not match the signed manifest: the payload was altered")
 
 
-def _decrypted_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
-                      confirmation: PayloadConfirmation) -> Iterator[list[tuple[bytes, int]]]:
-    """Each decrypted block with the payload bytes read so far (one per batch, for ``prefetched``).
+Walked = SnapshotContentError | None  # what walking a block through the frame's structure refused, if anything
+
+
+def _decrypted_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity, confirmation: PayloadConfirmation,
+                      walker: _FrameWalker) -> Iterator[list[tuple[bytes, int, Walked]]]:
+    """Each decrypted block with the payload bytes read so far and its walk through the frame's structure
+    (one per batch, for ``prefetched``): walking is pure Python, so it is done here, beside decryption, and
+    the decompressing thread only decompresses.
 
     The whole file is always hashed: when anything fails, a payload that does not
     match its signed SHA-256 is reported as altered, whatever else went wrong.
@@ -116,7 +118,7 @@ def _decrypted_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
         reader = _HashingReader(f)
         try:
             for block in decrypt_chunks(reader, identity, READ_BLOCK):  # type: ignore[arg-type]
-                yield [(block, reader.size)]
+                yield [(block, reader.size, walker.walk(block))]
         except DecryptionError as exc:
             reader.drain()
             raise _altered(verified, reader) or exc from None
@@ -140,16 +142,25 @@ def plaintext_blocks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     require_matching_identity(verified, identity)
     total = verified.manifest.payload_size
     inflater = _BoundedInflater(plaintext_bound(verified.manifest))
-    blocks = prefetched(_decrypted_blocks(verified, identity, confirmation or PayloadConfirmation()),
+    blocks = prefetched(_decrypted_blocks(verified, identity, confirmation or PayloadConfirmation(), inflater.walker),
                         depth=READ_AHEAD_BLOCKS)
+    upstream: list[BaseException] = []
+
+    def walked_blocks() -> Iterator[tuple[bytes, Walked]]:
+        try:
+            for block, done, walked in blocks:
+                yield block, walked
+                progress(Progress(Stage.DECRYPT, done, total, "bytes"))
+        except BaseException as exc:  # the payload's own verdict (altered, not decryptable): raised as it is
+            upstream.append(exc)
+            raise
+
     try:
-        for block, done in blocks:
-            try:
-                yield from inflater.feed(block)
-            except EnigmError as content_error:  # the inflater's, or one a consumer found in the records (judge)
-                raise _final_verdict(blocks) or content_error from None
-            progress(Progress(Stage.DECRYPT, done, total, "bytes"))
-        yield from inflater.finish()
+        yield from inflater.inflate(walked_blocks())
+    except EnigmError as error:  # the inflater's, or one a consumer found in the records (judge)
+        if upstream and error is upstream[0]:
+            raise
+        raise _final_verdict(blocks) or error from None
     finally:
         blocks.close()
 
@@ -169,11 +180,9 @@ def judge(source: Iterator[Any], error: EnigmError) -> NoReturn:
 class _FrameWalker:
     """Walks one zstd frame's structure (RFC 8878 §3.1.1) across arbitrary cuts, without decoding it.
 
-    python-zstandard's decompressobj returns all that its input expands to and has no output limit, and
-    its bounded readers (stream_reader, read_to_iter) pull from a file and do not say whether bytes
-    follow the frame. Reading the frame's headers is cheap: it tells where each block ends and the most
-    it can regenerate, so the decompressor can be given whole groups of blocks whose output is bounded.
-    Decoding and checking the content is left to zstd.
+    python-zstandard's stream reader does not say whether its input ended inside the frame, and skips
+    skippable frames. Reading the frame's headers is cheap: it tells where the frame ends, so a payload
+    that is not exactly one whole frame is refused. Decoding and checking the content is left to zstd.
     """
 
     def __init__(self) -> None:
@@ -184,15 +193,20 @@ class _FrameWalker:
         self._last_block = False
         self._checksum_size = 0
         self._checksum_left = 0
-        self._current_bound = 0
         self.done = False
-        self.pending_bound = 0  # the most the block whose content is still arriving regenerates
+        self._refused: SnapshotContentError | None = None
 
-    def cuts(self, data: memoryview, step_bound: int) -> Iterator[int]:
-        """Offsets in ``data`` at which to cut it so that the blocks ending in each piece regenerate at most
-        ``step_bound`` bytes (or one block, which is at most 128 KiB); the last offset is ``len(data)``.
-        A block regenerates its output in the call that gives it its last byte."""
-        pos, size, bound = 0, len(data), self.pending_bound
+    def walk(self, data: bytes) -> Walked:
+        """Walk ``data``, the frame's next bytes; what it refused, if anything (then every later walk has it)."""
+        if self._refused is None:
+            try:
+                self._advance(memoryview(data))
+            except SnapshotContentError as exc:
+                self._refused = exc
+        return self._refused
+
+    def _advance(self, data: memoryview) -> None:
+        pos, size = 0, len(data)
         while pos < size:
             if self.done:
                 raise SnapshotContentError("the payload holds data after the end of its zstd stream")
@@ -209,7 +223,6 @@ class _FrameWalker:
                 if not self._checksum_left:
                     self.done = True
             else:
-                start = pos
                 take = min(self._header_size - len(self._header), size - pos)
                 self._header += data[pos:pos + take]
                 pos += take
@@ -218,15 +231,9 @@ class _FrameWalker:
                 if self._in_frame_header:
                     self._frame_header()
                     continue
-                block_bound = self._block_header()
-                if bound and bound + block_bound > step_bound:
-                    yield start
-                    bound = 0
-                bound += block_bound
+                self._block_header()
                 if not self._block_left:
                     self._block_ended()
-        self.pending_bound = 0 if self._header or not self._block_left else self._current_bound
-        yield size
 
     def _frame_header(self) -> None:
         header = self._header
@@ -247,7 +254,7 @@ class _FrameWalker:
         self._header = bytearray()
         self._header_size = 3
 
-    def _block_header(self) -> int:
+    def _block_header(self) -> None:
         value = int.from_bytes(self._header, "little")
         self._header = bytearray()
         self._last_block = bool(value & 1)
@@ -256,8 +263,6 @@ class _FrameWalker:
         if block_type == 3 or block_size > MAX_BLOCK:
             raise _invalid()
         self._block_left = 1 if block_type == 1 else block_size
-        self._current_bound = MAX_BLOCK if block_type == 2 else block_size
-        return self._current_bound
 
     def _block_ended(self) -> None:
         if self._last_block:
@@ -270,60 +275,70 @@ def _invalid() -> SnapshotContentError:
 
 
 class _BoundedInflater:
-    """One zstd frame, decompressed a group of whole blocks at a time, to at most ``limit`` bytes.
+    """One zstd frame, decompressed from a stream of blocks at most DECOMPRESSED_BLOCK bytes per call to the
+    decoder, to at most ``limit`` bytes in all.
 
-    python-zstandard's streaming decompressor returns all that its input expands to, and a 64 KiB chunk
-    can expand to gigabytes: ``_FrameWalker`` cuts the input so that each call regenerates at most about
-    DECOMPRESS_STEP_BOUND bytes. The output is handed on in blocks of about DECOMPRESSED_BLOCK bytes.
+    A 64 KiB chunk can expand to gigabytes. python-zstandard's stream reader decompresses straight into the
+    block it returns, no larger than asked, and pulls its input as it needs it: each call's output is
+    bounded, nothing is copied twice, and a bomb is refused once ``limit`` is passed, in bounded memory. The
+    reader does not say whether its input ended inside the frame and skips a skippable frame, so
+    ``_FrameWalker`` walks the frame's structure alongside (here, or ahead on the decrypting thread):
+    anything but one whole frame is refused.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.produced = 0
-        self._decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
-        self._walker = _FrameWalker()
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self.walker = _FrameWalker()
 
-    def feed(self, block: bytes) -> Iterator[bytes]:
-        decompressor = self._decompressor
-        view = memoryview(block)
-        start = 0
-        for cut in self._walker.cuts(view, DECOMPRESS_STEP_BOUND):
-            if cut == start:
-                continue
+    def inflate(self, walked: Iterable[tuple[bytes, Walked]]) -> Iterator[bytes]:
+        """The frame in the blocks of ``walked``, each with what ``walker.walk`` said of it (see ``walking``)."""
+        source = _WalkedBlocks(walked)
+        reader = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).stream_reader(source, read_size=READ_BLOCK)
+        while True:
             try:
-                out = decompressor.decompress(view[start:cut])
+                out = reader.read(DECOMPRESSED_BLOCK)
             except zstandard.ZstdError:
                 raise _invalid() from None
-            start = cut
-            if decompressor.eof and decompressor.unused_data:
-                raise SnapshotContentError("the payload holds data after the end of its zstd stream")
-            if out:
-                self.produced += len(out)
-                if self.produced > self.limit:
-                    raise SnapshotContentError(
-                        f"the payload decompresses to more than the {self.limit:,} bytes its signed record "
-                        "counts allow: a decompression bomb, refused")
-                self._pending.append(out)
-                self._pending_bytes += len(out)
-                if self._pending_bytes >= DECOMPRESSED_BLOCK:
-                    yield self._take()
-
-    def finish(self) -> Iterator[bytes]:
-        if not (self._walker.done and self._decompressor.eof):
+            if not out:
+                break
+            self.produced += len(out)
+            if self.produced > self.limit:
+                raise SnapshotContentError(
+                    f"the payload decompresses to more than the {self.limit:,} bytes its signed record "
+                    "counts allow: a decompression bomb, refused")
+            yield out
+        source.drain()  # the frame ended: any block left is walked, and refused
+        if not self.walker.done:
             raise SnapshotContentError("the decrypted payload's zstd stream is truncated")
-        if self._pending:
-            yield self._take()
-
-    def _take(self) -> bytes:
-        out = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending = []
-        self._pending_bytes = 0
-        return out
 
 
-def _final_verdict(blocks: Iterator[tuple[bytes, int]]) -> Exception | None:
+class _WalkedBlocks:
+    """The stream reader's input: the walked blocks; a block whose walk refused it raises that instead."""
+
+    def __init__(self, walked: Iterable[tuple[bytes, Walked]]) -> None:
+        self._blocks = iter(walked)
+
+    def read(self, _size: int = -1) -> bytes:
+        """The next non-empty block; an empty one only at the end (the reader takes it for the end of input)."""
+        for block, refused in self._blocks:
+            if refused is not None:
+                raise refused
+            if block:
+                return block
+        return b""
+
+    def drain(self) -> None:
+        while self.read():
+            pass
+
+
+def walking(blocks: Iterable[bytes], walker: _FrameWalker) -> Iterator[tuple[bytes, Walked]]:
+    """Each block with what ``walker`` said of it, walked as it is taken."""
+    return ((block, walker.walk(block)) for block in blocks)
+
+
+def _final_verdict(blocks: Iterator[Any]) -> Exception | None:
     """Read (and hash) the rest of the payload; what that found wrong, such as an altered payload."""
     try:
         for _ in blocks:
@@ -419,6 +434,8 @@ def unseal_to_file(verified: VerifiedSnapshot, identity: RecoveryIdentity, out: 
     payload is confirmed and every record checked: until then nobody can open it, and a crash, even
     SIGKILL, leaves nothing behind.
     """
+    from enigm_recover.invisible import invisible_output  # only this consumer writes a file
+
     counts: dict[str, int] = {}
     confirmation = PayloadConfirmation()
     with invisible_output(out, mode=0o600, overwrite=overwrite) as f:
