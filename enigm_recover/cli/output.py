@@ -140,7 +140,7 @@ def print_diff(result: Any, limit: int) -> None:
         print("\nsafety findings:")
         for code, count in findings.most_common():
             print(f"  {count:>8,}  {code}: {REASONS[Finding(code)]}")
-    shown = sorted(result.changes, key=lambda c: not c.findings)[:limit]
+    shown = result.changes.findings_first(limit)
     if shown:
         print(f"\nchanges (first {len(shown):,} of {len(result.changes):,}; findings first; --limit shows more):")
     for change in shown:

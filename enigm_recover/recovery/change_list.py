@@ -1,0 +1,153 @@
+"""The dry run's changes, kept compactly and read back as ``Change`` objects.
+
+A total loss makes every record of the snapshot a change: millions of them.
+Kept as one ``Change`` each (with its key's tuple and text), they cost about
+300 bytes a record, which is what made a large total-loss restore need
+gigabytes. Almost all of them are alike: a record only the snapshot has,
+without findings. Such a change is kept as the reference of its line in the
+``LineStore`` alone, 8 bytes in an array, and made a ``Change`` again, its key
+read from the line, when it is iterated. Every other change (changed, extra,
+unreadable, or any change with findings) is kept as it is.
+
+Changes are kept in the dry run's order: kind by kind, each kind in key order.
+"""
+
+from __future__ import annotations
+
+from array import array
+from itertools import islice
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+from enigm_recover.recovery.assess import ChangeType, as_key
+from enigm_recover.recovery.line_store import LineStore
+from enigm_recover.snapshot.records import parse_checked_line
+from enigm_recover.state.model import KIND_BY_NAME, Kind
+
+if TYPE_CHECKING:
+    from enigm_recover.recovery.diff import Change
+
+
+class KindChanges:
+    """One kind's changes in key order. An entry >= 0 is a plain missing record's line reference; an entry
+    < 0 is ``-(i + 1)`` for the i-th of ``full``."""
+
+    def __init__(self, kind: Kind, lines: LineStore | None) -> None:
+        self.kind = kind
+        self.lines = lines
+        self.entries = array("q")
+        self.full: list[Change] = []
+
+    def append(self, change: "Change") -> None:
+        self.full.append(change)
+        self.entries.append(-len(self.full))
+
+    def add_missing(self, line_ref: int) -> None:
+        """A record only the snapshot has, without findings: its line is kept in ``lines`` at ``line_ref``."""
+        self.entries.append(line_ref)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def at(self, position: int) -> "Change":
+        entry = self.entries[position]
+        return self.full[-entry - 1] if entry < 0 else self._missing(entry)
+
+    def replace(self, position: int, change: "Change") -> None:
+        """Keep ``change`` in full at ``position`` (a plain missing record that got a finding)."""
+        entry = self.entries[position]
+        if entry < 0:
+            self.full[-entry - 1] = change
+        else:
+            self.append(change)
+            self.entries[position] = self.entries.pop()
+
+    def _missing(self, line_ref: int) -> "Change":
+        from enigm_recover.recovery.diff import Change
+
+        assert self.lines is not None
+        kind = self.kind
+        row = parse_checked_line(kind, self.lines.get(line_ref))
+        return Change(kind.name, as_key(kind, kind.sort_key(row)), ChangeType.MISSING, (), (), False,
+                      line_ref, None, self.lines, None, row)
+
+    def __iter__(self) -> Iterator["Change"]:
+        full, missing = self.full, self._missing
+        for entry in self.entries:
+            yield full[-entry - 1] if entry < 0 else missing(entry)
+
+    def with_findings(self) -> Iterator["Change"]:
+        """The changes with findings, in order (a plain missing record never has one)."""
+        full = self.full
+        return (full[-e - 1] for e in self.entries if e < 0 and full[-e - 1].findings)
+
+    def without_findings(self) -> Iterator["Change"]:
+        full, missing = self.full, self._missing
+        for entry in self.entries:
+            if entry >= 0:
+                yield missing(entry)
+            elif not full[-entry - 1].findings:
+                yield full[-entry - 1]
+
+
+class ChangeList:
+    """Every kind's changes, in the dry run's order; iterating makes each ``Change`` as it is reached, so a
+    reader that keeps only what it needs keeps memory bounded."""
+
+    def __init__(self, changes: Iterable["Change"] = ()) -> None:
+        self._parts: list[KindChanges] = []
+        self.extend(changes)
+
+    def append(self, change: "Change") -> None:
+        if not self._parts or self._parts[-1].kind.name != change.kind:
+            self._parts.append(KindChanges(KIND_BY_NAME[change.kind], change.lines))
+        self._parts[-1].append(change)
+
+    def extend(self, changes: Iterable["Change"]) -> None:
+        if isinstance(changes, KindChanges):
+            self._parts.append(changes)
+            return
+        for change in changes:
+            self.append(change)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts)
+
+    def __bool__(self) -> bool:
+        return any(len(p) for p in self._parts)
+
+    def __iter__(self) -> Iterator["Change"]:
+        for part in self._parts:
+            yield from part
+
+    def __getitem__(self, index: int) -> "Change":
+        if index < 0:
+            index += len(self)
+        for part in self._parts:
+            if index < len(part):
+                return part.at(index)
+            index -= len(part)
+        raise IndexError("change index out of range")
+
+    def count(self, kind: str) -> int:
+        return sum(len(p) for p in self._parts if p.kind.name == kind)
+
+    def of_kind(self, kind: str, after: tuple[object, ...] | None = None) -> Iterator["Change"]:
+        """The kind's changes in key order; with ``after``, only those whose key follows it."""
+        for part in self._parts:
+            if part.kind.name == kind:
+                for change in part:
+                    if after is None or change.key > after:  # type: ignore[operator]
+                        yield change
+
+    def findings_first(self, limit: int | None = None, *, by_kind_name: bool = False) -> list["Change"]:
+        """The changes with findings, then the others, each in order (kinds by name with ``by_kind_name``):
+        a stable sort on "has findings" that makes only the ``limit`` changes it returns."""
+        parts = sorted(self._parts, key=lambda p: p.kind.name) if by_kind_name else self._parts
+
+        def ordered() -> Iterator["Change"]:
+            for part in parts:
+                yield from part.with_findings()
+            for part in parts:
+                yield from part.without_findings()
+
+        return list(ordered() if limit is None else islice(ordered(), limit))

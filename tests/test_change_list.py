@@ -1,0 +1,76 @@
+"""The dry run's change list keeps a record only the snapshot has as its line alone, and gives back exactly
+the changes a plain list would: same order, keys, lines and findings, on an incident and on a total loss."""
+
+from __future__ import annotations
+
+import pytest
+
+from enigm_recover.recovery.assess import ChangeType
+from enigm_recover.recovery.change_list import ChangeList
+from enigm_recover.recovery.diff import diff
+from enigm_recover.snapshot.records import parse_checked_line
+from enigm_recover.state.model import KIND_BY_NAME, KINDS
+from enigm_recover.state.stores import open_store
+
+
+def _dry_run(drill, url: str):
+    from bench.diff_restore import open_sealed
+
+    verified, identity, _ = open_sealed(drill.root)
+    with open_store(url) as store:
+        return diff(verified, identity, store)
+
+
+@pytest.mark.parametrize("scenario", ["incident", "total-loss"])
+def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(drill, scenario: str) -> None:
+    if scenario == "total-loss":
+        with open_store(drill.target) as store, store.transaction() as conn:
+            for kind in KINDS:
+                conn.execute(f"DELETE FROM {kind.table}")
+    result = _dry_run(drill, drill.target)
+    changes = list(result.changes)
+    assert len(changes) == len(result.changes) == sum(result.totals()[c] for c in ("missing", "extra", "changed"))
+    if scenario == "total-loss":
+        assert all(c.change is ChangeType.MISSING and not c.findings for c in changes)
+        assert len(changes) == sum(s.snapshot for s in result.kinds.values()) > 200  # every record
+    order = [k.name for k in KINDS]
+    assert [c.kind for c in changes] == sorted((c.kind for c in changes), key=order.index)  # kind by kind
+    for kind in KINDS:
+        keys = [c.key for c in changes if c.kind == kind.name]
+        assert keys == sorted(keys) and len(set(keys)) == len(keys)  # in key order, once each
+    for c in changes:
+        if c.change is ChangeType.MISSING:  # its key is its line's, and its line is a record of its kind
+            kind = KIND_BY_NAME[c.kind]
+            row = parse_checked_line(kind, c.snapshot_line)
+            assert c.key == kind.key_of_row(row)
+    plain = ChangeList(changes)  # every change kept in full
+    assert list(plain) == changes
+    for limit in (None, 0, 1, 7, len(changes)):
+        expected = sorted(changes, key=lambda c: not c.findings)
+        assert result.changes.findings_first(limit) == (expected if limit is None else expected[:limit])
+        by_kind = sorted(changes, key=lambda c: (not c.findings, c.kind))
+        assert result.changes.findings_first(limit, by_kind_name=True) == \
+            (by_kind if limit is None else by_kind[:limit])
+    for kind in KINDS:
+        of_kind = [c for c in changes if c.kind == kind.name]
+        assert list(result.changes.of_kind(kind.name)) == of_kind
+        assert result.changes.count(kind.name) == len(of_kind)
+        if len(of_kind) > 2:
+            after = of_kind[len(of_kind) // 2].key
+            assert list(result.changes.of_kind(kind.name, after)) == [c for c in of_kind if c.key > after]
+    for i in (0, len(changes) // 2, len(changes) - 1, -1):
+        assert result.changes[i] == changes[i]
+    with pytest.raises(IndexError):
+        result.changes[len(changes)]
+
+
+def test_a_plain_missing_record_takes_eight_bytes_of_the_list(drill) -> None:
+    """A total loss's changes: the entries array holds one 8-byte reference per record, and no record is kept
+    as a Change object."""
+    with open_store(drill.target) as store, store.transaction() as conn:
+        for kind in KINDS:
+            conn.execute(f"DELETE FROM {kind.table}")
+    result = _dry_run(drill, drill.target)
+    parts = result.changes._parts
+    assert sum(len(p) for p in parts) == len(result.changes) > 200
+    assert all(p.full == [] and p.entries.itemsize == 8 for p in parts)
