@@ -66,9 +66,10 @@ class KindChanges:
 
         assert self.lines is not None
         kind = self.kind
-        row = parse_checked_line(kind, self.lines.get(line_ref))
+        line = self.lines.get(line_ref)
+        row = parse_checked_line(kind, line)
         return Change(kind.name, as_key(kind, kind.sort_key(row)), ChangeType.MISSING, (), (), False,
-                      line_ref, None, self.lines, None, row)
+                      line_ref, None, self.lines, None, row, line)
 
     def __iter__(self) -> Iterator["Change"]:
         full, missing = self.full, self._missing
@@ -138,6 +139,18 @@ class ChangeList:
                 for change in part:
                     if after is None or change.key > after:  # type: ignore[operator]
                         yield change
+
+    def in_full(self, kind: str | None = None) -> Iterator["Change"]:
+        """The changes kept in full (of ``kind``), in order: every change but the plain missing records, so
+        every change with findings, every change, extra and unreadable record among them."""
+        for part in self._parts:
+            if kind is None or part.kind.name == kind:
+                full = part.full
+                yield from (full[-e - 1] for e in part.entries if e < 0)
+
+    def plain_missing(self, kind: str) -> int:
+        """How many of the kind's changes are records only the snapshot has, without findings, kept compactly."""
+        return sum(len(p) - len(p.full) for p in self._parts if p.kind.name == kind)
 
     def findings_first(self, limit: int | None = None, *, by_kind_name: bool = False) -> list["Change"]:
         """The changes with findings, then the others, each in order (kinds by name with ``by_kind_name``):

@@ -65,9 +65,12 @@ class Change:
     # The snapshot record's values, where they were read from its line already (a plain missing record made
     # again from the change list): the restore need not read the line a second time.
     row: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+    line: bytes | None = field(default=None, repr=False, compare=False)  # its line, where read already
 
     @property
     def snapshot_line(self) -> bytes | None:
+        if self.line is not None:
+            return self.line
         return None if self.line_ref is None or self.lines is None else self.lines.get(self.line_ref)
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,7 +137,9 @@ class DiffResult:
 
     def select(self, *, kind: str | None = None, change: str | None = None,
                finding: str | None = None) -> Iterator[Change]:
-        for c in self.changes:
+        # Only changes kept in full can have findings; a kind's changes are read without making the others'.
+        source = self.changes.in_full(kind) if finding else self.changes.of_kind(kind) if kind else self.changes
+        for c in source:
             if kind and c.kind != kind:
                 continue
             if change and c.change.value != change:
