@@ -93,7 +93,9 @@ class LineStore:
         return ref
 
     def _seal(self) -> None:
-        block = self._compressor.compress(bytes(self._open))
+        # A copy: zstandard hands back the compressed bytes in a buffer of the input's size, which would stay
+        # allocated (a mapping of its own past the mmap threshold) as long as the block is kept.
+        block = bytes(memoryview(self._compressor.compress(bytes(self._open))))
         self._open = bytearray()
         if self._in_memory + len(block) > self._memory_bytes and self._sealing:
             try:
