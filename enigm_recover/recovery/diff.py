@@ -4,8 +4,11 @@ Both sides stream sorted by primary key (the payload is sorted; the store reads
 in key order), so the diff is one merge pass per kind: linear in records, with
 memory bounded by the changes it keeps. A change keeps its key, the differing
 fields and, where a restore would write it, the record's canonical line (one
-compact bytes object): the restore applies the change list without reading
-the payload again. Decrypted records stay in memory only.
+compact bytes object, in the ``LineStore``): the restore applies the change
+list without reading the payload again. A record only the snapshot has, without
+findings, is kept as its line's reference alone (``change_list``), so a total
+loss costs bytes per record, not a ``Change`` object each. Decrypted records
+stay in memory, or past a bound sealed under a key of the process's own.
 
 Live tables are read as an incident left them (``state.live``): a record the
 model cannot read is a change with a finding, a record whose very key cannot
@@ -44,7 +47,7 @@ from enigm_recover.snapshot.records import parse_checked_line
 from enigm_recover.snapshot.unseal import PayloadConfirmation
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.live import Unreadable, exact_types, key_is_addressable, table_unreadable, table_unwritable
-from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS, Kind
+from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, Kind
 
 log = logging.getLogger(__name__)
 from enigm_recover.state.store import TargetStore
