@@ -8,7 +8,7 @@ import pytest
 from enigm_recover.recovery.assess import ChangeType
 from enigm_recover.recovery.change_list import ChangeList
 from enigm_recover.recovery.diff import diff
-from enigm_recover.snapshot.records import parse_checked_line
+from enigm_recover.snapshot.records import checked_key_reader, parse_checked_line
 from enigm_recover.state.model import KIND_BY_NAME, KINDS
 from enigm_recover.state.stores import open_store
 
@@ -54,6 +54,9 @@ def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(
     for kind in KINDS:
         of_kind = [c for c in changes if c.kind == kind.name]
         assert list(result.changes.of_kind(kind.name)) == of_kind
+        keyed = list(result.changes.of_kind(kind.name, rows=False))  # keys read without parsing the lines
+        assert keyed == of_kind and [c.snapshot_line for c in keyed] == [c.snapshot_line for c in of_kind]
+        assert [c.key for c in keyed] == [c.key for c in of_kind]
         assert result.changes.count(kind.name) == len(of_kind)
         if len(of_kind) > 2:
             after = of_kind[len(of_kind) // 2].key
@@ -74,3 +77,19 @@ def test_a_plain_missing_record_takes_eight_bytes_of_the_list(drill) -> None:
     parts = result.changes._parts
     assert sum(len(p) for p in parts) == len(result.changes) > 200
     assert all(p.full == [] and p.entries.itemsize == 8 for p in parts)
+
+
+def test_a_checked_lines_key_is_read_as_parsing_it_reads_it(drill) -> None:
+    """Every record of the drill's snapshot, of every kind: the key read from the line is the parsed one."""
+    from bench.diff_restore import open_sealed
+    from enigm_recover.recovery.snapshot_rows import rows_by_kind
+    from enigm_recover.snapshot.unseal import PayloadConfirmation
+
+    verified, identity, _ = open_sealed(drill.root)
+    seen = 0
+    for kind, items in rows_by_kind(verified, identity, lambda *_: None, PayloadConfirmation()):
+        read = checked_key_reader(kind)
+        for row, line in items:
+            assert read(line) == kind.key_of_row(parse_checked_line(kind, line)) == kind.key_of_row(row)
+            seen += 1
+    assert seen > 200

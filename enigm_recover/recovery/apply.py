@@ -37,11 +37,11 @@ from enigm_recover.recovery.assess import (
 )
 from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
 from enigm_recover.recovery.plan import Plan, Policy, Step, decide, require_in_snapshot
-from enigm_recover.snapshot.records import parse_checked_line, row_line
+from enigm_recover.snapshot.records import VERBATIM_KINDS, parse_checked_line, row_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
 from enigm_recover.state.live import Unreadable, table_unreadable, table_unwritable, unreadable
-from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, Kind
+from enigm_recover.state.model import DEVICE, IDENTITY, Kind
 from enigm_recover.state.store import TargetStore
 
 log = logging.getLogger(__name__)
@@ -191,10 +191,11 @@ class Restorer:
 
     # -- one step --------------------------------------------------------------
 
-    def _chunks(self, kind: Kind, after: tuple[Any, ...] | None = None) -> Iterator[list[Change]]:
+    def _chunks(self, kind: Kind, after: tuple[Any, ...] | None = None, *,
+                rows: bool = True) -> Iterator[list[Change]]:
         """The kind's changes (after ``after``) in key order, a batch at a time: only a batch of them is ever
-        made from the dry run's compact change list at once."""
-        changes = self.checked.changes.of_kind(kind.name, after)
+        made from the dry run's compact change list at once (``rows``: see ``ChangeList.of_kind``)."""
+        changes = self.checked.changes.of_kind(kind.name, after, rows=rows)
         while chunk := list(islice(changes, self.batch_size)):
             yield chunk
 
@@ -274,7 +275,7 @@ class Restorer:
         total, done = self.checked.changes.count(kind.name), 0
         read_back = _ReadBack(self.store, kind, self.store.written_rows(run_id, step.name), self.batch_size) \
             if run_id is not None else None
-        for chunk in self._chunks(kind):
+        for chunk in self._chunks(kind, rows=False):  # compared by their lines; read where they differ
             live_now = self.store.rows_by_key(kind, [c.key for c in chunk])
             encodings: dict[tuple[Any, ...], bytes | None] = {}  # live rows re-encoded, for the read-back
             residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
@@ -422,15 +423,9 @@ class _ReadBack:
         return self.checked, self.differ
 
 
-# Kinds whose checked lines are their canonical encoding byte for byte: every field is an integer or text of
-# a syntax of plain ASCII without quotes, backslashes or control characters, which JSON writes as it is. (A
-# setting's value is JSON text, which a sealed line may escape otherwise than the encoder.)
-_VERBATIM = frozenset(k.name for k in KINDS if not any(f.json_text for f in k.fields))
-
-
 def _snapshot_hash(kind: Kind, snap: Row, line: bytes | None) -> str:
     """``_line_hash`` of a snapshot record, from its checked line where that is already canonical."""
-    if line is not None and kind.name in _VERBATIM:
+    if line is not None and kind.name in VERBATIM_KINDS:
         return hashlib.sha256(line).hexdigest()
     return _line_hash(kind, snap)
 

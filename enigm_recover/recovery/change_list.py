@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from enigm_recover.recovery.assess import ChangeType, as_key
 from enigm_recover.recovery.line_store import LineStore
-from enigm_recover.snapshot.records import parse_checked_line
+from enigm_recover.snapshot.records import checked_key_reader, parse_checked_line
 from enigm_recover.state.model import KIND_BY_NAME, Kind
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class KindChanges:
         self.lines = lines
         self.entries = array("q")
         self.full: list[Change] = []
+        self._key_of_line = checked_key_reader(kind)
 
     def append(self, change: "Change") -> None:
         self.full.append(change)
@@ -71,8 +72,21 @@ class KindChanges:
         return Change(kind.name, as_key(kind, kind.sort_key(row)), ChangeType.MISSING, (), (), False,
                       line_ref, None, self.lines, None, row, line)
 
+    def _missing_keyed(self, line_ref: int) -> "Change":
+        """``_missing`` without the record's values: its key and line only (a reader that compares lines)."""
+        from enigm_recover.recovery.diff import Change
+
+        assert self.lines is not None
+        line = self.lines.get(line_ref)
+        return Change(self.kind.name, self._key_of_line(line), ChangeType.MISSING, (), (), False,
+                      line_ref, None, self.lines, None, None, line)
+
     def __iter__(self) -> Iterator["Change"]:
-        full, missing = self.full, self._missing
+        return self.changes()
+
+    def changes(self, rows: bool = True) -> Iterator["Change"]:
+        """In order; without ``rows``, a plain missing record's Change holds its key and line, not its values."""
+        full, missing = self.full, self._missing if rows else self._missing_keyed
         for entry in self.entries:
             yield full[-entry - 1] if entry < 0 else missing(entry)
 
@@ -132,11 +146,13 @@ class ChangeList:
     def count(self, kind: str) -> int:
         return sum(len(p) for p in self._parts if p.kind.name == kind)
 
-    def of_kind(self, kind: str, after: tuple[object, ...] | None = None) -> Iterator["Change"]:
-        """The kind's changes in key order; with ``after``, only those whose key follows it."""
+    def of_kind(self, kind: str, after: tuple[object, ...] | None = None, *,
+                rows: bool = True) -> Iterator["Change"]:
+        """The kind's changes in key order; with ``after``, only those whose key follows it (``rows``: as
+        ``KindChanges.changes``)."""
         for part in self._parts:
             if part.kind.name == kind:
-                for change in part:
+                for change in part.changes(rows):
                     if after is None or change.key > after:  # type: ignore[operator]
                         yield change
 
