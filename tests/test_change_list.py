@@ -58,9 +58,12 @@ def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(
         assert keyed == of_kind and [c.snapshot_line for c in keyed] == [c.snapshot_line for c in of_kind]
         assert [c.key for c in keyed] == [c.key for c in of_kind]
         assert result.changes.count(kind.name) == len(of_kind)
-        if len(of_kind) > 2:
-            after = of_kind[len(of_kind) // 2].key
+        keys = [c.key for c in of_kind]
+        probes = keys[:3] + keys[len(keys) // 2:len(keys) // 2 + 2] + keys[-2:]
+        probes += [(k[0] + "~",) + k[1:] for k in probes if isinstance(k[0], str)] + [("",)] * bool(keys)
+        for after in probes:  # a resumed restore starts after its last batch's key: present or not, first or last
             assert list(result.changes.of_kind(kind.name, after)) == [c for c in of_kind if c.key > after]
+            assert result.changes.count_through(kind.name, after) == sum(c.key <= after for c in of_kind)
     for i in (0, len(changes) // 2, len(changes) - 1, -1):
         assert result.changes[i] == changes[i]
     with pytest.raises(IndexError):

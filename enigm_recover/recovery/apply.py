@@ -230,8 +230,7 @@ class Restorer:
         started = time.perf_counter()
         kind = step.kind
         total = self.checked.changes.count(kind.name)
-        done = total - sum(1 for _ in self.checked.changes.of_kind(kind.name, position.last_key)) \
-            if position.last_key is not None else 0
+        done = 0 if position.last_key is None else self.checked.changes.count_through(kind.name, position.last_key)
         number = position.batches
         for chunk in self._chunks(kind, position.last_key):
 

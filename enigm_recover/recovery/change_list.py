@@ -84,11 +84,32 @@ class KindChanges:
     def __iter__(self) -> Iterator["Change"]:
         return self.changes()
 
-    def changes(self, rows: bool = True) -> Iterator["Change"]:
-        """In order; without ``rows``, a plain missing record's Change holds its key and line, not its values."""
+    def changes(self, rows: bool = True, start: int = 0) -> Iterator["Change"]:
+        """In order, from position ``start``; without ``rows``, a plain missing record's Change holds its key
+        and line, not its values."""
         full, missing = self.full, self._missing if rows else self._missing_keyed
-        for entry in self.entries:
+        for position in range(start, len(self.entries)):
+            entry = self.entries[position]
             yield full[-entry - 1] if entry < 0 else missing(entry)
+
+    def key_at(self, position: int) -> tuple[object, ...]:
+        entry = self.entries[position]
+        if entry < 0:
+            return self.full[-entry - 1].key
+        assert self.lines is not None
+        return self._key_of_line(self.lines.get(entry))
+
+    def first_after(self, key: tuple[object, ...]) -> int:
+        """The position of the first change whose key follows ``key`` (the changes are in key order): a
+        resumed restore starts there without reading the changes before it."""
+        low, high = 0, len(self.entries)
+        while low < high:
+            middle = (low + high) // 2
+            if self.key_at(middle) > key:  # type: ignore[operator]
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
     def with_findings(self) -> Iterator["Change"]:
         """The changes with findings, in order (a plain missing record never has one)."""
@@ -152,9 +173,11 @@ class ChangeList:
         ``KindChanges.changes``)."""
         for part in self._parts:
             if part.kind.name == kind:
-                for change in part.changes(rows):
-                    if after is None or change.key > after:  # type: ignore[operator]
-                        yield change
+                yield from part.changes(rows, 0 if after is None else part.first_after(after))
+
+    def count_through(self, kind: str, key: tuple[object, ...]) -> int:
+        """How many of the kind's changes have a key up to ``key``."""
+        return sum(p.first_after(key) for p in self._parts if p.kind.name == kind)
 
     def in_full(self, kind: str | None = None) -> Iterator["Change"]:
         """The changes kept in full (of ``kind``), in order: every change but the plain missing records, so
