@@ -42,6 +42,7 @@ from enigm_recover.recovery.assess import (
 )
 from enigm_recover.recovery.change_list import ChangeList, KindChanges
 from enigm_recover.recovery.line_store import LineStore
+from enigm_recover.recovery.restorable_accounts import RestorableAccounts
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
 from enigm_recover.snapshot.records import parse_checked_line
 from enigm_recover.snapshot.unseal import PayloadConfirmation
@@ -221,7 +222,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     result = DiffResult(verified.manifest.id, snapshot_time, store.display,
                         {k.name: KindSummary() for k in KINDS if k.name in selected})
     log.info("comparing snapshot %s with %s (%s)", verified.manifest.id, store.display, ", ".join(sorted(selected)))
-    missing_accounts: set[str] = set()  # the snapshot's identities that live lacks: a restore brings them back
+    missing_accounts = RestorableAccounts()  # the snapshot's identities that live lacks: a restore brings them back
     lines = LineStore()
     confirmation = PayloadConfirmation()
     for kind, items in rows_by_kind(verified, identity, progress, confirmation):
@@ -267,7 +268,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
 
 
 def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: TargetStore, snapshot_time: str,
-             summary: KindSummary, changes: KindChanges, missing_accounts: set[str]
+             summary: KindSummary, changes: KindChanges, missing_accounts: RestorableAccounts
              ) -> tuple[list[Unreadable], array[int]]:
     """One merge pass of a kind: counts into ``summary``, changes into ``changes``. Returns the live records
     whose key cannot be read (they have no place in the key order, and no change a restore could act on), and
