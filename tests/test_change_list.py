@@ -96,3 +96,49 @@ def test_a_checked_lines_key_is_read_as_parsing_it_reads_it(drill) -> None:
             assert read(line) == kind.key_of_row(parse_checked_line(kind, line)) == kind.key_of_row(row)
             seen += 1
     assert seen > 200
+
+
+def test_diff_json_of_a_total_loss_streams_its_changes_as_the_document_a_whole_dump_writes(drill, cli) -> None:
+    """``diff --json`` on a total loss: every record a change, written one at a time; the text is exactly
+    what dumping the whole document at once writes, and the changes match the dry run's."""
+    import json
+
+    with open_store(drill.target) as store, store.transaction() as conn:
+        for kind in KINDS:
+            conn.execute(f"DELETE FROM {kind.table}")
+    args = ["diff", drill.snapshots, "latest", "--target", drill.target, "--allowed-signers", drill.allowed_signers]
+    for name in ("amara", "chen", "emeka"):
+        args += ["--share-file", drill.card(name)]
+    code, out, err = cli(*args, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    result = _dry_run(drill, drill.target)
+    assert doc["changes"] == [c.as_dict() for c in result.changes.findings_first(by_kind_name=True)]
+    assert doc["changes_total"] == doc["changes_shown"] == len(result.changes) > 200
+    code, limited, _ = cli(*args, "--json", "--limit", "5")
+    assert json.loads(limited)["changes"] == doc["changes"][:5] and json.loads(limited)["changes_shown"] == 5
+    code, _, err = cli(*args, "--json", "--limit", "-1")
+    assert code == 2 and "--limit: -1 is less than 0" in err
+
+
+def test_a_streamed_list_is_written_before_its_next_item_is_made(capsys) -> None:
+    from enigm_recover.cli.output import emit_json
+
+    written: list[str] = []
+
+    def items():
+        for i in range(3):
+            written.append(capsys.readouterr().out)  # what reached stdout before this item was made
+            yield {"n": i, "nested": {"list": [i, "é\n"]}}
+
+    emit_json({"a": 1, "items": items(), "b": {"c": [1, 2]}, "empty": iter(())})
+    streamed = "".join(written) + capsys.readouterr().out
+    assert '"n": 0' in written[1] and '"n": 1' in written[2]  # each item out before the next is made
+    import json
+
+    whole = {"a": 1, "items": [{"n": i, "nested": {"list": [i, "é\n"]}} for i in range(3)], "b": {"c": [1, 2]},
+             "empty": []}
+    capsys.readouterr()
+    emit_json(whole)
+    assert streamed == capsys.readouterr().out
+    assert json.loads(streamed)["items"][2]["nested"]["list"] == [2, "é\n"]

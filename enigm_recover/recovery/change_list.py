@@ -194,12 +194,13 @@ class ChangeList:
     def findings_first(self, limit: int | None = None, *, by_kind_name: bool = False) -> list["Change"]:
         """The changes with findings, then the others, each in order (kinds by name with ``by_kind_name``):
         a stable sort on "has findings" that makes only the ``limit`` changes it returns."""
+        ordered = self.by_findings(by_kind_name=by_kind_name)
+        return list(ordered if limit is None else islice(ordered, limit))
+
+    def by_findings(self, *, by_kind_name: bool = False) -> Iterator["Change"]:
+        """``findings_first``'s order, one change at a time."""
         parts = sorted(self._parts, key=lambda p: p.kind.name) if by_kind_name else self._parts
-
-        def ordered() -> Iterator["Change"]:
-            for part in parts:
-                yield from part.with_findings()
-            for part in parts:
-                yield from part.without_findings()
-
-        return list(ordered() if limit is None else islice(ordered(), limit))
+        for part in parts:
+            yield from part.with_findings()
+        for part in parts:
+            yield from part.without_findings()

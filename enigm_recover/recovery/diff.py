@@ -23,6 +23,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timezone
+from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from enigm_recover.memory import keep_large_blocks_off_the_heap
@@ -162,17 +163,22 @@ class DiffResult:
                 out.append(c)
         return out
 
-    def as_dict(self, limit: int | None = None) -> dict[str, Any]:
-        shown = self.changes.findings_first(limit, by_kind_name=True)
+    def as_dict(self, limit: int | None = None, *, stream: bool = False) -> dict[str, Any]:
+        """The result as a JSON document; with ``stream``, its changes are an iterator of their dicts, made one
+        at a time as a writer reads them (a total loss's are millions)."""
+        ordered = self.changes.by_findings(by_kind_name=True)
+        shown = ordered if limit is None else islice(ordered, limit)
+        total = len(self.changes)
+        changes = (c.as_dict() for c in shown)
         return {
             "snapshot": self.snapshot_id,
             "snapshot_time": self.snapshot_time,
             "target": self.target,
             "kinds": {k: s.as_dict() for k, s in self.kinds.items()},
             "findings": {code: {"count": n, "reason": REASONS[Finding(code)]} for code, n in self.findings().items()},
-            "changes": [c.as_dict() for c in shown],
-            "changes_total": len(self.changes),
-            "changes_shown": len(shown),
+            "changes": changes if stream else list(changes),
+            "changes_total": total,
+            "changes_shown": total if limit is None else min(max(limit, 0), total),
             "unreadable_live": [u.as_dict() for u in self.unreadable_live],
         }
 
