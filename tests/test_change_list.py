@@ -79,7 +79,7 @@ def test_a_plain_missing_record_takes_eight_bytes_of_the_list(drill) -> None:
     result = _dry_run(drill, drill.target)
     parts = result.changes._parts
     assert sum(len(p) for p in parts) == len(result.changes) > 200
-    assert all(p.full == [] and p.entries.itemsize == 8 for p in parts)
+    assert all(p.whole == 0 and p.entries.itemsize == 8 and all(e >= 0 for e in p.entries) for p in parts)
 
 
 def test_a_checked_lines_key_is_read_as_parsing_it_reads_it(drill) -> None:
@@ -142,3 +142,35 @@ def test_a_streamed_list_is_written_before_its_next_item_is_made(capsys) -> None
     emit_json(whole)
     assert streamed == capsys.readouterr().out
     assert json.loads(streamed)["items"][2]["nested"]["list"] == [2, "é\n"]
+
+
+def test_changes_kept_whole_come_back_equal_and_one_too_large_for_the_store_is_kept_as_it_is() -> None:
+    """A change kept whole is pickled into a compressed store of its own; one whose live key is huge (hostile
+    live data: a 2 MB device id) is kept as the object itself. Replacing a change (the orphan check) keeps the
+    new one at its place."""
+    from enigm_recover.recovery.assess import Finding
+    from enigm_recover.recovery.change_list import KindChanges
+    from enigm_recover.recovery.diff import Change
+    from enigm_recover.state.live import Unreadable
+    from enigm_recover.state.model import DEVICE
+
+    part = KindChanges(DEVICE, None)
+    huge = "d" * 2_000_000
+    changes = [
+        Change("device", ("dev_a",), ChangeType.CHANGED, (("state", "revoked", "active"),),
+               (Finding.REVOCATION_KEPT, Finding.CHANGED_AFTER_SNAPSHOT), True),
+        Change("device", ("dev_b",), ChangeType.EXTRA, (), (Finding.ONLY_IN_LIVE,), False, None, "acct_1"),
+        Change("device", (huge,), ChangeType.EXTRA, (), (), False, None, None, None,
+               Unreadable("device", "device_id", "a text of 2000000 characters", "a device id", ("dd…",))),
+        Change("device", (7,), ChangeType.EXTRA, (), (), False, None, "acct_2"),  # a key of another type
+    ]
+    for change in changes:
+        part.append(change)
+    assert list(part) == changes and part.whole == 4 and len(part) == 4
+    assert part.at(2).key == (huge,) and part.at(2).unreadable == changes[2].unreadable
+    assert part.records.compressed_bytes < 10_000  # the huge key is not in the store
+    flagged = Change("device", ("dev_b",), ChangeType.EXTRA, (), (Finding.ONLY_IN_LIVE, Finding.ORPHAN_DEVICE),
+                     True, None, "acct_1")
+    part.replace(1, flagged)
+    assert part.at(1) == flagged and [c.key for c in part] == [c.key for c in changes] and part.whole == 4
+    assert [c.key for c in part.with_findings()] == [("dev_a",), ("dev_b",)]

@@ -7,19 +7,24 @@ gigabytes. Almost all of them are alike: a record only the snapshot has,
 without findings. Such a change is kept as the reference of its line in the
 ``LineStore`` alone, 8 bytes in an array, and made a ``Change`` again, its key
 read from the line, when it is iterated. Every other change (changed, extra,
-unreadable, or any change with findings) is kept as it is.
+unreadable, or any change with findings) is kept whole: pickled into a
+``LineStore`` of its own, compressed and, past its bound, sealed on disk as the
+lines are, and made a ``Change`` again when it is read. A change is therefore
+a new object each time it is read: the orphan check, which changes a change's
+findings, puts it back with ``KindChanges.replace``.
 
 Changes are kept in the dry run's order: kind by kind, each kind in key order.
 """
 
 from __future__ import annotations
 
+import pickle
 from array import array
 from itertools import islice
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from enigm_recover.recovery.assess import ChangeType, as_key
-from enigm_recover.recovery.line_store import LineStore
+from enigm_recover.recovery.line_store import MAX_LINE_BYTES, LineStore
 from enigm_recover.snapshot.records import checked_key_reader, parse_checked_line
 from enigm_recover.state.model import KIND_BY_NAME, Kind
 
@@ -28,19 +33,40 @@ if TYPE_CHECKING:
 
 
 class KindChanges:
-    """One kind's changes in key order. An entry >= 0 is a plain missing record's line reference; an entry
-    < 0 is ``-(i + 1)`` for the i-th of ``full``."""
+    """One kind's changes in key order. An entry >= 0 is a plain missing record's line reference in ``lines``;
+    an entry < 0 is ``-(ref + 1)`` for a change kept whole, pickled, at ``ref`` in ``records`` (a store of
+    its own, compressed and bounded in memory as the lines are)."""
 
     def __init__(self, kind: Kind, lines: LineStore | None) -> None:
         self.kind = kind
         self.lines = lines
         self.entries = array("q")
-        self.full: list[Change] = []
+        self.records = LineStore()
+        self.whole = 0  # changes kept whole
+        self._large: list[Change] = []  # a change too large for the store (a huge live key): kept as it is
         self._key_of_line = checked_key_reader(kind)
 
+    def _keep(self, change: "Change") -> int:
+        encoded = pickle.dumps((change.key, change.change, change.fields, change.findings, change.protected,
+                                change.line_ref, change.account, change.unreadable), pickle.HIGHEST_PROTOCOL)
+        if len(encoded) > MAX_LINE_BYTES:
+            self._large.append(change)
+            encoded = pickle.dumps(len(self._large) - 1)
+        return -(self.records.add(encoded) + 1)
+
+    def _whole(self, entry: int) -> "Change":
+        from enigm_recover.recovery.diff import Change
+
+        kept = pickle.loads(self.records.get(-entry - 1))
+        if isinstance(kept, int):
+            return self._large[kept]
+        key, change, fields, findings, protected, line_ref, account, unreadable = kept
+        return Change(self.kind.name, key, change, fields, findings, protected, line_ref, account, self.lines,
+                      unreadable)
+
     def append(self, change: "Change") -> None:
-        self.full.append(change)
-        self.entries.append(-len(self.full))
+        self.entries.append(self._keep(change))
+        self.whole += 1
 
     def add_missing(self, line_ref: int) -> None:
         """A record only the snapshot has, without findings: its line is kept in ``lines`` at ``line_ref``."""
@@ -51,16 +77,12 @@ class KindChanges:
 
     def at(self, position: int) -> "Change":
         entry = self.entries[position]
-        return self.full[-entry - 1] if entry < 0 else self._missing(entry)
+        return self._whole(entry) if entry < 0 else self._missing(entry)
 
     def replace(self, position: int, change: "Change") -> None:
-        """Keep ``change`` in full at ``position`` (a plain missing record that got a finding)."""
-        entry = self.entries[position]
-        if entry < 0:
-            self.full[-entry - 1] = change
-        else:
-            self.append(change)
-            self.entries[position] = self.entries.pop()
+        """Keep ``change`` at ``position`` instead (a change that got a finding)."""
+        self.whole += self.entries[position] >= 0
+        self.entries[position] = self._keep(change)
 
     def _missing(self, line_ref: int) -> "Change":
         from enigm_recover.recovery.diff import Change
@@ -87,15 +109,15 @@ class KindChanges:
     def changes(self, rows: bool = True, start: int = 0) -> Iterator["Change"]:
         """In order, from position ``start``; without ``rows``, a plain missing record's Change holds its key
         and line, not its values."""
-        full, missing = self.full, self._missing if rows else self._missing_keyed
+        whole, missing = self._whole, self._missing if rows else self._missing_keyed
         for position in range(start, len(self.entries)):
             entry = self.entries[position]
-            yield full[-entry - 1] if entry < 0 else missing(entry)
+            yield whole(entry) if entry < 0 else missing(entry)
 
     def key_at(self, position: int) -> tuple[object, ...]:
         entry = self.entries[position]
         if entry < 0:
-            return self.full[-entry - 1].key
+            return self._whole(entry).key
         assert self.lines is not None
         return self._key_of_line(self.lines.get(entry))
 
@@ -111,18 +133,21 @@ class KindChanges:
                 low = middle + 1
         return low
 
+    def kept_whole(self) -> Iterator["Change"]:
+        """The changes kept whole, in order: every change but the plain missing records."""
+        return (self._whole(e) for e in self.entries if e < 0)
+
     def with_findings(self) -> Iterator["Change"]:
         """The changes with findings, in order (a plain missing record never has one)."""
-        full = self.full
-        return (full[-e - 1] for e in self.entries if e < 0 and full[-e - 1].findings)
+        return (c for c in self.kept_whole() if c.findings)
 
     def without_findings(self) -> Iterator["Change"]:
-        full, missing = self.full, self._missing
+        whole, missing = self._whole, self._missing
         for entry in self.entries:
             if entry >= 0:
                 yield missing(entry)
-            elif not full[-entry - 1].findings:
-                yield full[-entry - 1]
+            elif not (change := whole(entry)).findings:
+                yield change
 
 
 class ChangeList:
@@ -184,12 +209,11 @@ class ChangeList:
         every change with findings, every change, extra and unreadable record among them."""
         for part in self._parts:
             if kind is None or part.kind.name == kind:
-                full = part.full
-                yield from (full[-e - 1] for e in part.entries if e < 0)
+                yield from part.kept_whole()
 
     def plain_missing(self, kind: str) -> int:
         """How many of the kind's changes are records only the snapshot has, without findings, kept compactly."""
-        return sum(len(p) - len(p.full) for p in self._parts if p.kind.name == kind)
+        return sum(len(p) - p.whole for p in self._parts if p.kind.name == kind)
 
     def findings_first(self, limit: int | None = None, *, by_kind_name: bool = False) -> list["Change"]:
         """The changes with findings, then the others, each in order (kinds by name with ``by_kind_name``):

@@ -33,8 +33,11 @@ from enigm_recover.errors import PayloadIntegrityError
 log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 256 * 1024
-MEMORY_BYTES = 32 * 1024 * 1024  # compressed blocks kept in memory before further ones go to the sealed file
-_OFFSET_BITS = 24  # offsets and lengths within a block (blocks may exceed BLOCK_BYTES by one line)
+MEMORY_BYTES = 8 * 1024 * 1024  # compressed blocks kept in memory before further ones go to the sealed file
+# A reference is (block << 40) | (offset << 20) | length, kept in 64-bit arrays: an offset is below BLOCK_BYTES
+# (a block is sealed once it reaches it), a line is shorter than 1 MiB, and 2^23 blocks hold 2 TiB of lines.
+_OFFSET_BITS = 20
+MAX_LINE_BYTES = (1 << _OFFSET_BITS) - 1
 
 
 class _SealedFile:
@@ -84,8 +87,8 @@ class LineStore:
     def add(self, line: bytes) -> int:
         """Keep a line; returns its reference."""
         offset = len(self._open)
-        if offset + len(line) >= 1 << _OFFSET_BITS:
-            raise ValueError("a line longer than a block")
+        if len(line) > MAX_LINE_BYTES:
+            raise ValueError("a line longer than the store keeps")
         ref = (len(self._blocks) << (2 * _OFFSET_BITS)) | (offset << _OFFSET_BITS) | len(line)
         self._open += line
         if len(self._open) >= BLOCK_BYTES:
