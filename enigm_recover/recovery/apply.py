@@ -293,7 +293,7 @@ class Restorer:
                     if encoded == line:
                         canonical = line
                     elif (encoded is not None and unreadable(kind, live) is None
-                          and (snap := change.row if change.row is not None else parse_checked_line(kind, line)) == live):
+                          and (snap := parse_checked_line(kind, line)) == live):
                         canonical = row_line(kind, snap)
                     else:
                         residual.append(change)
