@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,31 @@ def test_a_second_restore_finds_nothing_to_do(drill, live_target, cli) -> None:
     assert all(s["inserted"] == s["updated"] == s["deleted"] == 0 for s in json.loads(out)["steps"])
     assert state_of(live_target) == once
 
+
+
+def test_a_total_loss_restored_with_its_lines_sealed_on_disk_is_the_snapshot(drill, live_target, cli,
+                                                                              tmp_path: Path, monkeypatch) -> None:
+    """The four tables lost: every record is a change, kept compactly, its line sealed in the temporary folder
+    past the line store's bound (here, from the first block). The restore ends verified with live equal to
+    the snapshot, and leaves nothing in the temporary folder."""
+    import tempfile
+
+    import enigm_recover.recovery.line_store as line_store
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(line_store, "MEMORY_BYTES", 0)
+    monkeypatch.setattr(line_store, "BLOCK_BYTES", 2048)
+    snapshot = snapshot_state(drill, cli, tmp_path)
+    with open_store(live_target) as store, store.transaction() as conn:
+        for kind in KINDS:
+            conn.execute(f"DELETE FROM {kind.table}")
+    code, out, err = restore(cli, drill, live_target, "--yes", "--json")
+    assert code == 0, err
+    outcome = json.loads(out)
+    assert outcome["status"] == "completed" and all(s["status"] == "verified" for s in outcome["steps"])
+    assert sum(s["inserted"] for s in outcome["steps"]) == sum(len(rows) for rows in snapshot.values())
+    assert state_of(live_target) == snapshot
+    assert os.listdir(scratch) == []

@@ -22,7 +22,7 @@ from enigm_recover.recovery.audit import NAMESPACE, verify_log
 from enigm_recover.recovery.session import load_report
 from enigm_recover.runbook.executor import Confirmation, RunbookExecutor, RunSettings
 from enigm_recover.runbook.loader import BUILTIN_DIR, load_runbook
-from enigm_recover.runbook.model import Action
+from enigm_recover.runbook.model import Action, StepStatus
 from tests.conftest import DRILL_AT, Drill
 from tests.helpers import dump
 
@@ -660,3 +660,20 @@ def test_share_words_given_as_a_custodian_name_never_reach_the_audit_log(drill: 
     text = "\n".join(p.read_text() for p in ex.folder.iterdir() if p.is_file())
     runs = [" ".join(words.split()[i:i + 3]) for i in range(0, 30, 3)]
     assert "(refused name)" in text and not any(r in text or r.replace(" ", "-") in text for r in runs)
+
+
+def test_verify_target_counts_restored_records_gone_again_as_a_promise_broken(drill: Drill, tmp_path: Path) -> None:
+    """Devices the run restored, deleted again before its fresh verification: each is a record only the
+    snapshot has (kept compactly by the dry run), and the step is not verified, naming how many."""
+
+    runbook = load_runbook(BUILTIN_DIR / "tabletop-drill.toml")
+    ex = RunbookExecutor.start(runbook, settings_for(drill, tmp_path / "state"))
+    walk_until(ex, drill, "verify-target")
+    with sqlite3.connect(drill.target.removeprefix("sqlite:///")) as conn:
+        gone = conn.execute("DELETE FROM devices WHERE device_id IN "
+                            "(SELECT device_id FROM devices ORDER BY device_id LIMIT 7)").rowcount
+    assert gone == 7
+    result = ex.run_current(Confirmation("dana", "lee", note="done"))
+    assert result.step == "verify-target" and result.status is StepStatus.NOT_VERIFIED
+    assert result.counts == {"device": 7}
+    assert "7 device" in result.summary

@@ -28,7 +28,7 @@ def cmd_diff(ctx: Context) -> int:
         record_dry_run(recovery, result)
         folder = recovery.close("completed")
     if args.json:
-        emit_json({**result.as_dict(limit=args.limit), "recovery": recovery_facts(recovery)})
+        emit_json({**result.as_dict(limit=args.limit, stream=True), "recovery": recovery_facts(recovery)})
     else:
         print_diff(result, args.limit if args.limit is not None else 20)
         print(f"\nreport {folder / 'report.md'}")

@@ -9,6 +9,7 @@ import shutil
 import sys
 import time
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from enigm_recover.inert import for_terminal
@@ -88,8 +89,38 @@ def emit_json(obj: dict[str, Any]) -> None:
     from enigm_recover.paths import display_text
 
     doc = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in obj.items() if k != "schema_version"}}
-    json.dump(_as_text(doc, display_text), sys.stdout, indent=2, default=lambda o: display_text(str(o)))
-    sys.stdout.write("\n")
+    if not any(isinstance(v, Iterator) for v in doc.values()):
+        json.dump(_as_text(doc, display_text), sys.stdout, indent=2, default=_shown)
+        sys.stdout.write("\n")
+        return
+    # A value that is an iterator is a list written item by item, never held whole (a total loss's changes):
+    # the same text json.dump writes for the whole document.
+    out = sys.stdout
+    out.write("{")
+    for number, (key, value) in enumerate(doc.items()):
+        out.write(("," if number else "") + "\n  " + json.dumps(display_text(key)) + ": ")
+        if isinstance(value, Iterator):
+            first = True
+            for item in value:
+                out.write(("[" if first else ",") + "\n    " + _dumped(item, "    "))
+                first = False
+            out.write("[]" if first else "\n  ]")
+        else:
+            out.write(_dumped(value, "  "))
+    out.write("\n}\n")
+
+
+def _shown(value: Any) -> str:
+    from enigm_recover.paths import display_text
+
+    return display_text(str(value))
+
+
+def _dumped(value: Any, indent: str) -> str:
+    """``value`` as json.dump writes it nested at ``indent``."""
+    from enigm_recover.paths import display_text
+
+    return json.dumps(_as_text(value, display_text), indent=2, default=_shown).replace("\n", "\n" + indent)
 
 
 def _as_text(value: Any, show: Any) -> Any:
@@ -140,7 +171,7 @@ def print_diff(result: Any, limit: int) -> None:
         print("\nsafety findings:")
         for code, count in findings.most_common():
             print(f"  {count:>8,}  {code}: {REASONS[Finding(code)]}")
-    shown = sorted(result.changes, key=lambda c: not c.findings)[:limit]
+    shown = result.changes.findings_first(limit)
     if shown:
         print(f"\nchanges (first {len(shown):,} of {len(result.changes):,}; findings first; --limit shows more):")
     for change in shown:

@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="URL", help=TARGET_HELP)
     p.add_argument("--kind", action="append", metavar="K", help="only this kind (repeat): identity, device, "
                                                                "setting, role")
-    p.add_argument("--limit", type=int, metavar="N", help="changes to show (default 20; with --json: all)")
+    p.add_argument("--limit", type=_count, metavar="N", help="changes to show (default 20; with --json: all)")
     _add_target_environment(p, restores=False)
     _add_shares_options(p)
     _add_remote_shares(p)
@@ -680,3 +680,14 @@ def _add_kind_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=("hybrid", "x25519"), default="hybrid",
                    help="the new recovery key's kind: hybrid (post-quantum ML-KEM-768 + X25519, age1pq1..., "
                         "opened by age 1.3 or newer) or x25519 (classic age1...) (default %(default)s)")
+
+
+def _count(text: str) -> int:
+    """A number of things to show: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is less than 0")
+    return value

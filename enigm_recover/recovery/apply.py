@@ -20,6 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import islice
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
@@ -36,11 +37,11 @@ from enigm_recover.recovery.assess import (
 )
 from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
 from enigm_recover.recovery.plan import Plan, Policy, Step, decide, require_in_snapshot
-from enigm_recover.snapshot.records import parse_checked_line, row_line
+from enigm_recover.snapshot.records import VERBATIM_KINDS, parse_checked_line, row_line
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
 from enigm_recover.state.live import Unreadable, table_unreadable, table_unwritable, unreadable
-from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, Kind
+from enigm_recover.state.model import DEVICE, IDENTITY, Kind
 from enigm_recover.state.store import TargetStore
 
 log = logging.getLogger(__name__)
@@ -190,8 +191,13 @@ class Restorer:
 
     # -- one step --------------------------------------------------------------
 
-    def _changes(self, kind: Kind, after: tuple[Any, ...] | None = None) -> list[Change]:
-        return [c for c in self.checked.changes if c.kind == kind.name and (after is None or c.key > after)]
+    def _chunks(self, kind: Kind, after: tuple[Any, ...] | None = None, *,
+                rows: bool = True) -> Iterator[list[Change]]:
+        """The kind's changes (after ``after``) in key order, a batch at a time: only a batch of them is ever
+        made from the dry run's compact change list at once (``rows``: see ``ChangeList.of_kind``)."""
+        changes = self.checked.changes.of_kind(kind.name, after, rows=rows)
+        while chunk := list(islice(changes, self.batch_size)):
+            yield chunk
 
     def _reassess(self, kind: Kind, chunk: list[Change],
                   live_now: dict[tuple[Any, ...], Row]) -> Iterator[tuple[Change, Row | None, Row | None, Assessment]]:
@@ -199,7 +205,8 @@ class Restorer:
         line of the change last yielded (read from the dry run's compressed store once)."""
         assess = Assessor(kind, self.snapshot_time)
         lines = {c.key: c.snapshot_line for c in chunk}
-        snaps = {key: parse_checked_line(kind, line) if line else None for key, line in lines.items()}
+        snaps = {c.key: c.row if c.row is not None else parse_checked_line(kind, line) if (line := lines[c.key])
+                 else None for c in chunk}
         known: set[str] = set()
         if kind is DEVICE:
             accounts = {device_account(snaps[c.key], live_now.get(c.key)) for c in chunk
@@ -222,10 +229,10 @@ class Restorer:
                  ", ".join(sorted(p.value for p in step.policies)))
         started = time.perf_counter()
         kind = step.kind
-        changes = self._changes(kind, position.last_key)
+        total = self.checked.changes.count(kind.name)
+        done = 0 if position.last_key is None else self.checked.changes.count_through(kind.name, position.last_key)
         number = position.batches
-        for start in range(0, len(changes), self.batch_size):
-            chunk = changes[start:start + self.batch_size]
+        for chunk in self._chunks(kind, position.last_key):
 
             def build(live_now: dict[tuple[Any, ...], Row], chunk: list[Change] = chunk) -> Batch:
                 batch = Batch(step.name, number + 1, kind, last_key=chunk[-1].key)
@@ -246,7 +253,8 @@ class Restorer:
             # The live rows are read inside the batch's own transaction, locked until it commits.
             if len(self.store.apply_with(run_id, kind, [c.key for c in chunk], build)):
                 number += 1
-            self.progress(Progress(Stage.RESTORE, start + len(chunk), len(changes), "records", step.name))
+            done += len(chunk)
+            self.progress(Progress(Stage.RESTORE, done, total, "records", step.name))
         self._applied_at = time.perf_counter()
         log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
         return self.store.step_position(run_id, step.name)
@@ -263,11 +271,10 @@ class Restorer:
                   "unreadable": 0}
         unmet = {"missing": 0, "changed": 0, "extra": 0, "unreadable": 0}
         live_digest, snapshot_digest = hashlib.sha256(), hashlib.sha256()
-        changes = self._changes(kind)
+        total, done = self.checked.changes.count(kind.name), 0
         read_back = _ReadBack(self.store, kind, self.store.written_rows(run_id, step.name), self.batch_size) \
             if run_id is not None else None
-        for start in range(0, len(changes), self.batch_size):
-            chunk = changes[start:start + self.batch_size]
+        for chunk in self._chunks(kind, rows=False):  # compared by their lines; read where they differ
             live_now = self.store.rows_by_key(kind, [c.key for c in chunk])
             encodings: dict[tuple[Any, ...], bytes | None] = {}  # live rows re-encoded, for the read-back
             residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
@@ -321,7 +328,8 @@ class Restorer:
                     unmet["extra"] += Policy.DELETE_EXTRA in step.policies
             if read_back is not None:
                 read_back.up_to(chunk[-1].key, live_now, encodings, {c.key for c in chunk})
-            self.progress(Progress(Stage.VERIFY, start + len(chunk), len(changes), "records", step.name))
+            done += len(chunk)
+            self.progress(Progress(Stage.VERIFY, done, total, "records", step.name))
         if read_back is not None:
             counts["written"], unmet["written"] = read_back.finish()
         verified = not any(unmet.values()) and live_digest.digest() == snapshot_digest.digest()
@@ -414,15 +422,9 @@ class _ReadBack:
         return self.checked, self.differ
 
 
-# Kinds whose checked lines are their canonical encoding byte for byte: every field is an integer or text of
-# a syntax of plain ASCII without quotes, backslashes or control characters, which JSON writes as it is. (A
-# setting's value is JSON text, which a sealed line may escape otherwise than the encoder.)
-_VERBATIM = frozenset(k.name for k in KINDS if not any(f.json_text for f in k.fields))
-
-
 def _snapshot_hash(kind: Kind, snap: Row, line: bytes | None) -> str:
     """``_line_hash`` of a snapshot record, from its checked line where that is already canonical."""
-    if line is not None and kind.name in _VERBATIM:
+    if line is not None and kind.name in VERBATIM_KINDS:
         return hashlib.sha256(line).hexdigest()
     return _line_hash(kind, snap)
 

@@ -4,8 +4,11 @@ Both sides stream sorted by primary key (the payload is sorted; the store reads
 in key order), so the diff is one merge pass per kind: linear in records, with
 memory bounded by the changes it keeps. A change keeps its key, the differing
 fields and, where a restore would write it, the record's canonical line (one
-compact bytes object): the restore applies the change list without reading
-the payload again. Decrypted records stay in memory only.
+compact bytes object, in the ``LineStore``): the restore applies the change
+list without reading the payload again. A record only the snapshot has, without
+findings, is kept as its line's reference alone (``change_list``), so a total
+loss costs bytes per record, not a ``Change`` object each. Decrypted records
+stay in memory, or past a bound sealed under a key of the process's own.
 
 Live tables are read as an incident left them (``state.live``): a record the
 model cannot read is a change with a finding, a record whose very key cannot
@@ -16,9 +19,11 @@ apart; none of them stops the dry run.
 from __future__ import annotations
 
 import logging
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timezone
+from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from enigm_recover.memory import keep_large_blocks_off_the_heap
@@ -36,13 +41,15 @@ from enigm_recover.recovery.assess import (
     differing_fields,
     orphan_assessment,
 )
+from enigm_recover.recovery.change_list import ChangeList, KindChanges
 from enigm_recover.recovery.line_store import LineStore
+from enigm_recover.recovery.restorable_accounts import RestorableAccounts
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
 from enigm_recover.snapshot.records import parse_checked_line
 from enigm_recover.snapshot.unseal import PayloadConfirmation
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.live import Unreadable, exact_types, key_is_addressable, table_unreadable, table_unwritable
-from enigm_recover.state.model import DEVICE, IDENTITY, KIND_BY_NAME, KINDS, Kind
+from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, Kind
 
 log = logging.getLogger(__name__)
 from enigm_recover.state.store import TargetStore
@@ -60,9 +67,15 @@ class Change:
     account: str | None = None  # an extra device's account, for the orphan check (a missing one's is in its line)
     lines: LineStore | None = None
     unreadable: Unreadable | None = None  # the live record cannot be read into the model: what was found
+    # The snapshot record's values, where they were read from its line already (a plain missing record made
+    # again from the change list): the restore need not read the line a second time.
+    row: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+    line: bytes | None = field(default=None, repr=False, compare=False)  # its line, where read already
 
     @property
     def snapshot_line(self) -> bytes | None:
+        if self.line is not None:
+            return self.line
         return None if self.line_ref is None or self.lines is None else self.lines.get(self.line_ref)
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,13 +117,17 @@ class DiffResult:
     snapshot_time: str
     target: str
     kinds: dict[str, KindSummary]
-    changes: list[Change] = field(default_factory=list)
+    changes: ChangeList = field(default_factory=ChangeList)
     # Live tables that cannot be read (or written) as their kind, and live records whose key itself cannot be
     # read: findings without a change a restore could act on.
     unreadable_live: list[Unreadable] = field(default_factory=list)
     # The payload SHA-256 its stream confirmed, set as the dry run ends: a result without it was not made
     # from the signed payload (anyone can encrypt to the recipient), and a restore refuses it.
     payload_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.changes, ChangeList):
+            self.changes = ChangeList(self.changes)
 
     def findings(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -125,7 +142,9 @@ class DiffResult:
 
     def select(self, *, kind: str | None = None, change: str | None = None,
                finding: str | None = None) -> Iterator[Change]:
-        for c in self.changes:
+        # Only changes kept in full can have findings; a kind's changes are read without making the others'.
+        source = self.changes.in_full(kind) if finding else self.changes.of_kind(kind) if kind else self.changes
+        for c in source:
             if kind and c.kind != kind:
                 continue
             if change and c.change.value != change:
@@ -144,18 +163,22 @@ class DiffResult:
                 out.append(c)
         return out
 
-    def as_dict(self, limit: int | None = None) -> dict[str, Any]:
-        ordered = sorted(self.changes, key=lambda c: (not c.findings, KIND_BY_NAME[c.kind].name))
-        shown = ordered if limit is None else ordered[:limit]
+    def as_dict(self, limit: int | None = None, *, stream: bool = False) -> dict[str, Any]:
+        """The result as a JSON document; with ``stream``, its changes are an iterator of their dicts, made one
+        at a time as a writer reads them (a total loss's are millions)."""
+        ordered = self.changes.by_findings(by_kind_name=True)
+        shown = ordered if limit is None else islice(ordered, limit)
+        total = len(self.changes)
+        changes = (c.as_dict() for c in shown)
         return {
             "snapshot": self.snapshot_id,
             "snapshot_time": self.snapshot_time,
             "target": self.target,
             "kinds": {k: s.as_dict() for k, s in self.kinds.items()},
             "findings": {code: {"count": n, "reason": REASONS[Finding(code)]} for code, n in self.findings().items()},
-            "changes": [c.as_dict() for c in shown],
-            "changes_total": len(self.changes),
-            "changes_shown": len(shown),
+            "changes": changes if stream else list(changes),
+            "changes_total": total,
+            "changes_shown": total if limit is None else min(max(limit, 0), total),
             "unreadable_live": [u.as_dict() for u in self.unreadable_live],
         }
 
@@ -168,27 +191,31 @@ def _account_of(change: Change) -> str | None:
     if change.account is not None:
         return change.account
     if change.change is ChangeType.MISSING and change.snapshot_line is not None:
-        return device_account(parse_checked_line(DEVICE, change.snapshot_line), None)
+        row = change.row if change.row is not None else parse_checked_line(DEVICE, change.snapshot_line)
+        return device_account(row, None)
     return None
 
 
 ORPHAN_CHUNK = 20_000
 
 
-def resolve_orphans(changes: list[Change], restorable_accounts: set[str], store: TargetStore,
+def resolve_orphans(changes: KindChanges, suspects: Iterable[int], store: TargetStore,
                     accounts_readable: bool = True) -> None:
-    """Flag missing or extra devices whose account exists neither in live nor among the snapshot's
-    missing identities (a missing one is then not restored). Batched lookups, not one per device.
-    Where live's accounts cannot be read, no account is known to exist there."""
-    for start in range(0, len(changes), ORPHAN_CHUNK):  # in chunks: memory stays bounded
-        pending = [(c, account) for c in changes[start:start + ORPHAN_CHUNK]
-                   if (account := _account_of(c)) is not None]
-        wanted = {account for _, account in pending} - restorable_accounts
+    """Flag the missing or extra devices at ``suspects`` (positions in ``changes`` whose account is not among
+    the snapshot's missing identities, which a restore brings back) whose account live lacks as well: a
+    missing one is then not restored. Batched lookups, not one per device. Where live's accounts cannot be
+    read, no account is known to exist there."""
+    positions = list(suspects)
+    for start in range(0, len(positions), ORPHAN_CHUNK):  # in chunks: memory stays bounded
+        pending = [(p, c, account) for p in positions[start:start + ORPHAN_CHUNK]
+                   if (account := _account_of(c := changes.at(p))) is not None]
+        wanted = {account for _, _, account in pending}
         known = store.existing_accounts(wanted) if accounts_readable else set()
-        for change, account in pending:
-            if account not in known and account not in restorable_accounts:
+        for position, change, account in pending:
+            if account not in known:
                 verdict = orphan_assessment(Assessment(change.change, change.findings, change.protected))
                 change.findings, change.protected = verdict.findings, verdict.protected
+                changes.replace(position, change)
 
 
 @timed(log, "the dry run (diff)")
@@ -201,7 +228,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     result = DiffResult(verified.manifest.id, snapshot_time, store.display,
                         {k.name: KindSummary() for k in KINDS if k.name in selected})
     log.info("comparing snapshot %s with %s (%s)", verified.manifest.id, store.display, ", ".join(sorted(selected)))
-    missing_accounts: set[str] = set()  # the snapshot's identities that live lacks: a restore brings them back
+    missing_accounts = RestorableAccounts()  # the snapshot's identities that live lacks: a restore brings them back
     lines = LineStore()
     confirmation = PayloadConfirmation()
     for kind, items in rows_by_kind(verified, identity, progress, confirmation):
@@ -219,7 +246,7 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
                 pass
             continue
         summary = KindSummary()
-        changes: list[Change] = []
+        changes = KindChanges(kind, lines)
         table = store.live_table(kind)
         unreadable = table_unreadable(kind, table)
         if unreadable:  # the live table cannot be read as this kind: one finding per missing or odd column
@@ -227,16 +254,16 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
             summary.findings[Finding.UNREADABLE_LIVE_TABLE.value] = len(unreadable)
         else:
             unwritable = table_unwritable(kind, table)
-            keyless = _compare(kind, items, store, snapshot_time, summary, changes, lines, missing_accounts)
+            keyless, suspects = _compare(kind, items, store, snapshot_time, summary, changes, missing_accounts)
             summary.findings[Finding.UNWRITABLE_LIVE_TABLE.value] = len(unwritable)
             summary.findings[Finding.UNREADABLE_LIVE_RECORD.value] = len(keyless)
             unreadable = unwritable + keyless
             if kind is DEVICE:
                 identities = table_unreadable(IDENTITY, store.live_table(IDENTITY))
-                resolve_orphans(changes, missing_accounts, store,
+                resolve_orphans(changes, suspects, store,
                                 accounts_readable=not any(u.column in (None, "account_id") for u in identities))
         if kind.name in selected:
-            for change in changes:
+            for change in changes.with_findings():
                 summary.findings.update(f.value for f in change.findings)
             summary.findings = +summary.findings  # only the findings there are
             result.kinds[kind.name] = summary
@@ -247,10 +274,12 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
 
 
 def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: TargetStore, snapshot_time: str,
-             summary: KindSummary, changes: list[Change], lines: LineStore, missing_accounts: set[str]
-             ) -> list[Unreadable]:
-    """One merge pass of a kind: counts into ``summary``, changes into ``changes``; returns the live records
-    whose key cannot be read (they have no place in the key order, and no change a restore could act on).
+             summary: KindSummary, changes: KindChanges, missing_accounts: RestorableAccounts
+             ) -> tuple[list[Unreadable], array[int]]:
+    """One merge pass of a kind: counts into ``summary``, changes into ``changes``. Returns the live records
+    whose key cannot be read (they have no place in the key order, and no change a restore could act on), and
+    for devices the positions of the missing and extra ones whose account is not among ``missing_accounts``
+    (the orphan check looks those up in live).
 
     The merge is ``assess.merge``'s, inlined: a record equal on both sides (the common case) costs one
     comparison of two tuples, not a round through a generator."""
@@ -258,7 +287,10 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
     exact = exact_types(kind)  # where Python's == is looser than the model (3.0 == 3)
     key = kind.sort_key
     keyless: list[Unreadable] = []
+    suspects = array("q")
     unchanged = 0
+    lines = changes.lines
+    assert lines is not None
 
     def differs(k: Any, snap: tuple[Any, ...] | None, line: bytes | None, live: tuple[Any, ...] | None) -> None:
         verdict = assess(snap, live)
@@ -269,24 +301,25 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
             return
         changed = verdict.change is ChangeType.CHANGED and verdict.unreadable is None
         fields = differing_fields(kind, snap, live) if changed else ()  # type: ignore[arg-type]
-        # An extra device's account, for the orphan check (a missing one's is read again from its line: kept
-        # for every missing device, the accounts would cost a large dry run more memory than the parse costs time).
         account = device_account(snap, live) if kind is DEVICE and verdict.change is ChangeType.EXTRA else None
+        if account is not None and account not in missing_accounts:
+            suspects.append(len(changes))
         changes.append(Change(kind.name, as_key(kind, k), verdict.change, fields, verdict.findings,
                               verdict.protected, lines.add(line) if line is not None else None, account,
                               lines, verdict.unreadable))
-        if kind is IDENTITY and verdict.change is ChangeType.MISSING:
-            missing_accounts.add(k)
 
-    single_key, is_identity = len(kind.primary_key) == 1, kind is IDENTITY
+    is_identity, is_device = kind is IDENTITY, kind is DEVICE
 
-    def missing(k: Any, line: bytes) -> None:
-        """``differs`` for a record only in the snapshot: ``assess`` says missing, without findings, always."""
+    def missing(k: Any, row: tuple[Any, ...], line: bytes) -> None:
+        """``differs`` for a record only in the snapshot: ``assess`` says missing, without findings, always.
+        Kept as its line alone (``KindChanges.add_missing``); a missing device's account is read from the
+        line again only if the orphan check needs it (kept for every one, they would cost memory)."""
         summary.missing += 1
-        changes.append(Change(kind.name, (k,) if single_key else k, ChangeType.MISSING, (), (), False,
-                              lines.add(line), None, lines, None))
         if is_identity:
             missing_accounts.add(k)
+        elif is_device and device_account(row, None) not in missing_accounts:
+            suspects.append(len(changes))
+        changes.add_missing(lines.add(line))
 
     snapshot = iter(items)
     live = iter(store.stream(kind))
@@ -305,7 +338,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
         except TypeError:  # the snapshot's keys are all text: this live key is not
             snap_first, live_first = False, True
         if snap_first:
-            missing(ks, s[1])
+            missing(ks, s[0], s[1])
             s = next(snapshot, None)
         elif live_first:
             differs(kl, None, None, l)
@@ -315,7 +348,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
             s = next(snapshot, None)
             l = next(live, None)  # noqa: E741
     while s is not None:
-        missing(key(s[0]), s[1])
+        missing(key(s[0]), s[0], s[1])
         s = next(snapshot, None)
     while l is not None:
         differs(key(l), None, None, l)
@@ -323,4 +356,4 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
     summary.unchanged = unchanged
     summary.snapshot = unchanged + summary.missing + summary.changed
     summary.live = unchanged + summary.extra + summary.changed
-    return keyless
+    return keyless, suspects

@@ -144,8 +144,10 @@ def preview(step: Step, result: DiffResult) -> StepPreview:
     summary = result.kinds.get(step.kind.name)
     if summary is not None and not summary.in_snapshot:
         return StepPreview(0, 0, 0, 0, 0, in_snapshot=False)
-    counts = {"insert": 0, "update": 0, "delete": 0, "protected": 0, "left": 0, "unreadable": 0}
-    for change in result.select(kind=step.kind.name):
+    # A plain missing record (no findings) is always inserted: counted without being read.
+    counts = {"insert": result.changes.plain_missing(step.kind.name), "update": 0, "delete": 0, "protected": 0,
+              "left": 0, "unreadable": 0}
+    for change in result.changes.in_full(step.kind.name):
         unreadable = change.unreadable is not None
         action = decide(change.change, change.protected, step.policies, unreadable)
         if action:

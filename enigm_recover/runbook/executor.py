@@ -613,7 +613,10 @@ class RunbookExecutor:
 
         result = self._diff(step.kinds, progress)
         unmet: dict[str, int] = {}
-        for change in result.changes:
+        for kind in self.state.restored:  # a record only the snapshot has, without findings: always promised
+            if missing := result.changes.plain_missing(kind):
+                unmet[kind] = missing
+        for change in result.changes.in_full():
             policies = self.state.restored.get(change.kind)
             if policies is None or change.protected:
                 continue

@@ -1,0 +1,230 @@
+"""The dry run's changes, kept compactly and read back as ``Change`` objects.
+
+A total loss makes every record of the snapshot a change: millions of them.
+Kept as one ``Change`` each (with its key's tuple and text), they cost about
+300 bytes a record, which is what made a large total-loss restore need
+gigabytes. Almost all of them are alike: a record only the snapshot has,
+without findings. Such a change is kept as the reference of its line in the
+``LineStore`` alone, 8 bytes in an array, and made a ``Change`` again, its key
+read from the line, when it is iterated. Every other change (changed, extra,
+unreadable, or any change with findings) is kept whole: pickled into a
+``LineStore`` of its own, compressed and, past its bound, sealed on disk as the
+lines are, and made a ``Change`` again when it is read. A change is therefore
+a new object each time it is read: the orphan check, which changes a change's
+findings, puts it back with ``KindChanges.replace``.
+
+Changes are kept in the dry run's order: kind by kind, each kind in key order.
+"""
+
+from __future__ import annotations
+
+import pickle
+from array import array
+from itertools import islice
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+from enigm_recover.recovery.assess import ChangeType, as_key
+from enigm_recover.recovery.line_store import MAX_LINE_BYTES, LineStore
+from enigm_recover.snapshot.records import checked_key_reader, parse_checked_line
+from enigm_recover.state.model import KIND_BY_NAME, Kind
+
+if TYPE_CHECKING:
+    from enigm_recover.recovery.diff import Change
+
+
+class KindChanges:
+    """One kind's changes in key order. An entry >= 0 is a plain missing record's line reference in ``lines``;
+    an entry < 0 is ``-(ref + 1)`` for a change kept whole, pickled, at ``ref`` in ``records`` (a store of
+    its own, compressed and bounded in memory as the lines are)."""
+
+    def __init__(self, kind: Kind, lines: LineStore | None) -> None:
+        self.kind = kind
+        self.lines = lines
+        self.entries = array("q")
+        self.records = LineStore()
+        self.whole = 0  # changes kept whole
+        self._large: list[Change] = []  # a change too large for the store (a huge live key): kept as it is
+        self._key_of_line = checked_key_reader(kind)
+
+    def _keep(self, change: "Change") -> int:
+        encoded = pickle.dumps((change.key, change.change, change.fields, change.findings, change.protected,
+                                change.line_ref, change.account, change.unreadable), pickle.HIGHEST_PROTOCOL)
+        if len(encoded) > MAX_LINE_BYTES:
+            self._large.append(change)
+            encoded = pickle.dumps(len(self._large) - 1)
+        return -(self.records.add(encoded) + 1)
+
+    def _whole(self, entry: int) -> "Change":
+        from enigm_recover.recovery.diff import Change
+
+        kept = pickle.loads(self.records.get(-entry - 1))
+        if isinstance(kept, int):
+            return self._large[kept]
+        key, change, fields, findings, protected, line_ref, account, unreadable = kept
+        return Change(self.kind.name, key, change, fields, findings, protected, line_ref, account, self.lines,
+                      unreadable)
+
+    def append(self, change: "Change") -> None:
+        self.entries.append(self._keep(change))
+        self.whole += 1
+
+    def add_missing(self, line_ref: int) -> None:
+        """A record only the snapshot has, without findings: its line is kept in ``lines`` at ``line_ref``."""
+        self.entries.append(line_ref)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def at(self, position: int) -> "Change":
+        entry = self.entries[position]
+        return self._whole(entry) if entry < 0 else self._missing(entry)
+
+    def replace(self, position: int, change: "Change") -> None:
+        """Keep ``change`` at ``position`` instead (a change that got a finding)."""
+        self.whole += self.entries[position] >= 0
+        self.entries[position] = self._keep(change)
+
+    def _missing(self, line_ref: int) -> "Change":
+        from enigm_recover.recovery.diff import Change
+
+        assert self.lines is not None
+        kind = self.kind
+        line = self.lines.get(line_ref)
+        row = parse_checked_line(kind, line)
+        return Change(kind.name, as_key(kind, kind.sort_key(row)), ChangeType.MISSING, (), (), False,
+                      line_ref, None, self.lines, None, row, line)
+
+    def _missing_keyed(self, line_ref: int) -> "Change":
+        """``_missing`` without the record's values: its key and line only (a reader that compares lines)."""
+        from enigm_recover.recovery.diff import Change
+
+        assert self.lines is not None
+        line = self.lines.get(line_ref)
+        return Change(self.kind.name, self._key_of_line(line), ChangeType.MISSING, (), (), False,
+                      line_ref, None, self.lines, None, None, line)
+
+    def __iter__(self) -> Iterator["Change"]:
+        return self.changes()
+
+    def changes(self, rows: bool = True, start: int = 0) -> Iterator["Change"]:
+        """In order, from position ``start``; without ``rows``, a plain missing record's Change holds its key
+        and line, not its values."""
+        whole, missing = self._whole, self._missing if rows else self._missing_keyed
+        for position in range(start, len(self.entries)):
+            entry = self.entries[position]
+            yield whole(entry) if entry < 0 else missing(entry)
+
+    def key_at(self, position: int) -> tuple[object, ...]:
+        entry = self.entries[position]
+        if entry < 0:
+            return self._whole(entry).key
+        assert self.lines is not None
+        return self._key_of_line(self.lines.get(entry))
+
+    def first_after(self, key: tuple[object, ...]) -> int:
+        """The position of the first change whose key follows ``key`` (the changes are in key order): a
+        resumed restore starts there without reading the changes before it."""
+        low, high = 0, len(self.entries)
+        while low < high:
+            middle = (low + high) // 2
+            if self.key_at(middle) > key:  # type: ignore[operator]
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    def kept_whole(self) -> Iterator["Change"]:
+        """The changes kept whole, in order: every change but the plain missing records."""
+        return (self._whole(e) for e in self.entries if e < 0)
+
+    def with_findings(self) -> Iterator["Change"]:
+        """The changes with findings, in order (a plain missing record never has one)."""
+        return (c for c in self.kept_whole() if c.findings)
+
+    def without_findings(self) -> Iterator["Change"]:
+        whole, missing = self._whole, self._missing
+        for entry in self.entries:
+            if entry >= 0:
+                yield missing(entry)
+            elif not (change := whole(entry)).findings:
+                yield change
+
+
+class ChangeList:
+    """Every kind's changes, in the dry run's order; iterating makes each ``Change`` as it is reached, so a
+    reader that keeps only what it needs keeps memory bounded."""
+
+    def __init__(self, changes: Iterable["Change"] = ()) -> None:
+        self._parts: list[KindChanges] = []
+        self.extend(changes)
+
+    def append(self, change: "Change") -> None:
+        if not self._parts or self._parts[-1].kind.name != change.kind:
+            self._parts.append(KindChanges(KIND_BY_NAME[change.kind], change.lines))
+        self._parts[-1].append(change)
+
+    def extend(self, changes: Iterable["Change"]) -> None:
+        if isinstance(changes, KindChanges):
+            self._parts.append(changes)
+            return
+        for change in changes:
+            self.append(change)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts)
+
+    def __bool__(self) -> bool:
+        return any(len(p) for p in self._parts)
+
+    def __iter__(self) -> Iterator["Change"]:
+        for part in self._parts:
+            yield from part
+
+    def __getitem__(self, index: int) -> "Change":
+        if index < 0:
+            index += len(self)
+        for part in self._parts:
+            if index < len(part):
+                return part.at(index)
+            index -= len(part)
+        raise IndexError("change index out of range")
+
+    def count(self, kind: str) -> int:
+        return sum(len(p) for p in self._parts if p.kind.name == kind)
+
+    def of_kind(self, kind: str, after: tuple[object, ...] | None = None, *,
+                rows: bool = True) -> Iterator["Change"]:
+        """The kind's changes in key order; with ``after``, only those whose key follows it (``rows``: as
+        ``KindChanges.changes``)."""
+        for part in self._parts:
+            if part.kind.name == kind:
+                yield from part.changes(rows, 0 if after is None else part.first_after(after))
+
+    def count_through(self, kind: str, key: tuple[object, ...]) -> int:
+        """How many of the kind's changes have a key up to ``key``."""
+        return sum(p.first_after(key) for p in self._parts if p.kind.name == kind)
+
+    def in_full(self, kind: str | None = None) -> Iterator["Change"]:
+        """The changes kept in full (of ``kind``), in order: every change but the plain missing records, so
+        every change with findings, every change, extra and unreadable record among them."""
+        for part in self._parts:
+            if kind is None or part.kind.name == kind:
+                yield from part.kept_whole()
+
+    def plain_missing(self, kind: str) -> int:
+        """How many of the kind's changes are records only the snapshot has, without findings, kept compactly."""
+        return sum(len(p) - p.whole for p in self._parts if p.kind.name == kind)
+
+    def findings_first(self, limit: int | None = None, *, by_kind_name: bool = False) -> list["Change"]:
+        """The changes with findings, then the others, each in order (kinds by name with ``by_kind_name``):
+        a stable sort on "has findings" that makes only the ``limit`` changes it returns."""
+        ordered = self.by_findings(by_kind_name=by_kind_name)
+        return list(ordered if limit is None else islice(ordered, limit))
+
+    def by_findings(self, *, by_kind_name: bool = False) -> Iterator["Change"]:
+        """``findings_first``'s order, one change at a time."""
+        parts = sorted(self._parts, key=lambda p: p.kind.name) if by_kind_name else self._parts
+        for part in parts:
+            yield from part.with_findings()
+        for part in parts:
+            yield from part.without_findings()
