@@ -6,9 +6,9 @@ holds the GIL, and so is the dry run's merge with live rows. So the first runs
 in a child interpreter: ``checked_batches`` starts it, hands it the verified
 snapshot and the recovery identity over a pipe (memory only; nothing reaches
 disk, argv or the environment), and reads back, in payload order, batches of
-one kind's records as ``marshal`` frames (values in field order and canonical
-lines), the progress of decryption, and at the end either the confirmed
-payload SHA-256 or the error that stopped it. The child runs
+one kind's records as ``marshal`` frames of a few hundred records (values in
+field order and canonical lines), the progress of decryption, and at the end
+either the confirmed payload SHA-256 or the error that stopped it. The child runs
 ``unseal.record_batches``: ``unseal.records``' checks, in the same order, with
 the same verdicts (an altered payload is judged with the rest of the payload
 first). Its stderr goes nowhere: nothing of the records reaches a log.
@@ -42,6 +42,9 @@ Batch = tuple[Kind, list[Row], list[bytes]]  # one kind's records in payload ord
 # Below this payload size the child's start-up (a fresh interpreter, ~0.2 s) costs more than it saves.
 PARALLEL_MIN_PAYLOAD = 16 << 20
 PIPE_BYTES = 1 << 20
+# Records per frame: the parent unpacks a frame just before its merge reads it, so a small one is still in the
+# CPU's cache when the merge gets there (a whole block's records, a few MiB of objects, are not).
+FRAME_RECORDS = 256
 _FRAME = struct.Struct("<I")
 
 
@@ -224,7 +227,9 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     confirmation = PayloadConfirmation()
     try:
         for kind, values, lines in _local_batches(verified, identity, report, confirmation):
-            send(("b", kind.name, values, lines))
+            for start in range(0, len(values), FRAME_RECORDS):
+                end = start + FRAME_RECORDS
+                send(("b", kind.name, values[start:end], lines[start:end]))
         send(("e", confirmation.sha256(), _own_peak_kib()))
     except EnigmError as exc:
         send(("x", type(exc).__name__, exc.message, exc.hint))
