@@ -26,6 +26,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -205,6 +206,74 @@ def _error(name: str, message: str, hint: str) -> EnigmError:
 
 # -- the child's side -----------------------------------------------------------
 
+AHEAD_BYTES = 8 << 20  # frames the child may have made and not yet written (besides what the pipe holds)
+
+
+class _FrameWriter:
+    """Writes the child's frames on a thread of its own, so that checking goes on while the parent is busy
+    with the frames before: the pipe alone holds only a few frames, less than one block of the payload
+    makes, and the two processes took turns waiting for each other. Up to ``AHEAD_BYTES`` wait here; what
+    is waiting is written in one system call (the GIL is released while it blocks)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        out.flush()
+        self._fd = out.fileno()
+        self._ready = threading.Condition()
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._closed = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._write, name="enigm-frames", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        with self._ready:
+            while self._size >= AHEAD_BYTES and self._error is None:
+                self._ready.wait()
+            if self._error is not None:
+                raise self._error
+            self._pending.append(data)
+            self._size += len(data)
+            self._ready.notify_all()
+
+    def close(self) -> None:
+        """Write what is waiting, then stop; raises what stopped the writing (the parent left, say)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _write(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending and not self._closed:
+                    self._ready.wait()
+                if not self._pending:
+                    return
+                chunks, self._pending, self._size = self._pending, [], 0
+                self._ready.notify_all()
+            try:
+                _write_all(self._fd, chunks)
+            except OSError as exc:
+                with self._ready:
+                    self._error = exc
+                    self._ready.notify_all()
+                return
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    views = [memoryview(c) for c in chunks]
+    while views:
+        written = os.writev(fd, views[:1024])  # IOV_MAX
+        while written and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
+
+
 
 def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     from enigm_recover.snapshot.unseal import PayloadConfirmation
@@ -216,10 +285,11 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     identity = RecoveryIdentity(secret, RecipientKind(kind))
     del secret
 
+    writer = _FrameWriter(out)
+
     def send(frame: tuple[Any, ...]) -> None:
         data = marshal.dumps(frame)
-        out.write(_FRAME.pack(len(data)))
-        out.write(data)
+        writer.put(_FRAME.pack(len(data)) + data)
 
     def report(p: Progress) -> None:
         send(("p", str(p.stage), p.done, p.total, p.unit, p.subject))
@@ -233,7 +303,7 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
         send(("e", confirmation.sha256(), _own_peak_kib()))
     except EnigmError as exc:
         send(("x", type(exc).__name__, exc.message, exc.hint))
-    out.flush()
+    writer.close()
 
 
 if __name__ == "__main__":
