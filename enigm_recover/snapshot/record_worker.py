@@ -206,7 +206,7 @@ def _error(name: str, message: str, hint: str) -> EnigmError:
 
 # -- the child's side -----------------------------------------------------------
 
-AHEAD_BYTES = 8 << 20  # frames the child may have made and not yet written (besides what the pipe holds)
+AHEAD_BYTES = 4 << 20  # frames the child may have made and not yet written (besides what the pipe holds)
 
 
 class _FrameWriter:
@@ -252,8 +252,7 @@ class _FrameWriter:
                     self._ready.wait()
                 if not self._pending:
                     return
-                chunks, self._pending, self._size = self._pending, [], 0
-                self._ready.notify_all()
+                chunks, self._pending = self._pending, []
             try:
                 _write_all(self._fd, chunks)
             except OSError as exc:
@@ -261,6 +260,9 @@ class _FrameWriter:
                     self._error = exc
                     self._ready.notify_all()
                 return
+            with self._ready:  # written: room for as many more
+                self._size -= sum(map(len, chunks))
+                self._ready.notify_all()
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:
