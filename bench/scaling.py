@@ -24,6 +24,7 @@ with its peak memory (the parent's and the record checker's together).
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -148,7 +149,9 @@ def run_dry_run(scale: float, out_dir: Path) -> dict[str, Any]:
     DRY_RUN_REPEATS rounds interleaved: every round's ratio, their median, and the peak memory."""
     identities = max(1000, round(DRY_RUN_IDENTITIES * scale))
     log(f"dry_run: {identities:,} identities (scale {scale})")
+    load_before = os.getloadavg()
     size = measure_size(out_dir, identities, restores=False, repeats=DRY_RUN_REPEATS)
+    load_after = os.getloadavg()
     m = size["measured"]
     ratio = m["diff"]["wall_s"] / m["sqlite3"]["wall_s"]
     rss = max(r["child"]["peak_rss_mib"] for r in m["diff"]["runs"])
@@ -165,5 +168,9 @@ def run_dry_run(scale: float, out_dir: Path) -> dict[str, Any]:
         f"goal <= {GOAL_DIFF_RATIO}x   {verdict(ratio <= GOAL_DIFF_RATIO)}",
         f"  ratio of CPU ours/sqlite3 {m['diff']['cpu_s'] / m['sqlite3']['cpu_s']:.2f}x (both processes of ours)",
         f"  peak memory of the dry run (parent + record checker) {rss:.1f} MiB   goal < {GOAL_DRY_RUN_RSS_MIB:.0f} MiB   "
-        f"{verdict(rss < GOAL_DRY_RUN_RSS_MIB)}", ""]))
-    return {"scale": scale, **size, "ratio": ratio, "peak_rss_mib": rss, "goals_met": ok}
+        f"{verdict(rss < GOAL_DRY_RUN_RSS_MIB)}",
+        f"  machine load (1, 5, 15 min) before {' '.join(f'{x:.2f}' for x in load_before)}, after "
+        f"{' '.join(f'{x:.2f}' for x in load_after)} on {os.cpu_count()} CPUs: the dry run uses two cores, so "
+        "other work on the machine slows it more than sqlite3", ""]))
+    return {"scale": scale, **size, "ratio": ratio, "peak_rss_mib": rss, "goals_met": ok,
+            "load_before": load_before, "load_after": load_after}

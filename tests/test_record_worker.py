@@ -198,3 +198,36 @@ def test_a_child_that_cannot_start_leaves_the_reading_to_this_process(drill, mon
     expected = stream(drill, parallel=False)
     monkeypatch.setattr(record_worker, "_start_child", silent_child)
     assert stream(drill, parallel=True) == expected
+
+
+def test_the_frame_writer_writes_every_frame_in_order_while_the_reader_lags(monkeypatch) -> None:
+    import os
+    import threading
+
+    monkeypatch.setattr(record_worker, "AHEAD_BYTES", 4096)  # the child waits for the reader, it does not run away
+    read_end, write_end = os.pipe()
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(os.fdopen(read_end, "rb").read()))
+    reader.start()
+    frames = [bytes([i % 251]) * (1 + i * 37 % 70_000) for i in range(300)]
+    with os.fdopen(write_end, "wb") as out:
+        writer = record_worker._FrameWriter(out)
+        for frame in frames:
+            writer.put(frame)
+        writer.close()
+    reader.join()
+    assert received == [b"".join(frames)]
+
+
+def test_the_frame_writer_stops_when_the_parent_has_left(monkeypatch) -> None:
+    import os
+
+    monkeypatch.setattr(record_worker, "AHEAD_BYTES", 4096)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the parent has its answer and stopped reading
+    with os.fdopen(write_end, "wb") as out:
+        writer = record_worker._FrameWriter(out)
+        with pytest.raises(BrokenPipeError):
+            for _ in range(100):
+                writer.put(b"x" * 1000)
+            writer.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import threading
+from contextlib import contextmanager
 from itertools import chain
 from typing import Any, Iterator
 
@@ -29,6 +32,13 @@ def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     the consumer's merge runs beside the checking on another core; a record the checker
     refuses is judged with the rest of the payload (``unseal.judge``) either way.
     """
+    with collector_paused():
+        yield from _rows_by_kind(verified, identity, progress, confirmation, parallel)
+
+
+def _rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity, progress: ProgressCallback,
+                  confirmation: PayloadConfirmation | None, parallel: bool | None
+                  ) -> Iterator[tuple[Kind, Iterator[Item]]]:
     batches = checked_batches(verified, identity, progress, confirmation, parallel=parallel)
     pending: list[Batch | None] = [next(batches, None)]
 
@@ -53,3 +63,30 @@ def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
             pass
     finally:
         batches.close()
+
+
+_pause_lock = threading.Lock()
+_pauses: list[Any] = [0, None]  # dry runs under way, and the collector's thresholds before the first
+YOUNG_OBJECTS = 100_000  # new objects between two collections of the youngest generation, while a dry run streams
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector run seldom while a dry run streams its records (process-wide, until the
+    last dry run under way ends; its thresholds are then as they were). A dry run makes millions of
+    short-lived tuples and no reference cycles: every 700 of them set off a collection that walked the rows
+    in flight. Not switched off: a dry run left in a reference cycle is still collected, and its end
+    restores the thresholds."""
+    with _pause_lock:
+        if _pauses[0] == 0:
+            _pauses[1] = gc.get_threshold()
+            young, *older = _pauses[1]
+            gc.set_threshold(max(young, YOUNG_OBJECTS), *older)
+        _pauses[0] += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses[0] -= 1
+            if _pauses[0] == 0:
+                gc.set_threshold(*_pauses[1])

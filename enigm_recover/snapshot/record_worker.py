@@ -6,9 +6,9 @@ holds the GIL, and so is the dry run's merge with live rows. So the first runs
 in a child interpreter: ``checked_batches`` starts it, hands it the verified
 snapshot and the recovery identity over a pipe (memory only; nothing reaches
 disk, argv or the environment), and reads back, in payload order, batches of
-one kind's records as ``marshal`` frames (values in field order and canonical
-lines), the progress of decryption, and at the end either the confirmed
-payload SHA-256 or the error that stopped it. The child runs
+one kind's records as ``marshal`` frames of a few hundred records (values in
+field order and canonical lines), the progress of decryption, and at the end
+either the confirmed payload SHA-256 or the error that stopped it. The child runs
 ``unseal.record_batches``: ``unseal.records``' checks, in the same order, with
 the same verdicts (an altered payload is judged with the rest of the payload
 first). Its stderr goes nowhere: nothing of the records reaches a log.
@@ -26,6 +26,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -42,6 +43,9 @@ Batch = tuple[Kind, list[Row], list[bytes]]  # one kind's records in payload ord
 # Below this payload size the child's start-up (a fresh interpreter, ~0.2 s) costs more than it saves.
 PARALLEL_MIN_PAYLOAD = 16 << 20
 PIPE_BYTES = 1 << 20
+# Records per frame: the parent unpacks a frame just before its merge reads it, so a small one is still in the
+# CPU's cache when the merge gets there (a whole block's records, a few MiB of objects, are not).
+FRAME_RECORDS = 256
 _FRAME = struct.Struct("<I")
 
 
@@ -202,6 +206,76 @@ def _error(name: str, message: str, hint: str) -> EnigmError:
 
 # -- the child's side -----------------------------------------------------------
 
+AHEAD_BYTES = 4 << 20  # frames the child may have made and not yet written (besides what the pipe holds)
+
+
+class _FrameWriter:
+    """Writes the child's frames on a thread of its own, so that checking goes on while the parent is busy
+    with the frames before: the pipe alone holds only a few frames, less than one block of the payload
+    makes, and the two processes took turns waiting for each other. Up to ``AHEAD_BYTES`` wait here; what
+    is waiting is written in one system call (the GIL is released while it blocks)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        out.flush()
+        self._fd = out.fileno()
+        self._ready = threading.Condition()
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._closed = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._write, name="enigm-frames", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        with self._ready:
+            while self._size >= AHEAD_BYTES and self._error is None:
+                self._ready.wait()
+            if self._error is not None:
+                raise self._error
+            self._pending.append(data)
+            self._size += len(data)
+            self._ready.notify_all()
+
+    def close(self) -> None:
+        """Write what is waiting, then stop; raises what stopped the writing (the parent left, say)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _write(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending and not self._closed:
+                    self._ready.wait()
+                if not self._pending:
+                    return
+                chunks, self._pending = self._pending, []
+            try:
+                _write_all(self._fd, chunks)
+            except OSError as exc:
+                with self._ready:
+                    self._error = exc
+                    self._ready.notify_all()
+                return
+            with self._ready:  # written: room for as many more
+                self._size -= sum(map(len, chunks))
+                self._ready.notify_all()
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    views = [memoryview(c) for c in chunks]
+    while views:
+        written = os.writev(fd, views[:1024])  # IOV_MAX
+        while written and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
+
+
 
 def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     from enigm_recover.snapshot.unseal import PayloadConfirmation
@@ -213,10 +287,11 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     identity = RecoveryIdentity(secret, RecipientKind(kind))
     del secret
 
+    writer = _FrameWriter(out)
+
     def send(frame: tuple[Any, ...]) -> None:
         data = marshal.dumps(frame)
-        out.write(_FRAME.pack(len(data)))
-        out.write(data)
+        writer.put(_FRAME.pack(len(data)) + data)
 
     def report(p: Progress) -> None:
         send(("p", str(p.stage), p.done, p.total, p.unit, p.subject))
@@ -224,11 +299,13 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     confirmation = PayloadConfirmation()
     try:
         for kind, values, lines in _local_batches(verified, identity, report, confirmation):
-            send(("b", kind.name, values, lines))
+            for start in range(0, len(values), FRAME_RECORDS):
+                end = start + FRAME_RECORDS
+                send(("b", kind.name, values[start:end], lines[start:end]))
         send(("e", confirmation.sha256(), _own_peak_kib()))
     except EnigmError as exc:
         send(("x", type(exc).__name__, exc.message, exc.hint))
-    out.flush()
+    writer.close()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any, Callable, Iterable, Iterator
 
 import psycopg
@@ -242,7 +243,11 @@ class PostgresStore:
         return int(self._query(f"count {kind.table}", query)[0][0])
 
     def stream(self, kind: Kind, columns: Iterable[str] | None = None) -> Iterator[tuple[Any, ...]]:
-        """Rows of `kind` in primary-key byte order, as tuples in `columns` order (its own read view)."""
+        """Rows of `kind` in primary-key byte order, as tuples in `columns` order (its own read view); read from
+        the first ``next``, row by row without a Python frame per row."""
+        return chain.from_iterable(self._stream_batches(kind, columns))
+
+    def _stream_batches(self, kind: Kind, columns: Iterable[str] | None) -> Iterator[list[tuple[Any, ...]]]:
         order = sql.SQL(", ").join(sql.SQL('{} COLLATE "C"').format(sql.Identifier(k)) for k in kind.primary_key)
         query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
             _ids(list(columns or kind.field_names)), sql.Identifier(kind.table), order)
@@ -253,7 +258,7 @@ class PostgresStore:
                 cursor.itersize = STREAM_CHUNK
                 cursor.execute(query)
                 while rows := cursor.fetchmany(STREAM_CHUNK):
-                    yield from rows
+                    yield rows
         except psycopg.Error as exc:
             raise self._error(f"read {kind.table}", exc) from None
         finally:
