@@ -20,16 +20,52 @@ from __future__ import annotations
 
 import pickle
 from array import array
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-from enigm_recover.recovery.assess import ChangeType, as_key
+from enigm_recover.recovery.assess import ChangeType, Finding, as_key
 from enigm_recover.recovery.line_store import MAX_LINE_BYTES, LineStore
 from enigm_recover.snapshot.records import checked_key_reader, parse_checked_line
+from enigm_recover.state.live import Unreadable
 from enigm_recover.state.model import KIND_BY_NAME, Kind
 
-if TYPE_CHECKING:
-    from enigm_recover.recovery.diff import Change
+
+@dataclass(slots=True)
+class Change:
+    """What the dry run found for one record: missing, extra or changed, with its findings."""
+
+    kind: str
+    key: tuple[Any, ...]
+    change: ChangeType
+    fields: tuple[tuple[str, Any, Any], ...] = ()  # (field, live value, snapshot value) when changed
+    findings: tuple[Finding, ...] = ()
+    protected: bool = False
+    line_ref: int | None = None  # the canonical record a restore would write (missing, changed), in `lines`
+    account: str | None = None  # an extra device's account, for the orphan check (a missing one's is in its line)
+    lines: LineStore | None = None
+    unreadable: Unreadable | None = None  # the live record cannot be read into the model: what was found
+    # The snapshot record's values, where they were read from its line already (a plain missing record made
+    # again from the change list): the restore need not read the line a second time.
+    row: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+    line: bytes | None = field(default=None, repr=False, compare=False)  # its line, where read already
+
+    @property
+    def snapshot_line(self) -> bytes | None:
+        if self.line is not None:
+            return self.line
+        return None if self.line_ref is None or self.lines is None else self.lines.get(self.line_ref)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "key": list(self.key),
+            "change": self.change.value,
+            "fields": [{"field": f, "live": live, "snapshot": snap} for f, live, snap in self.fields],
+            "findings": [f.value for f in self.findings],
+            "protected": self.protected,
+            "unreadable": self.unreadable.detail() if self.unreadable is not None else None,
+        }
 
 
 class KindChanges:
@@ -46,7 +82,7 @@ class KindChanges:
         self._large: list[Change] = []  # a change too large for the store (a huge live key): kept as it is
         self._key_of_line = checked_key_reader(kind)
 
-    def _keep(self, change: "Change") -> int:
+    def _keep(self, change: Change) -> int:
         encoded = pickle.dumps((change.key, change.change, change.fields, change.findings, change.protected,
                                 change.line_ref, change.account, change.unreadable), pickle.HIGHEST_PROTOCOL)
         if len(encoded) > MAX_LINE_BYTES:
@@ -54,9 +90,7 @@ class KindChanges:
             encoded = pickle.dumps(len(self._large) - 1)
         return -(self.records.add(encoded) + 1)
 
-    def _whole(self, entry: int) -> "Change":
-        from enigm_recover.recovery.diff import Change
-
+    def _whole(self, entry: int) -> Change:
         kept = pickle.loads(self.records.get(-entry - 1))
         if isinstance(kept, int):
             return self._large[kept]
@@ -64,7 +98,7 @@ class KindChanges:
         return Change(self.kind.name, key, change, fields, findings, protected, line_ref, account, self.lines,
                       unreadable)
 
-    def append(self, change: "Change") -> None:
+    def append(self, change: Change) -> None:
         self.entries.append(self._keep(change))
         self.whole += 1
 
@@ -75,18 +109,16 @@ class KindChanges:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def at(self, position: int) -> "Change":
+    def at(self, position: int) -> Change:
         entry = self.entries[position]
         return self._whole(entry) if entry < 0 else self._missing(entry)
 
-    def replace(self, position: int, change: "Change") -> None:
+    def replace(self, position: int, change: Change) -> None:
         """Keep ``change`` at ``position`` instead (a change that got a finding)."""
         self.whole += self.entries[position] >= 0
         self.entries[position] = self._keep(change)
 
-    def _missing(self, line_ref: int) -> "Change":
-        from enigm_recover.recovery.diff import Change
-
+    def _missing(self, line_ref: int) -> Change:
         assert self.lines is not None
         kind = self.kind
         line = self.lines.get(line_ref)
@@ -94,19 +126,17 @@ class KindChanges:
         return Change(kind.name, as_key(kind, kind.sort_key(row)), ChangeType.MISSING, (), (), False,
                       line_ref, None, self.lines, None, row, line)
 
-    def _missing_keyed(self, line_ref: int) -> "Change":
+    def _missing_keyed(self, line_ref: int) -> Change:
         """``_missing`` without the record's values: its key and line only (a reader that compares lines)."""
-        from enigm_recover.recovery.diff import Change
-
         assert self.lines is not None
         line = self.lines.get(line_ref)
         return Change(self.kind.name, self._key_of_line(line), ChangeType.MISSING, (), (), False,
                       line_ref, None, self.lines, None, None, line)
 
-    def __iter__(self) -> Iterator["Change"]:
+    def __iter__(self) -> Iterator[Change]:
         return self.changes()
 
-    def changes(self, rows: bool = True, start: int = 0) -> Iterator["Change"]:
+    def changes(self, rows: bool = True, start: int = 0) -> Iterator[Change]:
         """In order, from position ``start``; without ``rows``, a plain missing record's Change holds its key
         and line, not its values."""
         whole, missing = self._whole, self._missing if rows else self._missing_keyed
@@ -133,15 +163,15 @@ class KindChanges:
                 low = middle + 1
         return low
 
-    def kept_whole(self) -> Iterator["Change"]:
+    def kept_whole(self) -> Iterator[Change]:
         """The changes kept whole, in order: every change but the plain missing records."""
         return (self._whole(e) for e in self.entries if e < 0)
 
-    def with_findings(self) -> Iterator["Change"]:
+    def with_findings(self) -> Iterator[Change]:
         """The changes with findings, in order (a plain missing record never has one)."""
         return (c for c in self.kept_whole() if c.findings)
 
-    def without_findings(self) -> Iterator["Change"]:
+    def without_findings(self) -> Iterator[Change]:
         whole, missing = self._whole, self._missing
         for entry in self.entries:
             if entry >= 0:
@@ -154,16 +184,16 @@ class ChangeList:
     """Every kind's changes, in the dry run's order; iterating makes each ``Change`` as it is reached, so a
     reader that keeps only what it needs keeps memory bounded."""
 
-    def __init__(self, changes: Iterable["Change"] = ()) -> None:
+    def __init__(self, changes: Iterable[Change] = ()) -> None:
         self._parts: list[KindChanges] = []
         self.extend(changes)
 
-    def append(self, change: "Change") -> None:
+    def append(self, change: Change) -> None:
         if not self._parts or self._parts[-1].kind.name != change.kind:
             self._parts.append(KindChanges(KIND_BY_NAME[change.kind], change.lines))
         self._parts[-1].append(change)
 
-    def extend(self, changes: Iterable["Change"]) -> None:
+    def extend(self, changes: Iterable[Change]) -> None:
         if isinstance(changes, KindChanges):
             self._parts.append(changes)
             return
@@ -176,11 +206,11 @@ class ChangeList:
     def __bool__(self) -> bool:
         return any(len(p) for p in self._parts)
 
-    def __iter__(self) -> Iterator["Change"]:
+    def __iter__(self) -> Iterator[Change]:
         for part in self._parts:
             yield from part
 
-    def __getitem__(self, index: int) -> "Change":
+    def __getitem__(self, index: int) -> Change:
         if index < 0:
             index += len(self)
         for part in self._parts:
@@ -193,7 +223,7 @@ class ChangeList:
         return sum(len(p) for p in self._parts if p.kind.name == kind)
 
     def of_kind(self, kind: str, after: tuple[object, ...] | None = None, *,
-                rows: bool = True) -> Iterator["Change"]:
+                rows: bool = True) -> Iterator[Change]:
         """The kind's changes in key order; with ``after``, only those whose key follows it (``rows``: as
         ``KindChanges.changes``)."""
         for part in self._parts:
@@ -204,7 +234,7 @@ class ChangeList:
         """How many of the kind's changes have a key up to ``key``."""
         return sum(p.first_after(key) for p in self._parts if p.kind.name == kind)
 
-    def in_full(self, kind: str | None = None) -> Iterator["Change"]:
+    def in_full(self, kind: str | None = None) -> Iterator[Change]:
         """The changes kept in full (of ``kind``), in order: every change but the plain missing records, so
         every change with findings, every change, extra and unreadable record among them."""
         for part in self._parts:
@@ -215,13 +245,13 @@ class ChangeList:
         """How many of the kind's changes are records only the snapshot has, without findings, kept compactly."""
         return sum(len(p) - p.whole for p in self._parts if p.kind.name == kind)
 
-    def findings_first(self, limit: int | None = None, *, by_kind_name: bool = False) -> list["Change"]:
+    def findings_first(self, limit: int | None = None, *, by_kind_name: bool = False) -> list[Change]:
         """The changes with findings, then the others, each in order (kinds by name with ``by_kind_name``):
         a stable sort on "has findings" that makes only the ``limit`` changes it returns."""
         ordered = self.by_findings(by_kind_name=by_kind_name)
         return list(ordered if limit is None else islice(ordered, limit))
 
-    def by_findings(self, *, by_kind_name: bool = False) -> Iterator["Change"]:
+    def by_findings(self, *, by_kind_name: bool = False) -> Iterator[Change]:
         """``findings_first``'s order, one change at a time."""
         parts = sorted(self._parts, key=lambda p: p.kind.name) if by_kind_name else self._parts
         for part in parts:

@@ -41,7 +41,7 @@ from enigm_recover.recovery.assess import (
     differing_fields,
     orphan_assessment,
 )
-from enigm_recover.recovery.change_list import ChangeList, KindChanges
+from enigm_recover.recovery.change_list import Change, ChangeList, KindChanges
 from enigm_recover.recovery.line_store import LineStore
 from enigm_recover.recovery.restorable_accounts import RestorableAccounts
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
@@ -53,41 +53,6 @@ from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, Kind
 
 log = logging.getLogger(__name__)
 from enigm_recover.state.store import TargetStore
-
-
-@dataclass(slots=True)
-class Change:
-    kind: str
-    key: tuple[Any, ...]
-    change: ChangeType
-    fields: tuple[tuple[str, Any, Any], ...] = ()  # (field, live value, snapshot value) when changed
-    findings: tuple[Finding, ...] = ()
-    protected: bool = False
-    line_ref: int | None = None  # the canonical record a restore would write (missing, changed), in `lines`
-    account: str | None = None  # an extra device's account, for the orphan check (a missing one's is in its line)
-    lines: LineStore | None = None
-    unreadable: Unreadable | None = None  # the live record cannot be read into the model: what was found
-    # The snapshot record's values, where they were read from its line already (a plain missing record made
-    # again from the change list): the restore need not read the line a second time.
-    row: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
-    line: bytes | None = field(default=None, repr=False, compare=False)  # its line, where read already
-
-    @property
-    def snapshot_line(self) -> bytes | None:
-        if self.line is not None:
-            return self.line
-        return None if self.line_ref is None or self.lines is None else self.lines.get(self.line_ref)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "key": list(self.key),
-            "change": self.change.value,
-            "fields": [{"field": f, "live": live, "snapshot": snap} for f, live, snap in self.fields],
-            "findings": [f.value for f in self.findings],
-            "protected": self.protected,
-            "unreadable": self.unreadable.detail() if self.unreadable is not None else None,
-        }
 
 
 NOT_IN_SNAPSHOT = "not in this snapshot"
