@@ -94,6 +94,9 @@ def test_dry_run_at_80x24_with_the_highlighted_change_in_full(served, tmp_path: 
         await walk_to("dry-run", served)(pilot)
         await pilot.press("down", "d")  # a changed identity: its fields before and after, in a pane that scrolls
         await pilot.pause()
+        # The change list behind the dialog shows in the picture too: its columns measured as well.
+        await until(pilot, lambda: all(tables_measured(screen) for screen in pilot.app.screen_stack),
+                    what="the tables' column widths behind the dialog")
 
     assert snap_compare(app_for(served, tmp_path), terminal_size=(80, 24), run_before=run_before)
 

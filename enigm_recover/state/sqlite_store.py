@@ -204,7 +204,10 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise TargetError(f"cannot read {kind.table} from {self.path}: {_safe(exc)}") from None
         finally:
-            cursor.close()
+            try:
+                cursor.close()
+            except sqlite3.ProgrammingError:  # the store was closed before the stream was dropped: nothing to close
+                pass
         # Text that is not UTF-8 (a drifted table): the rest of the stream, after the last row read, from a
         # connection that decodes leniently, for the reader of the rows to find unreadable.
         yield from self._lenient_batches(kind, names, last)
