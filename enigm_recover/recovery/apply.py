@@ -273,8 +273,7 @@ class Restorer:
             done += len(chunk)
             self.progress(Progress(Stage.RESTORE, done, total, "records", step.name))
             if check is not None:
-                if len(batch):
-                    check.read_back.take(batch)  # type: ignore[union-attr]
+                check.committed(batch)
                 check.add(chunk, self.store.rows_by_key(kind, keys))
         self._applied_at = time.perf_counter()
         log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
@@ -312,6 +311,11 @@ class _StepCheck:
                        "unreadable": 0}
         self.unmet = {"missing": 0, "changed": 0, "extra": 0, "unreadable": 0}
         self.live_digest, self.snapshot_digest = hashlib.sha256(), hashlib.sha256()
+
+    def committed(self, batch: Batch) -> None:
+        """A batch this process has just committed: what it wrote is read back as it journaled it."""
+        if self.read_back is not None and len(batch):
+            self.read_back.take(batch)
 
     def add(self, chunk: list[Change], live_now: dict[tuple[Any, ...], Row]) -> None:
         """Judge ``chunk`` against ``live_now``, its keys' live rows as read after the writes."""
