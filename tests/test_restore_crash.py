@@ -187,19 +187,23 @@ def test_a_resumed_step_reads_back_the_batches_written_before_the_interruption(d
 
 def test_a_row_changed_between_its_write_and_the_read_back_is_not_verified(drill, live_target, cli,
                                                                            monkeypatch) -> None:
-    """The same change without an interruption: the read-back catches it the same way."""
-    from enigm_recover.recovery.apply import Restorer
+    """The same change without an interruption: the read-back catches it the same way. The row is changed
+    after the batch that wrote it committed, just before its keys are read back."""
+    from enigm_recover.recovery.apply import _StepCheck
     from tests.test_restore import restore
 
     missing = _missing_devices(cli, drill, live_target)
-    original = Restorer.verify_step
+    original = _StepCheck.add
+    tampered = []
 
-    def tampered_first(self, step, run_id=None):  # type: ignore[no-untyped-def]
-        if step.kind.name == "device":
+    def tampered_first(self, chunk, live_now):  # type: ignore[no-untyped-def]
+        if self.step.kind.name == "device" and not tampered:
             _tamper_device(live_target, missing[0])
-        return original(self, step, run_id)
+            live_now = self.restorer.store.rows_by_key(self.step.kind, [c.key for c in chunk])
+            tampered.append(True)
+        return original(self, chunk, live_now)
 
-    monkeypatch.setattr(Restorer, "verify_step", tampered_first)
+    monkeypatch.setattr(_StepCheck, "add", tampered_first)
     code, out, err = restore(cli, drill, live_target, "--yes", "--json")
     assert code == 18, (out, err)
     devices = next(s for s in json.loads(out)["steps"] if s["step"] == "devices")

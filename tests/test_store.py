@@ -103,3 +103,39 @@ def test_consistent_reads_see_one_snapshot_of_the_store(live_target: str) -> Non
             assert list(reader.stream(IDENTITY)) == before
             assert len(list(reader.stream(SETTING))) > 0
         assert list(reader.stream(IDENTITY)) == []
+
+
+def _device(device_id: str) -> tuple[object, ...]:
+    return (device_id, "acct_1", KEY, "active", "2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z", "")
+
+
+@pytest.mark.parametrize("collation", ["", " COLLATE NOCASE"])
+def test_keyed_reads_return_exactly_the_rows_asked_for_dense_or_sparse(tmp_path: Path, collation: str) -> None:
+    """A keyed read gives the live rows of the keys asked for, and only those, whether the keys fill their
+    range (read as one range) or are spread over it (looked up), also from a platform table whose key column
+    compares without case (its own order is not the payload's binary one)."""
+    import sqlite3
+
+    path = tmp_path / "live.db"
+    columns = ", ".join(f"{name} {'TEXT' if f.sql_type == 'TEXT' else 'INTEGER'} NOT NULL"
+                        + (collation if name == "device_id" else "")
+                        for name, f in zip(DEVICE.field_names, DEVICE.fields))
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE devices ({columns}, PRIMARY KEY (device_id))")
+    # Keys whose binary order and case-blind order disagree ("B" < "Z" < "a" < "c", not "a" < "B" < "c" < "Z").
+    ids = sorted({f"{prefix}{n:04d}" for prefix in ("B", "a", "c", "Z_", "dev.") for n in range(400)})
+    conn.executemany(f"INSERT INTO devices VALUES ({', '.join('?' * 7)})", [_device(i) for i in ids])
+    conn.commit()
+    conn.close()
+    asked = {
+        "dense": ids[100:1500],
+        "dense with absent keys": [*ids[:700], "B0000x", "B9999", "Z_0150x"],
+        "sparse": ids[::7],
+        "every case": [i for i in ids if i[0] in "aB"],
+    }
+    with SQLiteStore(path) as store:
+        for name, keys in asked.items():
+            wanted = sorted(keys)
+            got = store.rows_by_key(DEVICE, [(k,) for k in wanted])
+            assert sorted(got) == [(k,) for k in wanted if k in ids], name
+            assert all(row == _device(key[0]) for key, row in got.items()), name

@@ -7,9 +7,11 @@ keyed query), decides each key again under the step's policies and the safety
 rules, and writes the batch in the same transaction as its journal row. After
 a crash (even SIGKILL), ``resume`` continues after the last committed batch;
 keys after it are still as they were, so the end state is the same as without
-the crash. After a step, its keys are read back and compared with the
-snapshot's records (counts and a canonical digest); a step is reported
-"verified" only when that check finished and held.
+the crash. A step's keys are read back after its writes to them and compared
+with the snapshot's records (counts and a canonical digest): batch by batch
+as a step started afresh goes (no later batch writes an earlier one's keys),
+or after the whole step when it was resumed. A step is reported "verified"
+only when that check finished and held.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Callable, Iterator
 from enigm_recover.errors import PayloadIntegrityError, RestoreRefused, TargetError
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.recovery.assess import (
+    MISSING,
     UNCHANGED,
     Assessment,
     Assessor,
@@ -117,7 +120,6 @@ class Restorer:
         self.plan = plan
         self.checked = checked
         self.batch_size = batch_size
-        self._line: bytes | None = None  # see _reassess
         self._applied_at = 0.0  # when the last step's writes ended: its verification's timing starts there
         self.progress = progress
         self.snapshot_time = snapshot_time_of(verified)
@@ -178,8 +180,9 @@ class Restorer:
                 self.store.record_step(run.run_id, step.name, "skipped", {})
                 outcomes.append(StepOutcome(step.name, "skipped"))
                 continue
-            position = self.apply_step(run.run_id, step, position)
-            verification = self.verify_step(step, run.run_id)
+            position, verification = self.apply_step(run.run_id, step, position)
+            if verification is None:  # resumed: verified after its writes, with its journal as the store keeps it
+                verification = self.verify_step(step, run.run_id)
             status = "verified" if verification["verified"] else "not-verified"
             log.info("restore step %s: %s (verification took %.3f s)", step.name, status,
                      time.perf_counter() - self._applied_at)
@@ -199,32 +202,41 @@ class Restorer:
         while chunk := list(islice(changes, self.batch_size)):
             yield chunk
 
-    def _reassess(self, kind: Kind, chunk: list[Change],
-                  live_now: dict[tuple[Any, ...], Row]) -> Iterator[tuple[Change, Row | None, Row | None, Assessment]]:
-        """Each change judged again against the live rows as they are now. ``self._line`` keeps the snapshot
-        line of the change last yielded (read from the dry run's compressed store once)."""
+    def _reassess(self, kind: Kind, chunk: list[Change], live_now: dict[tuple[Any, ...], Row]
+                  ) -> Iterator[tuple[Change, Row | None, Row | None, Assessment, bytes | None]]:
+        """Each change judged again against the live rows as they are now, with its snapshot line (read from
+        the dry run's compressed store once). A record live still lacks is missing, as the dry run found it,
+        without a second look; a device's account is still asked of the store, for the whole chunk at once."""
         assess = Assessor(kind, self.snapshot_time)
-        lines = {c.key: c.snapshot_line for c in chunk}
-        snaps = {c.key: c.row if c.row is not None else parse_checked_line(kind, line) if (line := lines[c.key])
-                 else None for c in chunk}
+        judged = []
+        for change in chunk:
+            line = change.snapshot_line
+            snap = change.row if change.row is not None else parse_checked_line(kind, line) if line else None
+            judged.append((change, snap, line))
         known: set[str] = set()
         if kind is DEVICE:
-            accounts = {device_account(snaps[c.key], live_now.get(c.key)) for c in chunk
-                        if snaps[c.key] is not None or c.key in live_now}
-            known = self.store.existing_accounts(accounts)
-        for change in chunk:
-            snap, live = snaps[change.key], live_now.get(change.key)
-            self._line = lines[change.key]
-            if snap is None and live is None:  # an extra record that is gone
-                yield change, None, None, UNCHANGED
-                continue
-            verdict = assess(snap, live)
+            known = self.store.existing_accounts({device_account(snap, live_now.get(change.key))
+                                                  for change, snap, _ in judged
+                                                  if snap is not None or change.key in live_now})
+        for change, snap, line in judged:
+            live = live_now.get(change.key)
+            if live is None:
+                if snap is None:  # an extra record that is gone
+                    yield change, None, None, UNCHANGED, line
+                    continue
+                verdict = MISSING
+            else:
+                verdict = assess(snap, live)
             if (kind is DEVICE and verdict.change in (ChangeType.MISSING, ChangeType.EXTRA)
                     and device_account(snap, live) not in known):
                 verdict = orphan_assessment(verdict)
-            yield change, snap, live, verdict
+            yield change, snap, live, verdict, line
 
-    def apply_step(self, run_id: str, step: Step, position: StepPosition) -> StepPosition:
+    def apply_step(self, run_id: str, step: Step,
+                   position: StepPosition) -> tuple[StepPosition, dict[str, Any] | None]:
+        """Write the step's batches from ``position`` on. A step started afresh is verified as it goes (its
+        verification is returned): each batch's keys are read back once the batch has committed (no later
+        batch writes them), beside the rows it journaled. A resumed step is verified after (None here)."""
         log.info("restore step %s: applying (policies %s)", step.name,
                  ", ".join(sorted(p.value for p in step.policies)))
         started = time.perf_counter()
@@ -232,108 +244,141 @@ class Restorer:
         total = self.checked.changes.count(kind.name)
         done = 0 if position.last_key is None else self.checked.changes.count_through(kind.name, position.last_key)
         number = position.batches
+        check = None
+        if position.batches == 0 and position.status is None:
+            check = _StepCheck(self, step, _ReadBack(self.store, kind, iter(()), self.batch_size))
         for chunk in self._chunks(kind, position.last_key):
 
             def build(live_now: dict[tuple[Any, ...], Row], chunk: list[Change] = chunk) -> Batch:
                 batch = Batch(step.name, number + 1, kind, last_key=chunk[-1].key)
-                for change, snap, _live, verdict in self._reassess(kind, chunk, live_now):
+                for change, snap, _live, verdict, line in self._reassess(kind, chunk, live_now):
                     action = decide(verdict.change, verdict.protected, step.policies, verdict.unreadable is not None)
                     if action == "insert":
                         batch.inserts.append(snap)  # type: ignore[arg-type]
                         batch.inserted += 1
-                        batch.expected[change.key] = _snapshot_hash(kind, snap, self._line)
+                        batch.expected[change.key] = _snapshot_hash(kind, snap, line)
                     elif action == "update":
                         batch.upserts.append(snap)  # type: ignore[arg-type]
                         batch.updated += 1
-                        batch.expected[change.key] = _snapshot_hash(kind, snap, self._line)
+                        batch.expected[change.key] = _snapshot_hash(kind, snap, line)
                     elif action == "delete":
                         batch.deletes.append(change.key)
                 return batch
 
             # The live rows are read inside the batch's own transaction, locked until it commits.
-            if len(self.store.apply_with(run_id, kind, [c.key for c in chunk], build)):
+            keys = [c.key for c in chunk]
+            batch = self.store.apply_with(run_id, kind, keys, build)
+            if len(batch):
                 number += 1
             done += len(chunk)
             self.progress(Progress(Stage.RESTORE, done, total, "records", step.name))
+            if check is not None:
+                check.committed(batch)
+                check.add(chunk, self.store.rows_by_key(kind, keys))
         self._applied_at = time.perf_counter()
         log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
-        return self.store.step_position(run_id, step.name)
+        if check is None:
+            return self.store.step_position(run_id, step.name), None
+        self.progress(Progress(Stage.VERIFY, total, total, "records", step.name))
+        return self.store.step_position(run_id, step.name), check.result()
 
     def verify_step(self, step: Step, run_id: str | None = None) -> dict[str, Any]:
-        """Read the step's keys back and check what its policies promised; the records that now equal the
-        snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed). With
-        ``run_id``, every row the step wrote, as its journal says (batches committed before an interruption
-        included), must also read back as written, and every key it deleted must be absent. The journal is
-        read beside the change list, both in key order: a key the verification reads anyway is checked on
-        that read; the others (written before an interruption, no longer a change) are read apart."""
+        """Read the step's keys back and check what its policies promised (see ``_StepCheck``). With ``run_id``,
+        every row the step wrote, as its journal says (batches committed before an interruption included),
+        must also read back as written, and every key it deleted must be absent. The journal is read beside the
+        change list, both in key order: a key the verification reads anyway is checked on that read; the
+        others (written before an interruption, no longer a change) are read apart."""
         kind = step.kind
-        counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0,
-                  "unreadable": 0}
-        unmet = {"missing": 0, "changed": 0, "extra": 0, "unreadable": 0}
-        live_digest, snapshot_digest = hashlib.sha256(), hashlib.sha256()
-        total, done = self.checked.changes.count(kind.name), 0
         read_back = _ReadBack(self.store, kind, self.store.written_rows(run_id, step.name), self.batch_size) \
             if run_id is not None else None
+        check = _StepCheck(self, step, read_back)
+        total, done = self.checked.changes.count(kind.name), 0
         for chunk in self._chunks(kind, rows=False):  # compared by their lines; read where they differ
-            live_now = self.store.rows_by_key(kind, [c.key for c in chunk])
-            encodings: dict[tuple[Any, ...], bytes | None] = {}  # live rows re-encoded, for the read-back
-            residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
-            for change in chunk:
-                live, line = live_now.get(change.key), change.snapshot_line
-                if live is not None and line is not None:
-                    try:
-                        encoded: bytes | None = row_line(kind, live)
-                    except (TypeError, ValueError):  # a live value JSON cannot hold (bytes, NaN): not equal
-                        encoded = None
-                    encodings[change.key] = encoded
-                    # Equal bytes mean equal records: the line was checked against the model, so the live row
-                    # holds the model's values in the model's types. A sealed line may escape a settings value
-                    # otherwise than the encoder: compared by value (a row the model can read, so == is exact),
-                    # and hashed in the canonical encoding on both sides.
-                    if encoded == line:
-                        canonical = line
-                    elif (encoded is not None and unreadable(kind, live) is None
-                          and (snap := parse_checked_line(kind, line)) == live):
-                        canonical = row_line(kind, snap)
-                    else:
-                        residual.append(change)
-                        continue
-                    counts["equal"] += 1
-                    snapshot_digest.update(canonical)
-                    live_digest.update(encoded)
-                    continue
-                residual.append(change)
-            for change, _snap, _live, verdict in self._reassess(kind, residual, live_now):
-                if verdict.change is None:  # equal keys were counted above: this is an extra record now gone
-                    counts["deleted"] += 1
-                elif verdict.unreadable is not None:
-                    # Kept unless the policies said to replace it; a record the dry run found missing must now
-                    # read back as the snapshot's (a column that mangles what is written breaks that promise).
-                    counts["unreadable"] += 1
-                    if (change.change is ChangeType.MISSING
-                            or decide(verdict.change, verdict.protected, step.policies, True) is not None):
-                        unmet["unreadable"] += 1
-                    else:
-                        counts["protected"] += 1
-                elif verdict.protected:
-                    counts["protected"] += 1
-                elif verdict.change is ChangeType.MISSING:
-                    counts["missing"] += 1
-                    unmet["missing"] += 1
-                elif verdict.change is ChangeType.CHANGED:
-                    counts["changed_left"] += 1
-                    unmet["changed"] += Policy.OVERWRITE_CHANGED in step.policies
-                else:
-                    counts["extra_left"] += 1
-                    unmet["extra"] += Policy.DELETE_EXTRA in step.policies
-            if read_back is not None:
-                read_back.up_to(chunk[-1].key, live_now, encodings, {c.key for c in chunk})
+            check.add(chunk, self.store.rows_by_key(kind, [c.key for c in chunk]))
             done += len(chunk)
             self.progress(Progress(Stage.VERIFY, done, total, "records", step.name))
-        if read_back is not None:
-            counts["written"], unmet["written"] = read_back.finish()
-        verified = not any(unmet.values()) and live_digest.digest() == snapshot_digest.digest()
-        return {"verified": verified, "unmet": unmet, **counts, "digest": live_digest.hexdigest()}
+        return check.result()
+
+
+class _StepCheck:
+    """A step's verification, chunk by chunk of its changes in key order: each key's live row, read after the
+    step's writes to it, judged against the snapshot and the step's policies. The records that now equal the
+    snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed)."""
+
+    def __init__(self, restorer: Restorer, step: Step, read_back: _ReadBack | None) -> None:
+        self.restorer, self.step, self.read_back = restorer, step, read_back
+        self.counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0,
+                       "unreadable": 0}
+        self.unmet = {"missing": 0, "changed": 0, "extra": 0, "unreadable": 0}
+        self.live_digest, self.snapshot_digest = hashlib.sha256(), hashlib.sha256()
+
+    def committed(self, batch: Batch) -> None:
+        """A batch this process has just committed: what it wrote is read back as it journaled it."""
+        if self.read_back is not None and len(batch):
+            self.read_back.take(batch)
+
+    def add(self, chunk: list[Change], live_now: dict[tuple[Any, ...], Row]) -> None:
+        """Judge ``chunk`` against ``live_now``, its keys' live rows as read after the writes."""
+        kind, counts, unmet, policies = self.step.kind, self.counts, self.unmet, self.step.policies
+        encodings: dict[tuple[Any, ...], bytes | None] = {}  # live rows re-encoded, for the read-back
+        residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
+        for change in chunk:
+            live, line = live_now.get(change.key), change.snapshot_line
+            if live is not None and line is not None:
+                try:
+                    encoded: bytes | None = row_line(kind, live)
+                except (TypeError, ValueError):  # a live value JSON cannot hold (bytes, NaN): not equal
+                    encoded = None
+                encodings[change.key] = encoded
+                # Equal bytes mean equal records: the line was checked against the model, so the live row
+                # holds the model's values in the model's types. A sealed line may escape a settings value
+                # otherwise than the encoder: compared by value (a row the model can read, so == is exact),
+                # and hashed in the canonical encoding on both sides.
+                if encoded == line:
+                    canonical = line
+                elif (encoded is not None and unreadable(kind, live) is None
+                      and (snap := parse_checked_line(kind, line)) == live):
+                    canonical = row_line(kind, snap)
+                else:
+                    residual.append(change)
+                    continue
+                counts["equal"] += 1
+                self.snapshot_digest.update(canonical)
+                self.live_digest.update(encoded)  # type: ignore[arg-type]
+                continue
+            residual.append(change)
+        for change, _snap, _live, verdict, _line in self.restorer._reassess(kind, residual, live_now):
+            if verdict.change is None:  # equal keys were counted above: this is an extra record now gone
+                counts["deleted"] += 1
+            elif verdict.unreadable is not None:
+                # Kept unless the policies said to replace it; a record the dry run found missing must now
+                # read back as the snapshot's (a column that mangles what is written breaks that promise).
+                counts["unreadable"] += 1
+                if (change.change is ChangeType.MISSING
+                        or decide(verdict.change, verdict.protected, policies, True) is not None):
+                    unmet["unreadable"] += 1
+                else:
+                    counts["protected"] += 1
+            elif verdict.protected:
+                counts["protected"] += 1
+            elif verdict.change is ChangeType.MISSING:
+                counts["missing"] += 1
+                unmet["missing"] += 1
+            elif verdict.change is ChangeType.CHANGED:
+                counts["changed_left"] += 1
+                unmet["changed"] += Policy.OVERWRITE_CHANGED in policies
+            else:
+                counts["extra_left"] += 1
+                unmet["extra"] += Policy.DELETE_EXTRA in policies
+        if self.read_back is not None:
+            self.read_back.up_to(chunk[-1].key, live_now, encodings, {c.key for c in chunk})
+
+    def result(self) -> dict[str, Any]:
+        counts, unmet = dict(self.counts), dict(self.unmet)
+        if self.read_back is not None:
+            counts["written"], unmet["written"] = self.read_back.finish()
+        verified = not any(unmet.values()) and self.live_digest.digest() == self.snapshot_digest.digest()
+        return {"verified": verified, "unmet": unmet, **counts, "digest": self.live_digest.hexdigest()}
 
 
 class _ReadBack:
@@ -352,6 +397,11 @@ class _ReadBack:
         self.more = True
         self.checked = 0
         self.differ = 0
+
+    def take(self, batch: Batch) -> None:
+        """A batch this process has just committed: its rows and deletions, as it journaled them."""
+        self.written += batch.expected.items()
+        self.deleted += batch.deletes
 
     def _pull_to(self, last: tuple[Any, ...] | None) -> None:
         """Journaled batches until one ends after ``last`` (all of them when ``last`` is None)."""

@@ -75,6 +75,7 @@ class Assessment:
 
 
 UNCHANGED = Assessment(None)
+MISSING = Assessment(ChangeType.MISSING)  # in the snapshot only: restored, unless an orphan device
 
 
 class Assessor:
@@ -92,7 +93,7 @@ class Assessor:
     def __call__(self, snap: Row | None, live: Row | None) -> Assessment:
         kind = self.kind
         if live is None:
-            return Assessment(ChangeType.MISSING)
+            return MISSING
         bad = unreadable(kind, live)
         if bad is not None:
             return self._unreadable(snap, live, bad)

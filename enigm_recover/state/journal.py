@@ -71,8 +71,9 @@ class Batch:
 
     def written_record(self) -> tuple[str, str]:
         """The journal's read-back record of this batch: the rows written (key and line hash), the keys deleted."""
-        return (json.dumps([[list(k), h] for k, h in self.expected.items()], separators=(",", ":")),
-                json.dumps([list(k) for k in self.deletes], separators=(",", ":")))
+        # JSON writes a tuple as an array: [[key...], hash] pairs without a list made for each.
+        return (json.dumps([*self.expected.items()], separators=(",", ":")),
+                json.dumps(self.deletes, separators=(",", ":")))
 
 
 def decode_written(written: str, deleted: str) -> tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]:
