@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from enigm_recover.state.model import DEVICE, IDENTITY, KINDS, SETTING, Kind
 from enigm_recover.state.url import parse_target_url
 from tests.test_restore import restore, shares, snapshot_state, state_of
@@ -325,6 +327,25 @@ def test_a_record_that_reads_back_unreadable_after_the_restore_is_not_verified(d
         execute(live_target, "CREATE FUNCTION mangle() RETURNS trigger LANGUAGE plpgsql AS "
                              "$$ BEGIN NEW.status := 'ACTIVE'; RETURN NEW; END $$",
                 "CREATE TRIGGER mangle BEFORE INSERT ON identities FOR EACH ROW EXECUTE FUNCTION mangle()")
+    execute(live_target, ("DELETE FROM identities WHERE account_id=?", gone))
+    code, out, err = restore(cli, drill, live_target, "--yes", "--json", "--step", "identities")
+    assert code == 18, err
+    step = json.loads(out)["steps"][0]
+    assert step["status"] == "not-verified" and step["inserted"] == 1
+    assert step["verification"]["unmet"]["unreadable"] == 1
+
+
+def test_a_record_that_reads_back_equal_in_value_but_not_in_type_is_not_verified(drill, live_target, cli,
+                                                                                  tmp_path: Path) -> None:
+    """A typeless SQLite column the platform fills with 1.0 where the restore wrote 1: equal in Python, but
+    not the snapshot's record (the model's key version is an integer), so not verified."""
+    if not is_sqlite(live_target):
+        pytest.skip("a PostgreSQL integer column holds integers only")
+    snapshot, live = snapshot_state(drill, cli, tmp_path), state_of(live_target)
+    gone = in_both(snapshot, live, IDENTITY, 1)[0]
+    loosen(live_target, IDENTITY)
+    execute(live_target, "CREATE TRIGGER mangle AFTER INSERT ON identities BEGIN "
+                         "UPDATE identities SET key_version = key_version * 1.0 WHERE account_id = NEW.account_id; END")
     execute(live_target, ("DELETE FROM identities WHERE account_id=?", gone))
     code, out, err = restore(cli, drill, live_target, "--yes", "--json", "--step", "identities")
     assert code == 18, err
