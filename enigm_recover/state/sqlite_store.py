@@ -489,9 +489,8 @@ def _rows_by_key(conn: sqlite3.Connection, kind: Kind, keys: list[tuple[Any, ...
         if ranged and len(values) >= RANGE_MIN_KEYS and all(type(v) is str for v in values):
             rows = _dense_range(conn, kind, cols, min(values), max(values), len(values))
             if rows is not None:
-                wanted = set(keys)
-                key_of = kind.key_of_row
-                return {key: row for row in rows if (key := key_of(row)) in wanted}
+                wanted, position = set(values), kind.key_positions[0]
+                return {(value,): row for row in rows if (value := row[position]) in wanted}
         for row in _select_in(conn, cols, kind.table, kind.primary_key[0], values):
             found[kind.key_of_row(row)] = row
     else:
