@@ -4,6 +4,7 @@ the same results, the same refusals as when they are checked in-process."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,12 +154,50 @@ def test_lines_checked_as_a_block_are_checked_as_one_by_one(drill, cli, tmp_path
         "repeat": [*devices[:5], devices[5], *devices[5:]],
         "not utf-8": [*devices[:5], devices[5].replace(b"active", b"\xff\xfe"), *devices[6:]],
         "an empty line": [*devices[:5], b"\n", *devices[5:]],
+        "a carriage return": [*devices[:5], devices[5].replace(b'","state"', b'\r","state"'), *devices[6:]],
+        "a line too long": [*devices[:5], devices[5][:-2] + b" " * 70_000 + b"}\n", *devices[6:]],
+        "no last newline": [*devices[:-1], devices[-1][:-1]],
     }
     for name, block in damaged.items():
         alone = one_by_one(block)
         assert as_block(block) == alone, name
         if name != "none":
             assert isinstance(alone[0], type) and issubclass(alone[0], EnigmError), name
+
+
+def test_integers_checked_as_a_block_are_checked_as_one_by_one(drill, cli, tmp_path) -> None:
+    """A block's integers are converted a column at a time: a value past the model's bound, or written
+    otherwise than canonically, is refused as it is line by line, with the same error."""
+    manifest = read_manifest(drill.snapshots, drill.latest)
+    identities = [line for line in _latest_lines(drill, cli, tmp_path) if line.startswith(b'{"kind":"identity"')]
+    assert len(identities) > 8
+
+    def with_version(line: bytes, version: bytes) -> bytes:
+        return re.sub(rb'"key_version":[0-9]+', b'"key_version":' + version, line)
+
+    def outcome(block: list[bytes], at_once: bool) -> object:
+        checker = RecordChecker(manifest)
+        try:
+            if at_once:
+                checker.check_lines(block[:1])
+                runs = checker.check_lines(block[1:])
+                assert [line for _, _, run in runs for line in run] == block[1:]
+                values = [v for _, rows, _ in runs for v in rows]
+            else:
+                values = [checker.check(line)[1] for line in block][1:]
+        except EnigmError as exc:
+            return type(exc), exc.message
+        checker._hash_accepted()
+        return values, checker.line_no, checker.digest.hasher.hexdigest()
+
+    for version in (b"1", b"2147483647", b"2147483648", b"9999999999", b"0", b"01", b"-1", b"1.0", b'"1"'):
+        block = [*identities[:4], with_version(identities[4], version), *identities[5:]]
+        alone = outcome(block, at_once=False)
+        assert outcome(block, at_once=True) == alone, version
+        accepted = version in (b"1", b"2147483647")
+        assert isinstance(alone[0], list) is accepted, version
+        if accepted:
+            assert alone[0][3][3] == int(version) and type(alone[0][3][3]) is int
 
 
 def test_the_child_starts_without_the_working_folder_on_its_import_path(drill, tmp_path, monkeypatch) -> None:

@@ -14,7 +14,7 @@ import operator
 import re
 import re._parser as _regex_parser  # only for the widest match of the model's fixed syntaxes
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
 from enigm_recover.errors import EnigmError, RecordInvalid, ScopeError, SnapshotContentError
@@ -123,11 +123,11 @@ def _line_pattern(kind: Kind) -> re.Pattern[str]:
 
 
 _LINE_PATTERNS: dict[str, re.Pattern[str]] = {k.name: _line_pattern(k) for k in KINDS}
-# A line's characters outside its captured values: the pattern's fixed text (a value is captured as it is
-# written, escapes included). In a block of lines, matches that are one per line and together as long as the
-# block leave no character unmatched: each line is exactly one match (no value holds a newline).
-_FIXED_CHARS: dict[str, int] = {k.name: len(_ROW_TEMPLATES[k.name] % tuple("" if f.sql_type == "INTEGER" else '""'
-                                                                           for f in k.fields)) for k in KINDS}
+# The same, anchored at a line's start: in a block of lines, a match starts where a line starts and ends with
+# that line's newline (no value can hold one), so each match is one whole line. A block that ends with a
+# newline, with as many newlines as matches, is exactly one match per line, nothing around or between them.
+_BLOCK_PATTERNS: dict[str, re.Pattern[str]] = {name: re.compile("^" + p.pattern, re.MULTILINE)
+                                               for name, p in _LINE_PATTERNS.items()}
 
 
 def _widest_value(f: Field) -> int:
@@ -149,6 +149,11 @@ def _widest_line(kind: Kind) -> int:
 
 
 WIDEST_LINE: dict[str, int] = {k.name: _widest_line(k) for k in KINDS}
+# Kinds whose pattern matches no line longer than MAX_LINE_BYTES (its widest match, in characters of at most 4
+# bytes each): a block of them that matches needs no check of its lines' lengths (a longer line does not match,
+# and is then found line by line).
+_MATCH_BOUNDED = frozenset(name for name, p in _LINE_PATTERNS.items()
+                           if 4 * _regex_parser.parse(p.pattern).getwidth()[1] <= MAX_LINE_BYTES)
 
 
 def plaintext_bound(manifest: Manifest) -> int:
@@ -243,21 +248,21 @@ class RecordChecker:
     def _check_run(self, kind: Kind, lines: list[bytes]) -> list[tuple[Any, ...]] | None:
         """The values of ``lines`` when every one is a canonical ``kind`` record in increasing key order after
         the last; None (and nothing changed) otherwise."""
-        if max(map(len, lines)) > MAX_LINE_BYTES:
+        if kind.name not in _MATCH_BOUNDED and max(map(len, lines)) > MAX_LINE_BYTES:
             return None
         block = b"".join(lines)
         try:
             text = block.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        found = self.pattern.findall(text)  # type: ignore[union-attr]
-        if len(found) != len(lines) or (
-                len(found) * _FIXED_CHARS[kind.name] + sum(map(len, chain.from_iterable(found))) != len(text)):
+        count = len(lines)
+        found = _BLOCK_PATTERNS[kind.name].findall(text)
+        if len(found) != count or text.count("\n") != count or not text.endswith("\n"):
             return None
-        convert = _ROW_CONVERTERS[kind.name]
+        convert = _BLOCK_CONVERTERS[kind.name]
         if convert is not None:
             try:
-                found = list(map(convert, found))
+                found = convert(found)
             except EnigmError:
                 return None
         keys = list(map(kind.sort_key, found))
@@ -430,3 +435,31 @@ def _row_converter(conversions: tuple[tuple[int, Callable[[str], Any]], ...]
 
 
 _ROW_CONVERTERS = {name: _row_converter(c) for name, c in _CONVERSIONS.items()}
+
+
+def _block_converter(kind: Kind) -> Callable[[list[tuple[str, ...]]], list[tuple[Any, ...]]] | None:
+    """The captured values of a block's lines with their non-text fields converted (None: all are text);
+    raises SnapshotContentError as the row converter does. A kind whose only such fields are integers has
+    them converted a column at a time (``int`` over the column, one bound check, the rows made again by
+    ``zip``), not each record's tuple sliced and joined again."""
+    row_converter = _ROW_CONVERTERS[kind.name]
+    if row_converter is None:
+        return None
+    conversions = _CONVERSIONS[kind.name]
+    if any(c is not _bounded_int for _, c in conversions):
+        return lambda found: list(map(row_converter, found))
+    positions = tuple(p for p, _ in conversions)
+
+    def convert(found: list[tuple[str, ...]]) -> list[tuple[Any, ...]]:
+        columns: list[Any] = list(zip(*found))
+        for p in positions:
+            column = list(map(int, columns[p]))
+            if max(column) >= 2**31:
+                raise SnapshotContentError("an integer in the payload is out of range")
+            columns[p] = column
+        return list(zip(*columns))
+
+    return convert
+
+
+_BLOCK_CONVERTERS = {k.name: _block_converter(k) for k in KINDS}
