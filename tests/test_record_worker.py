@@ -68,6 +68,45 @@ def test_a_dry_run_with_the_child_finds_the_same_changes_in_the_same_order(drill
     assert same["changes"]  # the drill's incident: there is something to compare
 
 
+def test_a_verbatim_kinds_line_made_from_its_checked_values_is_the_line_checked(drill) -> None:
+    """The child need not send a verbatim kind's lines: made again from the values, each is byte for byte the
+    line the checker accepted (and hashed) in the payload."""
+    from enigm_recover.snapshot.records import CHECKED_LINE, VERBATIM_KINDS
+
+    records, _ = stream(drill, parallel=False)
+    verbatim = [(kind, values, line) for kind, values, line in records if kind in VERBATIM_KINDS]
+    assert {kind for kind, _, _ in verbatim} == {"identity", "device", "role"}
+    assert all(CHECKED_LINE[kind](values) == line for kind, values, line in verbatim)
+
+
+@pytest.mark.parametrize("loss", ["incident", "total loss"])
+def test_a_dry_run_with_the_child_keeps_the_same_lines_for_the_restore(drill, monkeypatch, loss: str) -> None:
+    """Without a verbatim kind's lines from the child, a dry run keeps the same changes, each with the same
+    snapshot line (what a restore writes), as a dry run that read the payload itself."""
+    from enigm_recover.recovery.diff import diff
+    from enigm_recover.state.model import KINDS
+    from enigm_recover.state.stores import open_store
+
+    if loss == "total loss":
+        with open_store(drill.target) as store, store.transaction() as conn:
+            for kind in KINDS:
+                conn.execute(f"DELETE FROM {kind.table}")
+
+    def kept(parallel: bool) -> list[tuple]:
+        monkeypatch.setattr(record_worker, "PARALLEL_MIN_PAYLOAD", 0 if parallel else 1 << 62)
+        started: list[int] = []
+        real_start = record_worker._start_child
+        monkeypatch.setattr(record_worker, "_start_child", lambda *a: started.append(1) or real_start(*a))
+        with open_store(drill.target) as store:
+            result = diff(verified_of(drill), identity_of(drill), store)
+        assert bool(started) is parallel
+        return [(c.kind, c.key, c.change, c.fields, c.findings, c.protected, c.snapshot_line) for c in result.changes]
+
+    beside = kept(parallel=True)
+    assert beside == kept(parallel=False)
+    assert sum(1 for c in beside if c[-1] is not None) > 20
+
+
 def test_a_re_encrypted_payload_is_refused_by_the_child_as_in_process(drill) -> None:
     re_encrypt(drill)
     refused = outcome(drill, parallel=True)

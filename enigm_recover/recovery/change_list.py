@@ -113,6 +113,15 @@ class KindChanges:
         entry = self.entries[position]
         return self._whole(entry) if entry < 0 else self._missing(entry)
 
+    def plain_missing_line(self, position: int) -> bytes | None:
+        """The line of the change at ``position`` when it is a plain missing record (kept as its line alone);
+        None for a change kept whole."""
+        entry = self.entries[position]
+        if entry < 0:
+            return None
+        assert self.lines is not None
+        return self.lines.get(entry)
+
     def replace(self, position: int, change: Change) -> None:
         """Keep ``change`` at ``position`` instead (a change that got a finding)."""
         self.whole += self.entries[position] >= 0

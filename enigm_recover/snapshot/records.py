@@ -385,6 +385,18 @@ def _describe(kind: Kind, name: str) -> str:
 VERBATIM_KINDS = frozenset(k.name for k in KINDS if not any(f.json_text for f in k.fields))
 
 
+def _checked_line_maker(kind: Kind) -> Callable[[tuple[Any, ...]], bytes]:
+    """``row_line`` of a verbatim kind's checked values: the values put in the line's fixed text as they are
+    (no value of such a kind needs escaping), in one formatting operation."""
+    template = '{"kind":' + json.dumps(kind.name) + "".join(
+        f",{json.dumps(f.name)}:" + ("%d" if f.sql_type == "INTEGER" else '"%s"') for f in kind.fields) + "}\n"
+    return lambda row: (template % row).encode("ascii")
+
+
+# A verbatim kind's line from the values a RecordChecker accepted in it, byte for byte the line it accepted.
+CHECKED_LINE = {name: _checked_line_maker(KIND_BY_NAME[name]) for name in VERBATIM_KINDS}
+
+
 def checked_key_reader(kind: Kind) -> Callable[[bytes], tuple[Any, ...]]:
     """The primary key of a line a RecordChecker already accepted. For a verbatim kind keyed by one text
     field, the field's text is found in the line and taken as it is (it holds no quote to end it early, and
@@ -399,6 +411,16 @@ def checked_key_reader(kind: Kind) -> Callable[[bytes], tuple[Any, ...]]:
 
             return key
     return lambda line: kind.key_of_row(parse_checked_line(kind, line))
+
+
+def checked_field_reader(kind: Kind, name: str) -> Callable[[bytes], Any]:
+    """The value of field ``name`` in a line a RecordChecker already accepted, read as ``checked_key_reader``
+    reads a key: a verbatim kind's text field found in the line as it is; any other field parsed."""
+    position = kind.position(name)
+    if kind.name in VERBATIM_KINDS and kind.fields[position].sql_type == "TEXT":
+        search = re.compile(b'"' + name.encode() + b'":"([^"]*)"').search
+        return lambda line: search(line).group(1).decode("ascii")  # type: ignore[union-attr]
+    return lambda line: parse_checked_line(kind, line)[position]
 
 
 def parse_checked_line(kind: Kind, line: bytes) -> tuple[Any, ...]:
