@@ -197,11 +197,28 @@ def test_lines_checked_as_a_block_are_checked_as_one_by_one(drill, cli, tmp_path
         "a line too long": [*devices[:5], devices[5][:-2] + b" " * 70_000 + b"}\n", *devices[6:]],
         "no last newline": [*devices[:-1], devices[-1][:-1]],
     }
+    def as_chunk(block: list[bytes], without_lines: frozenset[str]) -> object:
+        checker = RecordChecker(manifest)
+        try:
+            checker.check_lines(head)
+            checker.check_chunk(b"".join(block[:2]))
+            runs = checker.check_chunk(b"".join(block[2:]), 0, without_lines)
+        except EnigmError as exc:
+            return type(exc), exc.message
+        kept = [line for _, _, run in runs if run is not None for line in run]
+        assert kept == ([] if "device" in without_lines else b"".join(block[2:]).splitlines(keepends=True))
+        checker._hash_accepted()
+        return checker.line_no, checker.digest.count, checker.digest.hasher.hexdigest()
+
     for name, block in damaged.items():
         alone = one_by_one(block)
         assert as_block(block) == alone, name
         if name != "none":
             assert isinstance(alone[0], type) and issubclass(alone[0], EnigmError), name
+        # Joined in a chunk, the lines are those bytes.splitlines finds (a carriage return ends one too).
+        split = b"".join(block).splitlines(keepends=True)
+        for without_lines in (frozenset(), frozenset({"device"})):
+            assert as_chunk(block, without_lines) == one_by_one(split), (name, without_lines)
 
 
 def test_integers_checked_as_a_block_are_checked_as_one_by_one(drill, cli, tmp_path) -> None:

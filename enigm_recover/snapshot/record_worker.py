@@ -76,16 +76,18 @@ def checked_batches(verified: Any, identity: RecoveryIdentity, progress: Progres
         parallel = _want_child(verified.manifest.payload_size)
     child = _start_child(verified, identity, verbatim_lines) if parallel else None
     if child is None:
-        return _local_batches(verified, identity, progress, confirmation)
+        return _local_batches(verified, identity, progress, confirmation, verbatim_lines)
     return _child_batches(child, progress, confirmation,
-                          lambda: _local_batches(verified, identity, progress, confirmation))
+                          lambda: _local_batches(verified, identity, progress, confirmation, verbatim_lines))
 
 
 def _local_batches(verified: Any, identity: RecoveryIdentity, progress: ProgressCallback,
-                   confirmation: Any) -> Iterator[Batch]:
+                   confirmation: Any, verbatim_lines: bool = True) -> Iterator[Batch]:
+    from enigm_recover.snapshot.records import VERBATIM_KINDS
     from enigm_recover.snapshot.unseal import record_batches
 
-    return record_batches(verified, identity, progress, confirmation)
+    return record_batches(verified, identity, progress, confirmation,
+                          without_lines=frozenset() if verbatim_lines else VERBATIM_KINDS)
 
 
 # -- the parent's side ----------------------------------------------------------
@@ -286,7 +288,6 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
 
 
 def _child_main(source: BinaryIO, out: BinaryIO) -> None:
-    from enigm_recover.snapshot.records import VERBATIM_KINDS
     from enigm_recover.snapshot.unseal import PayloadConfirmation
     from enigm_recover.snapshot.verify import VerifiedSnapshot
 
@@ -307,11 +308,10 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
 
     confirmation = PayloadConfirmation()
     try:
-        for kind, values, lines in _local_batches(verified, identity, report, confirmation):
-            omitted = not verbatim_lines and kind.name in VERBATIM_KINDS
+        for kind, values, lines in _local_batches(verified, identity, report, confirmation, verbatim_lines):
             for start in range(0, len(values), FRAME_RECORDS):
                 end = start + FRAME_RECORDS
-                send(("b", kind.name, values[start:end], None if omitted else lines[start:end]))
+                send(("b", kind.name, values[start:end], None if lines is None else lines[start:end]))
         send(("e", confirmation.sha256(), _own_peak_kib()))
     except EnigmError as exc:
         send(("x", type(exc).__name__, exc.message, exc.hint))

@@ -164,6 +164,17 @@ HASH_BATCH = 1024  # accepted lines hashed together
 _KIND_PREFIX = re.compile(r'\{"kind":"([a-z]+)"')
 
 
+def chunk_lines(chunk: bytes, head: int = 0) -> list[bytes]:
+    """The lines of a chunk of whole payload lines (``unseal.payload_chunks``): its first ``head`` bytes begin
+    its first line whatever they hold (the line was cut where a block ended), the rest is split as
+    bytes.splitlines splits."""
+    if not head:
+        return chunk.splitlines(keepends=True)
+    lines = chunk[head:].splitlines(keepends=True)
+    lines[0] = chunk[:head] + lines[0]
+    return lines
+
+
 class RecordChecker:
     """Checks a stream of payload lines against the model and the signed manifest.
 
@@ -225,6 +236,18 @@ class RecordChecker:
             self._hash_accepted()
         return kind, values
 
+    def check_chunk(self, chunk: bytes, head: int = 0, without_lines: frozenset[str] = frozenset()
+                    ) -> list[tuple[Kind, list[tuple[Any, ...]], list[bytes] | None]]:
+        """``check_lines`` of the lines of ``chunk`` (``chunk_lines(chunk, head)``), the same runs and the
+        same errors. A chunk of the current kind is checked whole without making its lines: a run of a kind in
+        ``without_lines`` then comes without them (None)."""
+        kind = self.kind
+        if kind is not None and chunk and kind.name in _MATCH_BOUNDED:
+            run = self._check_block(kind, chunk, None)
+            if run is not None:
+                return [(kind, run, None if kind.name in without_lines else chunk_lines(chunk, head))]
+        return self.check_lines(chunk_lines(chunk, head))  # type: ignore[return-value]
+
     def check_lines(self, lines: list[bytes]) -> list[tuple[Kind, list[tuple[Any, ...]], list[bytes]]]:
         """``check`` of every line, in order, as runs of one kind: (kind, values, lines).
 
@@ -250,15 +273,22 @@ class RecordChecker:
         the last; None (and nothing changed) otherwise."""
         if kind.name not in _MATCH_BOUNDED and max(map(len, lines)) > MAX_LINE_BYTES:
             return None
-        block = b"".join(lines)
+        return self._check_block(kind, b"".join(lines), len(lines))
+
+    def _check_block(self, kind: Kind, block: bytes, count: int | None) -> list[tuple[Any, ...]] | None:
+        """``_check_run`` of the ``count`` lines joined in ``block`` (None: the lines ``bytes.splitlines``
+        finds in it), their lengths checked already or bounded by the kind's pattern."""
         try:
             text = block.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        count = len(lines)
         found = _BLOCK_PATTERNS[kind.name].findall(text)
-        if len(found) != count or text.count("\n") != count or not text.endswith("\n"):
+        # Every line a match: as many matches as newlines, the last character one. (A line that
+        # bytes.splitlines would cut in two, at a carriage return, holds one no match can hold.)
+        if not found or (count is not None and len(found) != count) or text.count("\n") != len(found) \
+                or not text.endswith("\n"):
             return None
+        count = len(found)
         convert = _BLOCK_CONVERTERS[kind.name]
         if convert is not None:
             try:
@@ -270,11 +300,11 @@ class RecordChecker:
             return None
         if not all(map(operator.lt, keys, islice(keys, 1, None))):
             return None
-        self.line_no += len(lines)
+        self.line_no += count
         self.last_key = keys[-1]
         if self.unhashed:
             _hashed(self.unhashed, self.digest)
-        self.digest.add(block, len(lines))
+        self.digest.add(block, count)
         self._check_count()
         return found
 
