@@ -98,6 +98,24 @@ def test_a_checked_lines_key_is_read_as_parsing_it_reads_it(drill) -> None:
     assert seen > 200
 
 
+def test_a_checked_lines_field_is_read_as_parsing_it_reads_it(drill) -> None:
+    """Every field of every record of the drill's snapshot (a device's account: what the orphan check reads
+    from a missing device's line) is read from the line as parsing it reads it."""
+    from bench.diff_restore import open_sealed
+    from enigm_recover.recovery.snapshot_rows import rows_by_kind
+    from enigm_recover.snapshot.records import checked_field_reader
+    from enigm_recover.snapshot.unseal import PayloadConfirmation
+
+    verified, identity, _ = open_sealed(drill.root)
+    seen = 0
+    for kind, items in rows_by_kind(verified, identity, lambda *_: None, PayloadConfirmation()):
+        readers = [checked_field_reader(kind, name) for name in kind.field_names]
+        for row, line in items:
+            assert tuple(read(line) for read in readers) == parse_checked_line(kind, line) == row
+            seen += 1
+    assert seen > 200
+
+
 def test_diff_json_of_a_total_loss_streams_its_changes_as_the_document_a_whole_dump_writes(drill, cli) -> None:
     """``diff --json`` on a total loss: every record a change, written one at a time; the text is exactly
     what dumping the whole document at once writes, and the changes match the dry run's."""

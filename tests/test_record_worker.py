@@ -4,6 +4,7 @@ the same results, the same refusals as when they are checked in-process."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,45 @@ def test_a_dry_run_with_the_child_finds_the_same_changes_in_the_same_order(drill
     same.pop("recovery"), other.pop("recovery")  # each run is a ceremony of its own
     assert started and same == other
     assert same["changes"]  # the drill's incident: there is something to compare
+
+
+def test_a_verbatim_kinds_line_made_from_its_checked_values_is_the_line_checked(drill) -> None:
+    """The child need not send a verbatim kind's lines: made again from the values, each is byte for byte the
+    line the checker accepted (and hashed) in the payload."""
+    from enigm_recover.snapshot.records import CHECKED_LINE, VERBATIM_KINDS
+
+    records, _ = stream(drill, parallel=False)
+    verbatim = [(kind, values, line) for kind, values, line in records if kind in VERBATIM_KINDS]
+    assert {kind for kind, _, _ in verbatim} == {"identity", "device", "role"}
+    assert all(CHECKED_LINE[kind](values) == line for kind, values, line in verbatim)
+
+
+@pytest.mark.parametrize("loss", ["incident", "total loss"])
+def test_a_dry_run_with_the_child_keeps_the_same_lines_for_the_restore(drill, monkeypatch, loss: str) -> None:
+    """Without a verbatim kind's lines from the child, a dry run keeps the same changes, each with the same
+    snapshot line (what a restore writes), as a dry run that read the payload itself."""
+    from enigm_recover.recovery.diff import diff
+    from enigm_recover.state.model import KINDS
+    from enigm_recover.state.stores import open_store
+
+    if loss == "total loss":
+        with open_store(drill.target) as store, store.transaction() as conn:
+            for kind in KINDS:
+                conn.execute(f"DELETE FROM {kind.table}")
+
+    def kept(parallel: bool) -> list[tuple]:
+        monkeypatch.setattr(record_worker, "PARALLEL_MIN_PAYLOAD", 0 if parallel else 1 << 62)
+        started: list[int] = []
+        real_start = record_worker._start_child
+        monkeypatch.setattr(record_worker, "_start_child", lambda *a: started.append(1) or real_start(*a))
+        with open_store(drill.target) as store:
+            result = diff(verified_of(drill), identity_of(drill), store)
+        assert bool(started) is parallel
+        return [(c.kind, c.key, c.change, c.fields, c.findings, c.protected, c.snapshot_line) for c in result.changes]
+
+    beside = kept(parallel=True)
+    assert beside == kept(parallel=False)
+    assert sum(1 for c in beside if c[-1] is not None) > 20
 
 
 def test_a_re_encrypted_payload_is_refused_by_the_child_as_in_process(drill) -> None:
@@ -153,12 +193,67 @@ def test_lines_checked_as_a_block_are_checked_as_one_by_one(drill, cli, tmp_path
         "repeat": [*devices[:5], devices[5], *devices[5:]],
         "not utf-8": [*devices[:5], devices[5].replace(b"active", b"\xff\xfe"), *devices[6:]],
         "an empty line": [*devices[:5], b"\n", *devices[5:]],
+        "a carriage return": [*devices[:5], devices[5].replace(b'","state"', b'\r","state"'), *devices[6:]],
+        "a line too long": [*devices[:5], devices[5][:-2] + b" " * 70_000 + b"}\n", *devices[6:]],
+        "no last newline": [*devices[:-1], devices[-1][:-1]],
     }
+    def as_chunk(block: list[bytes], without_lines: frozenset[str]) -> object:
+        checker = RecordChecker(manifest)
+        try:
+            checker.check_lines(head)
+            checker.check_chunk(b"".join(block[:2]))
+            runs = checker.check_chunk(b"".join(block[2:]), 0, without_lines)
+        except EnigmError as exc:
+            return type(exc), exc.message
+        kept = [line for _, _, run in runs if run is not None for line in run]
+        assert kept == ([] if "device" in without_lines else b"".join(block[2:]).splitlines(keepends=True))
+        checker._hash_accepted()
+        return checker.line_no, checker.digest.count, checker.digest.hasher.hexdigest()
+
     for name, block in damaged.items():
         alone = one_by_one(block)
         assert as_block(block) == alone, name
         if name != "none":
             assert isinstance(alone[0], type) and issubclass(alone[0], EnigmError), name
+        # Joined in a chunk, the lines are those bytes.splitlines finds (a carriage return ends one too).
+        split = b"".join(block).splitlines(keepends=True)
+        for without_lines in (frozenset(), frozenset({"device"})):
+            assert as_chunk(block, without_lines) == one_by_one(split), (name, without_lines)
+
+
+def test_integers_checked_as_a_block_are_checked_as_one_by_one(drill, cli, tmp_path) -> None:
+    """A block's integers are converted a column at a time: a value past the model's bound, or written
+    otherwise than canonically, is refused as it is line by line, with the same error."""
+    manifest = read_manifest(drill.snapshots, drill.latest)
+    identities = [line for line in _latest_lines(drill, cli, tmp_path) if line.startswith(b'{"kind":"identity"')]
+    assert len(identities) > 8
+
+    def with_version(line: bytes, version: bytes) -> bytes:
+        return re.sub(rb'"key_version":[0-9]+', b'"key_version":' + version, line)
+
+    def outcome(block: list[bytes], at_once: bool) -> object:
+        checker = RecordChecker(manifest)
+        try:
+            if at_once:
+                checker.check_lines(block[:1])
+                runs = checker.check_lines(block[1:])
+                assert [line for _, _, run in runs for line in run] == block[1:]
+                values = [v for _, rows, _ in runs for v in rows]
+            else:
+                values = [checker.check(line)[1] for line in block][1:]
+        except EnigmError as exc:
+            return type(exc), exc.message
+        checker._hash_accepted()
+        return values, checker.line_no, checker.digest.hasher.hexdigest()
+
+    for version in (b"1", b"2147483647", b"2147483648", b"9999999999", b"0", b"01", b"-1", b"1.0", b'"1"'):
+        block = [*identities[:4], with_version(identities[4], version), *identities[5:]]
+        alone = outcome(block, at_once=False)
+        assert outcome(block, at_once=True) == alone, version
+        accepted = version in (b"1", b"2147483647")
+        assert isinstance(alone[0], list) is accepted, version
+        if accepted:
+            assert alone[0][3][3] == int(version) and type(alone[0][3][3]) is int
 
 
 def test_the_child_starts_without_the_working_folder_on_its_import_path(drill, tmp_path, monkeypatch) -> None:

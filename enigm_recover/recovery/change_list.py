@@ -68,6 +68,10 @@ class Change:
         }
 
 
+_CHANGE_TYPES = {c.value: c for c in ChangeType}
+_FINDINGS = {f.value: f for f in Finding}
+
+
 class KindChanges:
     """One kind's changes in key order. An entry >= 0 is a plain missing record's line reference in ``lines``;
     an entry < 0 is ``-(ref + 1)`` for a change kept whole, pickled, at ``ref`` in ``records`` (a store of
@@ -83,8 +87,10 @@ class KindChanges:
         self._key_of_line = checked_key_reader(kind)
 
     def _keep(self, change: Change) -> int:
-        encoded = pickle.dumps((change.key, change.change, change.fields, change.findings, change.protected,
-                                change.line_ref, change.account, change.unreadable), pickle.HIGHEST_PROTOCOL)
+        # The change's type and findings as their values: pickling an enum member costs a few times a string.
+        encoded = pickle.dumps((change.key, change.change.value, change.fields, tuple(f.value for f in change.findings),
+                                change.protected, change.line_ref, change.account, change.unreadable),
+                               pickle.HIGHEST_PROTOCOL)
         if len(encoded) > MAX_LINE_BYTES:
             self._large.append(change)
             encoded = pickle.dumps(len(self._large) - 1)
@@ -95,8 +101,8 @@ class KindChanges:
         if isinstance(kept, int):
             return self._large[kept]
         key, change, fields, findings, protected, line_ref, account, unreadable = kept
-        return Change(self.kind.name, key, change, fields, findings, protected, line_ref, account, self.lines,
-                      unreadable)
+        return Change(self.kind.name, key, _CHANGE_TYPES[change], fields, tuple(map(_FINDINGS.__getitem__, findings)),
+                      protected, line_ref, account, self.lines, unreadable)
 
     def append(self, change: Change) -> None:
         self.entries.append(self._keep(change))
@@ -112,6 +118,15 @@ class KindChanges:
     def at(self, position: int) -> Change:
         entry = self.entries[position]
         return self._whole(entry) if entry < 0 else self._missing(entry)
+
+    def plain_missing_line(self, position: int) -> bytes | None:
+        """The line of the change at ``position`` when it is a plain missing record (kept as its line alone);
+        None for a change kept whole."""
+        entry = self.entries[position]
+        if entry < 0:
+            return None
+        assert self.lines is not None
+        return self.lines.get(entry)
 
     def replace(self, position: int, change: Change) -> None:
         """Keep ``change`` at ``position`` instead (a change that got a finding)."""

@@ -45,7 +45,7 @@ from enigm_recover.recovery.change_list import Change, ChangeList, KindChanges
 from enigm_recover.recovery.line_store import LineStore
 from enigm_recover.recovery.restorable_accounts import RestorableAccounts
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
-from enigm_recover.snapshot.records import parse_checked_line
+from enigm_recover.snapshot.records import CHECKED_LINE, checked_field_reader, parse_checked_line
 from enigm_recover.snapshot.unseal import PayloadConfirmation
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.live import Unreadable, exact_types, key_is_addressable, table_unreadable, table_unwritable
@@ -161,7 +161,14 @@ def _account_of(change: Change) -> str | None:
     return None
 
 
+def _suspect_account(changes: KindChanges, position: int) -> str | None:
+    """``_account_of`` the device change at ``position``, without making a plain missing one's Change."""
+    line = changes.plain_missing_line(position)
+    return _account_of(changes.at(position)) if line is None else _device_line_account(line)
+
+
 ORPHAN_CHUNK = 20_000
+_device_line_account = checked_field_reader(DEVICE, "account_id")
 
 
 def resolve_orphans(changes: KindChanges, suspects: Iterable[int], store: TargetStore,
@@ -169,15 +176,17 @@ def resolve_orphans(changes: KindChanges, suspects: Iterable[int], store: Target
     """Flag the missing or extra devices at ``suspects`` (positions in ``changes`` whose account is not among
     the snapshot's missing identities, which a restore brings back) whose account live lacks as well: a
     missing one is then not restored. Batched lookups, not one per device. Where live's accounts cannot be
-    read, no account is known to exist there."""
+    read, no account is known to exist there. A plain missing device (most of them) has its account read from
+    its line alone; a change is made only for the devices found orphaned."""
     positions = list(suspects)
     for start in range(0, len(positions), ORPHAN_CHUNK):  # in chunks: memory stays bounded
-        pending = [(p, c, account) for p in positions[start:start + ORPHAN_CHUNK]
-                   if (account := _account_of(c := changes.at(p))) is not None]
-        wanted = {account for _, _, account in pending}
+        pending = [(p, account) for p in positions[start:start + ORPHAN_CHUNK]
+                   if (account := _suspect_account(changes, p)) is not None]
+        wanted = {account for _, account in pending}
         known = store.existing_accounts(wanted) if accounts_readable else set()
-        for position, change, account in pending:
+        for position, account in pending:
             if account not in known:
+                change = changes.at(position)
                 verdict = orphan_assessment(Assessment(change.change, change.findings, change.protected))
                 change.findings, change.protected = verdict.findings, verdict.protected
                 changes.replace(position, change)
@@ -196,7 +205,8 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     missing_accounts = RestorableAccounts()  # the snapshot's identities that live lacks: a restore brings them back
     lines = LineStore()
     confirmation = PayloadConfirmation()
-    for kind, items in rows_by_kind(verified, identity, progress, confirmation):
+    # Most records are unchanged: their lines are not needed, and those of a verbatim kind are not even sent.
+    for kind, items in rows_by_kind(verified, identity, progress, confirmation, verbatim_lines=False):
         if kind.name not in verified.manifest.scope:
             # The snapshot says nothing about this kind: live records are not compared with an empty stream
             # (they would all look extra), and the kind is shown as not in this snapshot.
@@ -238,13 +248,15 @@ def diff(verified: VerifiedSnapshot, identity: RecoveryIdentity, store: TargetSt
     return result
 
 
-def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: TargetStore, snapshot_time: str,
+def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes | None]], store: TargetStore,
+             snapshot_time: str,
              summary: KindSummary, changes: KindChanges, missing_accounts: RestorableAccounts
              ) -> tuple[list[Unreadable], array[int]]:
     """One merge pass of a kind: counts into ``summary``, changes into ``changes``. Returns the live records
     whose key cannot be read (they have no place in the key order, and no change a restore could act on), and
     for devices the positions of the missing and extra ones whose account is not among ``missing_accounts``
-    (the orphan check looks those up in live).
+    (the orphan check looks those up in live). A snapshot record's line None is its values' canonical
+    encoding, made here only for the records a change keeps.
 
     The merge is ``assess.merge``'s, inlined: a record equal on both sides (the common case) costs one
     comparison of two tuples, not a round through a generator."""
@@ -274,8 +286,9 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
                               lines, verdict.unreadable))
 
     is_identity, is_device = kind is IDENTITY, kind is DEVICE
+    line_of = CHECKED_LINE.get(kind.name)  # a line not sent is a verbatim kind's: made from its values
 
-    def missing(k: Any, row: tuple[Any, ...], line: bytes) -> None:
+    def missing(k: Any, row: tuple[Any, ...], line: bytes | None) -> None:
         """``differs`` for a record only in the snapshot: ``assess`` says missing, without findings, always.
         Kept as its line alone (``KindChanges.add_missing``); a missing device's account is read from the
         line again only if the orphan check needs it (kept for every one, they would cost memory)."""
@@ -284,7 +297,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
             missing_accounts.add(k)
         elif is_device and device_account(row, None) not in missing_accounts:
             suspects.append(len(changes))
-        changes.add_missing(lines.add(line))
+        changes.add_missing(lines.add(line if line is not None else line_of(row)))
 
     snapshot = iter(items)
     live = iter(store.stream(kind))
@@ -309,7 +322,7 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes]], store: 
             differs(kl, None, None, l)
             l = next(live, None)  # noqa: E741
         else:
-            differs(ks, s[0], s[1], l)
+            differs(ks, s[0], s[1] if s[1] is not None else line_of(s[0]), l)
             s = next(snapshot, None)
             l = next(live, None)  # noqa: E741
     while s is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 from contextlib import contextmanager
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, Iterator
 
 from enigm_recover.progress import ProgressCallback, no_progress
@@ -16,13 +16,14 @@ from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.model import KINDS, Kind
 
 Row = tuple[Any, ...]
-Item = tuple[Row, bytes]  # a record's values and its canonical line
+# A record's values and its canonical line (None where not asked for: ``records.CHECKED_LINE`` of the values).
+Item = tuple[Row, bytes | None]
 
 
 def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                  progress: ProgressCallback = no_progress,
                  confirmation: PayloadConfirmation | None = None, *,
-                 parallel: bool | None = None) -> Iterator[tuple[Kind, Iterator[Item]]]:
+                 parallel: bool | None = None, verbatim_lines: bool = True) -> Iterator[tuple[Kind, Iterator[Item]]]:
     """(kind, records) for every kind in the fixed order; an empty stream for kinds the snapshot lacks.
 
     A kind's records are read before the next kind is handed out: what a consumer
@@ -30,22 +31,25 @@ def rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity,
     checks at its end, has been read once this generator is exhausted. The records
     are checked in a child process when the payload is large (``record_worker``), so
     the consumer's merge runs beside the checking on another core; a record the checker
-    refuses is judged with the rest of the payload (``unseal.judge``) either way.
+    refuses is judged with the rest of the payload (``unseal.judge``) either way. Without ``verbatim_lines``,
+    a record of a kind whose lines are their values' canonical encoding (``records.VERBATIM_KINDS``) may come
+    with None for its line: ``records.CHECKED_LINE`` of its values is the line, byte for byte.
     """
     with collector_paused():
-        yield from _rows_by_kind(verified, identity, progress, confirmation, parallel)
+        yield from _rows_by_kind(verified, identity, progress, confirmation, parallel, verbatim_lines)
 
 
 def _rows_by_kind(verified: VerifiedSnapshot, identity: RecoveryIdentity, progress: ProgressCallback,
-                  confirmation: PayloadConfirmation | None, parallel: bool | None
+                  confirmation: PayloadConfirmation | None, parallel: bool | None, verbatim_lines: bool
                   ) -> Iterator[tuple[Kind, Iterator[Item]]]:
-    batches = checked_batches(verified, identity, progress, confirmation, parallel=parallel)
+    batches = checked_batches(verified, identity, progress, confirmation, parallel=parallel,
+                              verbatim_lines=verbatim_lines)
     pending: list[Batch | None] = [next(batches, None)]
 
     def batches_of(kind: Kind) -> Iterator[Iterator[Item]]:
         while (batch := pending[0]) is not None and batch[0] is kind:
             pending[0] = next(batches, None)  # the batch after it is read (and checked) now: its kind ends this one
-            yield zip(batch[1], batch[2])
+            yield zip(batch[1], repeat(None) if batch[2] is None else batch[2])
 
     def records_of(kind: Kind) -> Iterator[Item]:
         return chain.from_iterable(batches_of(kind))  # record by record without a Python frame per record

@@ -7,7 +7,8 @@ in a child interpreter: ``checked_batches`` starts it, hands it the verified
 snapshot and the recovery identity over a pipe (memory only; nothing reaches
 disk, argv or the environment), and reads back, in payload order, batches of
 one kind's records as ``marshal`` frames of a few hundred records (values in
-field order and canonical lines), the progress of decryption, and at the end
+field order and canonical lines: of a kind whose lines are their values' canonical
+encoding byte for byte, only when asked), the progress of decryption, and at the end
 either the confirmed payload SHA-256 or the error that stopped it. The child runs
 ``unseal.record_batches``: ``unseal.records``' checks, in the same order, with
 the same verdicts (an altered payload is judged with the rest of the payload
@@ -38,7 +39,9 @@ from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.state.model import KIND_BY_NAME, Kind
 
 Row = tuple[Any, ...]
-Batch = tuple[Kind, list[Row], list[bytes]]  # one kind's records in payload order: values and canonical lines
+# One kind's records in payload order: values and canonical lines; the lines None where they were not asked for
+# (a kind of records.VERBATIM_KINDS: ``records.CHECKED_LINE`` of the values makes each again, byte for byte).
+Batch = tuple[Kind, list[Row], list[bytes] | None]
 
 # Below this payload size the child's start-up (a fresh interpreter, ~0.2 s) costs more than it saves.
 PARALLEL_MIN_PAYLOAD = 16 << 20
@@ -59,35 +62,42 @@ def _want_child(payload_size: int) -> bool:
 
 
 def checked_batches(verified: Any, identity: RecoveryIdentity, progress: ProgressCallback = no_progress,
-                    confirmation: Any = None, *, parallel: bool | None = None) -> Iterator[Batch]:
+                    confirmation: Any = None, *, parallel: bool | None = None,
+                    verbatim_lines: bool = True) -> Iterator[Batch]:
     """The payload's checked records in payload order, a batch (of one kind) at a time; raises what
     ``unseal.records`` raises, where it raises it. The stream is exhausted only once every check at the
     payload's end passed and ``confirmation`` (a ``PayloadConfirmation``) holds the confirmed SHA-256.
 
-    ``parallel`` None: in a child process when the payload is large and there is a second core."""
+    ``parallel`` None: in a child process when the payload is large and there is a second core. Without
+    ``verbatim_lines``, a batch of a kind whose lines are their values' canonical encoding may come without
+    its lines (None): a consumer that needs only a few of them makes those again (``records.CHECKED_LINE``), and
+    the child does not send the pipe every line of the payload beside its values."""
     if parallel is None:
         parallel = _want_child(verified.manifest.payload_size)
-    child = _start_child(verified, identity) if parallel else None
+    child = _start_child(verified, identity, verbatim_lines) if parallel else None
     if child is None:
-        return _local_batches(verified, identity, progress, confirmation)
+        return _local_batches(verified, identity, progress, confirmation, verbatim_lines)
     return _child_batches(child, progress, confirmation,
-                          lambda: _local_batches(verified, identity, progress, confirmation))
+                          lambda: _local_batches(verified, identity, progress, confirmation, verbatim_lines))
 
 
 def _local_batches(verified: Any, identity: RecoveryIdentity, progress: ProgressCallback,
-                   confirmation: Any) -> Iterator[Batch]:
+                   confirmation: Any, verbatim_lines: bool = True) -> Iterator[Batch]:
+    from enigm_recover.snapshot.records import VERBATIM_KINDS
     from enigm_recover.snapshot.unseal import record_batches
 
-    return record_batches(verified, identity, progress, confirmation)
+    return record_batches(verified, identity, progress, confirmation,
+                          without_lines=frozenset() if verbatim_lines else VERBATIM_KINDS)
 
 
 # -- the parent's side ----------------------------------------------------------
 
 
-def _start_child(verified: Any, identity: RecoveryIdentity) -> subprocess.Popen[bytes] | None:
+def _start_child(verified: Any, identity: RecoveryIdentity,
+                 verbatim_lines: bool = True) -> subprocess.Popen[bytes] | None:
     """The child, given its request; None when it cannot be started (the caller reads in-process)."""
-    request = pickle.dumps((verified.manifest, str(verified.payload_path), identity.secret_bytes(), identity.kind.value),
-                           protocol=pickle.HIGHEST_PROTOCOL)
+    request = pickle.dumps((verified.manifest, str(verified.payload_path), identity.secret_bytes(), identity.kind.value,
+                            verbatim_lines), protocol=pickle.HIGHEST_PROTOCOL)
     # -P: the working folder is not put on the child's import path; this package's own location is.
     package_root = str(Path(__file__).resolve().parent.parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
@@ -282,7 +292,7 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
     from enigm_recover.snapshot.verify import VerifiedSnapshot
 
     head = _read_exactly(source, _FRAME.size)
-    manifest, payload_path, secret, kind = pickle.loads(_read_exactly(source, _FRAME.unpack(head)[0]))
+    manifest, payload_path, secret, kind, verbatim_lines = pickle.loads(_read_exactly(source, _FRAME.unpack(head)[0]))
     verified = VerifiedSnapshot(manifest, Path(payload_path))
     identity = RecoveryIdentity(secret, RecipientKind(kind))
     del secret
@@ -298,10 +308,10 @@ def _child_main(source: BinaryIO, out: BinaryIO) -> None:
 
     confirmation = PayloadConfirmation()
     try:
-        for kind, values, lines in _local_batches(verified, identity, report, confirmation):
+        for kind, values, lines in _local_batches(verified, identity, report, confirmation, verbatim_lines):
             for start in range(0, len(values), FRAME_RECORDS):
                 end = start + FRAME_RECORDS
-                send(("b", kind.name, values[start:end], lines[start:end]))
+                send(("b", kind.name, values[start:end], None if lines is None else lines[start:end]))
         send(("e", confirmation.sha256(), _own_peak_kib()))
     except EnigmError as exc:
         send(("x", type(exc).__name__, exc.message, exc.hint))

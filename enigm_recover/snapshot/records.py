@@ -14,7 +14,7 @@ import operator
 import re
 import re._parser as _regex_parser  # only for the widest match of the model's fixed syntaxes
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
 from enigm_recover.errors import EnigmError, RecordInvalid, ScopeError, SnapshotContentError
@@ -123,11 +123,11 @@ def _line_pattern(kind: Kind) -> re.Pattern[str]:
 
 
 _LINE_PATTERNS: dict[str, re.Pattern[str]] = {k.name: _line_pattern(k) for k in KINDS}
-# A line's characters outside its captured values: the pattern's fixed text (a value is captured as it is
-# written, escapes included). In a block of lines, matches that are one per line and together as long as the
-# block leave no character unmatched: each line is exactly one match (no value holds a newline).
-_FIXED_CHARS: dict[str, int] = {k.name: len(_ROW_TEMPLATES[k.name] % tuple("" if f.sql_type == "INTEGER" else '""'
-                                                                           for f in k.fields)) for k in KINDS}
+# The same, anchored at a line's start: in a block of lines, a match starts where a line starts and ends with
+# that line's newline (no value can hold one), so each match is one whole line. A block that ends with a
+# newline, with as many newlines as matches, is exactly one match per line, nothing around or between them.
+_BLOCK_PATTERNS: dict[str, re.Pattern[str]] = {name: re.compile("^" + p.pattern, re.MULTILINE)
+                                               for name, p in _LINE_PATTERNS.items()}
 
 
 def _widest_value(f: Field) -> int:
@@ -149,6 +149,11 @@ def _widest_line(kind: Kind) -> int:
 
 
 WIDEST_LINE: dict[str, int] = {k.name: _widest_line(k) for k in KINDS}
+# Kinds whose pattern matches no line longer than MAX_LINE_BYTES (its widest match, in characters of at most 4
+# bytes each): a block of them that matches needs no check of its lines' lengths (a longer line does not match,
+# and is then found line by line).
+_MATCH_BOUNDED = frozenset(name for name, p in _LINE_PATTERNS.items()
+                           if 4 * _regex_parser.parse(p.pattern).getwidth()[1] <= MAX_LINE_BYTES)
 
 
 def plaintext_bound(manifest: Manifest) -> int:
@@ -157,6 +162,17 @@ def plaintext_bound(manifest: Manifest) -> int:
     return sum(scope.count * WIDEST_LINE[kind] for kind, scope in manifest.scope.items())
 HASH_BATCH = 1024  # accepted lines hashed together
 _KIND_PREFIX = re.compile(r'\{"kind":"([a-z]+)"')
+
+
+def chunk_lines(chunk: bytes, head: int = 0) -> list[bytes]:
+    """The lines of a chunk of whole payload lines (``unseal.payload_chunks``): its first ``head`` bytes begin
+    its first line whatever they hold (the line was cut where a block ended), the rest is split as
+    bytes.splitlines splits."""
+    if not head:
+        return chunk.splitlines(keepends=True)
+    lines = chunk[head:].splitlines(keepends=True)
+    lines[0] = chunk[:head] + lines[0]
+    return lines
 
 
 class RecordChecker:
@@ -220,6 +236,18 @@ class RecordChecker:
             self._hash_accepted()
         return kind, values
 
+    def check_chunk(self, chunk: bytes, head: int = 0, without_lines: frozenset[str] = frozenset()
+                    ) -> list[tuple[Kind, list[tuple[Any, ...]], list[bytes] | None]]:
+        """``check_lines`` of the lines of ``chunk`` (``chunk_lines(chunk, head)``), the same runs and the
+        same errors. A chunk of the current kind is checked whole without making its lines: a run of a kind in
+        ``without_lines`` then comes without them (None)."""
+        kind = self.kind
+        if kind is not None and chunk and kind.name in _MATCH_BOUNDED:
+            run = self._check_block(kind, chunk, None)
+            if run is not None:
+                return [(kind, run, None if kind.name in without_lines else chunk_lines(chunk, head))]
+        return self.check_lines(chunk_lines(chunk, head))  # type: ignore[return-value]
+
     def check_lines(self, lines: list[bytes]) -> list[tuple[Kind, list[tuple[Any, ...]], list[bytes]]]:
         """``check`` of every line, in order, as runs of one kind: (kind, values, lines).
 
@@ -243,21 +271,28 @@ class RecordChecker:
     def _check_run(self, kind: Kind, lines: list[bytes]) -> list[tuple[Any, ...]] | None:
         """The values of ``lines`` when every one is a canonical ``kind`` record in increasing key order after
         the last; None (and nothing changed) otherwise."""
-        if max(map(len, lines)) > MAX_LINE_BYTES:
+        if kind.name not in _MATCH_BOUNDED and max(map(len, lines)) > MAX_LINE_BYTES:
             return None
-        block = b"".join(lines)
+        return self._check_block(kind, b"".join(lines), len(lines))
+
+    def _check_block(self, kind: Kind, block: bytes, count: int | None) -> list[tuple[Any, ...]] | None:
+        """``_check_run`` of the ``count`` lines joined in ``block`` (None: the lines ``bytes.splitlines``
+        finds in it), their lengths checked already or bounded by the kind's pattern."""
         try:
             text = block.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        found = self.pattern.findall(text)  # type: ignore[union-attr]
-        if len(found) != len(lines) or (
-                len(found) * _FIXED_CHARS[kind.name] + sum(map(len, chain.from_iterable(found))) != len(text)):
+        found = _BLOCK_PATTERNS[kind.name].findall(text)
+        # Every line a match: as many matches as newlines, the last character one. (A line that
+        # bytes.splitlines would cut in two, at a carriage return, holds one no match can hold.)
+        if not found or (count is not None and len(found) != count) or text.count("\n") != len(found) \
+                or not text.endswith("\n"):
             return None
-        convert = _ROW_CONVERTERS[kind.name]
+        count = len(found)
+        convert = _BLOCK_CONVERTERS[kind.name]
         if convert is not None:
             try:
-                found = list(map(convert, found))
+                found = convert(found)
             except EnigmError:
                 return None
         keys = list(map(kind.sort_key, found))
@@ -265,11 +300,11 @@ class RecordChecker:
             return None
         if not all(map(operator.lt, keys, islice(keys, 1, None))):
             return None
-        self.line_no += len(lines)
+        self.line_no += count
         self.last_key = keys[-1]
         if self.unhashed:
             _hashed(self.unhashed, self.digest)
-        self.digest.add(block, len(lines))
+        self.digest.add(block, count)
         self._check_count()
         return found
 
@@ -380,6 +415,18 @@ def _describe(kind: Kind, name: str) -> str:
 VERBATIM_KINDS = frozenset(k.name for k in KINDS if not any(f.json_text for f in k.fields))
 
 
+def _checked_line_maker(kind: Kind) -> Callable[[tuple[Any, ...]], bytes]:
+    """``row_line`` of a verbatim kind's checked values: the values put in the line's fixed text as they are
+    (no value of such a kind needs escaping), in one formatting operation."""
+    template = '{"kind":' + json.dumps(kind.name) + "".join(
+        f",{json.dumps(f.name)}:" + ("%d" if f.sql_type == "INTEGER" else '"%s"') for f in kind.fields) + "}\n"
+    return lambda row: (template % row).encode("ascii")
+
+
+# A verbatim kind's line from the values a RecordChecker accepted in it, byte for byte the line it accepted.
+CHECKED_LINE = {name: _checked_line_maker(KIND_BY_NAME[name]) for name in VERBATIM_KINDS}
+
+
 def checked_key_reader(kind: Kind) -> Callable[[bytes], tuple[Any, ...]]:
     """The primary key of a line a RecordChecker already accepted. For a verbatim kind keyed by one text
     field, the field's text is found in the line and taken as it is (it holds no quote to end it early, and
@@ -394,6 +441,16 @@ def checked_key_reader(kind: Kind) -> Callable[[bytes], tuple[Any, ...]]:
 
             return key
     return lambda line: kind.key_of_row(parse_checked_line(kind, line))
+
+
+def checked_field_reader(kind: Kind, name: str) -> Callable[[bytes], Any]:
+    """The value of field ``name`` in a line a RecordChecker already accepted, read as ``checked_key_reader``
+    reads a key: a verbatim kind's text field found in the line as it is; any other field parsed."""
+    position = kind.position(name)
+    if kind.name in VERBATIM_KINDS and kind.fields[position].sql_type == "TEXT":
+        search = re.compile(b'"' + name.encode() + b'":"([^"]*)"').search
+        return lambda line: search(line).group(1).decode("ascii")  # type: ignore[union-attr]
+    return lambda line: parse_checked_line(kind, line)[position]
 
 
 def parse_checked_line(kind: Kind, line: bytes) -> tuple[Any, ...]:
@@ -430,3 +487,31 @@ def _row_converter(conversions: tuple[tuple[int, Callable[[str], Any]], ...]
 
 
 _ROW_CONVERTERS = {name: _row_converter(c) for name, c in _CONVERSIONS.items()}
+
+
+def _block_converter(kind: Kind) -> Callable[[list[tuple[str, ...]]], list[tuple[Any, ...]]] | None:
+    """The captured values of a block's lines with their non-text fields converted (None: all are text);
+    raises SnapshotContentError as the row converter does. A kind whose only such fields are integers has
+    them converted a column at a time (``int`` over the column, one bound check, the rows made again by
+    ``zip``), not each record's tuple sliced and joined again."""
+    row_converter = _ROW_CONVERTERS[kind.name]
+    if row_converter is None:
+        return None
+    conversions = _CONVERSIONS[kind.name]
+    if any(c is not _bounded_int for _, c in conversions):
+        return lambda found: list(map(row_converter, found))
+    positions = tuple(p for p, _ in conversions)
+
+    def convert(found: list[tuple[str, ...]]) -> list[tuple[Any, ...]]:
+        columns: list[Any] = list(zip(*found))
+        for p in positions:
+            column = list(map(int, columns[p]))
+            if max(column) >= 2**31:
+                raise SnapshotContentError("an integer in the payload is out of range")
+            columns[p] = column
+        return list(zip(*columns))
+
+    return convert
+
+
+_BLOCK_CONVERTERS = {k.name: _block_converter(k) for k in KINDS}

@@ -36,7 +36,7 @@ from enigm_recover.prefetch import prefetched
 from enigm_recover.progress import Progress, ProgressCallback, Stage, no_progress
 from enigm_recover.quorum.recovery_key import RecoveryIdentity
 from enigm_recover.snapshot.agecrypt import decrypt_chunks
-from enigm_recover.snapshot.records import MAX_LINE_BYTES, RecordChecker, plaintext_bound
+from enigm_recover.snapshot.records import MAX_LINE_BYTES, RecordChecker, chunk_lines, plaintext_bound
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.model import Kind
 
@@ -367,6 +367,20 @@ def payload_line_lists(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                        confirmation: PayloadConfirmation | None = None) -> Iterator[list[bytes]]:
     """``payload_lines``, the whole lines of about ``LINES_BYTES`` of a decompressed block at a time (a block
     may be a few MiB: its lines are not all made at once)."""
+    chunks = payload_chunks(verified, identity, progress, confirmation)
+    try:
+        for chunk in chunks:
+            yield chunk_lines(*chunk)
+    except EnigmError as exc:  # thrown in by ``judge``: the chunks judge it
+        judge(chunks, exc)
+
+
+def payload_chunks(verified: VerifiedSnapshot, identity: RecoveryIdentity,
+                   progress: ProgressCallback = no_progress,
+                   confirmation: PayloadConfirmation | None = None) -> Iterator[tuple[bytes, int]]:
+    """``payload_line_lists`` without the lines made: each list's lines joined, as (bytes, the length of the
+    start of its first line that an earlier block held); ``records.chunk_lines`` makes the list. A consumer
+    that checks a whole chunk at once makes no bytes object per line."""
     source = plaintext_blocks(verified, identity, progress, confirmation)
     tail = b""
     try:
@@ -376,18 +390,22 @@ def payload_line_lists(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                 cut = block.rfind(b"\n", start, start + LINES_BYTES) + 1 if size - start > LINES_BYTES else size
                 if cut <= start:  # no newline in this stretch: one long line, cut where the block allows
                     cut = min(size, start + LINES_BYTES)
-                lines = block[start:cut].splitlines(keepends=True) if start or cut < size else \
-                    block.splitlines(keepends=True)
+                piece = block[start:cut]
                 start = cut
-                if not lines:
-                    continue
-                if tail:
-                    lines[0] = tail + lines[0]
-                tail = b"" if lines[-1].endswith(b"\n") else lines.pop()
+                # Where the piece's last line ends, as bytes.splitlines sees lines: the rest (a line not ended by
+                # a newline) goes on to the next piece, as the start of its first line.
+                end = len(piece) if piece.endswith(b"\n") else \
+                    max(piece.rfind(b"\n", 0, len(piece) - 1), piece.rfind(b"\r", 0, len(piece) - 1)) + 1
+                if end == 0:
+                    tail += piece
+                else:
+                    head = len(tail)
+                    chunk = tail + piece[:end] if head or end < len(piece) else piece
+                    tail = piece[end:]
                 if len(tail) > MAX_LINE_BYTES:
                     raise SnapshotContentError(f"a payload record is longer than {MAX_LINE_BYTES} bytes")
-                if lines:
-                    yield lines
+                if end:
+                    yield chunk, head
     except EnigmError as exc:
         judge(source, exc)
     if tail:
@@ -396,17 +414,19 @@ def payload_line_lists(verified: VerifiedSnapshot, identity: RecoveryIdentity,
 
 def record_batches(verified: VerifiedSnapshot, identity: RecoveryIdentity,
                    progress: ProgressCallback = no_progress,
-                   confirmation: PayloadConfirmation | None = None
-                   ) -> Iterator[tuple[Kind, list[tuple[Any, ...]], list[bytes]]]:
+                   confirmation: PayloadConfirmation | None = None, *,
+                   without_lines: frozenset[str] = frozenset()
+                   ) -> Iterator[tuple[Kind, list[tuple[Any, ...]], list[bytes] | None]]:
     """``records``, a run of one kind's records at a time: (kind, values, canonical lines). The same checks,
-    the same errors; a block of lines of one kind is checked at once (``RecordChecker.check_lines``)."""
+    the same errors; a chunk of lines of one kind is checked at once (``RecordChecker.check_chunk``). A run
+    of a kind in ``without_lines`` may come without its lines (None)."""
     checker = RecordChecker(verified.manifest)
-    lists = payload_line_lists(verified, identity, progress, confirmation)
-    for lines in lists:
+    chunks = payload_chunks(verified, identity, progress, confirmation)
+    for chunk, head in chunks:
         try:
-            runs = checker.check_lines(lines)
+            runs = checker.check_chunk(chunk, head, without_lines)
         except EnigmError as exc:
-            judge(lists, exc)
+            judge(chunks, exc)
         yield from runs
     checker.finish()
 
