@@ -427,29 +427,30 @@ def _checked_line_maker(kind: Kind) -> Callable[[tuple[Any, ...]], bytes]:
 CHECKED_LINE = {name: _checked_line_maker(KIND_BY_NAME[name]) for name in VERBATIM_KINDS}
 
 
+def _text_as_written(kind: Kind, name: str) -> Callable[[bytes], str] | None:
+    """The text of field ``name`` found in a checked line as it is, for a verbatim kind's text field (it holds
+    no quote to end it early, and no field's value can hold its name); None for any other field."""
+    position = kind.position(name)
+    if kind.name not in VERBATIM_KINDS or kind.fields[position].sql_type != "TEXT":
+        return None
+    search = re.compile(b'"' + name.encode() + b'":"([^"]*)"').search
+    return lambda line: search(line).group(1).decode("ascii")  # type: ignore[union-attr]
+
+
 def checked_key_reader(kind: Kind) -> Callable[[bytes], tuple[Any, ...]]:
-    """The primary key of a line a RecordChecker already accepted. For a verbatim kind keyed by one text
-    field, the field's text is found in the line and taken as it is (it holds no quote to end it early, and
-    no field's value can hold its name); for the others the line is parsed."""
-    if kind.name in VERBATIM_KINDS and len(kind.primary_key) == 1:
-        (name,) = kind.primary_key
-        if next(f for f in kind.fields if f.name == name).sql_type == "TEXT":
-            search = re.compile(b'"' + name.encode() + b'":"([^"]*)"').search
-
-            def key(line: bytes) -> tuple[Any, ...]:
-                return (search(line).group(1).decode("ascii"),)  # type: ignore[union-attr]
-
-            return key
+    """The primary key of a line a RecordChecker already accepted: a verbatim kind's one text key field found
+    in the line as it is (``_text_as_written``); for the others the line is parsed."""
+    if len(kind.primary_key) == 1 and (text := _text_as_written(kind, kind.primary_key[0])) is not None:
+        return lambda line: (text(line),)
     return lambda line: kind.key_of_row(parse_checked_line(kind, line))
 
 
 def checked_field_reader(kind: Kind, name: str) -> Callable[[bytes], Any]:
     """The value of field ``name`` in a line a RecordChecker already accepted, read as ``checked_key_reader``
     reads a key: a verbatim kind's text field found in the line as it is; any other field parsed."""
+    if (text := _text_as_written(kind, name)) is not None:
+        return text
     position = kind.position(name)
-    if kind.name in VERBATIM_KINDS and kind.fields[position].sql_type == "TEXT":
-        search = re.compile(b'"' + name.encode() + b'":"([^"]*)"').search
-        return lambda line: search(line).group(1).decode("ascii")  # type: ignore[union-attr]
     return lambda line: parse_checked_line(kind, line)[position]
 
 
