@@ -111,3 +111,52 @@ def test_restore_reaches_the_promised_state_and_keeps_the_safety_rules(keys, sna
             end = by_key({k.name: list(store.stream(k)) for k in KINDS})
         assert end == expected_end_state(snapshot_state, live_state, policies)
         assert safety_holds(live_state, end) == []
+
+
+def _restored(verified, identity, path: Path, live: dict, plan, whole_runs: bool) -> tuple:
+    """Restore into a fresh copy of ``live``: the outcome without its run id, the end state, and every step's
+    journaled read-back records. Without ``whole_runs``, every batch is judged and verified record by record."""
+    from contextlib import ExitStack
+    from unittest import mock
+
+    from enigm_recover.recovery.apply import _StepCheck
+
+    with load(path, live) as store, ExitStack() as patches:
+        result = diff(verified, identity, store)
+        if not whole_runs:
+            patches.enter_context(mock.patch.object(Restorer, "_still_missing", return_value=False))
+            patches.enter_context(mock.patch.object(_StepCheck, "_as_snapshot", return_value=False))
+        outcome = Restorer(verified, store, plan, result, batch_size=3).run()
+        journal = {step.step: list(store.written_rows(outcome.run_id, step.step)) for step in outcome.steps}
+        end = by_key({k.name: list(store.stream(k)) for k in KINDS})
+    done = outcome.as_dict()
+    del done["run"]
+    return done, end, journal
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(snapshot=platform, live=platform, policies=policy_choice)
+def test_a_run_of_missing_records_restored_whole_is_restored_as_record_by_record(keys, snapshot, live,
+                                                                                policies) -> None:
+    """A batch of records all still missing is written and verified at once (one judgment, one comparison of
+    the rows read back). It writes, journals and verifies exactly what judging each record does: the same
+    outcome (counts, digests), end state and journal, for any platform and policies, live empty or not."""
+    identity, producer, allowed, _ = keys
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "snaps").mkdir()
+        with load(work / "snapshot.db", snapshot) as source_store:
+            seal(source_store, recipient=identity.recipient, signing_key=producer, environment="prop",
+                 producer="backup@prop", out_dir=work / "snaps", existing=LocalFolderSource(work / "snaps").list(),
+                 created_at=SNAPSHOT_AT)
+        folder = LocalFolderSource(work / "snaps")
+        _, verified = verify_entry(folder, resolve(folder.list(), "latest"), allowed)
+        assert verified is not None
+        plan = make_plan([f"{k}={','.join(sorted(p))}" for k, p in policies.items() if p])
+        for live_side in (live, {k.name: {} for k in KINDS}):  # as drawn, and a total loss
+            whole = _restored(verified, identity, work / "whole.db", live_side, plan, whole_runs=True)
+            one_by_one = _restored(verified, identity, work / "one-by-one.db", live_side, plan, whole_runs=False)
+            assert whole == one_by_one
+            for path in work.glob("*.db*"):
+                if path.name != "snapshot.db":
+                    path.unlink()

@@ -139,3 +139,31 @@ def test_keyed_reads_return_exactly_the_rows_asked_for_dense_or_sparse(tmp_path:
             got = store.rows_by_key(DEVICE, [(k,) for k in wanted])
             assert sorted(got) == [(k,) for k in wanted if k in ids], name
             assert all(row == _device(key[0]) for key, row in got.items()), name
+
+
+@pytest.mark.parametrize("count", [3, 100])  # a statement per row, and (SQLite, 64 rows or more) a staging table
+def test_a_batch_inserts_only_where_the_key_is_still_absent(live_target: str, count: int) -> None:
+    """Records absent when the batch was decided are inserted where their key is still absent: a row that
+    took its key meanwhile is kept, not counted as inserted and not read back as the batch's. The rows
+    inserted are stored with the very values and types written."""
+    from enigm_recover.state.journal import Batch, RestoreRun
+
+    when = "2026-01-01T00:00:00Z"
+    rows = [(f"acct_zz{i:04d}", f"handle{i}", KEY, i + 1, "active", when, when) for i in range(count)]
+    taken = sorted({rows[0][0], rows[count // 2][0], rows[-1][0]})
+    theirs = {account: (account, "theirs", "B" * 43 + "=", 7, "suspended", when, when) for account in taken}
+    with open_store(live_target) as store:
+        store.init_schema()
+        store.start_run(RestoreRun("run1", "snap", "0" * 64, "{}", when))
+        before = {IDENTITY.key_of_row(r): r for r in store.stream(IDENTITY)}
+        store.insert_many(IDENTITY, theirs.values())
+        batch = Batch("identities", 1, IDENTITY, last_key=(rows[-1][0],), inserts=list(rows), inserted=count,
+                      expected={(r[0],): f"hash{i}" for i, r in enumerate(rows)})
+        store.apply_batch("run1", batch)
+        after = {IDENTITY.key_of_row(r): r for r in store.stream(IDENTITY)}
+        (written, _), = store.written_rows("run1", "identities")
+    ours = {(r[0],): r for r in rows if r[0] not in theirs}
+    assert after == {**before, **{(a,): r for a, r in theirs.items()}, **ours}
+    assert all(type(after[key][3]) is int for key in ours)
+    assert batch.inserted == count - len(taken)
+    assert sorted(batch.expected) == sorted(ours) == sorted(key for key, _ in written)
