@@ -22,7 +22,11 @@ def _dry_run(drill, url: str):
 
 
 @pytest.mark.parametrize("scenario", ["incident", "total-loss"])
-def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(drill, scenario: str) -> None:
+def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(drill, scenario: str,
+                                                                               monkeypatch) -> None:
+    from enigm_recover.recovery import change_list
+
+    monkeypatch.setattr(change_list, "ROW_BLOCK", 7)  # missing records kept as values: many blocks, any cut
     if scenario == "total-loss":
         with open_store(drill.target) as store, store.transaction() as conn:
             for kind in KINDS:
@@ -194,14 +198,21 @@ def test_changes_kept_whole_come_back_equal_and_one_too_large_for_the_store_is_k
     assert [c.key for c in part.with_findings()] == [("dev_a",), ("dev_b",)]
 
 
-def test_a_missing_record_kept_as_its_values_keeps_its_line_once_it_is_kept_whole() -> None:
+@pytest.mark.parametrize("row_block, part_bytes", [(1024, None), (2, None), (3, 300)])
+def test_a_missing_record_kept_as_its_values_keeps_its_line_once_it_is_kept_whole(
+        row_block: int, part_bytes: int | None, monkeypatch) -> None:
     """The orphan check keeps a missing device whole once it has a finding: its line, until then made from
-    its values, is kept with it; the runs around it still come back as plain missing records."""
+    its values, is kept with it; the runs around it still come back as plain missing records. The same
+    with the values kept in blocks of a few records, a block larger than a line split in parts."""
+    from enigm_recover.recovery import change_list
     from enigm_recover.recovery.assess import Finding
     from enigm_recover.recovery.change_list import KindChanges
     from enigm_recover.recovery.line_store import LineStore
     from enigm_recover.snapshot.records import CHECKED_LINE
 
+    monkeypatch.setattr(change_list, "ROW_BLOCK", row_block)
+    if part_bytes is not None:
+        monkeypatch.setattr(change_list, "MAX_LINE_BYTES", part_bytes)
     device = KIND_BY_NAME["device"]
     rows = [(f"dev_{i:04d}", f"acct_{i % 2}", "A" * 43 + "=", "active", "2024-01-01T00:00:00Z",
              "2024-01-02T00:00:00Z", "") for i in range(5)]
@@ -217,4 +228,8 @@ def test_a_missing_record_kept_as_its_values_keeps_its_line_once_it_is_kept_whol
     assert [c.findings for c in again] == [(), (), (Finding.ORPHAN_DEVICE,), (), ()]
     assert [c.row for c in again if not c.findings] == [rows[i] for i in (0, 1, 3, 4)]
     assert [chunk.plain is not None for chunk in changes.chunks(2)] == [True, False, True]
+    assert [chunk.plain.rows for chunk in changes.chunks(2) if chunk.plain] == [rows[:2], rows[4:]]
+    assert [c.row for c in changes.chunks(3).__next__().changes()] == [rows[0], rows[1], None]
     assert changes.plain_missing_row(2) is None and changes.plain_missing_row(3) == rows[3]
+    assert [changes.key_at(i) for i in range(5)] == [(row[0],) for row in rows]
+    assert changes.first_after(rows[2][:1]) == 3

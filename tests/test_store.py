@@ -167,3 +167,29 @@ def test_a_batch_inserts_only_where_the_key_is_still_absent(live_target: str, co
     assert all(type(after[key][3]) is int for key in ours)
     assert batch.inserted == count - len(taken)
     assert sorted(batch.expected) == sorted(ours) == sorted(key for key, _ in written)
+
+
+def test_a_batch_is_journaled_as_json_writes_it() -> None:
+    """The journal's read-back record of a batch is the text ``json.dumps`` writes, whatever the keys and
+    hashes hold (plain text keys are put in the text without the encoder)."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from enigm_recover.state.journal import Batch, decode_written
+
+    text = st.text(max_size=12) | \
+        st.text("abc-_.:@ \"\\\x00\x1f\x7f~é\u2028", max_size=6)
+    key = st.tuples(text) | st.tuples(text, text) | st.tuples(st.integers(-5, 2**40))
+    pairs = st.dictionaries(key, text | st.sampled_from(["", "0" * 64]), max_size=8)
+
+    @settings(max_examples=300, deadline=None)
+    @given(expected=pairs)
+    def check(expected: dict) -> None:
+        batch = Batch("identities", 1, IDENTITY, last_key=("z",), expected=expected)
+        written, _ = batch.written_record()
+        assert written == json.dumps([[list(k), h] for k, h in expected.items()], separators=(",", ":"))
+        assert decode_written(written, "[]")[0] == list(expected.items())
+
+    check()

@@ -75,6 +75,7 @@ class Change:
 
 _CHANGE_TYPES = {c.value: c for c in ChangeType}
 _PARSED_RUN = 1024  # plain missing records whose lines are parsed together
+ROW_BLOCK = 1024  # a verbatim kind's plain missing records kept in one block of values
 _FINDINGS = {f.value: f for f in Finding}
 
 
@@ -134,9 +135,14 @@ class KindChanges:
         self.records = LineStore()
         self.whole = 0  # changes kept whole
         self._large: list[Change] = []  # a change too large for the store (a huge live key): kept as it is
-        # A verbatim kind's plain missing record is kept as its values (marshal): its line is made again from
-        # them byte for byte when asked for, and a restore need not parse it. Any other kind's, as its line.
+        # A verbatim kind's plain missing records are kept as their values, ROW_BLOCK at a time (one marshal
+        # of a list, stored in ``lines``), an entry being the record's number among them: a line is made
+        # again from its values byte for byte when asked for, and a restore need not parse it. Any other
+        # kind's are kept as their lines, an entry being the line's reference.
         self._line_of = CHECKED_LINE.get(kind.name)
+        self._row_blocks: list[list[int]] = []  # per full block, the references of its part(s) in ``lines``
+        self._open_rows: list[tuple[Any, ...]] = []  # the block being filled
+        self._read_block: tuple[int, list[tuple[Any, ...]]] = (-1, [])  # the block last read back
 
     def _keep(self, change: Change) -> int:
         line_ref = change.line_ref
@@ -168,19 +174,61 @@ class KindChanges:
         """A record only the snapshot has, without findings, its values and checked line (None: a verbatim
         kind's, made from its values): kept in ``lines``, as its values or its line (see ``__init__``)."""
         assert self.lines is not None
-        if self._line_of is not None:
-            self.entries.append(self.lines.add(marshal.dumps(row)))
-        else:
+        if self._line_of is None:
             assert line is not None
             self.entries.append(self.lines.add(line))
+            return
+        self.entries.append(len(self._row_blocks) * ROW_BLOCK + len(self._open_rows))
+        self._open_rows.append(row)
+        if len(self._open_rows) == ROW_BLOCK:
+            self._row_blocks.append(self._store_rows(self._open_rows))
+            self._open_rows = []
 
-    def _plain(self, ref: int) -> tuple[tuple[Any, ...], bytes]:
-        """The values and line of the plain missing record kept at ``ref``."""
+    def _store_rows(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Keep ``rows`` in ``lines`` as one marshal of their list, or in parts each within a line's bound."""
         assert self.lines is not None
-        kept = self.lines.get(ref)
+        kept = marshal.dumps(rows)
+        if len(kept) <= MAX_LINE_BYTES or len(rows) == 1:
+            return [self.lines.add(kept)]
+        half = len(rows) // 2
+        return self._store_rows(rows[:half]) + self._store_rows(rows[half:])
+
+    def _block(self, number: int) -> list[tuple[Any, ...]]:
+        """The values of block ``number`` of a verbatim kind's plain missing records."""
+        if number == len(self._row_blocks):
+            return self._open_rows
+        if self._read_block[0] != number:
+            assert self.lines is not None
+            rows: list[tuple[Any, ...]] = []
+            for ref in self._row_blocks[number]:
+                rows += marshal.loads(self.lines.get(ref))
+            self._read_block = (number, rows)
+        return self._read_block[1]
+
+    def _rows(self, entries: Sequence[int]) -> list[tuple[Any, ...]]:
+        """The values of a verbatim kind's plain missing records ``entries``: a run of consecutive ones taken
+        from its blocks a slice at a time."""
+        rows: list[tuple[Any, ...]] = []
+        at, end = 0, len(entries)
+        while at < end:
+            first = entries[at]
+            number, index = divmod(first, ROW_BLOCK)
+            take = min(end - at, ROW_BLOCK - index)
+            if entries[at + take - 1] == first + take - 1:  # consecutive: one slice of the block
+                rows += self._block(number)[index:index + take]
+                at += take
+            else:
+                rows.append(self._block(number)[index])
+                at += 1
+        return rows
+
+    def _plain(self, entry: int) -> tuple[tuple[Any, ...], bytes]:
+        """The values and line of the plain missing record at ``entry``."""
         if self._line_of is not None:
-            row = marshal.loads(kept)
+            row = self._block(entry // ROW_BLOCK)[entry % ROW_BLOCK]
             return row, self._line_of(row)
+        assert self.lines is not None
+        kept = self.lines.get(entry)
         return parse_checked_line(self.kind, kept), kept
 
     def __len__(self) -> int:
@@ -230,14 +278,14 @@ class KindChanges:
 
     def _plain_run(self, refs: Sequence[int]) -> PlainRun:
         """The plain missing records kept at ``refs``: values read back (or lines parsed) in one go."""
-        assert self.lines is not None
         kind = self.kind
-        kept = list(map(self.lines.get, refs))
         if self._line_of is not None:
-            rows = list(map(marshal.loads, kept))
+            rows = self._rows(refs)
             lines, line_refs = list(map(self._line_of, rows)), None
         else:
-            rows, lines, line_refs = parse_checked_lines(kind, kept), kept, refs
+            assert self.lines is not None
+            lines = list(map(self.lines.get, refs))
+            rows, line_refs = parse_checked_lines(kind, lines), refs
         keys = list(zip(map(kind.sort_key, rows))) if len(kind.primary_key) == 1 else list(map(kind.sort_key, rows))
         return PlainRun(keys, rows, lines, line_refs)
 

@@ -8,7 +8,6 @@ last committed batch, and nothing is applied twice.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -78,18 +77,22 @@ class Batch:
 
 def _written_json(expected: dict[tuple[Any, ...], str]) -> str:
     """``json.dumps`` of the (key, hash) pairs, compact. Keys of one text value that JSON writes as they are
-    (printable ASCII without quotes or backslashes: every key of a kind whose values need no escaping) are
-    put in the text by one formatting operation instead; anything else goes through the encoder."""
+    (every key of a kind whose values need no escaping), with hashes that JSON writes as they are, are put
+    in the text by joins in C instead; anything else goes through the encoder."""
     keys = [key[0] for key in expected if len(key) == 1]
     hashes = list(expected.values())
-    if (len(keys) == len(expected) and all(type(k) is str for k in chain(keys, hashes))
-            and _AS_IS.fullmatch("".join(keys)) and _AS_IS.fullmatch("".join(hashes))):
-        return "[" + ",".join(['[["%s"],"%s"]' % pair for pair in zip(keys, hashes)]) + "]"
+    if len(keys) == len(expected) and set(map(type, chain(keys, hashes))) <= {str} and \
+            _as_is("".join(keys)) and _as_is("".join(hashes)):
+        if not keys:
+            return "[]"
+        return '[[["' + '"],[["'.join(map('"],"'.join, zip(keys, hashes))) + '"]]'
     # JSON writes a tuple as an array: [[key...], hash] pairs without a list made for each.
     return json.dumps([*expected.items()], separators=(",", ":"))
 
 
-_AS_IS = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but '"' and '\\': JSON writes it as it is
+def _as_is(text: str) -> bool:
+    """Whether JSON writes ``text`` as it is: printable ASCII without a quote or a backslash."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def decode_written(written: str, deleted: str) -> tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]:
