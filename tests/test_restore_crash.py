@@ -139,13 +139,12 @@ def test_a_row_changed_before_a_total_loss_batch_is_read_back_is_not_verified(dr
     original = _StepCheck.add_chunk
     tampered: list[bool] = []
 
-    def tampered_first(self, chunk, live_now):  # type: ignore[no-untyped-def]
+    def tampered_first(self, chunk, batch):  # type: ignore[no-untyped-def]
         if self.step.kind.name == "device" and not tampered:
             assert chunk.plain is not None  # a run of missing records, taken whole
             _tamper_device(live_target, chunk.keys[0][0])
-            live_now = self.restorer.store.rows_by_key(self.step.kind, chunk.keys)
             tampered.append(True)
-        return original(self, chunk, live_now)
+        return original(self, chunk, batch)
 
     monkeypatch.setattr(_StepCheck, "add_chunk", tampered_first)
     code, out, err = restore(cli, drill, live_target, "--yes", "--json")

@@ -120,12 +120,15 @@ def _restored(verified, identity, path: Path, live: dict, plan, whole_runs: bool
     from unittest import mock
 
     from enigm_recover.recovery.apply import _StepCheck
+    from enigm_recover.state import sqlite_store
 
     with load(path, live) as store, ExitStack() as patches:
         result = diff(verified, identity, store)
+        # Every batch's inserts through the staging table: a run read back whole is compared there.
+        patches.enter_context(mock.patch.object(sqlite_store, "STAGE_MIN_ROWS", 1))
         if not whole_runs:
             patches.enter_context(mock.patch.object(Restorer, "_still_missing", return_value=False))
-            patches.enter_context(mock.patch.object(_StepCheck, "_as_snapshot", return_value=False))
+            patches.enter_context(mock.patch.object(_StepCheck, "_count_as_snapshot", return_value=False))
         outcome = Restorer(verified, store, plan, result, batch_size=3).run()
         journal = {step.step: list(store.written_rows(outcome.run_id, step.step)) for step in outcome.steps}
         end = by_key({k.name: list(store.stream(k)) for k in KINDS})

@@ -193,3 +193,43 @@ def test_a_batch_is_journaled_as_json_writes_it() -> None:
         assert decode_written(written, "[]")[0] == list(expected.items())
 
     check()
+
+
+def test_the_rows_a_batch_left_staged_are_compared_with_live_exactly(tmp_path: Path) -> None:
+    """The inserts of the batch just committed, still staged, are compared with the live rows in SQL: the
+    same values of the same types (whatever the columns' affinities make of them), text byte for byte
+    whatever the column's collation. Another list of rows, or rows staged before a later batch, are not told
+    (None): they would have to be read back."""
+    import sqlite3
+
+    from enigm_recover.state.journal import Batch, RestoreRun
+
+    when = "2026-01-01T00:00:00Z"
+    path = tmp_path / "live.db"
+    with sqlite3.connect(path) as conn:  # a drifted table: no types enforced, a case-blind key
+        conn.execute("CREATE TABLE identities (account_id TEXT COLLATE NOCASE PRIMARY KEY, handle NUMERIC, "
+                     "identity_key TEXT, key_version, status TEXT, created_at TEXT, updated_at TEXT)")
+    rows = [(f"acct_{i:04d}", f"handle{i}", KEY, i + 1, "active", when, when) for i in range(100)]
+    rows[6] = (rows[6][0], "42", *rows[6][2:])  # the column's affinity stores it as the integer 42
+    with SQLiteStore(path) as store:
+        store.init_schema()
+        store.start_run(RestoreRun("run1", "snap", "0" * 64, "{}", when))
+
+        def write(number: int, inserts: list) -> None:
+            batch = Batch("identities", number, IDENTITY, last_key=(inserts[-1][0],), inserts=inserts,
+                          inserted=len(inserts), expected={(r[0],): "h" for r in inserts})
+            assert store.apply_with("run1", IDENTITY, [(r[0],) for r in inserts], lambda live: batch) is batch
+
+        write(1, rows)
+        assert store.identical_rows(IDENTITY, rows) == 99
+        assert store.identical_rows(IDENTITY, list(rows)) is None  # not the rows staged
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE identities SET key_version = 2.0 WHERE account_id = 'acct_0001'")  # 2 == 2.0
+            conn.execute("UPDATE identities SET key_version = '3' WHERE account_id = 'acct_0002'")
+            conn.execute("UPDATE identities SET account_id = 'ACCT_0003' WHERE account_id = 'acct_0003'")
+            conn.execute("UPDATE identities SET handle = 'handle4' || char(0) WHERE account_id = 'acct_0004'")
+            conn.execute("DELETE FROM identities WHERE account_id = 'acct_0005'")
+        assert store.identical_rows(IDENTITY, rows) == 94
+        later = [(f"acct_z{i:04d}", f"handle{i}", KEY, 1, "active", when, when) for i in range(100)]
+        write(2, later)
+        assert store.identical_rows(IDENTITY, rows) is None and store.identical_rows(IDENTITY, later) == 100

@@ -292,7 +292,7 @@ class Restorer:
             self.progress(Progress(Stage.RESTORE, done, total, "records", step.name))
             if check is not None:
                 check.committed(batch)
-                check.add_chunk(chunk, self.store.rows_by_key(kind, keys))
+                check.add_chunk(chunk, batch)
         self._applied_at = time.perf_counter()
         log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
         if check is None:
@@ -400,18 +400,26 @@ class _StepCheck:
         if self.read_back is not None:
             self.read_back.up_to(chunk[-1].key, live_now, encodings, {c.key for c in chunk})
 
-    def add_chunk(self, chunk: ChangeChunk, live_now: dict[tuple[Any, ...], Row]) -> None:
-        """``add`` of a chunk, a run of plain missing records judged as one when it reads back as written."""
-        plain = chunk.plain
-        if not (plain is not None and self.fresh and self._as_snapshot(plain.keys, plain.rows, plain.lines, live_now)):
+    def add_chunk(self, chunk: ChangeChunk, batch: Batch) -> None:
+        """``add`` of a chunk just written as ``batch``, its keys read back now. A run of plain missing records
+        is judged as one when it reads back as the values written: told by the store where it can (the rows
+        it has just inserted, still staged), else compared here with the rows read back."""
+        store, kind, plain = self.restorer.store, self.step.kind, chunk.plain
+        if plain is None or not self.fresh:
+            self.add(chunk.changes(), store.rows_by_key(kind, chunk.keys))
+            return
+        if (batch.inserts is plain.rows and store.identical_rows(kind, plain.rows) == len(plain.rows)
+                and self._count_as_snapshot(plain.keys, plain.lines)):
+            return
+        live_now = store.rows_by_key(kind, plain.keys)
+        if not self._as_snapshot(plain.keys, plain.rows, plain.lines, live_now):
             self.add(chunk.changes(), live_now)
 
     def _as_snapshot(self, keys: list[tuple[Any, ...]], snaps: list[Row | None], lines: list[bytes | None],
                      live_now: dict[tuple[Any, ...], Row]) -> bool:
         """The common case after a restore, judged for the whole chunk at once: every key reads back with the
-        very values, of the very types, of its snapshot record. Each is then equal, its line the encoding of
-        both sides (as ``add`` finds one by one), and each row the chunk's batch journaled reads back as
-        written: its journaled hash is that of the same line. False (nothing counted) otherwise."""
+        very values, of the very types, of its snapshot record (``_count_as_snapshot``). False (nothing
+        counted) otherwise."""
         if None in lines or None in snaps:
             return False
         live = list(map(live_now.get, keys))
@@ -421,11 +429,18 @@ class _StepCheck:
         for column in self.numeric_columns:
             if list(map(type, map(column, live))) != list(map(type, map(column, snaps))):  # type: ignore[arg-type]
                 return False
+        return self._count_as_snapshot(keys, lines)  # type: ignore[arg-type]
+
+    def _count_as_snapshot(self, keys: list[tuple[Any, ...]], lines: list[bytes]) -> bool:
+        """Count a chunk whose every key reads back with the values and types of its snapshot record: each is
+        equal, its line the encoding of both sides (as ``add`` finds one by one), and each row the chunk's
+        batch journaled reads back as written (its journaled hash is that of the same line). False (nothing
+        counted) when the journal holds a key of the chunk otherwise (deleted, or not among ``keys``)."""
         assert self.read_back is not None
         if not self.read_back.as_snapshot_up_to(keys[-1], set(keys)):
             return False
         self.counts["equal"] += len(keys)
-        joined = b"".join(lines)  # type: ignore[arg-type]
+        joined = b"".join(lines)
         self.digests.update(joined, joined)
         return True
 
@@ -572,7 +587,7 @@ def _identical(live: Row, snap: Row) -> bool:
 
 def _insert_missing(batch: Batch, plain: PlainRun) -> None:
     """``batch`` inserts the run's records, each journaled with its line's hash (see ``_still_missing``)."""
-    batch.inserts = list(plain.rows)
+    batch.inserts = plain.rows  # the very list: a store that staged it can tell how it reads back
     batch.inserted = len(plain.rows)
     batch.expected = dict(zip(plain.keys, [hashlib.sha256(line).hexdigest() for line in plain.lines]))
 

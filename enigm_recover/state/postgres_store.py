@@ -363,6 +363,10 @@ class PostgresStore:
             raise self._error(f"read and lock {kind.table}", exc) from None
         return batch
 
+    def identical_rows(self, kind: Kind, rows: list[tuple[Any, ...]]) -> int | None:
+        """Not told without reading the rows back: a batch's staging table empties as it commits."""
+        return None
+
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
         """Which of these accounts the live store has."""
         if not account_ids:
