@@ -60,7 +60,8 @@ def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(
         assert list(result.changes.of_kind(kind.name)) == of_kind
         for size in (1, 3, 64, len(of_kind) + 1):  # a restore's batches: a run of plain missing records whole
             chunks = list(result.changes.chunks_of_kind(kind.name, size))
-            assert [len(chunk) for chunk in chunks] == [min(size, len(of_kind) - i) for i in range(0, len(of_kind), size)]
+            assert [len(chunk) for chunk in chunks] == [min(size, len(of_kind) - start)
+                                                         for start in range(0, len(of_kind), size)]
             chunked = [c for chunk in chunks for c in chunk.changes()]
             assert chunked == of_kind and [c.snapshot_line for c in chunked] == [c.snapshot_line for c in of_kind]
             assert [(c.row, c.line) for c in chunked] == [(c.row, c.line) for c in of_kind]

@@ -82,20 +82,27 @@ def load(path: Path, drawn: dict) -> SQLiteStore:
     return store
 
 
+def sealed(keys, work: Path, snapshot: dict):  # type: ignore[no-untyped-def]
+    """``snapshot`` sealed into ``work``/snaps, and verified."""
+    identity, producer, allowed, _ = keys
+    (work / "snaps").mkdir()
+    with load(work / "snapshot.db", snapshot) as source_store:
+        seal(source_store, recipient=identity.recipient, signing_key=producer, environment="prop",
+             producer="backup@prop", out_dir=work / "snaps", existing=LocalFolderSource(work / "snaps").list(),
+             created_at=SNAPSHOT_AT)
+    folder = LocalFolderSource(work / "snaps")
+    report, verified = verify_entry(folder, resolve(folder.list(), "latest"), allowed)
+    assert verified is not None, report.as_dict()
+    return verified
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(snapshot=platform, live=platform, policies=policy_choice)
 def test_restore_reaches_the_promised_state_and_keeps_the_safety_rules(keys, snapshot, live, policies) -> None:
-    identity, producer, allowed, _ = keys
+    identity = keys[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "snaps").mkdir()
-        with load(work / "snapshot.db", snapshot) as source_store:
-            seal(source_store, recipient=identity.recipient, signing_key=producer, environment="prop",
-                 producer="backup@prop", out_dir=work / "snaps", existing=LocalFolderSource(work / "snaps").list(),
-                 created_at=SNAPSHOT_AT)
-        folder = LocalFolderSource(work / "snaps")
-        report, verified = verify_entry(folder, resolve(folder.list(), "latest"), allowed)
-        assert verified is not None, report.as_dict()
+        verified = sealed(keys, work, snapshot)
         snapshot_state = by_key({k.name: rows(k, snapshot[k.name]) for k in KINDS})
         live_state = by_key({k.name: rows(k, live[k.name]) for k in KINDS})
         with load(work / "live.db", live) as store:
@@ -144,17 +151,10 @@ def test_a_run_of_missing_records_restored_whole_is_restored_as_record_by_record
     """A batch of records all still missing is written and verified at once (one judgment, one comparison of
     the rows read back). It writes, journals and verifies exactly what judging each record does: the same
     outcome (counts, digests), end state and journal, for any platform and policies, live empty or not."""
-    identity, producer, allowed, _ = keys
+    identity = keys[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "snaps").mkdir()
-        with load(work / "snapshot.db", snapshot) as source_store:
-            seal(source_store, recipient=identity.recipient, signing_key=producer, environment="prop",
-                 producer="backup@prop", out_dir=work / "snaps", existing=LocalFolderSource(work / "snaps").list(),
-                 created_at=SNAPSHOT_AT)
-        folder = LocalFolderSource(work / "snaps")
-        _, verified = verify_entry(folder, resolve(folder.list(), "latest"), allowed)
-        assert verified is not None
+        verified = sealed(keys, work, snapshot)
         plan = make_plan([f"{k}={','.join(sorted(p))}" for k, p in policies.items() if p])
         for live_side in (live, {k.name: {} for k in KINDS}):  # as drawn, and a total loss
             whole = _restored(verified, identity, work / "whole.db", live_side, plan, whole_runs=True)
