@@ -8,7 +8,7 @@ import pytest
 from enigm_recover.recovery.assess import ChangeType
 from enigm_recover.recovery.change_list import ChangeList
 from enigm_recover.recovery.diff import diff
-from enigm_recover.snapshot.records import checked_key_reader, parse_checked_line
+from enigm_recover.snapshot.records import parse_checked_line
 from enigm_recover.state.model import KIND_BY_NAME, KINDS
 from enigm_recover.state.stores import open_store
 
@@ -22,7 +22,11 @@ def _dry_run(drill, url: str):
 
 
 @pytest.mark.parametrize("scenario", ["incident", "total-loss"])
-def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(drill, scenario: str) -> None:
+def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(drill, scenario: str,
+                                                                               monkeypatch) -> None:
+    from enigm_recover.recovery import change_list
+
+    monkeypatch.setattr(change_list, "ROW_BLOCK", 7)  # missing records kept as values: many blocks, any cut
     if scenario == "total-loss":
         with open_store(drill.target) as store, store.transaction() as conn:
             for kind in KINDS:
@@ -54,9 +58,21 @@ def test_the_change_list_gives_back_what_a_plain_list_of_the_same_changes_gives(
     for kind in KINDS:
         of_kind = [c for c in changes if c.kind == kind.name]
         assert list(result.changes.of_kind(kind.name)) == of_kind
-        keyed = list(result.changes.of_kind(kind.name, rows=False))  # keys read without parsing the lines
-        assert keyed == of_kind and [c.snapshot_line for c in keyed] == [c.snapshot_line for c in of_kind]
-        assert [c.key for c in keyed] == [c.key for c in of_kind]
+        for size in (1, 3, 64, len(of_kind) + 1):  # a restore's batches: a run of plain missing records whole
+            chunks = list(result.changes.chunks_of_kind(kind.name, size))
+            assert [len(chunk) for chunk in chunks] == [min(size, len(of_kind) - start)
+                                                         for start in range(0, len(of_kind), size)]
+            chunked = [c for chunk in chunks for c in chunk.changes()]
+            assert chunked == of_kind and [c.snapshot_line for c in chunked] == [c.snapshot_line for c in of_kind]
+            assert [(c.row, c.line) for c in chunked] == [(c.row, c.line) for c in of_kind]
+            for chunk in chunks:
+                assert chunk.keys == [c.key for c in chunk.changes()] and chunk.last_key == chunk.keys[-1]
+                if chunk.plain is not None:
+                    assert all(c.change is ChangeType.MISSING and not c.findings for c in chunk.changes())
+                    assert chunk.plain.rows == [parse_checked_line(kind, c.snapshot_line) for c in chunk.changes()]
+                    assert chunk.plain.lines == [c.snapshot_line for c in chunk.changes()]
+            if scenario == "total-loss":
+                assert all(chunk.plain is not None for chunk in chunks)
         assert result.changes.count(kind.name) == len(of_kind)
         keys = [c.key for c in of_kind]
         probes = keys[:3] + keys[len(keys) // 2:len(keys) // 2 + 2] + keys[-2:]
@@ -82,37 +98,26 @@ def test_a_plain_missing_record_takes_eight_bytes_of_the_list(drill) -> None:
     assert all(p.whole == 0 and p.entries.itemsize == 8 and all(e >= 0 for e in p.entries) for p in parts)
 
 
-def test_a_checked_lines_key_is_read_as_parsing_it_reads_it(drill) -> None:
-    """Every record of the drill's snapshot, of every kind: the key read from the line is the parsed one."""
+def test_a_checked_run_of_lines_is_read_as_each_line_is_and_made_again_from_its_values(drill) -> None:
+    """Every record of the drill's snapshot, of every kind, in runs of several sizes: the values read from a
+    run of lines at once are those of each line parsed, and a verbatim kind's line made from its values is
+    the line byte for byte (what keeping a missing record as its values rests on)."""
     from bench.diff_restore import open_sealed
     from enigm_recover.recovery.snapshot_rows import rows_by_kind
+    from enigm_recover.snapshot.records import CHECKED_LINE, parse_checked_lines
     from enigm_recover.snapshot.unseal import PayloadConfirmation
 
     verified, identity, _ = open_sealed(drill.root)
     seen = 0
     for kind, items in rows_by_kind(verified, identity, lambda *_: None, PayloadConfirmation()):
-        read = checked_key_reader(kind)
-        for row, line in items:
-            assert read(line) == kind.key_of_row(parse_checked_line(kind, line)) == kind.key_of_row(row)
-            seen += 1
-    assert seen > 200
-
-
-def test_a_checked_lines_field_is_read_as_parsing_it_reads_it(drill) -> None:
-    """Every field of every record of the drill's snapshot (a device's account: what the orphan check reads
-    from a missing device's line) is read from the line as parsing it reads it."""
-    from bench.diff_restore import open_sealed
-    from enigm_recover.recovery.snapshot_rows import rows_by_kind
-    from enigm_recover.snapshot.records import checked_field_reader
-    from enigm_recover.snapshot.unseal import PayloadConfirmation
-
-    verified, identity, _ = open_sealed(drill.root)
-    seen = 0
-    for kind, items in rows_by_kind(verified, identity, lambda *_: None, PayloadConfirmation()):
-        readers = [checked_field_reader(kind, name) for name in kind.field_names]
-        for row, line in items:
-            assert tuple(read(line) for read in readers) == parse_checked_line(kind, line) == row
-            seen += 1
+        rows, lines = map(list, zip(*items))
+        for size in (1, 2, 7, len(lines)):
+            runs = [lines[i:i + size] for i in range(0, len(lines), size)]
+            assert [v for run in runs for v in parse_checked_lines(kind, run)] == rows
+        assert [parse_checked_line(kind, line) for line in lines] == rows
+        if kind.name in CHECKED_LINE:
+            assert list(map(CHECKED_LINE[kind.name], rows)) == lines
+        seen += len(rows)
     assert seen > 200
 
 
@@ -192,3 +197,40 @@ def test_changes_kept_whole_come_back_equal_and_one_too_large_for_the_store_is_k
     part.replace(1, flagged)
     assert part.at(1) == flagged and [c.key for c in part] == [c.key for c in changes] and part.whole == 4
     assert [c.key for c in part.with_findings()] == [("dev_a",), ("dev_b",)]
+
+
+@pytest.mark.parametrize("row_block, part_bytes", [(1024, None), (2, None), (3, 300)])
+def test_a_missing_record_kept_as_its_values_keeps_its_line_once_it_is_kept_whole(
+        row_block: int, part_bytes: int | None, monkeypatch) -> None:
+    """The orphan check keeps a missing device whole once it has a finding: its line, until then made from
+    its values, is kept with it; the runs around it still come back as plain missing records. The same
+    with the values kept in blocks of a few records, a block larger than a line split in parts."""
+    from enigm_recover.recovery import change_list
+    from enigm_recover.recovery.assess import Finding
+    from enigm_recover.recovery.change_list import KindChanges
+    from enigm_recover.recovery.line_store import LineStore
+    from enigm_recover.snapshot.records import CHECKED_LINE
+
+    monkeypatch.setattr(change_list, "ROW_BLOCK", row_block)
+    if part_bytes is not None:
+        monkeypatch.setattr(change_list, "MAX_LINE_BYTES", part_bytes)
+    device = KIND_BY_NAME["device"]
+    rows = [(f"dev_{i:04d}", f"acct_{i % 2}", "A" * 43 + "=", "active", "2024-01-01T00:00:00Z",
+             "2024-01-02T00:00:00Z", "") for i in range(5)]
+    changes = KindChanges(device, LineStore())
+    for row in rows:
+        changes.add_missing(row, None)
+    orphan = changes.at(2)
+    orphan.findings, orphan.protected = (Finding.ORPHAN_DEVICE,), True
+    changes.replace(2, orphan)
+    again = list(changes)
+    assert [c.snapshot_line for c in again] == [CHECKED_LINE["device"](row) for row in rows]
+    assert [c.key for c in again] == [(row[0],) for row in rows]
+    assert [c.findings for c in again] == [(), (), (Finding.ORPHAN_DEVICE,), (), ()]
+    assert [c.row for c in again if not c.findings] == [rows[i] for i in (0, 1, 3, 4)]
+    assert [chunk.plain is not None for chunk in changes.chunks(2)] == [True, False, True]
+    assert [chunk.plain.rows for chunk in changes.chunks(2) if chunk.plain] == [rows[:2], rows[4:]]
+    assert [c.row for c in changes.chunks(3).__next__().changes()] == [rows[0], rows[1], None]
+    assert changes.plain_missing_row(2) is None and changes.plain_missing_row(3) == rows[3]
+    assert [changes.key_at(i) for i in range(5)] == [(row[0],) for row in rows]
+    assert changes.first_after(rows[2][:1]) == 3

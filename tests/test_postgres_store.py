@@ -470,3 +470,14 @@ def test_seal_from_postgres_seals_the_same_records(drill, postgres_url: str, cli
         manifests.append(read_manifest(out, json.loads(stdout)["id"]))
     lite, pg = manifests
     assert lite.scope == pg.scope  # same counts and the same per-kind digests: same rows, same order
+
+
+def test_keyed_reads_and_account_lookups_take_any_text_key(store: PostgresStore) -> None:
+    """Keys travel to the server joined in one text where splitting gives them back exactly, else as an
+    array: a key holding the separator, an empty key or plain keys, each read back as itself."""
+    keys = ["a", "a\x1fb", "", "é", "x y", "b"]
+    store.insert_many(IDENTITY, [identity(k) for k in keys])
+    for asked in (["a", "b", "x y"], ["a", "a\x1fb"], ["", "b"], ["é", "nope", "a"], keys):
+        wanted = [(k,) for k in asked]
+        assert store.rows_by_key(IDENTITY, wanted) == {(k,): identity(k) for k in asked if k in keys}
+        assert store.existing_accounts(set(asked)) == {k for k in asked if k in keys}

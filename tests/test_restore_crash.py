@@ -124,6 +124,38 @@ def test_sigkill_at_random_points_then_resume_reaches_the_same_end_state(crash_d
     assert len(inside) >= 2, reached  # across steps
 
 
+def test_a_row_changed_before_a_total_loss_batch_is_read_back_is_not_verified(drill, live_target, cli,
+                                                                               monkeypatch) -> None:
+    """A total loss: every batch a run of missing records, written and read back whole. A row changed after
+    its batch committed, just before the batch's keys are read back, is caught the same way."""
+    from enigm_recover.recovery.apply import _StepCheck
+    from enigm_recover.state.model import KINDS
+    from enigm_recover.state.stores import open_store
+    from tests.test_restore import restore
+
+    with open_store(live_target) as store, store.transaction() as conn:
+        for kind in KINDS:
+            conn.execute(f"DELETE FROM {kind.table}")
+    original = _StepCheck.add_chunk
+    tampered: list[bool] = []
+
+    def tampered_first(self, chunk, batch):  # type: ignore[no-untyped-def]
+        if self.step.kind.name == "device" and not tampered:
+            assert chunk.plain is not None  # a run of missing records, taken whole
+            _tamper_device(live_target, chunk.keys[0][0])
+            tampered.append(True)
+        return original(self, chunk, batch)
+
+    monkeypatch.setattr(_StepCheck, "add_chunk", tampered_first)
+    code, out, err = restore(cli, drill, live_target, "--yes", "--json")
+    assert code == 18 and tampered, (out, err)
+    steps = {s["step"]: s for s in json.loads(out)["steps"]}
+    devices = steps["devices"]
+    assert devices["status"] == "not-verified" and devices["verification"]["unmet"]["written"] == 1, devices
+    assert devices["verification"]["equal"] == devices["inserted"] - 1, devices
+    assert steps["identities"]["status"] == "verified"
+
+
 def _tamper_device(url: str, device_id: str) -> None:
     """Another public key for one device, as an attacker with write access to the target would plant."""
     if url.startswith("sqlite:///"):

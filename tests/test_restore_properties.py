@@ -82,20 +82,27 @@ def load(path: Path, drawn: dict) -> SQLiteStore:
     return store
 
 
+def sealed(keys, work: Path, snapshot: dict):  # type: ignore[no-untyped-def]
+    """``snapshot`` sealed into ``work``/snaps, and verified."""
+    identity, producer, allowed, _ = keys
+    (work / "snaps").mkdir()
+    with load(work / "snapshot.db", snapshot) as source_store:
+        seal(source_store, recipient=identity.recipient, signing_key=producer, environment="prop",
+             producer="backup@prop", out_dir=work / "snaps", existing=LocalFolderSource(work / "snaps").list(),
+             created_at=SNAPSHOT_AT)
+    folder = LocalFolderSource(work / "snaps")
+    report, verified = verify_entry(folder, resolve(folder.list(), "latest"), allowed)
+    assert verified is not None, report.as_dict()
+    return verified
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(snapshot=platform, live=platform, policies=policy_choice)
 def test_restore_reaches_the_promised_state_and_keeps_the_safety_rules(keys, snapshot, live, policies) -> None:
-    identity, producer, allowed, _ = keys
+    identity = keys[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "snaps").mkdir()
-        with load(work / "snapshot.db", snapshot) as source_store:
-            seal(source_store, recipient=identity.recipient, signing_key=producer, environment="prop",
-                 producer="backup@prop", out_dir=work / "snaps", existing=LocalFolderSource(work / "snaps").list(),
-                 created_at=SNAPSHOT_AT)
-        folder = LocalFolderSource(work / "snaps")
-        report, verified = verify_entry(folder, resolve(folder.list(), "latest"), allowed)
-        assert verified is not None, report.as_dict()
+        verified = sealed(keys, work, snapshot)
         snapshot_state = by_key({k.name: rows(k, snapshot[k.name]) for k in KINDS})
         live_state = by_key({k.name: rows(k, live[k.name]) for k in KINDS})
         with load(work / "live.db", live) as store:
@@ -111,3 +118,48 @@ def test_restore_reaches_the_promised_state_and_keeps_the_safety_rules(keys, sna
             end = by_key({k.name: list(store.stream(k)) for k in KINDS})
         assert end == expected_end_state(snapshot_state, live_state, policies)
         assert safety_holds(live_state, end) == []
+
+
+def _restored(verified, identity, path: Path, live: dict, plan, whole_runs: bool) -> tuple:
+    """Restore into a fresh copy of ``live``: the outcome without its run id, the end state, and every step's
+    journaled read-back records. Without ``whole_runs``, every batch is judged and verified record by record."""
+    from contextlib import ExitStack
+    from unittest import mock
+
+    from enigm_recover.recovery.apply import _StepCheck
+    from enigm_recover.state import sqlite_store
+
+    with load(path, live) as store, ExitStack() as patches:
+        result = diff(verified, identity, store)
+        # Every batch's inserts through the staging table: a run read back whole is compared there.
+        patches.enter_context(mock.patch.object(sqlite_store, "STAGE_MIN_ROWS", 1))
+        if not whole_runs:
+            patches.enter_context(mock.patch.object(Restorer, "_still_missing", return_value=False))
+            patches.enter_context(mock.patch.object(_StepCheck, "_count_as_snapshot", return_value=False))
+        outcome = Restorer(verified, store, plan, result, batch_size=3).run()
+        journal = {step.step: list(store.written_rows(outcome.run_id, step.step)) for step in outcome.steps}
+        end = by_key({k.name: list(store.stream(k)) for k in KINDS})
+    done = outcome.as_dict()
+    del done["run"]
+    return done, end, journal
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(snapshot=platform, live=platform, policies=policy_choice)
+def test_a_run_of_missing_records_restored_whole_is_restored_as_record_by_record(keys, snapshot, live,
+                                                                                policies) -> None:
+    """A batch of records all still missing is written and verified at once (one judgment, one comparison of
+    the rows read back). It writes, journals and verifies exactly what judging each record does: the same
+    outcome (counts, digests), end state and journal, for any platform and policies, live empty or not."""
+    identity = keys[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        verified = sealed(keys, work, snapshot)
+        plan = make_plan([f"{k}={','.join(sorted(p))}" for k, p in policies.items() if p])
+        for live_side in (live, {k.name: {} for k in KINDS}):  # as drawn, and a total loss
+            whole = _restored(verified, identity, work / "whole.db", live_side, plan, whole_runs=True)
+            one_by_one = _restored(verified, identity, work / "one-by-one.db", live_side, plan, whole_runs=False)
+            assert whole == one_by_one
+            for path in work.glob("*.db*"):
+                if path.name != "snapshot.db":
+                    path.unlink()

@@ -139,3 +139,97 @@ def test_keyed_reads_return_exactly_the_rows_asked_for_dense_or_sparse(tmp_path:
             got = store.rows_by_key(DEVICE, [(k,) for k in wanted])
             assert sorted(got) == [(k,) for k in wanted if k in ids], name
             assert all(row == _device(key[0]) for key, row in got.items()), name
+
+
+@pytest.mark.parametrize("count", [3, 100])  # a statement per row, and (SQLite, 64 rows or more) a staging table
+def test_a_batch_inserts_only_where_the_key_is_still_absent(live_target: str, count: int) -> None:
+    """Records absent when the batch was decided are inserted where their key is still absent: a row that
+    took its key meanwhile is kept, not counted as inserted and not read back as the batch's. The rows
+    inserted are stored with the very values and types written."""
+    from enigm_recover.state.journal import Batch, RestoreRun
+
+    when = "2026-01-01T00:00:00Z"
+    rows = [(f"acct_zz{i:04d}", f"handle{i}", KEY, i + 1, "active", when, when) for i in range(count)]
+    taken = sorted({rows[0][0], rows[count // 2][0], rows[-1][0]})
+    theirs = {account: (account, "theirs", "B" * 43 + "=", 7, "suspended", when, when) for account in taken}
+    with open_store(live_target) as store:
+        store.init_schema()
+        store.start_run(RestoreRun("run1", "snap", "0" * 64, "{}", when))
+        before = {IDENTITY.key_of_row(r): r for r in store.stream(IDENTITY)}
+        store.insert_many(IDENTITY, theirs.values())
+        batch = Batch("identities", 1, IDENTITY, last_key=(rows[-1][0],), inserts=list(rows), inserted=count,
+                      expected={(r[0],): f"hash{i}" for i, r in enumerate(rows)})
+        store.apply_batch("run1", batch)
+        after = {IDENTITY.key_of_row(r): r for r in store.stream(IDENTITY)}
+        (written, _), = store.written_rows("run1", "identities")
+    ours = {(r[0],): r for r in rows if r[0] not in theirs}
+    assert after == {**before, **{(a,): r for a, r in theirs.items()}, **ours}
+    assert all(type(after[key][3]) is int for key in ours)
+    assert batch.inserted == count - len(taken)
+    assert sorted(batch.expected) == sorted(ours) == sorted(key for key, _ in written)
+
+
+def test_a_batch_is_journaled_as_json_writes_it() -> None:
+    """The journal's read-back record of a batch is the text ``json.dumps`` writes, whatever the keys and
+    hashes hold (plain text keys are put in the text without the encoder)."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from enigm_recover.state.journal import Batch, decode_written
+
+    text = st.text(max_size=12) | \
+        st.text("abc-_.:@ \"\\\x00\x1f\x7f~é\u2028", max_size=6)
+    key = st.tuples(text) | st.tuples(text, text) | st.tuples(st.integers(-5, 2**40))
+    pairs = st.dictionaries(key, text | st.sampled_from(["", "0" * 64]), max_size=8)
+
+    @settings(max_examples=300, deadline=None)
+    @given(expected=pairs)
+    def check(expected: dict) -> None:
+        batch = Batch("identities", 1, IDENTITY, last_key=("z",), expected=expected)
+        written, _ = batch.written_record()
+        assert written == json.dumps([[list(k), h] for k, h in expected.items()], separators=(",", ":"))
+        assert decode_written(written, "[]")[0] == list(expected.items())
+
+    check()
+
+
+def test_the_rows_a_batch_left_staged_are_compared_with_live_exactly(tmp_path: Path) -> None:
+    """The inserts of the batch just committed, still staged, are compared with the live rows in SQL: the
+    same values of the same types (whatever the columns' affinities make of them), text byte for byte
+    whatever the column's collation. Another list of rows, or rows staged before a later batch, are not told
+    (None): they would have to be read back."""
+    import sqlite3
+
+    from enigm_recover.state.journal import Batch, RestoreRun
+
+    when = "2026-01-01T00:00:00Z"
+    path = tmp_path / "live.db"
+    with sqlite3.connect(path) as conn:  # a drifted table: no types enforced, a case-blind key
+        conn.execute("CREATE TABLE identities (account_id TEXT COLLATE NOCASE PRIMARY KEY, handle NUMERIC, "
+                     "identity_key TEXT, key_version, status TEXT, created_at TEXT, updated_at TEXT)")
+    rows = [(f"acct_{i:04d}", f"handle{i}", KEY, i + 1, "active", when, when) for i in range(100)]
+    rows[6] = (rows[6][0], "42", *rows[6][2:])  # the column's affinity stores it as the integer 42
+    with SQLiteStore(path) as store:
+        store.init_schema()
+        store.start_run(RestoreRun("run1", "snap", "0" * 64, "{}", when))
+
+        def write(number: int, inserts: list) -> None:
+            batch = Batch("identities", number, IDENTITY, last_key=(inserts[-1][0],), inserts=inserts,
+                          inserted=len(inserts), expected={(r[0],): "h" for r in inserts})
+            assert store.apply_with("run1", IDENTITY, [(r[0],) for r in inserts], lambda live: batch) is batch
+
+        write(1, rows)
+        assert store.identical_rows(IDENTITY, rows) == 99
+        assert store.identical_rows(IDENTITY, list(rows)) is None  # not the rows staged
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE identities SET key_version = 2.0 WHERE account_id = 'acct_0001'")  # 2 == 2.0
+            conn.execute("UPDATE identities SET key_version = '3' WHERE account_id = 'acct_0002'")
+            conn.execute("UPDATE identities SET account_id = 'ACCT_0003' WHERE account_id = 'acct_0003'")
+            conn.execute("UPDATE identities SET handle = 'handle4' || char(0) WHERE account_id = 'acct_0004'")
+            conn.execute("DELETE FROM identities WHERE account_id = 'acct_0005'")
+        assert store.identical_rows(IDENTITY, rows) == 94
+        later = [(f"acct_z{i:04d}", f"handle{i}", KEY, 1, "active", when, when) for i in range(100)]
+        write(2, later)
+        assert store.identical_rows(IDENTITY, rows) is None and store.identical_rows(IDENTITY, later) == 100

@@ -21,10 +21,12 @@ import logging
 import operator
 import secrets
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import StrEnum
 from itertools import islice
-from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, Callable, Iterator
 
 from enigm_recover.errors import PayloadIntegrityError, RestoreRefused, TargetError
@@ -39,6 +41,7 @@ from enigm_recover.recovery.assess import (
     device_account,
     orphan_assessment,
 )
+from enigm_recover.recovery.change_list import ChangeChunk, PlainRun
 from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
 from enigm_recover.recovery.plan import Plan, Policy, Step, decide, require_in_snapshot
 from enigm_recover.snapshot.records import VERBATIM_KINDS, parse_checked_line, row_line
@@ -195,13 +198,11 @@ class Restorer:
 
     # -- one step --------------------------------------------------------------
 
-    def _chunks(self, kind: Kind, after: tuple[Any, ...] | None = None, *,
-                rows: bool = True) -> Iterator[list[Change]]:
-        """The kind's changes (after ``after``) in key order, a batch at a time: only a batch of them is ever
-        made from the dry run's compact change list at once (``rows``: see ``ChangeList.of_kind``)."""
-        changes = self.checked.changes.of_kind(kind.name, after, rows=rows)
-        while chunk := list(islice(changes, self.batch_size)):
-            yield chunk
+    def _chunks(self, kind: Kind) -> Iterator[list[Change]]:
+        """The kind's changes in key order, a batch at a time: only a batch of them is ever made from the dry
+        run's compact change list at once."""
+        for chunk in self.checked.changes.chunks_of_kind(kind.name, self.batch_size):
+            yield chunk.changes()
 
     def _reassess(self, kind: Kind, chunk: list[Change], live_now: dict[tuple[Any, ...], Row]
                   ) -> Iterator[tuple[Change, Row | None, Row | None, Assessment, bytes | None]]:
@@ -233,6 +234,19 @@ class Restorer:
                 verdict = orphan_assessment(verdict)
             yield change, snap, live, verdict, line
 
+    def _still_missing(self, kind: Kind, step: Step, plain: PlainRun, live_now: dict[tuple[Any, ...], Row]) -> bool:
+        """Whether a run of plain missing records is judged now, record by record, exactly as the dry run
+        found it: missing (live holds none of their keys), a device's account known to live (no orphan), and
+        inserted (what ``decide`` makes of a missing record), each journaled with its checked line's hash
+        (a verbatim kind's line is its canonical encoding). ``_insert_missing`` then writes the batch
+        ``_reassess`` and ``decide`` would make, without a judgment per record."""
+        if live_now or kind.name not in VERBATIM_KINDS or decide(ChangeType.MISSING, False, step.policies) != "insert":
+            return False
+        if kind is DEVICE:
+            accounts = set(map(itemgetter(kind.position("account_id")), plain.rows))
+            return self.store.existing_accounts(accounts) >= accounts
+        return True
+
     def apply_step(self, run_id: str, step: Step,
                    position: StepPosition) -> tuple[StepPosition, dict[str, Any] | None]:
         """Write the step's batches from ``position`` on. A step started afresh is verified as it goes (its
@@ -247,12 +261,15 @@ class Restorer:
         number = position.batches
         check = None
         if position.batches == 0 and position.status is None:
-            check = _StepCheck(self, step, _ReadBack(self.store, kind, iter(()), self.batch_size))
-        for chunk in self._chunks(kind, position.last_key):
+            check = _StepCheck(self, step, _ReadBack(self.store, kind, iter(()), self.batch_size), fresh=True)
+        for chunk in self.checked.changes.chunks_of_kind(kind.name, self.batch_size, position.last_key):
 
-            def build(live_now: dict[tuple[Any, ...], Row], chunk: list[Change] = chunk) -> Batch:
-                batch = Batch(step.name, number + 1, kind, last_key=chunk[-1].key)
-                for change, snap, _live, verdict, line in self._reassess(kind, chunk, live_now):
+            def build(live_now: dict[tuple[Any, ...], Row], chunk: ChangeChunk = chunk) -> Batch:
+                batch = Batch(step.name, number + 1, kind, last_key=chunk.last_key)
+                if chunk.plain is not None and self._still_missing(kind, step, chunk.plain, live_now):
+                    _insert_missing(batch, chunk.plain)
+                    return batch
+                for change, snap, _live, verdict, line in self._reassess(kind, chunk.changes(), live_now):
                     action = decide(verdict.change, verdict.protected, step.policies, verdict.unreadable is not None)
                     if action == "insert":
                         batch.inserts.append(snap)  # type: ignore[arg-type]
@@ -267,7 +284,7 @@ class Restorer:
                 return batch
 
             # The live rows are read inside the batch's own transaction, locked until it commits.
-            keys = [c.key for c in chunk]
+            keys = chunk.keys
             batch = self.store.apply_with(run_id, kind, keys, build)
             if len(batch):
                 number += 1
@@ -275,7 +292,7 @@ class Restorer:
             self.progress(Progress(Stage.RESTORE, done, total, "records", step.name))
             if check is not None:
                 check.committed(batch)
-                check.add(chunk, self.store.rows_by_key(kind, keys))
+                check.add_chunk(chunk, batch)
         self._applied_at = time.perf_counter()
         log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
         if check is None:
@@ -294,7 +311,7 @@ class Restorer:
             if run_id is not None else None
         check = _StepCheck(self, step, read_back)
         total, done = self.checked.changes.count(kind.name), 0
-        for chunk in self._chunks(kind, rows=False):  # compared by their lines; read where they differ
+        for chunk in self._chunks(kind):
             check.add(chunk, self.store.rows_by_key(kind, [c.key for c in chunk]))
             done += len(chunk)
             self.progress(Progress(Stage.VERIFY, done, total, "records", step.name))
@@ -304,14 +321,17 @@ class Restorer:
 class _StepCheck:
     """A step's verification, chunk by chunk of its changes in key order: each key's live row, read after the
     step's writes to it, judged against the snapshot and the step's policies. The records that now equal the
-    snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed)."""
+    snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed). ``fresh``: a step
+    started afresh, whose read-back holds only the batches this process wrote (see ``_as_snapshot``)."""
 
-    def __init__(self, restorer: Restorer, step: Step, read_back: _ReadBack | None) -> None:
+    def __init__(self, restorer: Restorer, step: Step, read_back: _ReadBack | None, *, fresh: bool = False) -> None:
         self.restorer, self.step, self.read_back = restorer, step, read_back
+        self.fresh = fresh and read_back is not None and step.kind.name in VERBATIM_KINDS
+        self.numeric_columns = [itemgetter(i) for i, f in enumerate(step.kind.fields) if f.sql_type != "TEXT"]
         self.counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0,
                        "unreadable": 0}
         self.unmet = {"missing": 0, "changed": 0, "extra": 0, "unreadable": 0}
-        self.live_digest, self.snapshot_digest = hashlib.sha256(), hashlib.sha256()
+        self.digests = _Digests()
 
     def committed(self, batch: Batch) -> None:
         """A batch this process has just committed: what it wrote is read back as it journaled it."""
@@ -320,6 +340,9 @@ class _StepCheck:
 
     def add(self, chunk: list[Change], live_now: dict[tuple[Any, ...], Row]) -> None:
         """Judge ``chunk`` against ``live_now``, its keys' live rows as read after the writes."""
+        if self.fresh and self._as_snapshot([c.key for c in chunk], [c.row for c in chunk],
+                                            [c.line for c in chunk], live_now):
+            return
         kind, counts, unmet, policies = self.step.kind, self.counts, self.unmet, self.step.policies
         encodings: dict[tuple[Any, ...], bytes | None] = {}  # live rows re-encoded, for the read-back
         residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
@@ -348,8 +371,7 @@ class _StepCheck:
                     residual.append(change)
                     continue
                 counts["equal"] += 1
-                self.snapshot_digest.update(canonical)
-                self.live_digest.update(encoded)  # type: ignore[arg-type]
+                self.digests.update(encoded, canonical)  # type: ignore[arg-type]
                 continue
             residual.append(change)
         for change, _snap, _live, verdict, _line in self.restorer._reassess(kind, residual, live_now):
@@ -378,12 +400,79 @@ class _StepCheck:
         if self.read_back is not None:
             self.read_back.up_to(chunk[-1].key, live_now, encodings, {c.key for c in chunk})
 
+    def add_chunk(self, chunk: ChangeChunk, batch: Batch) -> None:
+        """``add`` of a chunk just written as ``batch``, its keys read back now. A run of plain missing records
+        is judged as one when it reads back as the values written: told by the store where it can (the rows
+        it has just inserted, still staged), else compared here with the rows read back."""
+        store, kind, plain = self.restorer.store, self.step.kind, chunk.plain
+        if plain is None or not self.fresh:
+            self.add(chunk.changes(), store.rows_by_key(kind, chunk.keys))
+            return
+        if (batch.inserts is plain.rows and store.identical_rows(kind, plain.rows) == len(plain.rows)
+                and self._count_as_snapshot(plain.keys, plain.lines)):
+            return
+        live_now = store.rows_by_key(kind, plain.keys)
+        if not self._as_snapshot(plain.keys, plain.rows, plain.lines, live_now):
+            self.add(chunk.changes(), live_now)
+
+    def _as_snapshot(self, keys: list[tuple[Any, ...]], snaps: list[Row | None], lines: list[bytes | None],
+                     live_now: dict[tuple[Any, ...], Row]) -> bool:
+        """The common case after a restore, judged for the whole chunk at once: every key reads back with the
+        very values, of the very types, of its snapshot record (``_count_as_snapshot``). False (nothing
+        counted) otherwise."""
+        if None in lines or None in snaps:
+            return False
+        live = list(map(live_now.get, keys))
+        if live != snaps:
+            return False
+        # Only a str equals a str; a number may equal one of another type (1.0, Decimal(1), True == 1).
+        for column in self.numeric_columns:
+            if list(map(type, map(column, live))) != list(map(type, map(column, snaps))):  # type: ignore[arg-type]
+                return False
+        return self._count_as_snapshot(keys, lines)  # type: ignore[arg-type]
+
+    def _count_as_snapshot(self, keys: list[tuple[Any, ...]], lines: list[bytes]) -> bool:
+        """Count a chunk whose every key reads back with the values and types of its snapshot record: each is
+        equal, its line the encoding of both sides (as ``add`` finds one by one), and each row the chunk's
+        batch journaled reads back as written (its journaled hash is that of the same line). False (nothing
+        counted) when the journal holds a key of the chunk otherwise (deleted, or not among ``keys``)."""
+        assert self.read_back is not None
+        if not self.read_back.as_snapshot_up_to(keys[-1], set(keys)):
+            return False
+        self.counts["equal"] += len(keys)
+        joined = b"".join(lines)
+        self.digests.update(joined, joined)
+        return True
+
     def result(self) -> dict[str, Any]:
         counts, unmet = dict(self.counts), dict(self.unmet)
         if self.read_back is not None:
             counts["written"], unmet["written"] = self.read_back.finish()
-        verified = not any(unmet.values()) and self.live_digest.digest() == self.snapshot_digest.digest()
-        return {"verified": verified, "unmet": unmet, **counts, "digest": self.live_digest.hexdigest()}
+        live, snapshot = self.digests.live_and_snapshot()
+        verified = not any(unmet.values()) and live.digest() == snapshot.digest()
+        return {"verified": verified, "unmet": unmet, **counts, "digest": live.hexdigest()}
+
+
+class _Digests:
+    """A verification's two SHA-256 digests, of the live records' lines and of the snapshot's, fed in step.
+    While both have been fed the same bytes (the common case) they are one digest, computed once; the first
+    difference makes them two."""
+
+    def __init__(self) -> None:
+        self._live = hashlib.sha256()
+        self._snapshot: Any = None  # the snapshot's digest once it differs from the live one
+
+    def update(self, live: bytes, snapshot: bytes) -> None:
+        if self._snapshot is None:
+            if live == snapshot:
+                self._live.update(live)
+                return
+            self._snapshot = self._live.copy()
+        self._live.update(live)
+        self._snapshot.update(snapshot)
+
+    def live_and_snapshot(self) -> tuple[Any, Any]:
+        return self._live, self._live if self._snapshot is None else self._snapshot
 
 
 class _ReadBack:
@@ -407,6 +496,20 @@ class _ReadBack:
         """A batch this process has just committed: its rows and deletions, as it journaled them."""
         self.written += batch.expected.items()
         self.deleted += batch.deletes
+
+    def as_snapshot_up_to(self, last: tuple[Any, ...], read: set[tuple[Any, ...]]) -> bool:
+        """Only for batches this process wrote (``take``), whose rows' hashes are those of their snapshot lines:
+        the journaled keys up to ``last``, all in ``read`` and each read back as its snapshot line, are checked.
+        False (nothing done) when a key up to ``last`` was deleted or is not in ``read``."""
+        # Both lists are in key order: the batches come in key order, and each journals its keys in order.
+        if self.deleted and self.deleted[0] <= last:
+            return False
+        upto = bisect_right(self.written, last, key=itemgetter(0))
+        if not read.issuperset(map(itemgetter(0), islice(self.written, upto))):
+            return False
+        del self.written[:upto]
+        self.checked += upto
+        return True
 
     def _pull_to(self, last: tuple[Any, ...] | None) -> None:
         """Journaled batches until one ends after ``last`` (all of them when ``last`` is None)."""
@@ -480,6 +583,13 @@ class _ReadBack:
 def _identical(live: Row, snap: Row) -> bool:
     """The same values of the same types (``==`` alone takes 1.0 for 1; a drifted column may hold the one)."""
     return live == snap and all(map(operator.is_, map(type, live), map(type, snap)))
+
+
+def _insert_missing(batch: Batch, plain: PlainRun) -> None:
+    """``batch`` inserts the run's records, each journaled with its line's hash (see ``_still_missing``)."""
+    batch.inserts = plain.rows  # the very list: a store that staged it can tell how it reads back
+    batch.inserted = len(plain.rows)
+    batch.expected = dict(zip(plain.keys, [hashlib.sha256(line).hexdigest() for line in plain.lines]))
 
 
 def _snapshot_hash(kind: Kind, snap: Row, line: bytes | None) -> str:

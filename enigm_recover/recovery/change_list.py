@@ -4,9 +4,11 @@ A total loss makes every record of the snapshot a change: millions of them.
 Kept as one ``Change`` each (with its key's tuple and text), they cost about
 300 bytes a record, which is what made a large total-loss restore need
 gigabytes. Almost all of them are alike: a record only the snapshot has,
-without findings. Such a change is kept as the reference of its line in the
-``LineStore`` alone, 8 bytes in an array, and made a ``Change`` again, its key
-read from the line, when it is iterated. Every other change (changed, extra,
+without findings. Such a change is kept in the ``LineStore`` (as its values
+for a kind whose line is made from them byte for byte, else as its line) and
+referenced by 8 bytes in an array; it is made a ``Change`` again when it is
+iterated, a run of them at once, and a restore takes a run of them whole
+(``ChangeChunk``). Every other change (changed, extra,
 unreadable, or any change with findings) is kept whole: pickled into a
 ``LineStore`` of its own, compressed and, past its bound, sealed on disk as the
 lines are, and made a ``Change`` again when it is read. A change is therefore
@@ -18,15 +20,16 @@ Changes are kept in the dry run's order: kind by kind, each kind in key order.
 
 from __future__ import annotations
 
+import marshal
 import pickle
 from array import array
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from enigm_recover.recovery.assess import ChangeType, Finding, as_key
 from enigm_recover.recovery.line_store import MAX_LINE_BYTES, LineStore
-from enigm_recover.snapshot.records import checked_key_reader, parse_checked_line
+from enigm_recover.snapshot.records import CHECKED_LINE, parse_checked_line, parse_checked_lines
 from enigm_recover.state.live import Unreadable
 from enigm_recover.state.model import KIND_BY_NAME, Kind
 
@@ -41,7 +44,9 @@ class Change:
     fields: tuple[tuple[str, Any, Any], ...] = ()  # (field, live value, snapshot value) when changed
     findings: tuple[Finding, ...] = ()
     protected: bool = False
-    line_ref: int | None = None  # the canonical record a restore would write (missing, changed), in `lines`
+    # Where ``lines`` keeps the canonical record a restore would write (missing, changed), when it keeps it as
+    # a line: not part of what the change is.
+    line_ref: int | None = field(default=None, compare=False)
     account: str | None = None  # an extra device's account, for the orphan check (a missing one's is in its line)
     lines: LineStore | None = None
     unreadable: Unreadable | None = None  # the live record cannot be read into the model: what was found
@@ -69,7 +74,53 @@ class Change:
 
 
 _CHANGE_TYPES = {c.value: c for c in ChangeType}
+_PARSED_RUN = 1024  # plain missing records whose lines are parsed together
+ROW_BLOCK = 1024  # a verbatim kind's plain missing records kept in one block of values
 _FINDINGS = {f.value: f for f in Finding}
+
+
+@dataclass(slots=True)
+class PlainRun:
+    """Consecutive plain missing records of one kind (only the snapshot has them, without findings) as
+    lists: their keys, their values and their checked lines, and where those lines are kept."""
+
+    keys: list[tuple[Any, ...]]
+    rows: list[tuple[Any, ...]]
+    lines: list[bytes]
+    line_refs: Sequence[int] | None  # None: kept as their values, not their lines
+
+    def changes(self, kind: Kind, store: LineStore | None) -> list[Change]:
+        """Each record as the Change ``KindChanges`` makes of a plain missing record."""
+        name, missing = kind.name, ChangeType.MISSING
+        refs = self.line_refs if self.line_refs is not None else [None] * len(self.keys)
+        return [Change(name, key, missing, (), (), False, ref, None, store, None, row, line)
+                for key, ref, row, line in zip(self.keys, refs, self.rows, self.lines)]
+
+
+class ChangeChunk:
+    """Consecutive changes of one kind in key order (a restore batch's worth). A chunk of plain missing
+    records only is kept as its ``PlainRun`` (``plain``), its Change objects made only when asked for."""
+
+    def __init__(self, kind: Kind, store: LineStore | None, plain: PlainRun | None,
+                 changes: list[Change] | None) -> None:
+        self.kind, self._store, self.plain, self._changes = kind, store, plain, changes
+
+    def changes(self) -> list[Change]:
+        if self._changes is None:
+            assert self.plain is not None
+            self._changes = self.plain.changes(self.kind, self._store)
+        return self._changes
+
+    @property
+    def keys(self) -> list[tuple[Any, ...]]:
+        return self.plain.keys if self.plain is not None else [c.key for c in self.changes()]
+
+    @property
+    def last_key(self) -> tuple[Any, ...]:
+        return self.plain.keys[-1] if self.plain is not None else self.changes()[-1].key
+
+    def __len__(self) -> int:
+        return len(self.plain.keys) if self.plain is not None else len(self.changes())
 
 
 class KindChanges:
@@ -84,12 +135,23 @@ class KindChanges:
         self.records = LineStore()
         self.whole = 0  # changes kept whole
         self._large: list[Change] = []  # a change too large for the store (a huge live key): kept as it is
-        self._key_of_line = checked_key_reader(kind)
+        # A verbatim kind's plain missing records are kept as their values, ROW_BLOCK at a time (one marshal
+        # of a list, stored in ``lines``), an entry being the record's number among them: a line is made
+        # again from its values byte for byte when asked for, and a restore need not parse it. Any other
+        # kind's are kept as their lines, an entry being the line's reference.
+        self._line_of = CHECKED_LINE.get(kind.name)
+        self._row_blocks: list[list[int]] = []  # per full block, the references of its part(s) in ``lines``
+        self._open_rows: list[tuple[Any, ...]] = []  # the block being filled
+        self._read_block: tuple[int, list[tuple[Any, ...]]] = (-1, [])  # the block last read back
 
     def _keep(self, change: Change) -> int:
+        line_ref = change.line_ref
+        if line_ref is None and change.line is not None:  # a plain missing record kept as its values until now
+            assert self.lines is not None
+            line_ref = self.lines.add(change.line)
         # The change's type and findings as their values: pickling an enum member costs a few times a string.
         encoded = pickle.dumps((change.key, change.change.value, change.fields, tuple(f.value for f in change.findings),
-                                change.protected, change.line_ref, change.account, change.unreadable),
+                                change.protected, line_ref, change.account, change.unreadable),
                                pickle.HIGHEST_PROTOCOL)
         if len(encoded) > MAX_LINE_BYTES:
             self._large.append(change)
@@ -108,9 +170,66 @@ class KindChanges:
         self.entries.append(self._keep(change))
         self.whole += 1
 
-    def add_missing(self, line_ref: int) -> None:
-        """A record only the snapshot has, without findings: its line is kept in ``lines`` at ``line_ref``."""
-        self.entries.append(line_ref)
+    def add_missing(self, row: tuple[Any, ...], line: bytes | None) -> None:
+        """A record only the snapshot has, without findings, its values and checked line (None: a verbatim
+        kind's, made from its values): kept in ``lines``, as its values or its line (see ``__init__``)."""
+        assert self.lines is not None
+        if self._line_of is None:
+            assert line is not None
+            self.entries.append(self.lines.add(line))
+            return
+        self.entries.append(len(self._row_blocks) * ROW_BLOCK + len(self._open_rows))
+        self._open_rows.append(row)
+        if len(self._open_rows) == ROW_BLOCK:
+            self._row_blocks.append(self._store_rows(self._open_rows))
+            self._open_rows = []
+
+    def _store_rows(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Keep ``rows`` in ``lines`` as one marshal of their list, or in parts each within a line's bound."""
+        assert self.lines is not None
+        kept = marshal.dumps(rows)
+        if len(kept) <= MAX_LINE_BYTES or len(rows) == 1:
+            return [self.lines.add(kept)]
+        half = len(rows) // 2
+        return self._store_rows(rows[:half]) + self._store_rows(rows[half:])
+
+    def _block(self, number: int) -> list[tuple[Any, ...]]:
+        """The values of block ``number`` of a verbatim kind's plain missing records."""
+        if number == len(self._row_blocks):
+            return self._open_rows
+        if self._read_block[0] != number:
+            assert self.lines is not None
+            rows: list[tuple[Any, ...]] = []
+            for ref in self._row_blocks[number]:
+                rows += marshal.loads(self.lines.get(ref))
+            self._read_block = (number, rows)
+        return self._read_block[1]
+
+    def _rows(self, entries: Sequence[int]) -> list[tuple[Any, ...]]:
+        """The values of a verbatim kind's plain missing records ``entries``: a run of consecutive ones taken
+        from its blocks a slice at a time."""
+        rows: list[tuple[Any, ...]] = []
+        at, end = 0, len(entries)
+        while at < end:
+            first = entries[at]
+            number, index = divmod(first, ROW_BLOCK)
+            take = min(end - at, ROW_BLOCK - index)
+            if entries[at + take - 1] == first + take - 1:  # consecutive: one slice of the block
+                rows += self._block(number)[index:index + take]
+                at += take
+            else:
+                rows.append(self._block(number)[index])
+                at += 1
+        return rows
+
+    def _plain(self, entry: int) -> tuple[tuple[Any, ...], bytes]:
+        """The values and line of the plain missing record at ``entry``."""
+        if self._line_of is not None:
+            row = self._block(entry // ROW_BLOCK)[entry % ROW_BLOCK]
+            return row, self._line_of(row)
+        assert self.lines is not None
+        kept = self.lines.get(entry)
+        return parse_checked_line(self.kind, kept), kept
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -119,52 +238,73 @@ class KindChanges:
         entry = self.entries[position]
         return self._whole(entry) if entry < 0 else self._missing(entry)
 
-    def plain_missing_line(self, position: int) -> bytes | None:
-        """The line of the change at ``position`` when it is a plain missing record (kept as its line alone);
-        None for a change kept whole."""
+    def plain_missing_row(self, position: int) -> tuple[Any, ...] | None:
+        """The values of the change at ``position`` when it is a plain missing record; None for a change kept
+        whole."""
         entry = self.entries[position]
-        if entry < 0:
-            return None
-        assert self.lines is not None
-        return self.lines.get(entry)
+        return None if entry < 0 else self._plain(entry)[0]
 
     def replace(self, position: int, change: Change) -> None:
         """Keep ``change`` at ``position`` instead (a change that got a finding)."""
         self.whole += self.entries[position] >= 0
         self.entries[position] = self._keep(change)
 
-    def _missing(self, line_ref: int) -> Change:
-        assert self.lines is not None
+    def _missing(self, ref: int) -> Change:
+        """The Change of the plain missing record kept at ``ref``, with its values and line (its line's
+        reference only where it is kept as its line)."""
         kind = self.kind
-        line = self.lines.get(line_ref)
-        row = parse_checked_line(kind, line)
+        row, line = self._plain(ref)
         return Change(kind.name, as_key(kind, kind.sort_key(row)), ChangeType.MISSING, (), (), False,
-                      line_ref, None, self.lines, None, row, line)
-
-    def _missing_keyed(self, line_ref: int) -> Change:
-        """``_missing`` without the record's values: its key and line only (a reader that compares lines)."""
-        assert self.lines is not None
-        line = self.lines.get(line_ref)
-        return Change(self.kind.name, self._key_of_line(line), ChangeType.MISSING, (), (), False,
-                      line_ref, None, self.lines, None, None, line)
+                      None if self._line_of is not None else ref, None, self.lines, None, row, line)
 
     def __iter__(self) -> Iterator[Change]:
         return self.changes()
 
-    def changes(self, rows: bool = True, start: int = 0) -> Iterator[Change]:
-        """In order, from position ``start``; without ``rows``, a plain missing record's Change holds its key
-        and line, not its values."""
-        whole, missing = self._whole, self._missing if rows else self._missing_keyed
-        for position in range(start, len(self.entries)):
-            entry = self.entries[position]
-            yield whole(entry) if entry < 0 else missing(entry)
+    def changes(self, start: int = 0, stop: int | None = None) -> Iterator[Change]:
+        """In order, from position ``start`` to ``stop``; a run of plain missing records read back at once."""
+        if stop is None:
+            stop = len(self.entries)
+        entries, whole, position = self.entries, self._whole, start
+        while position < stop:
+            if entries[position] < 0:
+                yield whole(entries[position])
+                position += 1
+                continue
+            run = position + 1
+            while run < stop and run - position < _PARSED_RUN and entries[run] >= 0:
+                run += 1
+            yield from self._plain_run(entries[position:run]).changes(self.kind, self.lines)
+            position = run
+
+    def _plain_run(self, refs: Sequence[int]) -> PlainRun:
+        """The plain missing records kept at ``refs``: values read back (or lines parsed) in one go."""
+        kind = self.kind
+        if self._line_of is not None:
+            rows = self._rows(refs)
+            lines, line_refs = list(map(self._line_of, rows)), None
+        else:
+            assert self.lines is not None
+            lines = list(map(self.lines.get, refs))
+            rows, line_refs = parse_checked_lines(kind, lines), refs
+        keys = list(zip(map(kind.sort_key, rows))) if len(kind.primary_key) == 1 else list(map(kind.sort_key, rows))
+        return PlainRun(keys, rows, lines, line_refs)
+
+    def chunks(self, size: int, start: int = 0) -> Iterator[ChangeChunk]:
+        """The changes from ``start`` on, ``size`` at a time: a chunk of plain missing records only as its
+        ``PlainRun``, any other as its Change objects."""
+        entries = self.entries
+        for position in range(start, len(entries), size):
+            stop = min(position + size, len(entries))
+            if min(entries[position:stop]) >= 0:
+                yield ChangeChunk(self.kind, self.lines, self._plain_run(entries[position:stop]), None)
+            else:
+                yield ChangeChunk(self.kind, self.lines, None, list(self.changes(position, stop)))
 
     def key_at(self, position: int) -> tuple[object, ...]:
         entry = self.entries[position]
         if entry < 0:
             return self._whole(entry).key
-        assert self.lines is not None
-        return self._key_of_line(self.lines.get(entry))
+        return as_key(self.kind, self.kind.sort_key(self._plain(entry)[0]))
 
     def first_after(self, key: tuple[object, ...]) -> int:
         """The position of the first change whose key follows ``key`` (the changes are in key order): a
@@ -237,13 +377,17 @@ class ChangeList:
     def count(self, kind: str) -> int:
         return sum(len(p) for p in self._parts if p.kind.name == kind)
 
-    def of_kind(self, kind: str, after: tuple[object, ...] | None = None, *,
-                rows: bool = True) -> Iterator[Change]:
-        """The kind's changes in key order; with ``after``, only those whose key follows it (``rows``: as
-        ``KindChanges.changes``)."""
+    def of_kind(self, kind: str, after: tuple[object, ...] | None = None) -> Iterator[Change]:
+        """The kind's changes in key order; with ``after``, only those whose key follows it."""
         for part in self._parts:
             if part.kind.name == kind:
-                yield from part.changes(rows, 0 if after is None else part.first_after(after))
+                yield from part.changes(0 if after is None else part.first_after(after))
+
+    def chunks_of_kind(self, kind: str, size: int, after: tuple[object, ...] | None = None) -> Iterator[ChangeChunk]:
+        """``of_kind`` ``size`` changes at a time (see ``KindChanges.chunks``)."""
+        for part in self._parts:
+            if part.kind.name == kind:
+                yield from part.chunks(size, 0 if after is None else part.first_after(after))
 
     def count_through(self, kind: str, key: tuple[object, ...]) -> int:
         """How many of the kind's changes have a key up to ``key``."""

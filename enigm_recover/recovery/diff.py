@@ -45,7 +45,7 @@ from enigm_recover.recovery.change_list import Change, ChangeList, KindChanges
 from enigm_recover.recovery.line_store import LineStore
 from enigm_recover.recovery.restorable_accounts import RestorableAccounts
 from enigm_recover.recovery.snapshot_rows import rows_by_kind
-from enigm_recover.snapshot.records import CHECKED_LINE, checked_field_reader, parse_checked_line
+from enigm_recover.snapshot.records import CHECKED_LINE, parse_checked_line
 from enigm_recover.snapshot.unseal import PayloadConfirmation
 from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.live import Unreadable, exact_types, key_is_addressable, table_unreadable, table_unwritable
@@ -163,12 +163,11 @@ def _account_of(change: Change) -> str | None:
 
 def _suspect_account(changes: KindChanges, position: int) -> str | None:
     """``_account_of`` the device change at ``position``, without making a plain missing one's Change."""
-    line = changes.plain_missing_line(position)
-    return _account_of(changes.at(position)) if line is None else _device_line_account(line)
+    row = changes.plain_missing_row(position)
+    return _account_of(changes.at(position)) if row is None else device_account(row, None)
 
 
 ORPHAN_CHUNK = 20_000
-_device_line_account = checked_field_reader(DEVICE, "account_id")
 
 
 def resolve_orphans(changes: KindChanges, suspects: Iterable[int], store: TargetStore,
@@ -290,14 +289,14 @@ def _compare(kind: Kind, items: Iterator[tuple[tuple[Any, ...], bytes | None]], 
 
     def missing(k: Any, row: tuple[Any, ...], line: bytes | None) -> None:
         """``differs`` for a record only in the snapshot: ``assess`` says missing, without findings, always.
-        Kept as its line alone (``KindChanges.add_missing``); a missing device's account is read from the
-        line again only if the orphan check needs it (kept for every one, they would cost memory)."""
+        Kept compactly (``KindChanges.add_missing``); a missing device's account is read from what is kept
+        again only if the orphan check needs it (kept for every one, they would cost memory)."""
         summary.missing += 1
         if is_identity:
             missing_accounts.add(k)
         elif is_device and device_account(row, None) not in missing_accounts:
             suspects.append(len(changes))
-        changes.add_missing(lines.add(line if line is not None else line_of(row)))
+        changes.add_missing(row, line)
 
     snapshot = iter(items)
     live = iter(store.stream(kind))

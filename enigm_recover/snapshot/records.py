@@ -427,33 +427,6 @@ def _checked_line_maker(kind: Kind) -> Callable[[tuple[Any, ...]], bytes]:
 CHECKED_LINE = {name: _checked_line_maker(KIND_BY_NAME[name]) for name in VERBATIM_KINDS}
 
 
-def _text_as_written(kind: Kind, name: str) -> Callable[[bytes], str] | None:
-    """The text of field ``name`` found in a checked line as it is, for a verbatim kind's text field (it holds
-    no quote to end it early, and no field's value can hold its name); None for any other field."""
-    position = kind.position(name)
-    if kind.name not in VERBATIM_KINDS or kind.fields[position].sql_type != "TEXT":
-        return None
-    search = re.compile(b'"' + name.encode() + b'":"([^"]*)"').search
-    return lambda line: search(line).group(1).decode("ascii")  # type: ignore[union-attr]
-
-
-def checked_key_reader(kind: Kind) -> Callable[[bytes], tuple[Any, ...]]:
-    """The primary key of a line a RecordChecker already accepted: a verbatim kind's one text key field found
-    in the line as it is (``_text_as_written``); for the others the line is parsed."""
-    if len(kind.primary_key) == 1 and (text := _text_as_written(kind, kind.primary_key[0])) is not None:
-        return lambda line: (text(line),)
-    return lambda line: kind.key_of_row(parse_checked_line(kind, line))
-
-
-def checked_field_reader(kind: Kind, name: str) -> Callable[[bytes], Any]:
-    """The value of field ``name`` in a line a RecordChecker already accepted, read as ``checked_key_reader``
-    reads a key: a verbatim kind's text field found in the line as it is; any other field parsed."""
-    if (text := _text_as_written(kind, name)) is not None:
-        return text
-    position = kind.position(name)
-    return lambda line: parse_checked_line(kind, line)[position]
-
-
 def parse_checked_line(kind: Kind, line: bytes) -> tuple[Any, ...]:
     """The values of a line that a RecordChecker already accepted (kept in memory since)."""
     match = _LINE_PATTERNS[kind.name].fullmatch(line.decode("utf-8"))
@@ -463,6 +436,19 @@ def parse_checked_line(kind: Kind, line: bytes) -> tuple[Any, ...]:
     for position, convert in _CONVERSIONS[kind.name]:
         values[position] = convert(values[position])
     return tuple(values)
+
+
+def parse_checked_lines(kind: Kind, lines: list[bytes]) -> list[tuple[Any, ...]]:
+    """``parse_checked_line`` of each of ``lines`` (all of ``kind``, all accepted by a RecordChecker): one
+    search over the lines joined, where the kind's pattern bounds a match to one line (as a RecordChecker
+    checks a block); line by line otherwise."""
+    if kind.name in _MATCH_BOUNDED and lines:
+        text = b"".join(lines).decode("utf-8")
+        found = _BLOCK_PATTERNS[kind.name].findall(text)
+        if len(found) == len(lines) == text.count("\n") and text.endswith("\n"):
+            convert = _BLOCK_CONVERTERS[kind.name]
+            return convert(found) if convert is not None else found
+    return [parse_checked_line(kind, line) for line in lines]
 
 
 _CONVERSIONS: dict[str, tuple[tuple[int, Callable[[str], Any]], ...]] = {

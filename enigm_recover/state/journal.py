@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from enigm_recover.errors import RestoreRefused
@@ -71,9 +72,27 @@ class Batch:
 
     def written_record(self) -> tuple[str, str]:
         """The journal's read-back record of this batch: the rows written (key and line hash), the keys deleted."""
-        # JSON writes a tuple as an array: [[key...], hash] pairs without a list made for each.
-        return (json.dumps([*self.expected.items()], separators=(",", ":")),
-                json.dumps(self.deletes, separators=(",", ":")))
+        return _written_json(self.expected), json.dumps(self.deletes, separators=(",", ":"))
+
+
+def _written_json(expected: dict[tuple[Any, ...], str]) -> str:
+    """``json.dumps`` of the (key, hash) pairs, compact. Keys of one text value that JSON writes as they are
+    (every key of a kind whose values need no escaping), with hashes that JSON writes as they are, are put
+    in the text by joins in C instead; anything else goes through the encoder."""
+    keys = [key[0] for key in expected if len(key) == 1]
+    hashes = list(expected.values())
+    if len(keys) == len(expected) and set(map(type, chain(keys, hashes))) <= {str} and \
+            _as_is("".join(keys)) and _as_is("".join(hashes)):
+        if not keys:
+            return "[]"
+        return '[[["' + '"],[["'.join(map('"],"'.join, zip(keys, hashes))) + '"]]'
+    # JSON writes a tuple as an array: [[key...], hash] pairs without a list made for each.
+    return json.dumps([*expected.items()], separators=(",", ":"))
+
+
+def _as_is(text: str) -> bool:
+    """Whether JSON writes ``text`` as it is: printable ASCII without a quote or a backslash."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def decode_written(written: str, deleted: str) -> tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]:

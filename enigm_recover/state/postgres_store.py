@@ -21,6 +21,7 @@ from __future__ import annotations
 import secrets
 from contextlib import contextmanager
 from itertools import chain
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator
 
 import psycopg
@@ -66,6 +67,19 @@ def schema_sql(kind: Kind) -> str:
     cols += [f"CHECK ({c})" for (k, _), c in _CHECKS.items() if k == kind.name]
     cols.append(f"PRIMARY KEY ({', '.join(kind.primary_key)})")
     return f"CREATE TABLE IF NOT EXISTS {kind.table} (\n  " + ",\n  ".join(cols) + "\n)"
+
+
+# Many text keys sent as one text that the server splits: psycopg dumps a list element by element in Python.
+_JOINED_TEXT = sql.SQL("string_to_array(%s::text, chr(31))")
+
+
+def _joined_text(values: list[str]) -> str | None:
+    """``values`` joined by a unit separator for ``_JOINED_TEXT``, when splitting gives them back exactly:
+    none empty, none holding the separator or a NUL (which PostgreSQL text cannot hold); None otherwise."""
+    joined = "\x1f".join(values)
+    if not all(values) or joined.count("\x1f") != len(values) - 1 or "\x00" in joined:
+        return None
+    return joined
 
 
 def _ids(names: Iterable[str]) -> sql.Composed:
@@ -331,23 +345,29 @@ class PostgresStore:
             sql.Identifier(kind.primary_key[0])) if single else sql.SQL("")
         queries = [sql.SQL("SELECT {} FROM {} AS t JOIN unnest({}) AS k({}) ON {}{}{}").format(
             sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in kind.field_names),
-            sql.Identifier(kind.table), arrays, _ids(kind.primary_key), match, where,
-            sql.SQL(" FOR UPDATE OF t") if lock else sql.SQL("")) for where in (sql.SQL(""), bounds)]
+            sql.Identifier(kind.table), keys_sql, _ids(kind.primary_key), match, where,
+            sql.SQL(" FOR UPDATE OF t") if lock else sql.SQL(""))
+            for keys_sql, where in ((arrays, sql.SQL("")), (arrays, bounds), (_JOINED_TEXT, bounds))]
         for start in range(0, len(keys), KEYS_CHUNK):
             chunk = keys[start:start + KEYS_CHUNK]
             columns: tuple[Any, ...] = tuple([key[i] for key in chunk] for i in range(len(kind.primary_key)))
             query = queries[0]
             # Python orders text by code point, which is UTF-8's byte order; a key that is not text has no
             # place in it, and its chunk is read unbounded.
-            if single and all(isinstance(v, str) for v in columns[0]):
-                query, columns = queries[1], columns + (min(columns[0]), max(columns[0]))
+            if single and set(map(type, columns[0])) == {str}:
+                bounded = (min(columns[0]), max(columns[0]))
+                joined = _joined_text(columns[0])
+                query, columns = (queries[1], columns + bounded) if joined is None else \
+                    (queries[2], (joined, *bounded))
             if lock:
                 with self.conn.cursor() as cursor:
                     rows = cursor.execute(query, columns).fetchall()
             else:
                 rows = self._query(f"read {kind.table}", query, columns)
-            for row in rows:
-                found[kind.key_of_row(row)] = row
+            if single:
+                found.update(zip(zip(map(itemgetter(kind.key_positions[0]), rows)), rows))
+            else:
+                found.update(zip(map(kind.key_of_row, rows), rows))
         return found
 
     def apply_with(self, run_id: str, kind: Kind, keys: list[tuple[Any, ...]],
@@ -363,17 +383,24 @@ class PostgresStore:
             raise self._error(f"read and lock {kind.table}", exc) from None
         return batch
 
+    def identical_rows(self, kind: Kind, rows: list[tuple[Any, ...]]) -> int | None:
+        """Not told without reading the rows back: a batch's staging table empties as it commits (and keeping
+        its rows for a comparison in SQL measured slower than reading them back)."""
+        return None
+
     def existing_accounts(self, account_ids: set[str]) -> set[str]:
         """Which of these accounts the live store has."""
         if not account_ids:
             return set()
-        query = sql.SQL("SELECT account_id FROM {} WHERE account_id = ANY(%b::text[])").format(
-            sql.Identifier(IDENTITY.table))
+        queries = [sql.SQL("SELECT account_id FROM {} WHERE account_id = ANY({})").format(
+            sql.Identifier(IDENTITY.table), values) for values in (sql.SQL("%b::text[]"), _JOINED_TEXT)]
         wanted = sorted(account_ids)
         found: set[str] = set()
         for start in range(0, len(wanted), KEYS_CHUNK):
             chunk = wanted[start:start + KEYS_CHUNK]
-            found.update(r[0] for r in self._query(f"read {IDENTITY.table}", query, (chunk,)))
+            joined = _joined_text(chunk)
+            query, args = (queries[0], (chunk,)) if joined is None else (queries[1], (joined,))
+            found.update(map(itemgetter(0), self._query(f"read {IDENTITY.table}", query, args)))
         return found
 
     # -- the restore journal -----------------------------------------------

@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 from contextlib import contextmanager
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
@@ -103,6 +104,7 @@ class SQLiteStore:
         self._lenient: sqlite3.Connection | None = None  # decodes text that is not UTF-8 (see _row_batches)
         self._restore_lock: IO[str] | None = None
         self._ranged: dict[str, bool] = {}  # table -> whether a keyed read may read a key range (see _rows_by_key)
+        self._staged: tuple[Kind, list[tuple[Any, ...]]] | None = None  # the rows a committed batch left staged
         self.display = f"sqlite:///{path}"
 
     # -- lifecycle ---------------------------------------------------------
@@ -347,22 +349,59 @@ class SQLiteStore:
 
         BEGIN IMMEDIATE takes SQLite's write lock first, so nothing can change those rows between the
         read the decisions rest on and the commit (a device revoked meanwhile is never overwritten)."""
+        staged = False
         with self.transaction() as conn:
             batch = build(_leniently(conn, lambda: _rows_by_key(conn, kind, keys, self._range_readable(kind))))
             if len(batch):
-                self._write_batch(conn, run_id, batch)
+                staged = self._write_batch(conn, run_id, batch)
+        if staged:
+            self._staged = (kind, batch.inserts)  # committed: the staging table holds them as bound
         return batch
 
-    def _write_batch(self, conn: sqlite3.Connection, run_id: str, batch: Batch) -> None:
+    def identical_rows(self, kind: Kind, rows: list[tuple[Any, ...]]) -> int | None:
+        """How many of ``rows`` the live table holds now exactly: the same values of the same types (text
+        compared byte for byte, whatever the column's collation). Told without reading them back only when
+        ``rows`` are the inserts of the batch just committed, still in the staging table (``_insert_absent``);
+        None otherwise."""
+        if self._staged is None or self._staged[0] is not kind or self._staged[1] is not rows:
+            return None
+        try:
+            (count,) = self.conn.execute(self._identical_sql(kind)).fetchone()
+        except sqlite3.DatabaseError:  # the table changed under the restore: read back and judged row by row
+            return None
+        return int(count)
+
+    def _identical_sql(self, kind: Kind) -> str:
+        """The count of staged rows the live table holds with the same values of the same types. Text is
+        compared byte for byte (BINARY, whatever the column's collation). A column whose affinity is the
+        model type's keeps no other type that compares equal to a model value (TEXT stores numbers as text;
+        INTEGER stores an integral real as an integer; a blob never equals text): it is compared with IS
+        alone. Any other column (typeless, NUMERIC, REAL, ANY) is compared by type as well (3.0 = 3)."""
+        declared = {str(name).lower(): str(type_)
+                    for _cid, name, type_, *_ in self.conn.execute("SELECT * FROM pragma_table_xinfo(?)",
+                                                                  (kind.table,))}
+        same = []
+        for f in kind.fields:
+            exact = f"l.{f.name} IS s.{f.name} COLLATE BINARY"
+            if _affinity(declared.get(f.name, "")) != f.sql_type:
+                exact = f"typeof(l.{f.name}) = typeof(s.{f.name}) AND {exact}"
+            same.append(exact)
+        join = " AND ".join(f"l.{c} = s.{c}" for c in kind.primary_key)
+        return (f"SELECT count(*) FROM temp.enigm_stage_{kind.table} AS s JOIN main.{kind.table} AS l ON {join} "
+                f"WHERE {' AND '.join(same)}")
+
+    def _write_batch(self, conn: sqlite3.Connection, run_id: str, batch: Batch) -> bool:
+        """The batch's writes and journal rows; whether its inserts went through the staging table."""
+        self._staged = None  # the staging table is about to hold other rows, or none
         kind = batch.kind
         cols = ", ".join(kind.field_names)
         marks = ", ".join("?" for _ in kind.fields)
         keys = ", ".join(kind.primary_key)
         updates = ", ".join(f"{c}=excluded.{c}" for c in kind.field_names if c not in kind.primary_key)
         where = " AND ".join(f"{c}=?" for c in kind.primary_key)
+        staged = len(batch.inserts) >= STAGE_MIN_ROWS
         if batch.inserts:
-            written = conn.executemany(f"INSERT INTO {kind.table} ({cols}) VALUES ({marks}) "
-                                       f"ON CONFLICT ({keys}) DO NOTHING", batch.inserts).rowcount
+            written = _insert_absent(conn, kind, batch.inserts)
             batch.count_skipped_inserts(written)
             if written != len(batch.inserts):
                 batch.drop_skipped_inserts(_rows_by_key(conn, kind, [kind.key_of_row(r) for r in batch.inserts],
@@ -374,6 +413,7 @@ class SQLiteStore:
             conn.executemany(f"DELETE FROM {kind.table} WHERE {where}", batch.deletes)
         conn.execute(JOURNAL.record_batch, batch_row(run_id, batch))
         conn.execute(JOURNAL.record_written, written_row(run_id, batch))
+        return staged
 
     def written_rows(self, run_id: str,
                      step: str) -> Iterator[tuple[list[tuple[tuple[Any, ...], str]], list[tuple[Any, ...]]]]:
@@ -387,6 +427,31 @@ class SQLiteStore:
     def record_step(self, run_id: str, step: str, status: str, result: dict[str, Any]) -> None:
         with self.transaction() as conn:
             conn.execute(JOURNAL.record_step, step_result_row(run_id, step, status, result))
+
+
+STAGE_MIN_ROWS = 64  # inserts of a batch at least this many go through a staging table
+
+
+def _insert_absent(conn: sqlite3.Connection, kind: Kind, rows: list[tuple[Any, ...]]) -> int:
+    """Insert ``rows`` where their keys are absent (a taken key keeps its row); how many went in.
+
+    Many rows are bound into a session-temporary staging table first, then inserted in one statement: SQLite
+    then fills the live table's pages in one pass, about a fifth faster than a statement run per row. The
+    staging table's columns have no type, so it keeps every value exactly as bound; it keeps them until the
+    next batch stages its own (``SQLiteStore.identical_rows`` reads them back beside the live rows)."""
+    cols = ", ".join(kind.field_names)
+    marks = ", ".join("?" for _ in kind.fields)
+    keys = ", ".join(kind.primary_key)
+    if len(rows) < STAGE_MIN_ROWS:
+        return conn.executemany(f"INSERT INTO main.{kind.table} ({cols}) VALUES ({marks}) "
+                                f"ON CONFLICT ({keys}) DO NOTHING", rows).rowcount
+    stage = f"temp.enigm_stage_{kind.table}"
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS enigm_stage_{kind.table} ({cols})")
+    conn.execute(f"DELETE FROM {stage}")
+    conn.executemany(f"INSERT INTO {stage} ({cols}) VALUES ({marks})", rows)
+    # "WHERE true": without it SQLite would read ON CONFLICT as a join's ON.
+    return conn.execute(f"INSERT INTO main.{kind.table} ({cols}) SELECT {cols} FROM {stage} WHERE true "
+                        f"ON CONFLICT ({keys}) DO NOTHING").rowcount
 
 
 def _affinity(declared: str) -> str:
@@ -485,12 +550,16 @@ def _rows_by_key(conn: sqlite3.Connection, kind: Kind, keys: list[tuple[Any, ...
     cols = ", ".join(kind.field_names)
     found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     if len(kind.primary_key) == 1:
-        values = [k[0] for k in keys]
-        if ranged and len(values) >= RANGE_MIN_KEYS and all(type(v) is str for v in values):
+        values = list(map(itemgetter(0), keys))
+        if ranged and len(values) >= RANGE_MIN_KEYS and set(map(type, values)) == {str}:
             rows = _dense_range(conn, kind, cols, min(values), max(values), len(values))
             if rows is not None:
-                wanted, position = set(values), kind.key_positions[0]
-                return {(value,): row for row in rows if (value := row[position]) in wanted}
+                # Keyed as the caller keys them (1-tuples), made in C; the range's other rows left out.
+                found = dict(zip(zip(map(itemgetter(kind.key_positions[0]), rows)), rows))
+                wanted = set(keys)
+                if found.keys() <= wanted:
+                    return found
+                return {key: row for key, row in found.items() if key in wanted}
         for row in _select_in(conn, cols, kind.table, kind.primary_key[0], values):
             found[kind.key_of_row(row)] = row
     else:

@@ -39,6 +39,12 @@ class TargetStore(Protocol):
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]: ...
 
+    def identical_rows(self, kind: Kind, rows: list[tuple[Any, ...]]) -> int | None:
+        """How many of ``rows`` the live table holds now with the very same values of the same types, when
+        the store can tell without reading them back (the inserts of the batch it has just committed, still
+        staged); None when it cannot."""
+        ...
+
     # the restore journal
     def lock_restores(self) -> None:
         """Hold the target's restore lock for as long as this store is open; RestoreRefused while another
