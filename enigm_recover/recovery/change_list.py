@@ -74,7 +74,7 @@ class Change:
 
 
 _CHANGE_TYPES = {c.value: c for c in ChangeType}
-_PARSED_RUN = 1024  # plain missing records whose lines are parsed together
+_PARSED_RUN = 1024  # plain missing records read back together (values sliced, or lines parsed)
 ROW_BLOCK = 1024  # a verbatim kind's plain missing records kept in one block of values
 _FINDINGS = {f.value: f for f in Finding}
 
@@ -124,8 +124,8 @@ class ChangeChunk:
 
 
 class KindChanges:
-    """One kind's changes in key order. An entry >= 0 is a plain missing record's line reference in ``lines``;
-    an entry < 0 is ``-(ref + 1)`` for a change kept whole, pickled, at ``ref`` in ``records`` (a store of
+    """One kind's changes in key order. An entry >= 0 is a plain missing record: its number among the records
+    kept as values (a verbatim kind's, see ``__init__``), or its line's reference in ``lines``; an entry < 0 is ``-(ref + 1)`` for a change kept whole, pickled, at ``ref`` in ``records`` (a store of
     its own, compressed and bounded in memory as the lines are)."""
 
     def __init__(self, kind: Kind, lines: LineStore | None) -> None:
@@ -222,10 +222,17 @@ class KindChanges:
                 at += 1
         return rows
 
+    def _values(self, entry: int) -> tuple[Any, ...]:
+        """The values of the plain missing record at ``entry`` (its line is not made)."""
+        if self._line_of is not None:
+            return self._block(entry // ROW_BLOCK)[entry % ROW_BLOCK]
+        assert self.lines is not None
+        return parse_checked_line(self.kind, self.lines.get(entry))
+
     def _plain(self, entry: int) -> tuple[tuple[Any, ...], bytes]:
         """The values and line of the plain missing record at ``entry``."""
         if self._line_of is not None:
-            row = self._block(entry // ROW_BLOCK)[entry % ROW_BLOCK]
+            row = self._values(entry)
             return row, self._line_of(row)
         assert self.lines is not None
         kept = self.lines.get(entry)
@@ -242,7 +249,7 @@ class KindChanges:
         """The values of the change at ``position`` when it is a plain missing record; None for a change kept
         whole."""
         entry = self.entries[position]
-        return None if entry < 0 else self._plain(entry)[0]
+        return None if entry < 0 else self._values(entry)
 
     def replace(self, position: int, change: Change) -> None:
         """Keep ``change`` at ``position`` instead (a change that got a finding)."""
@@ -304,7 +311,7 @@ class KindChanges:
         entry = self.entries[position]
         if entry < 0:
             return self._whole(entry).key
-        return as_key(self.kind, self.kind.sort_key(self._plain(entry)[0]))
+        return as_key(self.kind, self.kind.sort_key(self._values(entry)))
 
     def first_after(self, key: tuple[object, ...]) -> int:
         """The position of the first change whose key follows ``key`` (the changes are in key order): a
