@@ -10,6 +10,10 @@ from enigm_recover.state.live import LiveTable
 from enigm_recover.state.model import Kind
 
 
+READ_BACK = "read back"  # the session a restore reads its batches back on
+ACCOUNTS = "accounts"  # the session a restore looks up the next batch's accounts on
+
+
 class TargetStore(Protocol):
     display: str  # the target's URL, without secrets
 
@@ -43,6 +47,13 @@ class TargetStore(Protocol):
         """How many of ``rows`` the live table holds now with the very same values of the same types, when
         the store can tell without reading them back (the inserts of the batch it has just committed, still
         staged); None when it cannot."""
+        ...
+
+    def reading_session(self, name: str) -> TargetStore | None:
+        """A session of its own on the same target, one per ``name`` (``READ_BACK``, ``ACCOUNTS``; owned
+        and closed by this store), that reads what has committed while this one writes: a restore reads a
+        batch back, and looks up the next batch's accounts, while it writes. None where the store has none
+        to give for that use, and the reads share this session."""
         ...
 
     # the restore journal
