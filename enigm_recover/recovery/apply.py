@@ -240,18 +240,20 @@ class Restorer:
             yield change, snap, live, verdict, line
 
     def _still_missing(self, kind: Kind, step: Step, plain: PlainRun, live_now: dict[tuple[Any, ...], Row],
-                       known: Future[set[str]] | None = None) -> bool:
+                       ahead: _AccountsAhead | None = None) -> bool:
         """Whether a run of plain missing records is judged now, record by record, exactly as the dry run
         found it: missing (live holds none of their keys), a device's account known to live (no orphan), and
         inserted (what ``decide`` makes of a missing record), each journaled with its checked line's hash
         (a verbatim kind's line is its canonical encoding). ``_insert_missing`` then writes the batch
-        ``_reassess`` and ``decide`` would make, without a judgment per record. ``known``: the accounts of
-        the run that live has, when they were looked up ahead (``_with_accounts``)."""
+        ``_reassess`` and ``decide`` would make, without a judgment per record. ``ahead``: the run's accounts
+        looked up ahead (``_with_accounts``), used where that lookup still holds."""
         if live_now or kind.name not in VERBATIM_KINDS or decide(ChangeType.MISSING, False, step.policies) != "insert":
             return False
         if kind is DEVICE:
             accounts = _accounts_of(plain)
-            return (known.result() if known is not None else self.store.existing_accounts(accounts)) >= accounts
+            if ahead is not None and ahead.holds(self.store):
+                return ahead.found.result() >= accounts
+            return self.store.existing_accounts(accounts) >= accounts
         return True
 
     def apply_step(self, run_id: str, step: Step,
@@ -288,8 +290,8 @@ class Restorer:
         number = position.batches
         chunks = self.checked.changes.chunks_of_kind(kind.name, self.batch_size, position.last_key)
         with closing(self._with_accounts(kind, chunks)) as ahead:
-            for chunk, known in ahead:
-                batch = self._write_batch(run_id, step, chunk, known, number + 1)
+            for chunk, accounts in ahead:
+                batch = self._write_batch(run_id, step, chunk, accounts, number + 1)
                 if len(batch):
                     number += 1
                 done += len(chunk)
@@ -297,15 +299,15 @@ class Restorer:
                 if check is not None:
                     behind.submit(check.add_written, chunk, batch)
 
-    def _write_batch(self, run_id: str, step: Step, chunk: ChangeChunk, known: Future[set[str]] | None,
+    def _write_batch(self, run_id: str, step: Step, chunk: ChangeChunk, accounts: _AccountsAhead | None,
                      number: int) -> Batch:
-        """Write ``chunk`` as batch ``number`` (nothing when it has nothing to write); ``known``: see
+        """Write ``chunk`` as batch ``number`` (nothing when it has nothing to write); ``accounts``: see
         ``_still_missing``."""
         kind = step.kind
 
         def build(live_now: dict[tuple[Any, ...], Row]) -> Batch:
             batch = Batch(step.name, number, kind, last_key=chunk.last_key)
-            if chunk.plain is not None and self._still_missing(kind, step, chunk.plain, live_now, known):
+            if chunk.plain is not None and self._still_missing(kind, step, chunk.plain, live_now, accounts):
                 _insert_missing(batch, chunk.plain)
                 return batch
             for change, snap, _live, verdict, line in self._reassess(kind, chunk.changes(), live_now):
@@ -326,26 +328,25 @@ class Restorer:
         return self.store.apply_with(run_id, kind, chunk.keys, build)
 
     def _with_accounts(self, kind: Kind, chunks: Iterator[ChangeChunk]
-                       ) -> Iterator[tuple[ChangeChunk, Future[set[str]] | None]]:
+                       ) -> Iterator[tuple[ChangeChunk, _AccountsAhead | None]]:
         """Each chunk, with (a device run of plain missing records, where the store has a session to spare)
-        its accounts that live has, looked up there while the chunk before is written: such a chunk is made,
-        and held, one chunk ahead. An account is read as committed, as the write session reads it; no batch
-        of a device step writes one."""
+        its accounts looked up there while the chunk before is written: such a chunk is made, and held, one
+        chunk ahead. No batch of a device step writes an account."""
         session = self.store.reading_session(ACCOUNTS) if kind is DEVICE else None
         if session is None:
             yield from ((chunk, None) for chunk in chunks)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="enigm-accounts") as lookups:
-            ahead: list[tuple[ChangeChunk, Future[set[str]] | None]] = []
+            held: list[tuple[ChangeChunk, _AccountsAhead | None]] = []
             try:
                 for chunk in chunks:
-                    known = None if chunk.plain is None else \
-                        lookups.submit(session.existing_accounts, _accounts_of(chunk.plain))
-                    yield from ahead
-                    ahead = [(chunk, known)]
-                    if known is None:  # nothing to wait for: not held
-                        yield ahead.pop()
-                yield from ahead
+                    accounts = None if chunk.plain is None else _AccountsAhead(
+                        self.store.commit_mark(), lookups.submit(session.existing_accounts, _accounts_of(chunk.plain)))
+                    yield from held
+                    held = [(chunk, accounts)]
+                    if accounts is None:  # nothing to wait for: not held
+                        yield held.pop()
+                yield from held
             finally:
                 lookups.shutdown(wait=True, cancel_futures=True)
 
@@ -365,6 +366,20 @@ class Restorer:
             done += len(chunk)
             self.progress(Progress(Stage.VERIFY, done, total, "records", step.name))
         return check.result()
+
+
+@dataclass(frozen=True)
+class _AccountsAhead:
+    """A run of devices' accounts that live has (``found``), looked up on a session of their own before the
+    batch's transaction began, and the write session's commit mark read just before that lookup."""
+
+    mark: object | None
+    found: Future[set[str]]
+
+    def holds(self, store: TargetStore) -> bool:
+        """Whether the lookup is what ``store``'s transaction would read now: no other session has committed
+        since the mark (a store that keeps no mark locks no account in its transactions either)."""
+        return self.mark is None or store.commit_mark() == self.mark
 
 
 class _StepCheck:

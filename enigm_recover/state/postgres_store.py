@@ -425,6 +425,10 @@ class PostgresStore:
             raise self._error(f"read and lock {kind.table}", exc) from None
         return batch
 
+    def commit_mark(self) -> None:
+        """None: an account read inside a batch's transaction is no more locked than one read before it."""
+        return None
+
     def reading_session(self, name: str) -> PostgresStore | None:
         """A connection of its own to the same database, one per ``name``: opened once, closed with this
         store. None when the server takes no more connections (or refuses one): the reads then share the

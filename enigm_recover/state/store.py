@@ -43,6 +43,13 @@ class TargetStore(Protocol):
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]: ...
 
+    def commit_mark(self) -> object | None:
+        """A mark that changes whenever another session commits to the target (SQLite's ``data_version``):
+        equal marks, read before a lookup on another session and inside a transaction of this one, mean
+        that lookup is what this transaction would read. None where the store keeps none (PostgreSQL, whose
+        reads of accounts lock nothing anyway, in a transaction or not)."""
+        ...
+
     def identical_rows(self, kind: Kind, rows: list[tuple[Any, ...]]) -> int | None:
         """How many of ``rows`` the live table holds now with the very same values of the same types, when
         the store can tell without reading them back (the inserts of the batch it has just committed, still
