@@ -34,7 +34,6 @@ from enigm_recover.state.journal import (
     written_row,
 )
 from enigm_recover.state.live import LiveColumn, LiveTable
-from enigm_recover.state.store import ACCOUNTS
 from enigm_recover.state.model import (
     DEVICE_STATES,
     IDENTITY,
@@ -42,6 +41,7 @@ from enigm_recover.state.model import (
     KINDS,
     Kind,
 )
+from enigm_recover.state.store import ACCOUNTS
 
 _CHECKS: dict[tuple[str, str], str] = {
     ("identity", "status"): "status IN (" + ",".join(f"'{s}'" for s in IDENTITY_STATUSES) + ")",
