@@ -1,9 +1,10 @@
 """Produce batches on a thread of their own, so producing overlaps the consumer's work.
 
-Both producers it serves do their work with the GIL released: a payload's
-reading, hashing and decryption (while the consumer decompresses), and
-sqlite3 stepping through a table (while a dry run's merge works on the rows
-before). So the two use two cores.
+In both places it serves, one side works with the GIL released while the
+other runs Python: a payload's reading, hashing and decryption (while the
+consumer decompresses), and a drill's platform, whose rows are made while the
+store inserts the batch before (sqlite3 and psycopg release the GIL as they
+write). So the two use two cores.
 """
 
 from __future__ import annotations

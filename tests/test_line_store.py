@@ -117,3 +117,40 @@ def test_when_the_temporary_folder_fills_up_the_lines_after_stay_in_memory(tmp_p
     assert 0 < store.memory_bytes < store.compressed_bytes  # two blocks sealed on disk, the rest in memory
     assert [store.get(r) for r in refs] == lines
     assert "No space left on device" in caplog.text and "stay in memory" in caplog.text
+
+
+def test_lines_read_on_two_threads_at_once_are_each_their_own(monkeypatch) -> None:
+    """A restore reads lines on two threads at once (its writes, and its read-back of the batch before):
+    each read is its own line, whichever block the other thread has just decompressed."""
+    import sys
+    import threading
+
+    import enigm_recover.recovery.line_store as line_store
+
+    monkeypatch.setattr(line_store, "BLOCK_BYTES", 512)
+    store = LineStore(memory_bytes=4096)  # most blocks sealed on disk: reading one takes longer
+    lines = [(b"%d:" % i) * (i % 9 + 1) for i in range(6000)]
+    refs = [store.add(line) for line in lines]
+    wrong: list[int] = []
+    failed: list[BaseException] = []
+
+    def read(order: list[int]) -> None:
+        try:
+            for _ in range(10):
+                wrong.extend(i for i in order if store.get(refs[i]) != lines[i])
+        except BaseException as exc:  # noqa: BLE001 - a read that fails is a wrong read
+            failed.append(exc)
+
+    forward = list(range(len(lines)))
+    readers = [threading.Thread(target=read, args=(order,))
+               for order in (forward, forward[::-1], forward[::2] + forward[1::2], forward[::-3])]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    try:
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failed == [] and wrong == []

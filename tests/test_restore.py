@@ -170,3 +170,85 @@ def test_a_total_loss_restored_with_its_lines_sealed_on_disk_is_the_snapshot(dri
     assert sum(s["inserted"] for s in outcome["steps"]) == sum(len(rows) for rows in snapshot.values())
     assert state_of(live_target) == snapshot
     assert os.listdir(scratch) == []
+
+
+def test_an_account_deleted_while_devices_are_restored_leaves_its_devices_out(drill, live_target, cli,
+                                                                              tmp_path: Path, monkeypatch) -> None:
+    """Every device lost, every account kept: each device batch is a run of missing records, whose accounts
+    are looked up before it is written, on a session of their own while the batch before is written. An
+    account the platform
+    deletes once the device step has begun is gone for its devices' batch: they are left out, as orphans,
+    and every other device is restored."""
+    from enigm_recover.state.model import DEVICE
+    from enigm_recover.state.postgres_store import PostgresStore
+    from enigm_recover.state.sqlite_store import SQLiteStore
+
+    snapshot = snapshot_state(drill, cli, tmp_path)
+    with open_store(live_target) as store, store.transaction() as conn:
+        conn.execute("DELETE FROM devices")
+    at = DEVICE.position("account_id")
+    order = sorted(snapshot["device"])  # the restore's key order
+    first_at: dict[str, int] = {}
+    for position, key in enumerate(order):
+        first_at.setdefault(snapshot["device"][key][at], position)
+    # An account whose devices all come in the fourth batch of 5 or later: looked up after the deletion.
+    gone = next(account for account, position in first_at.items() if position >= 15)
+    store_class = SQLiteStore if live_target.startswith("sqlite") else PostgresStore
+    original = store_class.apply_with
+
+    def deleting_first(self, run_id, kind, keys, build):  # type: ignore[no-untyped-def]
+        if kind is DEVICE and not deleted:
+            with open_store(live_target) as platform, platform.transaction() as conn:
+                conn.execute(f"DELETE FROM identities WHERE account_id = '{gone}'")
+            deleted.append(gone)
+        return original(self, run_id, kind, keys, build)
+
+    deleted: list[str] = []
+    monkeypatch.setattr(store_class, "apply_with", deleting_first)
+    code, out, err = restore(cli, drill, live_target, "--yes", "--json", "--batch-size", "5")
+    assert deleted and code == 0, (out, err)
+    devices = next(s for s in json.loads(out)["steps"] if s["step"] == "devices")
+    orphans = {key for key, row in snapshot["device"].items() if row[at] == gone}
+    assert orphans and devices["status"] == "verified"
+    assert devices["inserted"] == len(snapshot["device"]) - len(orphans), devices
+    assert state_of(live_target)["device"] == {k: r for k, r in snapshot["device"].items() if k not in orphans}
+
+
+def test_on_sqlite_an_account_deleted_after_its_lookup_ahead_still_leaves_its_devices_out(
+        drill, cli, tmp_path: Path, monkeypatch) -> None:
+    """SQLite keeps a batch's accounts as they were read: the batch's write lock lets nobody delete one
+    before it commits. A lookup made ahead, on a session of its own, is used only while no other session has
+    committed since (``PRAGMA data_version``): an account deleted after that lookup, before its devices'
+    batch, is looked up again inside the batch, and its devices are left out."""
+    import sqlite3
+    from contextlib import closing
+
+    from enigm_recover.recovery.apply import Restorer
+    from enigm_recover.state.model import DEVICE
+
+    target = drill.target
+    snapshot = snapshot_state(drill, cli, tmp_path)
+    with open_store(target) as store, store.transaction() as conn:
+        conn.execute("DELETE FROM devices")
+    at = DEVICE.position("account_id")
+    order = sorted(snapshot["device"])
+    gone = snapshot["device"][order[7]][at]  # in the second batch of 5
+    orphans = {key for key, row in snapshot["device"].items() if row[at] == gone}
+    original = Restorer._with_accounts
+    deleted: list[str] = []
+
+    def deleting_after_the_lookup(self, kind, chunks):  # type: ignore[no-untyped-def]
+        for chunk, accounts in original(self, kind, chunks):
+            if accounts is not None and any(key in orphans for key in chunk.keys) and not deleted:
+                assert gone in accounts.found.result()  # looked up while it was there
+                with closing(sqlite3.connect(target.removeprefix("sqlite:///"))) as platform, platform:
+                    platform.execute("DELETE FROM identities WHERE account_id = ?", (gone,))
+                deleted.append(gone)
+            yield chunk, accounts
+
+    monkeypatch.setattr(Restorer, "_with_accounts", deleting_after_the_lookup)
+    code, out, err = restore(cli, drill, target, "--yes", "--json", "--batch-size", "5")
+    assert deleted and code == 0, (out, err)
+    devices = next(s for s in json.loads(out)["steps"] if s["step"] == "devices")
+    assert devices["inserted"] == len(snapshot["device"]) - len(orphans), devices
+    assert state_of(target)["device"] == {k: r for k, r in snapshot["device"].items() if k not in orphans}

@@ -22,6 +22,8 @@ import operator
 import secrets
 import time
 from bisect import bisect_right
+from contextlib import closing
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -41,6 +43,7 @@ from enigm_recover.recovery.assess import (
     device_account,
     orphan_assessment,
 )
+from enigm_recover.recovery.behind import Behind
 from enigm_recover.recovery.change_list import ChangeChunk, PlainRun
 from enigm_recover.recovery.diff import Change, DiffResult, snapshot_time_of
 from enigm_recover.recovery.plan import Plan, Policy, Step, decide, require_in_snapshot
@@ -49,7 +52,7 @@ from enigm_recover.snapshot.verify import VerifiedSnapshot
 from enigm_recover.state.journal import DEFAULT_BATCH, Batch, RestoreRun, StepPosition
 from enigm_recover.state.live import Unreadable, table_unreadable, table_unwritable, unreadable
 from enigm_recover.state.model import DEVICE, IDENTITY, Kind
-from enigm_recover.state.store import TargetStore
+from enigm_recover.state.store import ACCOUNTS, READ_BACK, TargetStore
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +207,13 @@ class Restorer:
         for chunk in self.checked.changes.chunks_of_kind(kind.name, self.batch_size):
             yield chunk.changes()
 
-    def _reassess(self, kind: Kind, chunk: list[Change], live_now: dict[tuple[Any, ...], Row]
+    def _reassess(self, kind: Kind, chunk: list[Change], live_now: dict[tuple[Any, ...], Row],
+                  store: TargetStore | None = None
                   ) -> Iterator[tuple[Change, Row | None, Row | None, Assessment, bytes | None]]:
         """Each change judged again against the live rows as they are now, with its snapshot line (read from
         the dry run's compressed store once). A record live still lacks is missing, as the dry run found it,
-        without a second look; a device's account is still asked of the store, for the whole chunk at once."""
+        without a second look; a device's account is still asked of the store (``store``, else the one
+        written), for the whole chunk at once."""
         assess = Assessor(kind, self.snapshot_time)
         judged = []
         for change in chunk:
@@ -217,7 +222,7 @@ class Restorer:
             judged.append((change, snap, line))
         known: set[str] = set()
         if kind is DEVICE:
-            known = self.store.existing_accounts({device_account(snap, live_now.get(change.key))
+            known = (store or self.store).existing_accounts({device_account(snap, live_now.get(change.key))
                                                   for change, snap, _ in judged
                                                   if snap is not None or change.key in live_now})
         for change, snap, line in judged:
@@ -234,16 +239,20 @@ class Restorer:
                 verdict = orphan_assessment(verdict)
             yield change, snap, live, verdict, line
 
-    def _still_missing(self, kind: Kind, step: Step, plain: PlainRun, live_now: dict[tuple[Any, ...], Row]) -> bool:
+    def _still_missing(self, kind: Kind, step: Step, plain: PlainRun, live_now: dict[tuple[Any, ...], Row],
+                       ahead: _AccountsAhead | None = None) -> bool:
         """Whether a run of plain missing records is judged now, record by record, exactly as the dry run
         found it: missing (live holds none of their keys), a device's account known to live (no orphan), and
         inserted (what ``decide`` makes of a missing record), each journaled with its checked line's hash
         (a verbatim kind's line is its canonical encoding). ``_insert_missing`` then writes the batch
-        ``_reassess`` and ``decide`` would make, without a judgment per record."""
+        ``_reassess`` and ``decide`` would make, without a judgment per record. ``ahead``: the run's accounts
+        looked up ahead (``_with_accounts``), used where that lookup still holds."""
         if live_now or kind.name not in VERBATIM_KINDS or decide(ChangeType.MISSING, False, step.policies) != "insert":
             return False
         if kind is DEVICE:
-            accounts = set(map(itemgetter(kind.position("account_id")), plain.rows))
+            accounts = _accounts_of(plain)
+            if ahead is not None and ahead.holds(self.store):
+                return ahead.found.result() >= accounts
             return self.store.existing_accounts(accounts) >= accounts
         return True
 
@@ -251,54 +260,95 @@ class Restorer:
                    position: StepPosition) -> tuple[StepPosition, dict[str, Any] | None]:
         """Write the step's batches from ``position`` on. A step started afresh is verified as it goes (its
         verification is returned): each batch's keys are read back once the batch has committed (no later
-        batch writes them), beside the rows it journaled. A resumed step is verified after (None here)."""
+        batch writes them), beside the rows it journaled; where the store has a second session to read them
+        back on, that is done there while the next batch is written. A resumed step is verified after (None
+        here)."""
         log.info("restore step %s: applying (policies %s)", step.name,
                  ", ".join(sorted(p.value for p in step.policies)))
         started = time.perf_counter()
-        kind = step.kind
-        total = self.checked.changes.count(kind.name)
-        done = 0 if position.last_key is None else self.checked.changes.count_through(kind.name, position.last_key)
-        number = position.batches
-        check = None
+        check, reader = None, None
         if position.batches == 0 and position.status is None:
-            check = _StepCheck(self, step, _ReadBack(self.store, kind, iter(()), self.batch_size), fresh=True)
-        for chunk in self.checked.changes.chunks_of_kind(kind.name, self.batch_size, position.last_key):
-
-            def build(live_now: dict[tuple[Any, ...], Row], chunk: ChangeChunk = chunk) -> Batch:
-                batch = Batch(step.name, number + 1, kind, last_key=chunk.last_key)
-                if chunk.plain is not None and self._still_missing(kind, step, chunk.plain, live_now):
-                    _insert_missing(batch, chunk.plain)
-                    return batch
-                for change, snap, _live, verdict, line in self._reassess(kind, chunk.changes(), live_now):
-                    action = decide(verdict.change, verdict.protected, step.policies, verdict.unreadable is not None)
-                    if action == "insert":
-                        batch.inserts.append(snap)  # type: ignore[arg-type]
-                        batch.inserted += 1
-                        batch.expected[change.key] = _snapshot_hash(kind, snap, line)
-                    elif action == "update":
-                        batch.upserts.append(snap)  # type: ignore[arg-type]
-                        batch.updated += 1
-                        batch.expected[change.key] = _snapshot_hash(kind, snap, line)
-                    elif action == "delete":
-                        batch.deletes.append(change.key)
-                return batch
-
-            # The live rows are read inside the batch's own transaction, locked until it commits.
-            keys = chunk.keys
-            batch = self.store.apply_with(run_id, kind, keys, build)
-            if len(batch):
-                number += 1
-            done += len(chunk)
-            self.progress(Progress(Stage.RESTORE, done, total, "records", step.name))
-            if check is not None:
-                check.committed(batch)
-                check.add_chunk(chunk, batch)
+            reader = self.store.reading_session(READ_BACK)
+            check = _StepCheck(self, step, _ReadBack(reader or self.store, step.kind, iter(()), self.batch_size),
+                               fresh=True, store=reader)
+        with Behind(threaded=reader is not None) as behind:
+            self._write_batches(run_id, step, position, check, behind)
         self._applied_at = time.perf_counter()
         log.debug("restore step %s: applying took %.3f s", step.name, self._applied_at - started)
         if check is None:
             return self.store.step_position(run_id, step.name), None
+        total = self.checked.changes.count(step.kind.name)
         self.progress(Progress(Stage.VERIFY, total, total, "records", step.name))
         return self.store.step_position(run_id, step.name), check.result()
+
+    def _write_batches(self, run_id: str, step: Step, position: StepPosition, check: _StepCheck | None,
+                       behind: Behind) -> None:
+        """``apply_step``'s writes, each batch handed to ``check`` (through ``behind``) once committed."""
+        kind = step.kind
+        total = self.checked.changes.count(kind.name)
+        done = 0 if position.last_key is None else self.checked.changes.count_through(kind.name, position.last_key)
+        number = position.batches
+        chunks = self.checked.changes.chunks_of_kind(kind.name, self.batch_size, position.last_key)
+        with closing(self._with_accounts(kind, chunks)) as ahead:
+            for chunk, accounts in ahead:
+                batch = self._write_batch(run_id, step, chunk, accounts, number + 1)
+                if len(batch):
+                    number += 1
+                done += len(chunk)
+                self.progress(Progress(Stage.RESTORE, done, total, "records", step.name))
+                if check is not None:
+                    behind.submit(check.add_written, chunk, batch)
+
+    def _write_batch(self, run_id: str, step: Step, chunk: ChangeChunk, accounts: _AccountsAhead | None,
+                     number: int) -> Batch:
+        """Write ``chunk`` as batch ``number`` (nothing when it has nothing to write); ``accounts``: see
+        ``_still_missing``."""
+        kind = step.kind
+
+        def build(live_now: dict[tuple[Any, ...], Row]) -> Batch:
+            batch = Batch(step.name, number, kind, last_key=chunk.last_key)
+            if chunk.plain is not None and self._still_missing(kind, step, chunk.plain, live_now, accounts):
+                _insert_missing(batch, chunk.plain)
+                return batch
+            for change, snap, _live, verdict, line in self._reassess(kind, chunk.changes(), live_now):
+                action = decide(verdict.change, verdict.protected, step.policies, verdict.unreadable is not None)
+                if action == "insert":
+                    batch.inserts.append(snap)  # type: ignore[arg-type]
+                    batch.inserted += 1
+                    batch.expected[change.key] = _snapshot_hash(kind, snap, line)
+                elif action == "update":
+                    batch.upserts.append(snap)  # type: ignore[arg-type]
+                    batch.updated += 1
+                    batch.expected[change.key] = _snapshot_hash(kind, snap, line)
+                elif action == "delete":
+                    batch.deletes.append(change.key)
+            return batch
+
+        # The live rows are read inside the batch's own transaction, locked until it commits.
+        return self.store.apply_with(run_id, kind, chunk.keys, build)
+
+    def _with_accounts(self, kind: Kind, chunks: Iterator[ChangeChunk]
+                       ) -> Iterator[tuple[ChangeChunk, _AccountsAhead | None]]:
+        """Each chunk, with (a device run of plain missing records, where the store has a session to spare)
+        its accounts looked up there while the chunk before is written: such a chunk is made, and held, one
+        chunk ahead. No batch of a device step writes an account."""
+        session = self.store.reading_session(ACCOUNTS) if kind is DEVICE else None
+        if session is None:
+            yield from ((chunk, None) for chunk in chunks)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="enigm-accounts") as lookups:
+            held: list[tuple[ChangeChunk, _AccountsAhead | None]] = []
+            try:
+                for chunk in chunks:
+                    accounts = None if chunk.plain is None else _AccountsAhead(
+                        self.store.commit_mark(), lookups.submit(session.existing_accounts, _accounts_of(chunk.plain)))
+                    yield from held
+                    held = [(chunk, accounts)]
+                    if accounts is None:  # nothing to wait for: not held
+                        yield held.pop()
+                yield from held
+            finally:
+                lookups.shutdown(wait=True, cancel_futures=True)
 
     def verify_step(self, step: Step, run_id: str | None = None) -> dict[str, Any]:
         """Read the step's keys back and check what its policies promised (see ``_StepCheck``). With ``run_id``,
@@ -318,14 +368,30 @@ class Restorer:
         return check.result()
 
 
+@dataclass(frozen=True)
+class _AccountsAhead:
+    """A run of devices' accounts that live has (``found``), looked up on a session of their own before the
+    batch's transaction began, and the write session's commit mark read just before that lookup."""
+
+    mark: object | None
+    found: Future[set[str]]
+
+    def holds(self, store: TargetStore) -> bool:
+        """Whether the lookup is what ``store``'s transaction would read now: no other session has committed
+        since the mark (a store that keeps no mark locks no account in its transactions either)."""
+        return self.mark is None or store.commit_mark() == self.mark
+
+
 class _StepCheck:
     """A step's verification, chunk by chunk of its changes in key order: each key's live row, read after the
     step's writes to it, judged against the snapshot and the step's policies. The records that now equal the
     snapshot's are hashed from both sides (live rows re-encoded, snapshot lines as sealed). ``fresh``: a step
     started afresh, whose read-back holds only the batches this process wrote (see ``_as_snapshot``)."""
 
-    def __init__(self, restorer: Restorer, step: Step, read_back: _ReadBack | None, *, fresh: bool = False) -> None:
+    def __init__(self, restorer: Restorer, step: Step, read_back: _ReadBack | None, *, fresh: bool = False,
+                 store: TargetStore | None = None) -> None:
         self.restorer, self.step, self.read_back = restorer, step, read_back
+        self.store = store or restorer.store  # where the rows are read back
         self.fresh = fresh and read_back is not None and step.kind.name in VERBATIM_KINDS
         self.numeric_columns = [itemgetter(i) for i, f in enumerate(step.kind.fields) if f.sql_type != "TEXT"]
         self.counts = {"equal": 0, "deleted": 0, "protected": 0, "changed_left": 0, "extra_left": 0, "missing": 0,
@@ -340,9 +406,11 @@ class _StepCheck:
 
     def add(self, chunk: list[Change], live_now: dict[tuple[Any, ...], Row]) -> None:
         """Judge ``chunk`` against ``live_now``, its keys' live rows as read after the writes."""
-        if self.fresh and self._as_snapshot([c.key for c in chunk], [c.row for c in chunk],
-                                            [c.line for c in chunk], live_now):
-            return
+        if self.fresh:  # tried only where every change holds its snapshot row (a change kept whole holds none)
+            snaps = [c.row for c in chunk]
+            if None not in snaps and self._as_snapshot([c.key for c in chunk], snaps, [c.line for c in chunk],
+                                                       live_now):
+                return
         kind, counts, unmet, policies = self.step.kind, self.counts, self.unmet, self.step.policies
         encodings: dict[tuple[Any, ...], bytes | None] = {}  # live rows re-encoded, for the read-back
         residual = []  # keys not (yet) equal to the snapshot: judged in full, account checks included
@@ -374,7 +442,7 @@ class _StepCheck:
                 self.digests.update(encoded, canonical)  # type: ignore[arg-type]
                 continue
             residual.append(change)
-        for change, _snap, _live, verdict, _line in self.restorer._reassess(kind, residual, live_now):
+        for change, _snap, _live, verdict, _line in self.restorer._reassess(kind, residual, live_now, self.store):
             if verdict.change is None:  # equal keys were counted above: this is an extra record now gone
                 counts["deleted"] += 1
             elif verdict.unreadable is not None:
@@ -400,11 +468,16 @@ class _StepCheck:
         if self.read_back is not None:
             self.read_back.up_to(chunk[-1].key, live_now, encodings, {c.key for c in chunk})
 
+    def add_written(self, chunk: ChangeChunk, batch: Batch) -> None:
+        """A chunk this process has just written as ``batch`` (committed): ``committed``, then ``add_chunk``."""
+        self.committed(batch)
+        self.add_chunk(chunk, batch)
+
     def add_chunk(self, chunk: ChangeChunk, batch: Batch) -> None:
         """``add`` of a chunk just written as ``batch``, its keys read back now. A run of plain missing records
         is judged as one when it reads back as the values written: told by the store where it can (the rows
         it has just inserted, still staged), else compared here with the rows read back."""
-        store, kind, plain = self.restorer.store, self.step.kind, chunk.plain
+        store, kind, plain = self.store, self.step.kind, chunk.plain
         if plain is None or not self.fresh:
             self.add(chunk.changes(), store.rows_by_key(kind, chunk.keys))
             return
@@ -583,6 +656,11 @@ class _ReadBack:
 def _identical(live: Row, snap: Row) -> bool:
     """The same values of the same types (``==`` alone takes 1.0 for 1; a drifted column may hold the one)."""
     return live == snap and all(map(operator.is_, map(type, live), map(type, snap)))
+
+
+def _accounts_of(plain: PlainRun) -> set[str]:
+    """The accounts of a run of devices."""
+    return set(map(itemgetter(DEVICE.position("account_id")), plain.rows))
 
 
 def _insert_missing(batch: Batch, plain: PlainRun) -> None:

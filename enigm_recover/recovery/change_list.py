@@ -104,6 +104,7 @@ class ChangeChunk:
     def __init__(self, kind: Kind, store: LineStore | None, plain: PlainRun | None,
                  changes: list[Change] | None) -> None:
         self.kind, self._store, self.plain, self._changes = kind, store, plain, changes
+        self._keys = plain.keys if plain is not None else None
 
     def changes(self) -> list[Change]:
         if self._changes is None:
@@ -113,7 +114,10 @@ class ChangeChunk:
 
     @property
     def keys(self) -> list[tuple[Any, ...]]:
-        return self.plain.keys if self.plain is not None else [c.key for c in self.changes()]
+        """The chunk's keys in order (made once: a batch asks for them to write, then to read back)."""
+        if self._keys is None:
+            self._keys = [c.key for c in self.changes()]
+        return self._keys
 
     @property
     def last_key(self) -> tuple[Any, ...]:

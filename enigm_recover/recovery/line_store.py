@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from typing import IO
 
 import zstandard
@@ -88,6 +89,7 @@ class LineStore:
         self._sealing = True  # False once the sealed file could not be made or written: memory only
         self._open = bytearray()
         self._cached: tuple[int, bytes] | None = None
+        self._reading = threading.Lock()  # a restore reads lines on two threads (its writes, its read-back)
 
     def add(self, line: bytes) -> int:
         """Keep a line; returns its reference."""
@@ -123,13 +125,15 @@ class LineStore:
         number, offset, length = ref >> (2 * _OFFSET_BITS), (ref >> _OFFSET_BITS) & mask, ref & mask
         if number == len(self._blocks):
             return bytes(self._open[offset:offset + length])
-        if self._cached is None or self._cached[0] != number:
-            block = self._blocks[number]
-            if isinstance(block, tuple):
-                assert self._sealed is not None
-                block = self._sealed.read(number, *block)
-            self._cached = (number, self._decompressor.decompress(block))
-        return self._cached[1][offset:offset + length]
+        cached = self._cached
+        if cached is None or cached[0] != number:
+            with self._reading:  # a decompressor serves one thread at a time
+                block = self._blocks[number]
+                if isinstance(block, tuple):
+                    assert self._sealed is not None
+                    block = self._sealed.read(number, *block)
+                cached = self._cached = (number, self._decompressor.decompress(block))
+        return cached[1][offset:offset + length]
 
     @property
     def compressed_bytes(self) -> int:

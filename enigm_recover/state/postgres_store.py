@@ -13,11 +13,16 @@ REPEATABLE READ read-only transaction: a restore reads a table in one merge
 pass from a fixed view while it writes batches to the same table on the main
 connection. A batch is loaded with COPY into a temporary staging table, then
 upserted (INSERT ... ON CONFLICT DO UPDATE) and deleted (DELETE ... USING)
-from there, and its journal row inserted, all in one transaction.
+from there, and its journal row inserted, all in one transaction. A restore
+reads each batch back, and looks up the accounts of the next batch of
+devices, on sessions of their own (``reading_session``), while the main
+connection writes: both sides wait on the server much of the time, so each
+fills the other's waits.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from contextlib import contextmanager
 from itertools import chain
@@ -46,6 +51,8 @@ from enigm_recover.state.live import LiveColumn, LiveTable
 from enigm_recover.state.model import IDENTITY, KINDS, Kind
 from enigm_recover.state.sqlite_store import _CHECKS
 from enigm_recover.state.url import TargetURL, parse_target_url
+
+log = logging.getLogger(__name__)
 
 STREAM_CHUNK = 5000  # rows per FETCH from a server-side cursor
 KEYS_CHUNK = 10000  # keys per keyed lookup
@@ -131,6 +138,8 @@ class PostgresStore:
         self._pinned_reader: psycopg.Connection[Any] | None = None  # inside consistent_reads()
         self._readers: list[psycopg.Connection[Any]] = []
         self._staged: set[str] = set()  # staging tables that exist in this session
+        self._byte_ordered: dict[str, bool] = {}  # per table: its one-column key is "C"-collated (its index too)
+        self._reading_sessions: dict[str, PostgresStore] = {}
         self._journal_ready = False
         self.conn = self._connect(autocommit=True)
         self._restore_locked = False  # the advisory lock goes with the session
@@ -155,6 +164,9 @@ class PostgresStore:
             raise TargetError(f"cannot connect to {self.display}: {cause}", hint) from None
 
     def close(self) -> None:
+        for session in self._reading_sessions.values():
+            session.close()
+        self._reading_sessions.clear()
         for conn in self._readers:
             conn.close()
         self._readers.clear()
@@ -182,12 +194,12 @@ class PostgresStore:
         return TargetError(f"cannot {doing} in {self.display}: {_cause(exc)}", hint)
 
     def init_schema(self) -> None:
+        missing = self._missing_tables(list(JOURNAL_TABLES))
         try:
             with self.conn.transaction():
                 for kind in KINDS:
                     self.conn.execute(schema_sql(kind))  # type: ignore[arg-type]
-                for statement in JOURNAL.create:
-                    self.conn.execute(statement)  # type: ignore[arg-type]
+                self._create_journal(missing)
         except psycopg.Error as exc:
             raise self._error("create the schema", exc) from None
         self._journal_ready = True
@@ -211,6 +223,15 @@ class PostgresStore:
             self.conn.execute(statement, args)
         except psycopg.Error as exc:
             raise self._error(doing, exc) from None
+
+    def _create_journal(self, missing: list[str]) -> None:
+        """Create the journal's tables (those in ``missing`` are new: only their storage is set)."""
+        for statement in JOURNAL.create:
+            self.conn.execute(statement)  # type: ignore[arg-type]
+        if "enigm_restore_written" in missing:
+            # A batch's read-back record is mostly SHA-256 in hex, which pglz tries and fails to shrink, at
+            # tens of milliseconds a batch: it is stored out of line as it is.
+            self.conn.execute("ALTER TABLE enigm_restore_written ALTER COLUMN written SET STORAGE EXTERNAL")
 
     def _missing_tables(self, tables: list[str]) -> list[str]:
         rows = self._query("read the catalog", "SELECT t FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i) "
@@ -348,6 +369,8 @@ class PostgresStore:
             sql.Identifier(kind.table), keys_sql, _ids(kind.primary_key), match, where,
             sql.SQL(" FOR UPDATE OF t") if lock else sql.SQL(""))
             for keys_sql, where in ((arrays, sql.SQL("")), (arrays, bounds), (_JOINED_TEXT, bounds))]
+        if lock and single and self._none_between(kind, keys):
+            return found
         for start in range(0, len(keys), KEYS_CHUNK):
             chunk = keys[start:start + KEYS_CHUNK]
             columns: tuple[Any, ...] = tuple([key[i] for key in chunk] for i in range(len(kind.primary_key)))
@@ -370,6 +393,25 @@ class PostgresStore:
                 found.update(zip(map(kind.key_of_row, rows), rows))
         return found
 
+    def _none_between(self, kind: Kind, keys: list[tuple[Any, ...]]) -> bool:
+        """Whether the table holds no key from the least to the greatest of ``keys`` (text keys, in byte
+        order): one probe of the key's index, where the index is in byte order ("C"). A batch of records
+        the table lost (a total loss) is told so without sending its keys; there is no row to lock."""
+        table, column = kind.table, kind.primary_key[0]
+        if table not in self._byte_ordered:
+            collation = self._query(
+                "read the catalog",
+                "SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+                "WHERE a.attrelid = to_regclass(%s::text) AND a.attname = %s", (table, column))
+            self._byte_ordered[table] = bool(collation) and collation[0][0] in ("C", "POSIX")
+        values = [key[0] for key in keys]
+        if not self._byte_ordered[table] or set(map(type, values)) != {str}:
+            return False
+        probe = sql.SQL("SELECT 1 FROM {} WHERE {column} >= %s AND {column} <= %s LIMIT 1").format(
+            sql.Identifier(table), column=sql.Identifier(column))
+        with self.conn.cursor() as cursor:
+            return cursor.execute(probe, (min(values), max(values))).fetchone() is None
+
     def apply_with(self, run_id: str, kind: Kind, keys: list[tuple[Any, ...]],
                    build: Callable[[dict[tuple[Any, ...], tuple[Any, ...]]], Batch]) -> Batch:
         """Lock and read the keys' live rows, and write the batch ``build`` makes of them, in ONE transaction,
@@ -382,6 +424,22 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise self._error(f"read and lock {kind.table}", exc) from None
         return batch
+
+    def commit_mark(self) -> None:
+        """None: an account read inside a batch's transaction is no more locked than one read before it."""
+        return None
+
+    def reading_session(self, name: str) -> PostgresStore | None:
+        """A connection of its own to the same database, one per ``name``: opened once, closed with this
+        store. None when the server takes no more connections (or refuses one): the reads then share the
+        main connection, as they would without one."""
+        if name not in self._reading_sessions:
+            try:
+                self._reading_sessions[name] = PostgresStore(self.url)
+            except TargetError as exc:
+                log.warning("reading on the main connection instead of one of its own (%s)", exc.message)
+                return None
+        return self._reading_sessions[name]
 
     def identical_rows(self, kind: Kind, rows: list[tuple[Any, ...]]) -> int | None:
         """Not told without reading the rows back: a batch's staging table empties as it commits (and keeping
@@ -410,11 +468,11 @@ class PostgresStore:
             return
         # Only create what is missing: CREATE TABLE IF NOT EXISTS needs the CREATE privilege even when the
         # table exists, and a restore role may have none.
-        if self._missing_tables(list(JOURNAL_TABLES)):
+        missing = self._missing_tables(list(JOURNAL_TABLES))
+        if missing:
             try:
                 with self.conn.transaction():
-                    for statement in JOURNAL.create:
-                        self.conn.execute(statement)  # type: ignore[arg-type]
+                    self._create_journal(missing)
             except psycopg.Error as exc:
                 raise self._error("create the restore journal", exc) from None
         self._journal_ready = True

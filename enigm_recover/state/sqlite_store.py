@@ -41,6 +41,7 @@ from enigm_recover.state.model import (
     KINDS,
     Kind,
 )
+from enigm_recover.state.store import ACCOUNTS
 
 _CHECKS: dict[tuple[str, str], str] = {
     ("identity", "status"): "status IN (" + ",".join(f"'{s}'" for s in IDENTITY_STATUSES) + ")",
@@ -105,11 +106,15 @@ class SQLiteStore:
         self._restore_lock: IO[str] | None = None
         self._ranged: dict[str, bool] = {}  # table -> whether a keyed read may read a key range (see _rows_by_key)
         self._staged: tuple[Kind, list[tuple[Any, ...]]] | None = None  # the rows a committed batch left staged
+        self._sessions: dict[str, SQLiteStore] = {}  # see reading_session
         self.display = f"sqlite:///{path}"
 
     # -- lifecycle ---------------------------------------------------------
 
     def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
         for reader in (self._reader, self._lenient):
             if reader is not None:
                 reader.close()
@@ -357,6 +362,21 @@ class SQLiteStore:
         if staged:
             self._staged = (kind, batch.inserts)  # committed: the staging table holds them as bound
         return batch
+
+    def commit_mark(self) -> int:
+        """``PRAGMA data_version`` of the main connection: it changes when another connection commits."""
+        return int(self._query("PRAGMA data_version")[0][0])
+
+    def reading_session(self, name: str) -> SQLiteStore | None:
+        """For looking accounts up (``ACCOUNTS``), a store of its own on the same file, opened once and closed
+        with this one: in WAL mode it reads what has committed while this one writes. None for reading
+        batches back (``READ_BACK``): ``identical_rows`` compares in this session, with the rows a batch
+        left staged in it."""
+        if name != ACCOUNTS:
+            return None
+        if name not in self._sessions:
+            self._sessions[name] = SQLiteStore(self.path)
+        return self._sessions[name]
 
     def identical_rows(self, kind: Kind, rows: list[tuple[Any, ...]]) -> int | None:
         """How many of ``rows`` the live table holds now exactly: the same values of the same types (text

@@ -10,6 +10,10 @@ from enigm_recover.state.live import LiveTable
 from enigm_recover.state.model import Kind
 
 
+READ_BACK = "read back"  # the session a restore reads its batches back on
+ACCOUNTS = "accounts"  # the session a restore looks up the next batch's accounts on
+
+
 class TargetStore(Protocol):
     display: str  # the target's URL, without secrets
 
@@ -39,10 +43,24 @@ class TargetStore(Protocol):
 
     def existing_accounts(self, account_ids: set[str]) -> set[str]: ...
 
+    def commit_mark(self) -> object | None:
+        """A mark that changes whenever another session commits to the target (SQLite's ``data_version``):
+        equal marks, read before a lookup on another session and inside a transaction of this one, mean
+        that lookup is what this transaction would read. None where the store keeps none (PostgreSQL, whose
+        reads of accounts lock nothing anyway, in a transaction or not)."""
+        ...
+
     def identical_rows(self, kind: Kind, rows: list[tuple[Any, ...]]) -> int | None:
         """How many of ``rows`` the live table holds now with the very same values of the same types, when
         the store can tell without reading them back (the inserts of the batch it has just committed, still
         staged); None when it cannot."""
+        ...
+
+    def reading_session(self, name: str) -> TargetStore | None:
+        """A session of its own on the same target, one per ``name`` (``READ_BACK``, ``ACCOUNTS``; owned
+        and closed by this store), that reads what has committed while this one writes: a restore reads a
+        batch back, and looks up the next batch's accounts, while it writes. None where the store has none
+        to give for that use, and the reads share this session."""
         ...
 
     # the restore journal
