@@ -250,9 +250,9 @@ class Restorer:
         if live_now or kind.name not in VERBATIM_KINDS or decide(ChangeType.MISSING, False, step.policies) != "insert":
             return False
         if kind is DEVICE:
-            accounts = _accounts_of(plain)
             if ahead is not None and ahead.holds(self.store):
-                return ahead.found.result() >= accounts
+                return ahead.found.result() >= ahead.wanted
+            accounts = ahead.wanted if ahead is not None else _accounts_of(plain)
             return self.store.existing_accounts(accounts) >= accounts
         return True
 
@@ -340,8 +340,11 @@ class Restorer:
             held: list[tuple[ChangeChunk, _AccountsAhead | None]] = []
             try:
                 for chunk in chunks:
-                    accounts = None if chunk.plain is None else _AccountsAhead(
-                        self.store.commit_mark(), lookups.submit(session.existing_accounts, _accounts_of(chunk.plain)))
+                    accounts = None
+                    if chunk.plain is not None:
+                        wanted = _accounts_of(chunk.plain)
+                        accounts = _AccountsAhead(self.store.commit_mark(), wanted,
+                                                  lookups.submit(session.existing_accounts, wanted))
                     yield from held
                     held = [(chunk, accounts)]
                     if accounts is None:  # nothing to wait for: not held
@@ -370,10 +373,12 @@ class Restorer:
 
 @dataclass(frozen=True)
 class _AccountsAhead:
-    """A run of devices' accounts that live has (``found``), looked up on a session of their own before the
-    batch's transaction began, and the write session's commit mark read just before that lookup."""
+    """A run of devices' accounts (``wanted``) and those of them live has (``found``), looked up on a session
+    of their own before the batch's transaction began, with the write session's commit mark read just before
+    that lookup."""
 
     mark: object | None
+    wanted: set[str]
     found: Future[set[str]]
 
     def holds(self, store: TargetStore) -> bool:
