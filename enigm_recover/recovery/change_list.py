@@ -129,8 +129,9 @@ class ChangeChunk:
 
 class KindChanges:
     """One kind's changes in key order. An entry >= 0 is a plain missing record: its number among the records
-    kept as values (a verbatim kind's, see ``__init__``), or its line's reference in ``lines``; an entry < 0 is ``-(ref + 1)`` for a change kept whole, pickled, at ``ref`` in ``records`` (a store of
-    its own, compressed and bounded in memory as the lines are)."""
+    kept as values (a verbatim kind's, see ``__init__``), or its line's reference in ``lines``; an entry < 0
+    is ``-(ref + 1)`` for a change kept whole, pickled, at ``ref`` in ``records`` (a store of its own,
+    compressed and bounded in memory as the lines are)."""
 
     def __init__(self, kind: Kind, lines: LineStore | None) -> None:
         self.kind = kind

@@ -355,13 +355,15 @@ class PostgresStore:
         found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         if not keys:
             return found
+        single = len(kind.primary_key) == 1
+        if lock and single and self._none_between(kind, keys):
+            return found
         types = {f.name: f.sql_type.lower() for f in kind.fields}
         arrays = sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(types[c])) for c in kind.primary_key)
         match = sql.SQL(" AND ").join(sql.SQL("t.{0} = k.{0}").format(sql.Identifier(c)) for c in kind.primary_key)
         # A one-column key is also bounded by the chunk's least and greatest key (in byte order, the "C"
         # collation): the planner's merge join then reads the key index from the chunk's first key, not from
         # the table's, so reading a large table chunk by chunk stays linear.
-        single = len(kind.primary_key) == 1
         bounds = sql.SQL(" WHERE t.{0} COLLATE \"C\" >= %s AND t.{0} COLLATE \"C\" <= %s").format(
             sql.Identifier(kind.primary_key[0])) if single else sql.SQL("")
         queries = [sql.SQL("SELECT {} FROM {} AS t JOIN unnest({}) AS k({}) ON {}{}{}").format(
@@ -369,8 +371,6 @@ class PostgresStore:
             sql.Identifier(kind.table), keys_sql, _ids(kind.primary_key), match, where,
             sql.SQL(" FOR UPDATE OF t") if lock else sql.SQL(""))
             for keys_sql, where in ((arrays, sql.SQL("")), (arrays, bounds), (_JOINED_TEXT, bounds))]
-        if lock and single and self._none_between(kind, keys):
-            return found
         for start in range(0, len(keys), KEYS_CHUNK):
             chunk = keys[start:start + KEYS_CHUNK]
             columns: tuple[Any, ...] = tuple([key[i] for key in chunk] for i in range(len(kind.primary_key)))
